@@ -1,0 +1,257 @@
+// Vectorised elementwise kernels; see include/ckernels.h for the contract.
+//
+// The transcendental helpers are branch-free so that clang vectorises the
+// loops that call them. Range reductions follow Cody & Waite; polynomial
+// coefficients are minimax fits (exp: Cephes' expf, log: Cephes' logf;
+// erf: Abramowitz & Stegun 7.1.26 refined with the exp kernel below).
+#include "ckernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__) && !defined(FLOWRT_NO_CLONES)
+#define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FR_CLONES
+#endif
+
+static inline float fr_bits_to_float(int32_t b) { float f; memcpy(&f, &b, 4); return f; }
+static inline int32_t fr_float_to_bits(float f) { int32_t b; memcpy(&b, &f, 4); return b; }
+
+// exp(x), relative error < 2 ulp on [-87.3, 88.7]; +inf above, 0 below.
+static inline float fr_exp(float x) {
+    const float hi = 88.72283935546875f, lo = -87.33654022216797f;
+    float xc = x > hi ? hi : x;
+    xc = xc < lo ? lo : xc;
+    // n = round(x / ln 2) by the 1.5 * 2^23 trick (exact for |n| < 2^22).
+    const float shifter = 12582912.0f;
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float y = p * fr_bits_to_float(e);
+    y = x > hi ? INFINITY : y;
+    y = x < lo ? 0.0f : y;
+    return y;  // NaN propagates through r and p.
+}
+
+// log(x) for x > 0 (normal numbers); log(0) = -inf, log(x<0) = NaN.
+static inline float fr_log(float x) {
+    int32_t bits = fr_float_to_bits(x);
+    int32_t e = ((bits >> 23) & 0xff) - 127;
+    float m = fr_bits_to_float((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+    // Bring m into [sqrt(1/2), sqrt(2)).
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    float fe = (float)(e + big);
+    float f = m - 1.0f;
+    float z = f * f;
+    float p = 7.0376836292e-2f;
+    p = p * f + -1.1514610310e-1f;
+    p = p * f + 1.1676998740e-1f;
+    p = p * f + -1.2420140846e-1f;
+    p = p * f + 1.4249322787e-1f;
+    p = p * f + -1.6668057665e-1f;
+    p = p * f + 2.0000714765e-1f;
+    p = p * f + -2.4999993993e-1f;
+    p = p * f + 3.3333331174e-1f;
+    float y = f * z * p;
+    y += fe * -2.12194440e-4f;
+    y += -0.5f * z;
+    y = f + y;
+    y += fe * 0.693359375f;
+    y = x == 0.0f ? -INFINITY : y;
+    y = x < 0.0f ? NAN : y;
+    y = x == INFINITY ? INFINITY : y;
+    y = x != x ? x : y;
+    return y;
+}
+
+static inline float fr_sigmoid(float x) { return 1.0f / (1.0f + fr_exp(-x)); }
+
+static inline float fr_tanh(float x) {
+    // tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); absolute error < 2e-7.
+    float a = x < 0.0f ? -x : x;
+    float t = 1.0f - 2.0f / (fr_exp(2.0f * a) + 1.0f);
+    // Small |x|: odd Taylor series is more accurate than the cancellation.
+    float z = x * x;
+    float s = a * (1.0f + z * (-0.333333333f + z * (0.133333333f + z * (-0.0539682540f))));
+    t = a < 0.0625f ? s : t;
+    return x < 0.0f ? -t : (x != x ? x : t);
+}
+
+static inline float fr_erf(float x) {
+    // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), odd extension.
+    float a = x < 0.0f ? -x : x;
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t + -1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t + -0.284496736f;
+    p = p * t + 0.254829592f;
+    float y = 1.0f - p * t * fr_exp(-a * a);
+    // Near 0 use the Taylor series (relative accuracy).
+    float z = x * x;
+    float s = a * 1.1283791671f * (1.0f + z * (-0.333333333f + z * (0.1f + z * (-0.0238095238f))));
+    y = a < 0.05f ? s : y;
+    return x < 0.0f ? -y : (x != x ? x : y);
+}
+
+#define FR_SELU_ALPHA 1.6732632423543772f
+#define FR_SELU_SCALE 1.0507009873554805f
+#define FR_INV_SQRT2 0.70710678118654752f
+#define FR_INV_SQRT_2PI 0.39894228040143268f
+
+static inline float fr_softplus(float x, float beta, float threshold) {
+    float z = beta * x;
+    float az = z < 0.0f ? -z : z;
+    float y = (z > 0.0f ? z : 0.0f) + fr_log(1.0f + fr_exp(-az));
+    y = y / beta;
+    return z > threshold ? x : y;
+}
+
+static inline float fr_gelu_tanh(float x) {
+    const float c = 0.7978845608028654f;
+    return 0.5f * x * (1.0f + fr_tanh(c * (x + 0.044715f * x * x * x)));
+}
+
+static inline float fr_apply(int kind, float p1, float p2, float x) {
+    switch (kind) {
+    case FR_IDENTITY: return x;
+    case FR_RELU: return x > 0.0f ? x : (x != x ? x : 0.0f);
+    case FR_LEAKY_RELU: return x >= 0.0f ? x : p1 * x;
+    case FR_ELU: return x > 0.0f ? x : p1 * (fr_exp(x) - 1.0f);
+    case FR_SELU: return FR_SELU_SCALE * (x > 0.0f ? x : FR_SELU_ALPHA * (fr_exp(x) - 1.0f));
+    case FR_SIGMOID: return fr_sigmoid(x);
+    case FR_TANH: return fr_tanh(x);
+    case FR_SILU: return x * fr_sigmoid(x);
+    case FR_SOFTPLUS: return fr_softplus(x, p1, p2);
+    case FR_GELU: return 0.5f * x * (1.0f + fr_erf(x * FR_INV_SQRT2));
+    case FR_ERF: return fr_erf(x);
+    case FR_EXP: return fr_exp(x);
+    case FR_LOG: return fr_log(x);
+    case FR_SQRT: return sqrtf(x);
+    case FR_NEG: return -x;
+    case FR_SIN: return sinf(x);
+    case FR_COS: return cosf(x);
+    case FR_SQUARE: return x * x;
+    case FR_RECIPROCAL: return 1.0f / x;
+    case FR_ABS: return fabsf(x);
+    case FR_POW: return powf(x, p1);
+    case FR_GELU_TANH: return fr_gelu_tanh(x);
+    default: return NAN;
+    }
+}
+
+static inline float fr_derive(int kind, float p1, float p2, float x) {
+    switch (kind) {
+    case FR_IDENTITY: return 1.0f;
+    case FR_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case FR_LEAKY_RELU: return x >= 0.0f ? 1.0f : p1;
+    case FR_ELU: return x > 0.0f ? 1.0f : p1 * fr_exp(x);
+    case FR_SELU: return FR_SELU_SCALE * (x > 0.0f ? 1.0f : FR_SELU_ALPHA * fr_exp(x));
+    case FR_SIGMOID: { float s = fr_sigmoid(x); return s * (1.0f - s); }
+    case FR_TANH: { float t = fr_tanh(x); return 1.0f - t * t; }
+    case FR_SILU: { float s = fr_sigmoid(x); return s * (1.0f + x * (1.0f - s)); }
+    case FR_SOFTPLUS: {
+        float z = p1 * x;
+        return z > p2 ? 1.0f : fr_sigmoid(z);
+    }
+    case FR_GELU:
+        return 0.5f * (1.0f + fr_erf(x * FR_INV_SQRT2)) + x * FR_INV_SQRT_2PI * fr_exp(-0.5f * x * x);
+    case FR_ERF: return 1.1283791671f * fr_exp(-x * x);
+    case FR_EXP: return fr_exp(x);
+    case FR_LOG: return 1.0f / x;
+    case FR_SQRT: return 0.5f / sqrtf(x);
+    case FR_NEG: return -1.0f;
+    case FR_SIN: return cosf(x);
+    case FR_COS: return -sinf(x);
+    case FR_SQUARE: return 2.0f * x;
+    case FR_RECIPROCAL: return -1.0f / (x * x);
+    case FR_ABS: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+    case FR_POW: return p1 == 0.0f ? 0.0f : p1 * powf(x, p1 - 1.0f);
+    case FR_GELU_TANH: {
+        const float c = 0.7978845608028654f;
+        float u = c * (x + 0.044715f * x * x * x);
+        float t = fr_tanh(u);
+        float du = c * (1.0f + 3.0f * 0.044715f * x * x);
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    }
+    default: return NAN;
+    }
+}
+
+// The switch sits outside the loop so that each case vectorises on its own.
+#define FR_DISPATCH(BODY_FN)                                                  \
+    switch (kind) {                                                           \
+    case FR_IDENTITY: BODY_FN(FR_IDENTITY); break;                            \
+    case FR_RELU: BODY_FN(FR_RELU); break;                                    \
+    case FR_LEAKY_RELU: BODY_FN(FR_LEAKY_RELU); break;                        \
+    case FR_ELU: BODY_FN(FR_ELU); break;                                      \
+    case FR_SELU: BODY_FN(FR_SELU); break;                                    \
+    case FR_SIGMOID: BODY_FN(FR_SIGMOID); break;                              \
+    case FR_TANH: BODY_FN(FR_TANH); break;                                    \
+    case FR_SILU: BODY_FN(FR_SILU); break;                                    \
+    case FR_SOFTPLUS: BODY_FN(FR_SOFTPLUS); break;                            \
+    case FR_GELU: BODY_FN(FR_GELU); break;                                    \
+    case FR_ERF: BODY_FN(FR_ERF); break;                                      \
+    case FR_EXP: BODY_FN(FR_EXP); break;                                      \
+    case FR_GELU_TANH: BODY_FN(FR_GELU_TANH); break;                          \
+    default: BODY_FN(kind); break;                                            \
+    }
+
+FR_CLONES
+void fr_unary_forward(int kind, float p1, float p2, const float *x, float *y, size_t n) {
+#define FR_FWD(K) for (size_t i = 0; i < n; i++) y[i] = fr_apply(K, p1, p2, x[i])
+    FR_DISPATCH(FR_FWD)
+#undef FR_FWD
+}
+
+FR_CLONES
+void fr_unary_derivative(int kind, float p1, float p2, const float *x, float *d, size_t n) {
+#define FR_DER(K) for (size_t i = 0; i < n; i++) d[i] = fr_derive(K, p1, p2, x[i])
+    FR_DISPATCH(FR_DER)
+#undef FR_DER
+}
+
+FR_CLONES
+void fr_unary_forward_derivative(int kind, float p1, float p2, const float *x,
+                                 float *y, float *d, size_t n) {
+#define FR_BOTH(K) for (size_t i = 0; i < n; i++) { float v = x[i]; d[i] = fr_derive(K, p1, p2, v); y[i] = fr_apply(K, p1, p2, v); }
+    FR_DISPATCH(FR_BOTH)
+#undef FR_BOTH
+}
+
+FR_CLONES
+void fr_mul_rows_k(const float *d, const float *in, float *out, size_t rows, size_t k, size_t m) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *dr = d + r * m;
+        for (size_t j = 0; j < k; j++) {
+            const float *ir = in + (r * k + j) * m;
+            float *orow = out + (r * k + j) * m;
+            for (size_t i = 0; i < m; i++) orow[i] = dr[i] * ir[i];
+        }
+    }
+}
+
+FR_CLONES
+void fr_add_row_vector(float *y, const float *b, size_t rows, size_t n) {
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * n;
+        for (size_t i = 0; i < n; i++) yr[i] += b[i];
+    }
+}
+
+double fr_sum_squares(const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}

@@ -1,0 +1,118 @@
+import CKernels
+
+/// What the executor precomputes for a graph: per-value sizes, which values
+/// carry tangents (depend on x) and which carry gradients (depend on a
+/// trainable parameter), and a contiguous copy of the parameters.
+final class ExecutionPlan: @unchecked Sendable {
+    let graph: Graph
+    /// Per-sample element count of each batched value (full count for parameters).
+    let sizes: [Int]
+    /// Value depends on x: has a tangent in a JVP.
+    let hasTangent: [Bool]
+    /// Value depends on a trainable parameter: has a gradient in a VJP.
+    let hasGradient: [Bool]
+    /// Per-sample shape used when a value meets batched values (parameters
+    /// with a leading 1 lose it).
+    let broadcastShapes: [[Int]]
+    /// Immutable parameters for inference (a trainer brings its own store).
+    let parameters: ParameterStore
+
+    init(_ graph: Graph) throws {
+        self.graph = graph
+        var sizes = [Int]()
+        for v in graph.values {
+            guard let n = v.shape.checkedElementCount, n < (1 << 40) else {
+                throw FlowError.invalidModel("value '\(v.name)' has an absurd shape \(v.shape)")
+            }
+            sizes.append(n)
+        }
+        self.sizes = sizes
+        self.hasTangent = graph.dependsOnX()
+        var grad = [Bool](repeating: false, count: graph.values.count)
+        for (i, v) in graph.values.enumerated() {
+            if case .parameter(let p) = v.source, graph.parameters[p].isTrainable { grad[i] = true }
+        }
+        for node in graph.nodes where node.inputs.contains(where: { grad[$0] }) { grad[node.output] = true }
+        self.hasGradient = grad
+        var bs = [[Int]]()
+        for v in graph.values {
+            if v.isBatched { bs.append(v.shape) }
+            else if v.shape.first == 1 && v.shape.count > 1 { bs.append(Array(v.shape.dropFirst())) }
+            else { bs.append(v.shape) }
+        }
+        self.broadcastShapes = bs
+        guard graph.values[graph.output].isBatched, graph.values[graph.output].shape.elementCount == graph.dimension else {
+            throw FlowError.invalidModel("the output must be batched with \(graph.dimension) values per sample")
+        }
+        for (i, node) in graph.nodes.enumerated() {
+            guard node.output < graph.values.count, graph.values[node.output].source == .node(i),
+                  node.inputs.allSatisfy({ $0 < node.output || graph.values[$0].source == .inputX
+                      || graph.values[$0].source == .inputT }) else {
+                throw FlowError.invalidModel("node '\(node.name)' is out of topological order")
+            }
+            for p in node.inputs {
+                if case .parameter(let k) = graph.values[p].source,
+                   graph.parameters[k].tensor.shape != graph.values[p].shape {
+                    throw FlowError.invalidModel("parameter '\(graph.values[p].name)' does not match its declared shape")
+                }
+            }
+        }
+        self.parameters = ParameterStore(graph.parameters)
+    }
+}
+
+/// Parameters as stable pointers, one allocation per tensor.
+final class ParameterStore: @unchecked Sendable {
+    let pointers: [UnsafeMutablePointer<Float>]
+    let counts: [Int]
+
+    init(_ parameters: [Graph.Parameter]) {
+        var ps = [UnsafeMutablePointer<Float>]()
+        for p in parameters {
+            let ptr = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(p.tensor.count, 1))
+            p.tensor.scalars.withUnsafeBufferPointer { ptr.update(from: $0.baseAddress!, count: $0.count) }
+            ps.append(ptr)
+        }
+        pointers = ps
+        counts = parameters.map(\.tensor.count)
+    }
+    deinit { for p in pointers { p.deallocate() } }
+
+    /// The current values as graph parameters (names and flags from `template`).
+    func snapshot(_ template: [Graph.Parameter]) -> [Graph.Parameter] {
+        template.enumerated().map { i, p in
+            var q = p
+            q.tensor = Tensor(shape: p.tensor.shape, scalars: Array(UnsafeBufferPointer(start: pointers[i], count: counts[i])))
+            return q
+        }
+    }
+}
+
+/// Per-caller buffers of a graph evaluation: values, derivative caches,
+/// tangents, gradients. Reused across calls; grows to the largest batch seen.
+public final class GraphWorkspace: FieldWorkspace {
+    var values: [FloatBuffer] = []
+    var aux: [FloatBuffer] = []
+    var tangents: [FloatBuffer] = []
+    var gradients: [FloatBuffer] = []
+    var scratch = FloatBuffer()
+    var scratch2 = FloatBuffer()
+    /// Gradients of parameters, accumulated by `backward`.
+    var parameterGradients: [FloatBuffer] = []
+    /// Batch of the last forward pass.
+    var batch = 0
+    /// Whether the last forward pass cached what a JVP/VJP needs.
+    var recorded = false
+    /// Tangents per sample of the last JVP.
+    var k = 0
+
+    func prepare(valueCount: Int, nodeCount: Int, parameterCount: Int) {
+        if values.count != valueCount {
+            values = (0..<valueCount).map { _ in FloatBuffer() }
+            tangents = (0..<valueCount).map { _ in FloatBuffer() }
+            gradients = (0..<valueCount).map { _ in FloatBuffer() }
+            aux = (0..<nodeCount).map { _ in FloatBuffer() }
+            parameterGradients = (0..<parameterCount).map { _ in FloatBuffer() }
+        }
+    }
+}

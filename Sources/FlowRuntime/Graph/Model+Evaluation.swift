@@ -1,0 +1,173 @@
+/// Velocity, JVP and divergence of a `Model` (the `VelocityField` contract).
+extension Model {
+    var executor: Executor { Executor(plan: plan, params: plan.parameters) }
+
+    @inline(__always)
+    func graphWorkspace(_ ws: FieldWorkspace) -> GraphWorkspace {
+        // Any other workspace type is a programming error of the caller.
+        ws as? GraphWorkspace ?? GraphWorkspace()
+    }
+
+    public func velocity(times: UnsafeBufferPointer<Double>,
+                         points: UnsafeBufferPointer<Float>,
+                         into velocities: UnsafeMutableBufferPointer<Float>,
+                         workspace: FieldWorkspace) {
+        let n = times.count, d = dimension
+        precondition(points.count >= n * d && velocities.count >= n * d)
+        if n == 0 { return }
+        let ws = graphWorkspace(workspace)
+        let out = executor.forward(times: times, points: points.baseAddress!, batch: n, workspace: ws, record: false)
+        velocities.baseAddress!.update(from: out, count: n * d)
+    }
+
+    public func velocityJVP(times: UnsafeBufferPointer<Double>,
+                            points: UnsafeBufferPointer<Float>,
+                            tangents: UnsafeBufferPointer<Float>, k: Int,
+                            into velocities: UnsafeMutableBufferPointer<Float>,
+                            products: UnsafeMutableBufferPointer<Float>,
+                            workspace: FieldWorkspace) {
+        let n = times.count, d = dimension
+        precondition(points.count >= n * d && tangents.count >= n * k * d && products.count >= n * k * d)
+        if n == 0 { return }
+        let ws = graphWorkspace(workspace)
+        let ex = executor
+        let out = ex.forward(times: times, points: points.baseAddress!, batch: n, workspace: ws, record: true)
+        velocities.baseAddress!.update(from: out, count: n * d)
+        if let jv = ex.jvp(tangents: tangents.baseAddress!, k: k, workspace: ws) {
+            products.baseAddress!.update(from: jv, count: n * k * d)
+        } else {
+            products.baseAddress!.update(repeating: 0, count: n * k * d)
+        }
+    }
+
+    /// Exact divergence from one batched k = d tangent pass, chunked so that
+    /// at most about 4 M tangent floats of the widest layer are live.
+    /// - Cost: about (1 + d) forward passes; no tape.
+    public func velocityDivergence(times: UnsafeBufferPointer<Double>,
+                                   points: UnsafeBufferPointer<Float>,
+                                   into velocities: UnsafeMutableBufferPointer<Float>,
+                                   divergences: UnsafeMutableBufferPointer<Double>,
+                                   workspace: FieldWorkspace) {
+        let n = times.count, d = dimension
+        if n == 0 { return }
+        let ws = graphWorkspace(workspace)
+        let ex = executor
+        let widest = plan.sizes.enumerated().filter { graph.values[$0.offset].isBatched }.map(\.element).max() ?? d
+        let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * widest)))
+        let basis = ws.scratch2.reserve(chunk * d * d)
+        basis.update(repeating: 0, count: chunk * d * d)
+        for i in 0..<chunk { for j in 0..<d { basis[(i * d + j) * d + j] = 1 } }
+        var start = 0
+        while start < n {
+            let m = Swift.min(chunk, n - start)
+            let sub = UnsafeBufferPointer(rebasing: times[start..<start + m])
+            let out = ex.forward(times: sub, points: points.baseAddress! + start * d, batch: m, workspace: ws, record: true)
+            (velocities.baseAddress! + start * d).update(from: out, count: m * d)
+            if let jv = ex.jvp(tangents: basis, k: d, workspace: ws) {
+                for i in 0..<m {
+                    var tr = 0.0
+                    for j in 0..<d { tr += Double(jv[(i * d + j) * d + j]) }
+                    divergences[start + i] = tr
+                }
+            } else {
+                for i in 0..<m { divergences[start + i] = 0 }
+            }
+            start += m
+        }
+    }
+
+    /// Convenience: velocities of a batch as a tensor. `x: [n, d]`, `t: [n]`.
+    public func velocity(t: [Double], x: Tensor) -> Tensor {
+        precondition(x.shape == [t.count, dimension], "x must be [\(t.count), \(dimension)]")
+        var v = Tensor(shape: x.shape)
+        let ws = makeWorkspace()
+        t.withUnsafeBufferPointer { tb in
+            x.scalars.withUnsafeBufferPointer { xb in
+                v.scalars.withUnsafeMutableBufferPointer { vb in
+                    velocity(times: tb, points: xb, into: vb, workspace: ws)
+                }
+            }
+        }
+        return v
+    }
+
+    /// Convenience: exact divergences of a batch.
+    public func divergence(t: [Double], x: Tensor) -> [Double] {
+        precondition(x.shape == [t.count, dimension])
+        var v = Tensor(shape: x.shape)
+        var div = [Double](repeating: 0, count: t.count)
+        let ws = makeWorkspace()
+        t.withUnsafeBufferPointer { tb in
+            x.scalars.withUnsafeBufferPointer { xb in
+                v.scalars.withUnsafeMutableBufferPointer { vb in
+                    div.withUnsafeMutableBufferPointer { db in
+                        velocityDivergence(times: tb, points: xb, into: vb, divergences: db, workspace: ws)
+                    }
+                }
+            }
+        }
+        return div
+    }
+
+    /// A copy of this model with other parameter values (same graph shape),
+    /// e.g. a trainer's EMA weights.
+    public func replacingParameters(_ parameters: [Graph.Parameter]) throws -> Model {
+        var g = graph
+        guard parameters.count == g.parameters.count,
+              zip(parameters, g.parameters).allSatisfy({ $0.tensor.shape == $1.tensor.shape }) else {
+            throw FlowError.shapeMismatch("replacement parameters do not match the graph's")
+        }
+        g.parameters = parameters
+        return try Model(graph: g, metadata: metadata)
+    }
+}
+
+/// Differentiation of a graph with respect to its parameters, for trainers.
+///
+/// Holds its own mutable parameter copy; `forward` then `backward` on one
+/// workspace gives parameter gradients of Σ_i ⟨g_i, v_i⟩ for output
+/// gradients g.
+public final class GraphDifferentiator: @unchecked Sendable {
+    let plan: ExecutionPlan
+    let store: ParameterStore
+
+    public init(graph: Graph) throws {
+        plan = try ExecutionPlan(graph)
+        store = ParameterStore(graph.parameters)
+    }
+
+    public var graph: Graph { plan.graph }
+    var executor: Executor { Executor(plan: plan, params: store) }
+
+    /// Indices (into `graph.parameters`) of the trainable parameters.
+    public var trainableIndices: [Int] { graph.parameters.indices.filter { graph.parameters[$0].isTrainable } }
+
+    /// Mutable access to parameter `i`'s elements (optimisers update in place).
+    public func withParameter<R>(_ i: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: store.pointers[i], count: store.counts[i]))
+    }
+
+    /// The current parameters as graph parameters.
+    public var parameters: [Graph.Parameter] { store.snapshot(graph.parameters) }
+
+    /// Forward pass recording derivatives; returns the output `[n, d]` (valid
+    /// until the workspace is used again).
+    public func forward(times: UnsafeBufferPointer<Double>, points: UnsafePointer<Float>,
+                        workspace: GraphWorkspace) -> UnsafePointer<Float> {
+        UnsafePointer(executor.forward(times: times, points: points, batch: times.count, workspace: workspace, record: true))
+    }
+
+    /// Zeroes, then fills `workspace`'s parameter gradients with the gradient
+    /// of Σ_i ⟨outputGradient_i, v_i⟩ for the last `forward` on `workspace`.
+    public func backward(outputGradient: UnsafePointer<Float>, workspace: GraphWorkspace) {
+        let ex = executor
+        ex.zeroParameterGradients(workspace)
+        ex.backward(outputGradient: outputGradient, workspace: workspace)
+    }
+
+    /// Read access to parameter `i`'s gradient after `backward`.
+    public func withGradient<R>(_ i: Int, workspace: GraphWorkspace,
+                                _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: workspace.parameterGradients[i].pointer, count: store.counts[i]))
+    }
+}

@@ -1,0 +1,100 @@
+/// Strided elementwise kernels with numpy broadcasting, the one loop behind
+/// binary ops, their JVPs and VJPs, reductions and broadcasting copies.
+///
+/// Operands are described by a full shape (same rank for all) and strides in
+/// elements; a stride of 0 broadcasts (reads) or reduces (writes with
+/// `accumulate`). Summation order is fixed, so results are deterministic.
+enum StridedOp {
+    case copy           // a
+    case neg            // −a
+    case add            // a + b
+    case sub            // a − b
+    case mul            // a · b
+    case div            // a / b
+    case mulDiv         // a · b / c
+    case negMulDiv      // −a · b / c
+    case scale(Float)   // s · a
+}
+
+struct StridedOperand {
+    var pointer: UnsafePointer<Float>
+    var strides: [Int]
+}
+
+enum Strided {
+    /// Row-major strides of `shape` placed right-aligned in a rank-`rank`
+    /// iteration space over `outShape`, with 0 where `shape` broadcasts.
+    static func strides(of shape: [Int], broadcastTo outShape: [Int]) -> [Int] {
+        let rank = outShape.count
+        let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+        var s = [Int](repeating: 0, count: rank)
+        var acc = 1
+        for i in stride(from: rank - 1, through: 0, by: -1) {
+            s[i] = (padded[i] == 1 && outShape[i] != 1) ? 0 : acc
+            acc *= padded[i]
+        }
+        return s
+    }
+
+    /// dst[idx] (= or +=) op(a[idx], b[idx], c[idx]) over every index of `shape`.
+    static func apply(_ op: StridedOp, shape: [Int],
+                      dst: UnsafeMutablePointer<Float>, dstStrides: [Int], accumulate: Bool,
+                      _ a: StridedOperand, _ b: StridedOperand? = nil, _ c: StridedOperand? = nil) {
+        let shp = shape.isEmpty ? [1] : shape
+        let rank = shp.count
+        func st(_ s: [Int]) -> [Int] { s.isEmpty ? [0] : s }
+        let ds = st(dstStrides), as_ = st(a.strides)
+        let bs = b.map { st($0.strides) } ?? [Int](repeating: 0, count: rank)
+        let cs = c.map { st($0.strides) } ?? [Int](repeating: 0, count: rank)
+        let pa = a.pointer, pb = b?.pointer ?? a.pointer, pc = c?.pointer ?? a.pointer
+        let inner = shp[rank - 1]
+        let di = ds[rank - 1], ai = as_[rank - 1], bi = bs[rank - 1], ci = cs[rank - 1]
+        let outer = shp.dropLast().reduce(1, *)
+        if outer == 0 || inner == 0 { return }
+        var index = [Int](repeating: 0, count: Swift.max(rank - 1, 1))
+        var od = 0, oa = 0, ob = 0, oc = 0
+        for _ in 0..<outer {
+            let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
+            switch op {
+            case .copy:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] } }
+            case .neg:
+                if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] } }
+                else { for i in 0..<inner { d[i * di] = -x[i * ai] } }
+            case .scale(let s):
+                if accumulate { for i in 0..<inner { d[i * di] += s * x[i * ai] } }
+                else { for i in 0..<inner { d[i * di] = s * x[i * ai] } }
+            case .add:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] + y[i * bi] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] + y[i * bi] } }
+            case .sub:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] - y[i * bi] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] - y[i * bi] } }
+            case .mul:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] } }
+            case .div:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] / y[i * bi] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] / y[i * bi] } }
+            case .mulDiv:
+                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] / z[i * ci] } }
+                else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] / z[i * ci] } }
+            case .negMulDiv:
+                if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] * y[i * bi] / z[i * ci] } }
+                else { for i in 0..<inner { d[i * di] = -(x[i * ai] * y[i * bi] / z[i * ci]) } }
+            }
+            // Advance the outer multi-index (odometer), updating offsets.
+            var axis = rank - 2
+            while axis >= 0 {
+                index[axis] += 1
+                od += ds[axis]; oa += as_[axis]; ob += bs[axis]; oc += cs[axis]
+                if index[axis] < shp[axis] { break }
+                od -= ds[axis] * shp[axis]; oa -= as_[axis] * shp[axis]
+                ob -= bs[axis] * shp[axis]; oc -= cs[axis] * shp[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+}
