@@ -1,2 +1,24 @@
 import ArgumentParser
 import FlowRuntime
+
+/// `flowrt`: train, sample, score and convert flows from the command line.
+/// Each subcommand lives in its own file in this folder.
+@main
+struct FlowRTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flowrt",
+        abstract: "Normalizing flows from stochastic interpolants (InterFlow).",
+        version: "0.1.0",
+        subcommands: [
+            Info.self,
+            // (subcommands: add one line per command file)
+        ])
+}
+
+/// `flowrt info`: version and build facts.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print version and build information.")
+    func run() throws {
+        print("flowrt 0.1.0")
+    }
+}

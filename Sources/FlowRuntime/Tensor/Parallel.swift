@@ -1,0 +1,37 @@
+import Dispatch
+
+/// Deterministic data parallelism over fixed chunks.
+///
+/// Work 0..<count is cut into chunks of `chunkSize` (the last may be short)
+/// *independently of the thread count*, and each chunk is computed by exactly
+/// one thread with its own scratch memory, so results are bit-identical for
+/// any number of threads. Reductions over chunks must be combined by the
+/// caller in chunk order.
+public enum Parallel {
+    /// The default thread count: the number of active processors.
+    public static var defaultThreads: Int { Swift.max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// Calls `body(chunk, range)` for every chunk; chunks run concurrently on
+    /// up to `threads` threads (thread j takes chunks j, j + threads, …).
+    /// `body` must only write memory belonging to its range or chunk.
+    public static func forEachChunk(count: Int, chunkSize: Int, threads: Int,
+                                    _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
+        precondition(chunkSize > 0)
+        let chunks = (count + chunkSize - 1) / chunkSize
+        if chunks == 0 { return }
+        let workers = Swift.max(1, Swift.min(threads, chunks))
+        func run(_ w: Int) {
+            var c = w
+            while c < chunks {
+                body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
+                c += workers
+            }
+        }
+        if workers == 1 { run(0); return }
+        withoutActuallyEscaping(body) { _ in
+            DispatchQueue.concurrentPerform(iterations: workers) { run($0) }
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,221 @@
+/*
+ * flowrt.h — the C ABI of FlowRuntime, an embeddable runtime for continuous
+ * normalizing flows built from stochastic interpolants (InterFlow: Albergo &
+ * Vanden-Eijnden, ICLR 2023).
+ *
+ * This header is hand-written and is the single source of truth for the ABI.
+ *
+ * Conventions (read once, they hold for every function):
+ *   - Every fallible function returns a flowrt_status; FLOWRT_OK is 0.
+ *     flowrt_status_string() gives a static description of a code and
+ *     flowrt_last_error_message() the calling thread's message for its last
+ *     failed call (names the argument, node or file).
+ *   - Objects are opaque handles created by a named constructor and released
+ *     with the matching _free function; _free(NULL) is a no-op.
+ *   - Params structs start with `uint32_t struct_size`, are obtained from
+ *     flowrt_*_default_params() and passed by const pointer; fields are only
+ *     ever appended, so a struct from an older header stays valid.
+ *   - Tensors cross as caller-owned, contiguous, row-major buffers plus
+ *     sizes: x is [n, dim] floats, t is [n] doubles. Nothing is retained
+ *     after a call returns. Bytes the library allocates for the caller are
+ *     released with flowrt_buffer_free().
+ *   - Time runs from t = 0 (base density) to t = 1 (data).
+ *   - flowrt_model and flowrt_flow are immutable after creation and safe to
+ *     use from many threads at once; a flowrt_trainer is used by one thread
+ *     at a time.
+ *   - Process-wide state: the thread-local last-error message, and OpenBLAS
+ *     set to one thread when the first model is built (FlowRuntime
+ *     parallelises over batch chunks itself). Nothing else is global; there
+ *     is no global random generator: every random draw takes a seed.
+ *   - Status codes are append-only.
+ */
+#ifndef FLOWRT_H
+#define FLOWRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FLOWRT_API __declspec(dllimport)
+#else
+#define FLOWRT_API __attribute__((visibility("default")))
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------ */
+
+#define FLOWRT_VERSION_MAJOR 0
+#define FLOWRT_VERSION_MINOR 1
+#define FLOWRT_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define FLOWRT_VERSION_NUMBER \
+    (FLOWRT_VERSION_MAJOR * 10000 + FLOWRT_VERSION_MINOR * 100 + FLOWRT_VERSION_PATCH)
+#define FLOWRT_VERSION_STRING "0.1.0"
+
+/** The library's version number (compare with FLOWRT_VERSION_NUMBER to
+ *  detect a header/library mismatch). Thread-safe. */
+FLOWRT_API uint32_t flowrt_version_number(void);
+
+/** The library's version as static text, e.g. "0.1.0". Thread-safe. */
+FLOWRT_API const char *flowrt_version_string(void);
+
+/* ---------------------------------------------------------------------------
+ * Status codes and errors
+ * ------------------------------------------------------------------------ */
+
+typedef enum flowrt_status {
+    FLOWRT_OK = 0,
+    /** An argument is NULL, zero, out of range, or a params struct has a bad
+     *  struct_size. */
+    FLOWRT_INVALID_ARGUMENT = 1,
+    /** Sizes or shapes that do not agree (e.g. dim of x vs. the model). */
+    FLOWRT_SHAPE_MISMATCH = 2,
+    /** A NaN or infinity in an input that must be finite. */
+    FLOWRT_NON_FINITE = 3,
+    /** A malformed or inconsistent model file or buffer. */
+    FLOWRT_INVALID_MODEL = 4,
+    /** Valid input FlowRuntime does not implement (an ONNX op, a dtype). */
+    FLOWRT_UNSUPPORTED = 5,
+    /** A file could not be read or written. */
+    FLOWRT_IO_ERROR = 6,
+    /** A progress callback returned non-zero. */
+    FLOWRT_CANCELLED = 7,
+    /** An allocation was refused (too large, or failed). */
+    FLOWRT_OUT_OF_MEMORY = 8,
+    /** A solver did not finish every sample (max steps, non-finite state);
+     *  per-call statistics say which. Outputs are still written. */
+    FLOWRT_SOLVER_INCOMPLETE = 9,
+    /** A bug in FlowRuntime; please report it with the message. */
+    FLOWRT_INTERNAL = 10
+} flowrt_status;
+
+/** Static, human-readable description of a status code ("invalid
+ *  argument"); "unknown status" for codes this version does not know.
+ *  Never NULL. Thread-safe. */
+FLOWRT_API const char *flowrt_status_string(flowrt_status status);
+
+/** The calling thread's message for its most recent failed call, or "" if
+ *  none failed yet. Valid until the thread's next failed call into the
+ *  library. Never NULL. Thread-local. */
+FLOWRT_API const char *flowrt_last_error_message(void);
+
+/** Releases bytes the library allocated for the caller (exported ONNX
+ *  buffers, metadata strings). flowrt_buffer_free(NULL) is a no-op. */
+FLOWRT_API void flowrt_buffer_free(void *buffer);
+
+/* ---------------------------------------------------------------------------
+ * Progress callbacks
+ * ------------------------------------------------------------------------ */
+
+/** Called periodically by long operations. `done` of `total` work units
+ *  (steps, samples) are finished; `value` is an operation-specific figure
+ *  (training: the current loss; otherwise 0). Return 0 to continue, non-zero
+ *  to stop: the call then returns FLOWRT_CANCELLED. Called on the thread
+ *  that made the call. */
+typedef int (*flowrt_progress_fn)(void *user_data, uint64_t done, uint64_t total, double value);
+
+/* ---------------------------------------------------------------------------
+ * Models: velocity networks v(t, x)
+ * ------------------------------------------------------------------------ */
+
+/** A velocity network. Immutable after creation; thread-safe. */
+typedef struct flowrt_model flowrt_model;
+
+typedef enum flowrt_activation {
+    FLOWRT_ACT_SILU = 0,
+    FLOWRT_ACT_TANH = 1,
+    FLOWRT_ACT_RELU = 2,
+    FLOWRT_ACT_GELU = 3,
+    FLOWRT_ACT_SOFTPLUS = 4,
+    FLOWRT_ACT_SIGMOID = 5,
+    FLOWRT_ACT_ELU = 6,
+    FLOWRT_ACT_SELU = 7,
+    FLOWRT_ACT_LEAKY_RELU = 8
+} flowrt_activation;
+
+typedef enum flowrt_time_encoding {
+    /** t appended to x: first layer input width dim + 1. */
+    FLOWRT_TIME_CONCAT = 0,
+    /** [sin(2π f_i t), cos(2π f_i t)], f_i = 2^(i/2), i < time_frequencies. */
+    FLOWRT_TIME_SINUSOIDAL = 1
+} flowrt_time_encoding;
+
+/** Architecture of a native MLP velocity v(t, x). */
+typedef struct flowrt_mlp_params {
+    uint32_t struct_size;    /**< sizeof(flowrt_mlp_params). */
+    uint32_t dim;            /**< State dimension d (required; default 2). */
+    uint32_t depth;          /**< Hidden layers (default 3). */
+    uint32_t width;          /**< Units per hidden layer (default 256). */
+    int32_t activation;      /**< flowrt_activation (default SILU). */
+    int32_t time_encoding;   /**< flowrt_time_encoding (default CONCAT). */
+    uint32_t time_frequencies; /**< Sinusoidal frequencies K (default 16). */
+    int32_t residual;        /**< Non-zero: residual blocks with LayerNorm (default 0). */
+    uint64_t seed;           /**< Initialisation seed (default 0). */
+} flowrt_mlp_params;
+
+/** Defaults for flowrt_mlp_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_mlp_params flowrt_mlp_default_params(void);
+
+/** Creates an MLP velocity network initialised from params->seed.
+ *  @param params  in, non-NULL.
+ *  @param out     out, non-NULL: receives the model; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, bad
+ *          struct_size, zero dim/depth/width, unknown activation or encoding).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
+
+/** Releases a model. NULL is a no-op. Flows created from it keep their own
+ *  reference, so freeing the model while a flow uses it is safe. */
+FLOWRT_API void flowrt_model_free(flowrt_model *model);
+
+/** The state dimension d of a model (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_model_dim(const flowrt_model *model);
+
+/** Number of trainable scalars in the model (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_model_parameter_count(const flowrt_model *model);
+
+/** Evaluates v[i] = v(t[i], x[i]) for i < n.
+ *  @param model  in, non-NULL.
+ *  @param n      number of samples (> 0).
+ *  @param t      in, [n] times (finite).
+ *  @param x      in, [n, dim] points (finite).
+ *  @param v      out, [n, dim]; may not alias x.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, n == 0 or
+ *          n * dim overflowing); FLOWRT_NON_FINITE (NaN/Inf in t or x).
+ *  Thread-safe: any number of threads may evaluate one model at once. */
+FLOWRT_API flowrt_status flowrt_model_velocity(const flowrt_model *model, size_t n,
+                                               const double *t, const float *x, float *v);
+
+/** Exact divergence ∇·v(t[i], x[i]) = trace of the Jacobian, from one
+ *  batched forward-mode pass with d tangents (about (1 + d) forward passes).
+ *  @param v    out, [n, dim], or NULL if the velocity is not wanted.
+ *  @param div  out, [n].
+ *  Other parameters and return codes as flowrt_model_velocity. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size_t n,
+                                                 const double *t, const float *x,
+                                                 float *v, double *div);
+
+/* ---------------------------------------------------------------------------
+ * ONNX import and export
+ * ------------------------------------------------------------------------ */
+/* (section: ONNX) */
+
+/* ---------------------------------------------------------------------------
+ * Flows: transport, sampling and likelihood
+ * ------------------------------------------------------------------------ */
+/* (section: flows) */
+
+/* ---------------------------------------------------------------------------
+ * Training
+ * ------------------------------------------------------------------------ */
+/* (section: training) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOWRT_H */
