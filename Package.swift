@@ -24,10 +24,21 @@ let package = Package(
             name: "FlowRuntime",
             dependencies: ["CBLAS", "CKernels"],
             path: "Sources/FlowRuntime"),
+        // The public header as a Clang module for the CAPI implementation.
+        .systemLibrary(name: "CFlowRT", path: "Sources/CFlowRT"),
         .target(
             name: "CAPI",
-            dependencies: ["FlowRuntime"],
-            path: "Sources/CAPI"),
+            dependencies: ["FlowRuntime", "CFlowRT"],
+            path: "Sources/CAPI",
+            linkerSettings: [
+                // libflowrt.so: a soname, the Swift runtime linked in, and
+                // only flowrt_* symbols exported (Sources/CAPI/exports.map).
+                .unsafeFlags([
+                    "-static-stdlib",
+                    "-Xlinker", "-soname=libflowrt.so.0",
+                    "-Xlinker", "--version-script=Sources/CAPI/exports.map",
+                ]),
+            ]),
         .executableTarget(
             name: "flowrt-cli",
             dependencies: [

@@ -171,3 +171,43 @@ public final class GraphDifferentiator: @unchecked Sendable {
         try body(UnsafeBufferPointer(start: workspace.parameterGradients[i].pointer, count: store.counts[i]))
     }
 }
+
+extension Model {
+    /// Velocities of a large batch, split into fixed chunks of `chunkSize`
+    /// rows run on up to `threads` threads. Results do not depend on `threads`.
+    /// `times: [n]`, `points`/`velocities: [n, d]`.
+    public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                         into velocities: UnsafeMutableBufferPointer<Float>,
+                         threads: Int, chunkSize: Int = 2048) {
+        let n = times.count, d = dimension
+        if n <= chunkSize || threads <= 1 {
+            withWorkspace { velocity(times: times, points: points, into: velocities, workspace: $0) }
+            return
+        }
+        Parallel.forEachChunk(count: n, chunkSize: chunkSize, threads: threads) { _, r in
+            withWorkspace { ws in
+                velocity(times: UnsafeBufferPointer(rebasing: times[r]),
+                         points: UnsafeBufferPointer(rebasing: points[(r.lowerBound * d)..<(r.upperBound * d)]),
+                         into: UnsafeMutableBufferPointer(rebasing: velocities[(r.lowerBound * d)..<(r.upperBound * d)]),
+                         workspace: ws)
+            }
+        }
+    }
+
+    /// Exact divergences of a large batch, chunked over threads like `velocity(…threads:)`.
+    public func velocityDivergence(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                                   into velocities: UnsafeMutableBufferPointer<Float>,
+                                   divergences: UnsafeMutableBufferPointer<Double>,
+                                   threads: Int, chunkSize: Int = 512) {
+        let d = dimension
+        Parallel.forEachChunk(count: times.count, chunkSize: chunkSize, threads: threads) { _, r in
+            withWorkspace { ws in
+                velocityDivergence(
+                    times: UnsafeBufferPointer(rebasing: times[r]),
+                    points: UnsafeBufferPointer(rebasing: points[(r.lowerBound * d)..<(r.upperBound * d)]),
+                    into: UnsafeMutableBufferPointer(rebasing: velocities[(r.lowerBound * d)..<(r.upperBound * d)]),
+                    divergences: UnsafeMutableBufferPointer(rebasing: divergences[r]), workspace: ws)
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+// flowrt_model: creation, evaluation, divergence.
+import CFlowRT
+import FlowRuntime
+
+/// The object behind a `flowrt_model *`.
+final class ModelHandle {
+    let model: Model
+    init(_ model: Model) { self.model = model }
+}
+
+/// The model behind a handle, or `.invalidArgument`.
+func modelObject(_ handle: OpaquePointer?, _ name: String = "model") throws -> Model {
+    try object(handle, ModelHandle.self, name).model
+}
+
+@_cdecl("flowrt_mlp_default_params")
+public func flowrt_mlp_default_params() -> flowrt_mlp_params {
+    flowrt_mlp_params(
+        struct_size: UInt32(MemoryLayout<flowrt_mlp_params>.size), dim: 2, depth: 3, width: 256,
+        activation: Int32(FLOWRT_ACT_SILU.rawValue), time_encoding: Int32(FLOWRT_TIME_CONCAT.rawValue),
+        time_frequencies: 16, residual: 0, seed: 0)
+}
+
+func unaryFunction(activation code: Int32) throws -> UnaryFunction {
+    switch UInt32(bitPattern: code) {
+    case FLOWRT_ACT_SILU.rawValue: return .silu
+    case FLOWRT_ACT_TANH.rawValue: return .tanh
+    case FLOWRT_ACT_RELU.rawValue: return .relu
+    case FLOWRT_ACT_GELU.rawValue: return .gelu
+    case FLOWRT_ACT_SOFTPLUS.rawValue: return .softplus(beta: 1, threshold: 20)
+    case FLOWRT_ACT_SIGMOID.rawValue: return .sigmoid
+    case FLOWRT_ACT_ELU.rawValue: return .elu(alpha: 1)
+    case FLOWRT_ACT_SELU.rawValue: return .selu
+    case FLOWRT_ACT_LEAKY_RELU.rawValue: return .leakyRelu(slope: 0.01)
+    default: throw FlowError.invalidArgument("activation = \(code) is not a flowrt_activation")
+    }
+}
+
+@_cdecl("flowrt_model_create_mlp")
+public func flowrt_model_create_mlp(_ params: UnsafePointer<flowrt_mlp_params>?,
+                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_model_create_mlp") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let p = try readParams(try require(params, "params"), defaults: flowrt_mlp_default_params(),
+                               minimumSize: MemoryLayout<flowrt_mlp_params>.size, "params")
+        guard p.dim > 0 else { throw FlowError.invalidArgument("params->dim must be > 0") }
+        guard p.depth > 0, p.depth <= 1024 else { throw FlowError.invalidArgument("params->depth = \(p.depth) must be in 1...1024") }
+        guard p.width > 0 else { throw FlowError.invalidArgument("params->width must be > 0") }
+        let encoding: VelocityMLP.TimeEncoding
+        switch UInt32(bitPattern: p.time_encoding) {
+        case FLOWRT_TIME_CONCAT.rawValue: encoding = .concat
+        case FLOWRT_TIME_SINUSOIDAL.rawValue: encoding = .sinusoidal(frequencies: Int(p.time_frequencies))
+        default: throw FlowError.invalidArgument("params->time_encoding = \(p.time_encoding) is not a flowrt_time_encoding")
+        }
+        let mlp = VelocityMLP(dimension: Int(p.dim), hiddenWidths: Array(repeating: Int(p.width), count: Int(p.depth)),
+                              activation: try unaryFunction(activation: p.activation), timeEncoding: encoding,
+                              residual: p.residual != 0, seed: p.seed)
+        out.pointee = retainHandle(ModelHandle(try mlp.makeModel()))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_model_free")
+public func flowrt_model_free(_ model: OpaquePointer?) {
+    releaseHandle(model, ModelHandle.self)
+}
+
+@_cdecl("flowrt_model_dim")
+public func flowrt_model_dim(_ handle: OpaquePointer?) -> Int {
+    (try? modelObject(handle).dimension) ?? 0
+}
+
+@_cdecl("flowrt_model_parameter_count")
+public func flowrt_model_parameter_count(_ handle: OpaquePointer?) -> Int {
+    (try? modelObject(handle).parameterCount) ?? 0
+}
+
+/// Validated inputs of a batched model call.
+struct BatchArguments {
+    let model: Model
+    let n: Int
+    let d: Int
+    let t: UnsafeBufferPointer<Double>
+    let x: UnsafeBufferPointer<Float>
+
+    init(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?, _ x: UnsafePointer<Float>?) throws {
+        model = try modelObject(handle)
+        self.n = try count(n, "n")
+        d = model.dimension
+        let nd = try checkedProduct(self.n, d, "x")
+        let tp = try require(t, "t"), xp = try require(x, "x")
+        try requireFinite(tp, self.n, "t")
+        try requireFinite(xp, nd, "x")
+        self.t = UnsafeBufferPointer(start: tp, count: self.n)
+        self.x = UnsafeBufferPointer(start: xp, count: nd)
+    }
+}
+
+@_cdecl("flowrt_model_velocity")
+public func flowrt_model_velocity(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?,
+                                  _ x: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    guarded("flowrt_model_velocity") {
+        let a = try BatchArguments(handle, n, t, x)
+        let v = try require(v, "v")
+        a.model.velocity(times: a.t, points: a.x, into: UnsafeMutableBufferPointer(start: v, count: a.n * a.d),
+                         threads: Parallel.defaultThreads)
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_model_divergence")
+public func flowrt_model_divergence(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?,
+                                    _ x: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?,
+                                    _ div: UnsafeMutablePointer<Double>?) -> flowrt_status {
+    guarded("flowrt_model_divergence") {
+        let a = try BatchArguments(handle, n, t, x)
+        let div = try require(div, "div")
+        var scratch: [Float] = v == nil ? [Float](repeating: 0, count: a.n * a.d) : []
+        try scratch.withUnsafeMutableBufferPointer { s in
+            let vb = v.map { UnsafeMutableBufferPointer(start: $0, count: a.n * a.d) } ?? s
+            a.model.velocityDivergence(times: a.t, points: a.x, into: vb,
+                                       divergences: UnsafeMutableBufferPointer(start: div, count: a.n),
+                                       threads: Parallel.defaultThreads)
+            for i in 0..<a.n where !div[i].isFinite {
+                throw FlowError.nonFinite("the divergence at sample \(i) is \(div[i]) (the network overflowed)")
+            }
+        }
+        return FLOWRT_OK
+    }
+}

@@ -1,0 +1,163 @@
+// Shared machinery of the C ABI: handles, the thread-local error message,
+// FlowError → flowrt_status, params-struct versioning, argument validation.
+//
+// Rule for every @_cdecl function: validate every pointer and size first,
+// run the Swift call inside `guarded`, and never let a Swift error or a trap
+// cross the boundary.
+import CFlowRT
+import FlowRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: Errors
+
+/// Thread-local last error message (a malloc'd C string per thread, freed
+/// on thread exit). The only per-thread state of the library.
+enum LastError {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { free($0) }
+        return k
+    }()
+    private static let empty: UnsafeMutablePointer<CChar> = strdup("")!
+
+    static func set(_ message: String) {
+        let old = pthread_getspecific(key)
+        pthread_setspecific(key, strdup(message))
+        free(old)
+    }
+
+    static var current: UnsafePointer<CChar> {
+        if let p = pthread_getspecific(key) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
+        return UnsafePointer(empty)
+    }
+}
+
+extension FlowError {
+    var status: flowrt_status {
+        switch self {
+        case .invalidArgument: return FLOWRT_INVALID_ARGUMENT
+        case .shapeMismatch: return FLOWRT_SHAPE_MISMATCH
+        case .nonFinite: return FLOWRT_NON_FINITE
+        case .invalidModel: return FLOWRT_INVALID_MODEL
+        case .unsupported: return FLOWRT_UNSUPPORTED
+        case .io: return FLOWRT_IO_ERROR
+        case .cancelled: return FLOWRT_CANCELLED
+        case .outOfMemory: return FLOWRT_OUT_OF_MEMORY
+        }
+    }
+}
+
+/// Runs `body`, mapping a thrown `FlowError` to its status and recording the
+/// message for `flowrt_last_error_message`. `function` prefixes the message.
+@inline(__always)
+func guarded(_ function: StaticString, _ body: () throws -> flowrt_status) -> flowrt_status {
+    do {
+        return try body()
+    } catch let e as FlowError {
+        LastError.set("\(function): \(e.message)")
+        return e.status
+    } catch {
+        LastError.set("\(function): \(error)")
+        return FLOWRT_INTERNAL
+    }
+}
+
+/// Records a message for a non-error status the call returns anyway
+/// (FLOWRT_SOLVER_INCOMPLETE).
+func report(_ function: StaticString, _ status: flowrt_status, _ message: String) -> flowrt_status {
+    LastError.set("\(function): \(message)")
+    return status
+}
+
+// MARK: Validation
+
+/// Non-NULL pointer, or `.invalidArgument` naming it.
+@inline(__always)
+func require<T>(_ p: T?, _ name: String) throws -> T {
+    guard let p else { throw FlowError.invalidArgument("\(name) is NULL") }
+    return p
+}
+
+/// n · m without overflow and within 2^40 elements, or `.invalidArgument`.
+func checkedProduct(_ n: Int, _ m: Int, _ what: String) throws -> Int {
+    let (p, o) = n.multipliedReportingOverflow(by: m)
+    guard !o, p < (1 << 40) else { throw FlowError.invalidArgument("\(what): size \(n) × \(m) is too large") }
+    return p
+}
+
+/// A size_t count as Int, > 0 unless `allowZero`.
+func count(_ n: Int, _ name: String, allowZero: Bool = false) throws -> Int {
+    guard n > 0 || (allowZero && n == 0), n < (1 << 40) else {
+        throw FlowError.invalidArgument("\(name) = \(n) must be \(allowZero ? "≥ 0" : "> 0") and < 2^40")
+    }
+    return n
+}
+
+/// Every element finite, or `.nonFinite` naming the first bad index.
+func requireFinite(_ p: UnsafePointer<Float>, _ n: Int, _ name: String) throws {
+    for i in 0..<n where !p[i].isFinite {
+        throw FlowError.nonFinite("\(name)[\(i)] is \(p[i])")
+    }
+}
+
+func requireFinite(_ p: UnsafePointer<Double>, _ n: Int, _ name: String) throws {
+    for i in 0..<n where !p[i].isFinite {
+        throw FlowError.nonFinite("\(name)[\(i)] is \(p[i])")
+    }
+}
+
+/// Reads a versioned params struct: starts from `defaults`, then copies the
+/// caller's first `struct_size` bytes. A struct_size smaller than the first
+/// public version's size (`minimumSize`) or larger than this library's struct
+/// is rejected.
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> T {
+    guard let p else { return defaults }
+    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    guard size >= minimumSize, size <= MemoryLayout<T>.size else {
+        throw FlowError.invalidArgument(
+            "\(name)->struct_size = \(size); expected sizeof(\(T.self)) = \(MemoryLayout<T>.size) (use the *_default_params() function)")
+    }
+    var out = defaults
+    withUnsafeMutableBytes(of: &out) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
+    }
+    return out
+}
+
+// MARK: Handles
+
+/// Boxes a Swift object as an opaque C handle (+1 retained).
+@inline(__always)
+func retainHandle<T: AnyObject>(_ object: T) -> OpaquePointer {
+    OpaquePointer(Unmanaged.passRetained(object).toOpaque())
+}
+
+/// The object behind a handle (not retained), or `.invalidArgument` for NULL.
+@inline(__always)
+func object<T: AnyObject>(_ handle: OpaquePointer?, _ type: T.Type, _ name: String) throws -> T {
+    guard let handle else { throw FlowError.invalidArgument("\(name) is NULL") }
+    return Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+}
+
+/// Releases a handle made by `retainHandle`; NULL is a no-op.
+@inline(__always)
+func releaseHandle<T: AnyObject>(_ handle: OpaquePointer?, _ type: T.Type) {
+    guard let handle else { return }
+    Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+/// Copies a Swift byte array into malloc'd memory the caller frees with
+/// flowrt_buffer_free.
+func mallocCopy(_ bytes: [UInt8]) throws -> UnsafeMutableRawPointer {
+    guard let p = malloc(Swift.max(bytes.count, 1)) else { throw FlowError.outOfMemory("malloc(\(bytes.count)) failed") }
+    bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+    return p
+}
+
+/// malloc'd NUL-terminated copy of a string.
+func mallocString(_ s: String) throws -> UnsafeMutablePointer<CChar> {
+    guard let p = strdup(s) else { throw FlowError.outOfMemory("strdup failed") }
+    return p
+}
