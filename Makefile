@@ -37,6 +37,7 @@ deps:
 
 build: deps
 	$(SWIFT) build -c release
+	ln -sf libflowrt.so $(RELEASE)/libflowrt.so.0
 
 lib: build
 

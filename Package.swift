@@ -33,6 +33,11 @@ let package = Package(
             linkerSettings: [
                 // libflowrt.so: a soname, the Swift runtime linked in, and
                 // only flowrt_* symbols exported (Sources/CAPI/exports.map).
+                // RULE: FlowRuntime and CAPI must not import Foundation.
+                // -static-stdlib does not link Foundation's static
+                // dependencies (CoreFoundation, ICU: +60 MB); use Glibc
+                // (fopen/fread/fwrite/rename, pthread, sysconf) and the
+                // `Mutex` in Tensor/Parallel.swift instead.
                 .unsafeFlags([
                     "-static-stdlib",
                     "-Xlinker", "-soname=libflowrt.so.0",

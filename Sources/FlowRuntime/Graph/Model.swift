@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A velocity network v̂(t, x): an immutable graph plus metadata.
 ///
@@ -48,7 +50,7 @@ public final class Model: VelocityField, @unchecked Sendable {
 
 /// A small lock-protected free list of workspaces.
 final class WorkspacePool: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Mutex()
     private var free: [GraphWorkspace] = []
 
     func take() -> GraphWorkspace? {

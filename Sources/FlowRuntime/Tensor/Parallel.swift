@@ -1,4 +1,7 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Deterministic data parallelism over fixed chunks.
 ///
@@ -9,7 +12,7 @@ import Dispatch
 /// caller in chunk order.
 public enum Parallel {
     /// The default thread count: the number of active processors.
-    public static var defaultThreads: Int { Swift.max(1, ProcessInfo.processInfo.activeProcessorCount) }
+    public static var defaultThreads: Int { Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Calls `body(chunk, range)` for every chunk; chunks run concurrently on
     /// up to `threads` threads (thread j takes chunks j, j + threads, …).
@@ -34,4 +37,22 @@ public enum Parallel {
     }
 }
 
-import Foundation
+/// A pthread mutex (FlowRuntime does not depend on Foundation, so that
+/// libflowrt.so stays small and self-contained).
+final class Mutex: @unchecked Sendable {
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        m = .allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+    func lock() { pthread_mutex_lock(m) }
+    func unlock() { pthread_mutex_unlock(m) }
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lock(); defer { unlock() }
+        return try body()
+    }
+}
