@@ -30,6 +30,7 @@ let package = Package(
             name: "CAPI",
             dependencies: ["FlowRuntime", "CFlowRT"],
             path: "Sources/CAPI",
+            exclude: ["exports.map"],
             linkerSettings: [
                 // libflowrt.so: a soname, the Swift runtime linked in, and
                 // only flowrt_* symbols exported (Sources/CAPI/exports.map).
