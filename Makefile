@@ -19,7 +19,7 @@ CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols
 
 all: build
 
@@ -60,7 +60,7 @@ test-swift:
 bindings/c/tests/test_api: bindings/c/tests/test_api.c include/flowrt.h $(LIB)
 	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -o $@
 
-test-c: bindings/c/tests/test_api
+test-c: bindings/c/tests/test_api check-symbols
 	./bindings/c/tests/test_api
 
 test-python: venv
@@ -73,14 +73,32 @@ demo: build
 bench-forward: build
 	bash bench/forward/run.sh
 
+VERSION := $(shell sed -n 's/^#define FLOWRT_VERSION_STRING "\(.*\)"/\1/p' include/flowrt.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+
+# Header, libflowrt.so.VERSION with its soname and dev symlinks, flowrt.pc,
+# and the CLI as `flowrt`. DESTDIR is honoured for staged installs.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/flowrt.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/flowrt.h $(DESTDIR)$(PREFIX)/include/flowrt.h
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION)
+	ln -sf libflowrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(SOMAJOR)
+	ln -sf libflowrt.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libflowrt.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' bindings/c/flowrt.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/flowrt.pc
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/flowrt
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/include/flowrt.h $(DESTDIR)$(PREFIX)/lib/libflowrt.so* $(DESTDIR)$(PREFIX)/bin/flowrt
+	rm -f $(DESTDIR)$(PREFIX)/include/flowrt.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/flowrt.pc \
+	  $(DESTDIR)$(PREFIX)/lib/libflowrt.so $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(SOMAJOR) \
+	  $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/bin/flowrt
+
+# The library exports flowrt_* only and needs no Swift runtime.
+check-symbols: build
+	@bad=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /^[A-Z]$$/ && $$2 != "A" && $$3 !~ /^flowrt_/ {print $$3}'); \
+	if [ -n "$$bad" ]; then echo "exported non-flowrt symbols: $$bad"; exit 1; fi; \
+	if ldd $(LIB) | grep -q swift; then echo "libflowrt.so depends on the Swift runtime"; exit 1; fi; \
+	echo "libflowrt.so: exports $$(nm -D --defined-only $(LIB) | grep -c ' T flowrt_') flowrt_* functions only; no Swift runtime dependency"
 
 clean:
 	rm -rf .build bindings/c/tests/test_api
