@@ -35,8 +35,10 @@ deps:
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
+# --static-swift-stdlib: the CLI runs without a Swift installation too (the
+# library links the runtime statically through its own linker settings).
 build: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 	ln -sf libflowrt.so $(RELEASE)/libflowrt.so.0
 
 lib: build
