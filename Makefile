@@ -84,3 +84,10 @@ uninstall:
 
 clean:
 	rm -rf .build bindings/c/tests/test_api
+
+# C tests of the flows section (sampling, transport, log-densities, errors).
+bindings/c/tests/test_flow: bindings/c/tests/test_flow.c include/flowrt.h $(LIB)
+	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -o $@
+
+test-c-flow: bindings/c/tests/test_flow
+	./bindings/c/tests/test_flow
