@@ -16,10 +16,10 @@ VPY := $(VENV)/bin/python
 RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
-DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config
+DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols test-c-valgrind test-c-asan
 
 all: build
 
@@ -57,11 +57,45 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-bindings/c/tests/test_api: bindings/c/tests/test_api.c include/flowrt.h $(LIB)
-	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -o $@
+C_TESTS := test_api test_threads
+C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-test-c: bindings/c/tests/test_api
-	./bindings/c/tests/test_api
+bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
+
+# The C suites, then the same suites under valgrind (memcheck: zero errors,
+# zero leaks) and under AddressSanitizer + UndefinedBehaviorSanitizer with
+# the library itself instrumented (a separate debug build in .build-asan).
+test-c: $(C_TEST_BINS) check-symbols
+	@for t in $(C_TEST_BINS); do echo "== $$t"; ./$$t || exit 1; done
+	$(MAKE) test-c-valgrind test-c-asan
+
+# Valgrind 3.19 cannot read the DWARF 5 debug info Swift emits, so the
+# suite runs against a debug-stripped copy of the library.
+VG_DIR := .build/valgrind
+test-c-valgrind: $(LIB)
+	mkdir -p $(VG_DIR)
+	objcopy --strip-debug $(LIB) $(VG_DIR)/libflowrt.so
+	ln -sf libflowrt.so $(VG_DIR)/libflowrt.so.0
+	@for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_TEST) -Iinclude bindings/c/tests/$$t.c -L$(VG_DIR) -lflowrt -Wl,-rpath,$(abspath $(VG_DIR)) \
+	    -lm -lpthread -o $(VG_DIR)/$$t || exit 1; \
+	  echo "== valgrind $$t"; \
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --show-leak-kinds=definite,indirect ./$(VG_DIR)/$$t 50 | tail -1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+ASAN_LIB := .build-asan/debug
+test-c-asan:
+	$(SWIFT) build --product flowrt --scratch-path .build-asan -Xswiftc -sanitize=address -Xcc -fsanitize=address >/dev/null
+	ln -sf libflowrt.so $(ASAN_LIB)/libflowrt.so.0
+	@for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_TEST) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -Iinclude bindings/c/tests/$$t.c \
+	    -L$(ASAN_LIB) -lflowrt -Wl,-rpath,$(abspath $(ASAN_LIB)) -lm -lpthread -o .build-asan/$$t || exit 1; \
+	  echo "== asan+ubsan $$t"; ASAN_OPTIONS=detect_leaks=1 ./.build-asan/$$t | tail -1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 test-python: venv
 	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath ../shared/fixtures/onnx) \
@@ -73,21 +107,38 @@ demo: build
 bench-forward: build
 	bash bench/forward/run.sh
 
+VERSION := $(shell sed -n 's/^#define FLOWRT_VERSION_STRING "\(.*\)"/\1/p' include/flowrt.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+
+# Header, libflowrt.so.VERSION with its soname and dev symlinks, flowrt.pc,
+# and the CLI as `flowrt`. DESTDIR is honoured for staged installs.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/flowrt.h $(DESTDIR)$(PREFIX)/include/
-	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/flowrt.h $(DESTDIR)$(PREFIX)/include/flowrt.h
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION)
+	strip --strip-debug $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION)
+	ln -sf libflowrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(SOMAJOR)
+	ln -sf libflowrt.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libflowrt.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' bindings/c/flowrt.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/flowrt.pc
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/flowrt
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/include/flowrt.h $(DESTDIR)$(PREFIX)/lib/libflowrt.so* $(DESTDIR)$(PREFIX)/bin/flowrt
+	rm -f $(DESTDIR)$(PREFIX)/include/flowrt.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/flowrt.pc \
+	  $(DESTDIR)$(PREFIX)/lib/libflowrt.so $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(SOMAJOR) \
+	  $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/bin/flowrt
+
+# The library exports flowrt_* only and needs no Swift runtime.
+check-symbols: build
+	@bad=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /^[A-Z]$$/ && $$2 != "A" && $$3 !~ /^flowrt_/ {print $$3}'); \
+	if [ -n "$$bad" ]; then echo "exported non-flowrt symbols: $$bad"; exit 1; fi; \
+	if ldd $(LIB) | grep -q swift; then echo "libflowrt.so depends on the Swift runtime"; exit 1; fi; \
+	echo "libflowrt.so: exports $$(nm -D --defined-only $(LIB) | grep -c ' T flowrt_') flowrt_* functions only; no Swift runtime dependency"
 
 clean:
-	rm -rf .build bindings/c/tests/test_api
+	rm -rf .build .build-asan $(C_TEST_BINS)
 
-# C tests of the flows section (sampling, transport, log-densities, errors).
-bindings/c/tests/test_flow: bindings/c/tests/test_flow.c include/flowrt.h $(LIB)
-	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -o $@
-
-test-c-flow: bindings/c/tests/test_flow
-	./bindings/c/tests/test_flow
+# The flows section's C suite (issue 4) joins the C suites above.
+C_TESTS += test_flow
+C_TEST_BINS += bindings/c/tests/test_flow
+test-c: bindings/c/tests/test_flow

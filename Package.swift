@@ -30,6 +30,7 @@ let package = Package(
             name: "CAPI",
             dependencies: ["FlowRuntime", "CFlowRT"],
             path: "Sources/CAPI",
+            exclude: ["exports.map"],
             linkerSettings: [
                 // libflowrt.so: a soname, the Swift runtime linked in, and
                 // only flowrt_* symbols exported (Sources/CAPI/exports.map).
@@ -50,7 +51,10 @@ let package = Package(
                 "FlowRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/flowrt-cli"),
+            path: "Sources/flowrt-cli",
+            // main.swift holds an @main type; with other files in the target
+            // it must be parsed as a library file, not top-level code.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(
             name: "FlowRuntimeTests",
             dependencies: ["FlowRuntime"],

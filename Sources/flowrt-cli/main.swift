@@ -11,6 +11,8 @@ struct FlowRTCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Info.self,
+            Train.self,
+            Demo.self,
             // (subcommands: add one line per command file)
         ])
 }

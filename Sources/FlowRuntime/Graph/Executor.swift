@@ -9,7 +9,15 @@ import CKernels
 struct Executor {
     let plan: ExecutionPlan
     let params: ParameterStore
-    var graph: Graph { plan.graph }
+    /// Stored (not computed) so that node loops do not copy the graph's
+    /// arrays, which costs retain/release pairs on every access.
+    let graph: Graph
+
+    init(plan: ExecutionPlan, params: ParameterStore) {
+        self.plan = plan
+        self.params = params
+        self.graph = plan.graph
+    }
 
     /// Pointer to a value's data: a batched buffer or a parameter.
     @inline(__always)

@@ -176,11 +176,12 @@ extension Model {
     /// Velocities of a large batch, split into fixed chunks of `chunkSize`
     /// rows run on up to `threads` threads. Results do not depend on `threads`.
     /// `times: [n]`, `points`/`velocities: [n, d]`.
+    /// Chunks of 1024 rows keep a 256-wide layer's activations (1 MiB) in L2.
     public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>,
-                         threads: Int, chunkSize: Int = 2048) {
+                         threads: Int, chunkSize: Int = 1024) {
         let n = times.count, d = dimension
-        if n <= chunkSize || threads <= 1 {
+        if n <= chunkSize {
             withWorkspace { velocity(times: times, points: points, into: velocities, workspace: $0) }
             return
         }

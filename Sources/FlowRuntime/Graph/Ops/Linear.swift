@@ -15,14 +15,20 @@ extension Executor {
         let inDim = graph.values[xin].shape.last!
         let outDim = graph.values[node.output].shape.last!
         let rows = batch * (plan.sizes[xin] / inDim)
-        var beta: Float = 0
-        if node.inputs.count == 3 {
-            let b = data(node.inputs[2], ws)
-            for r in 0..<rows { (out + r * outDim).update(from: b, count: outDim) }
-            beta = 1
+        if rows == 1 {
+            // Batch 1: GEMV, then the bias (GEMV kernels are fastest with beta = 0).
+            BLAS.gemm(transB: transposed, m: 1, n: outDim, k: inDim, a: data(xin, ws), b: data(node.inputs[1], ws), c: out)
+            if node.inputs.count == 3 { fr_add_row_vector(out, data(node.inputs[2], ws), 1, outDim) }
+        } else {
+            var beta: Float = 0
+            if node.inputs.count == 3 {
+                let b = data(node.inputs[2], ws)
+                for r in 0..<rows { (out + r * outDim).update(from: b, count: outDim) }
+                beta = 1
+            }
+            BLAS.gemm(transB: transposed, m: rows, n: outDim, k: inDim,
+                      a: data(xin, ws), b: data(node.inputs[1], ws), beta: beta, c: out)
         }
-        BLAS.gemm(transB: transposed, m: rows, n: outDim, k: inDim,
-                  a: data(xin, ws), b: data(node.inputs[1], ws), beta: beta, c: out)
         if activation != .identity {
             let (k, p1, p2) = activation.kernel
             let count = rows * outDim

@@ -1,0 +1,50 @@
+/// Something that draws samples in R^d reproducibly: every `Density`, plus
+/// sources without a density (an empirical sample set, two moons).
+///
+/// Buffers are row-major `[n, dimension]`. Sample i of a call is a pure
+/// function of (seed, firstIndex + i) — each implementation documents its
+/// `RandomStream.Purpose` — so results do not depend on how a batch is split
+/// across calls or threads.
+public protocol SampleSource: Sendable {
+    /// The dimension d of a sample.
+    var dimension: Int { get }
+    /// Draws `samples.count / dimension` samples.
+    func sample(seed: UInt64, firstIndex: UInt64,
+                into samples: UnsafeMutableBufferPointer<Float>)
+}
+
+extension SampleSource {
+    /// Convenience: `n` samples as a tensor `[n, dimension]`.
+    public func samples(_ n: Int, seed: UInt64, firstIndex: UInt64 = 0) -> Tensor {
+        var out = Tensor(shape: [n, dimension])
+        out.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: firstIndex, into: $0) }
+        return out
+    }
+
+    /// Calls `body(row, stream)` for every row of `samples` with
+    /// `RandomStream(seed, purpose, firstIndex + row)`: the loop every
+    /// implementation shares.
+    @inline(__always)
+    func forEachRow(_ samples: UnsafeMutableBufferPointer<Float>, seed: UInt64, firstIndex: UInt64,
+                    purpose: RandomStream.Purpose,
+                    _ body: (_ row: UnsafeMutablePointer<Float>, _ rng: inout RandomStream) -> Void) {
+        let d = dimension
+        guard let base = samples.baseAddress else { return }
+        for i in 0..<(samples.count / d) {
+            var rng = RandomStream(seed: seed, purpose: purpose, index: firstIndex &+ UInt64(i))
+            body(base + i * d, &rng)
+        }
+    }
+}
+
+extension Density {
+    /// Convenience: log-densities of the rows of `points` (`[n, dimension]`).
+    public func logDensities(_ points: Tensor) -> [Double] {
+        let n = points.count / Swift.max(dimension, 1)
+        var out = [Double](repeating: 0, count: n)
+        points.scalars.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { logDensity(points: p, into: $0) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,84 @@
+"""Layer 2: raw ctypes declarations, 1:1 with include/flowrt.h.
+
+Each declaration carries its C prototype as a comment. Nothing here converts
+or checks; see flowrt/__init__.py for the Pythonic layer.
+"""
+from __future__ import annotations
+
+import ctypes
+from ctypes import (POINTER, Structure, c_char_p, c_double, c_float, c_int, c_int32,
+                    c_size_t, c_uint32, c_uint64, c_void_p)
+
+from ._loader import load_library
+
+lib = load_library()
+
+c_float_p = POINTER(c_float)
+c_double_p = POINTER(c_double)
+
+# typedef enum flowrt_status { FLOWRT_OK = 0, ... } flowrt_status;
+OK = 0
+INVALID_ARGUMENT = 1
+SHAPE_MISMATCH = 2
+NON_FINITE = 3
+INVALID_MODEL = 4
+UNSUPPORTED = 5
+IO_ERROR = 6
+CANCELLED = 7
+OUT_OF_MEMORY = 8
+SOLVER_INCOMPLETE = 9
+INTERNAL = 10
+
+# typedef enum flowrt_activation
+ACTIVATIONS = {"silu": 0, "tanh": 1, "relu": 2, "gelu": 3, "softplus": 4, "sigmoid": 5,
+               "elu": 6, "selu": 7, "leaky_relu": 8}
+# typedef enum flowrt_time_encoding
+TIME_ENCODINGS = {"concat": 0, "sinusoidal": 1}
+
+# typedef int (*flowrt_progress_fn)(void *user_data, uint64_t done, uint64_t total, double value);
+progress_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_double)
+
+
+def _declare(name, restype, *argtypes):
+    f = getattr(lib, name)
+    f.restype = restype
+    f.argtypes = list(argtypes)
+    return f
+
+
+# uint32_t flowrt_version_number(void);
+flowrt_version_number = _declare("flowrt_version_number", c_uint32)
+# const char *flowrt_version_string(void);
+flowrt_version_string = _declare("flowrt_version_string", c_char_p)
+# const char *flowrt_status_string(flowrt_status status);
+flowrt_status_string = _declare("flowrt_status_string", c_char_p, c_int)
+# const char *flowrt_last_error_message(void);
+flowrt_last_error_message = _declare("flowrt_last_error_message", c_char_p)
+# void flowrt_buffer_free(void *buffer);
+flowrt_buffer_free = _declare("flowrt_buffer_free", None, c_void_p)
+
+
+class flowrt_mlp_params(Structure):
+    """typedef struct flowrt_mlp_params { ... } flowrt_mlp_params;"""
+    _fields_ = [("struct_size", c_uint32), ("dim", c_uint32), ("depth", c_uint32),
+                ("width", c_uint32), ("activation", c_int32), ("time_encoding", c_int32),
+                ("time_frequencies", c_uint32), ("residual", c_int32), ("seed", c_uint64)]
+
+
+# flowrt_mlp_params flowrt_mlp_default_params(void);
+flowrt_mlp_default_params = _declare("flowrt_mlp_default_params", flowrt_mlp_params)
+# flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
+flowrt_model_create_mlp = _declare("flowrt_model_create_mlp", c_int, POINTER(flowrt_mlp_params), POINTER(c_void_p))
+# void flowrt_model_free(flowrt_model *model);
+flowrt_model_free = _declare("flowrt_model_free", None, c_void_p)
+# size_t flowrt_model_dim(const flowrt_model *model);
+flowrt_model_dim = _declare("flowrt_model_dim", c_size_t, c_void_p)
+# size_t flowrt_model_parameter_count(const flowrt_model *model);
+flowrt_model_parameter_count = _declare("flowrt_model_parameter_count", c_size_t, c_void_p)
+# flowrt_status flowrt_model_velocity(const flowrt_model *model, size_t n,
+#                                     const double *t, const float *x, float *v);
+flowrt_model_velocity = _declare("flowrt_model_velocity", c_int, c_void_p, c_size_t, c_double_p, c_float_p, c_float_p)
+# flowrt_status flowrt_model_divergence(const flowrt_model *model, size_t n,
+#                                       const double *t, const float *x, float *v, double *div);
+flowrt_model_divergence = _declare("flowrt_model_divergence", c_int, c_void_p, c_size_t, c_double_p, c_float_p,
+                                   c_float_p, c_double_p)

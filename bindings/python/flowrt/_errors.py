@@ -1,0 +1,65 @@
+"""Status codes as exceptions carrying the library's message."""
+from __future__ import annotations
+
+
+class FlowError(Exception):
+    """Base class of every error flowrt raises; `.status` is the C status code."""
+    status = -1
+
+
+class InvalidArgument(FlowError, ValueError):
+    status = 1
+
+
+class ShapeMismatch(FlowError, ValueError):
+    status = 2
+
+
+class NonFinite(FlowError, ValueError):
+    status = 3
+
+
+class ONNXError(FlowError):
+    """A malformed or unsupported model file (statuses 4 and 5)."""
+    status = 4
+
+
+class Unsupported(ONNXError):
+    status = 5
+
+
+class IOError_(FlowError, OSError):
+    status = 6
+
+
+class Cancelled(FlowError):
+    status = 7
+
+
+class OutOfMemory(FlowError, MemoryError):
+    status = 8
+
+
+class SolverIncomplete(FlowError):
+    """A solver stopped early for some samples (max steps, non-finite state)."""
+    status = 9
+
+
+class InternalError(FlowError):
+    status = 10
+
+
+_BY_STATUS = {c.status: c for c in (InvalidArgument, ShapeMismatch, NonFinite, ONNXError, Unsupported,
+                                    IOError_, Cancelled, OutOfMemory, SolverIncomplete, InternalError)}
+
+
+def check(status: int) -> None:
+    """Raises the exception for a non-zero status with the thread's last message."""
+    if status == 0:
+        return
+    from . import _capi
+    message = _capi.flowrt_last_error_message().decode("utf-8", "replace")
+    cls = _BY_STATUS.get(status, FlowError)
+    err = cls(message or _capi.flowrt_status_string(status).decode())
+    err.status = status
+    raise err
