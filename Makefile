@@ -139,3 +139,8 @@ check-symbols: build
 
 clean:
 	rm -rf .build .build-asan $(C_TEST_BINS)
+
+# The flows section's C suite (issue 4) joins the C suites above.
+C_TESTS += test_flow
+C_TEST_BINS += bindings/c/tests/test_flow
+test-c: bindings/c/tests/test_flow
