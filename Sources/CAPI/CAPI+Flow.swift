@@ -2,15 +2,10 @@
 import CFlowRT
 import FlowRuntime
 
-/// The object behind a `flowrt_flow *`: the Swift `Flow` plus what the C
-/// caller said it was made of.
+/// The object behind a `flowrt_flow *`.
 final class FlowHandle {
     let flow: Flow
-    let interpolant: flowrt_interpolant
-    init(_ flow: Flow, interpolant: flowrt_interpolant) {
-        self.flow = flow
-        self.interpolant = interpolant
-    }
+    init(_ flow: Flow) { self.flow = flow }
 }
 
 func flowObject(_ handle: OpaquePointer?) throws -> Flow {
@@ -126,16 +121,16 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let m = try modelObject(model)
         let p = try readParams(params, defaults: flowrt_flow_default_params(),
                                minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
-        let interpolant: flowrt_interpolant
+        let schedule: any Schedule
         switch UInt32(bitPattern: p.interpolant) {
-        case FLOWRT_INTERPOLANT_TRIG.rawValue: interpolant = FLOWRT_INTERPOLANT_TRIG
-        case FLOWRT_INTERPOLANT_LINEAR.rawValue: interpolant = FLOWRT_INTERPOLANT_LINEAR
+        case FLOWRT_INTERPOLANT_TRIG.rawValue: schedule = TrigSchedule()
+        case FLOWRT_INTERPOLANT_LINEAR.rawValue: schedule = LinearSchedule()
         default: throw FlowError.invalidArgument("params->interpolant = \(p.interpolant) is not a flowrt_interpolant")
         }
         guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
             throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")
         }
-        out.pointee = retainHandle(FlowHandle(try Flow(field: m), interpolant: interpolant))
+        out.pointee = retainHandle(FlowHandle(try Flow(field: m, schedule: schedule)))
         return FLOWRT_OK
     }
 }
