@@ -19,7 +19,7 @@ CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols test-c-valgrind test-c-asan
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols test-c-valgrind test-c-asan examples
 
 all: build
 
@@ -53,6 +53,7 @@ venv: $(VENV)/.ok
 test: deps build venv
 	$(MAKE) test-swift
 	$(MAKE) test-c
+	$(MAKE) examples
 	$(MAKE) test-python
 
 test-swift:
@@ -144,3 +145,18 @@ clean:
 C_TESTS += test_flow
 C_TEST_BINS += bindings/c/tests/test_flow
 test-c: bindings/c/tests/test_flow
+
+# C examples, built the way a user builds them: against an installed copy of
+# the library (staged in .build/stage) through pkg-config, then run.
+STAGE := $(abspath .build/stage)
+EXAMPLES := $(basename $(notdir $(wildcard bindings/c/examples/*.c)))
+examples: build
+	$(MAKE) install PREFIX=$(STAGE) >/dev/null
+	@mkdir -p .build/examples
+	@for e in $(EXAMPLES); do \
+	  $(CC) -std=c99 -Wall -Wextra -Werror -pedantic bindings/c/examples/$$e.c \
+	    $$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs flowrt) \
+	    -Wl,-rpath,$(STAGE)/lib -o .build/examples/$$e || exit 1; \
+	done
+	@echo "built: $(EXAMPLES) (in .build/examples)"
+	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
