@@ -40,7 +40,7 @@ extension ONNXImporter {
     /// into the layer producing `z`).
     func matchActivation(from z: String, exclusive: Bool) -> ActivationMatch? {
         guard let zReaders = readers[z], !zReaders.isEmpty else { return nil }
-        let candidates = [silu(z), softplus(z), gelu(z), single(z)].compactMap { $0 }
+        let candidates = [silu(z), softplus(z), scaledSoftplus(z), gelu(z), single(z)].compactMap { $0 }
         for m in candidates {
             if m.nodes.contains(where: { done.contains($0) }) { continue }
             if exclusive && !zReaders.allSatisfy({ m.nodes.contains($0) }) { continue }
@@ -67,6 +67,26 @@ extension ONNXImporter {
                   node(g).inputs.count == 2, node(g).inputs[0] == z, let threshold = scalar(node(g).inputs[1]),
                   soleReader(cond) == w else { continue }
             return ActivationMatch(function: .softplus(beta: 1, threshold: threshold), nodes: [sp, g, w], output: node(w).outputs[0])
+        }
+        return nil
+    }
+
+    /// `Where(Greater(βz, threshold), z, Div(Softplus(βz), β))` (PyTorch's
+    /// Softplus with β ≠ 1, as FlowRuntime exports it).
+    private func scaledSoftplus(_ z: String) -> ActivationMatch? {
+        for m in readers[z] ?? [] where m >= 0 && node(m).opType == "Mul" {
+            guard let beta = other(node(m), z).flatMap(scalar), beta > 0, let bz = node(m).outputs.first,
+                  let bzReaders = readers[bz], bzReaders.count == 2,
+                  let sp = bzReaders.first(where: { node($0).opType == "Softplus" }),
+                  let g = bzReaders.first(where: { node($0).opType == "Greater" }),
+                  node(g).inputs.first == bz, let threshold = node(g).inputs.count == 2 ? scalar(node(g).inputs[1]) : nil,
+                  let dv = soleReader(node(sp).outputs[0]), node(dv).opType == "Div", node(dv).inputs.first == node(sp).outputs[0],
+                  node(dv).inputs.count == 2, scalar(node(dv).inputs[1]) == beta,
+                  let w = soleReader(node(dv).outputs[0]), node(w).opType == "Where", node(w).inputs.count == 3,
+                  node(w).inputs == [node(g).outputs[0], z, node(dv).outputs[0]], soleReader(node(g).outputs[0]) == w
+            else { continue }
+            return ActivationMatch(function: .softplus(beta: beta, threshold: threshold), nodes: [m, sp, g, dv, w],
+                                   output: node(w).outputs[0])
         }
         return nil
     }
