@@ -160,3 +160,14 @@ examples: build
 	done
 	@echo "built: $(EXAMPLES) (in .build/examples)"
 	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+
+# Regenerates Sources/ONNXProto from Debian's onnx.proto (needs protobuf-c-compiler;
+# ordinary builds use the committed output and never need it).
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+.PHONY: regen-onnx-proto
+regen-onnx-proto:
+	@command -v protoc-c >/dev/null || { echo "protoc-c missing: apt-get install protobuf-c-compiler"; exit 1; }
+	tmp=$$(mktemp -d) && cp $(ONNX_PROTO) $$tmp/onnx.proto && \
+	  protoc-c --proto_path=$$tmp --c_out=$$tmp $$tmp/onnx.proto && \
+	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
+	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp
