@@ -60,7 +60,7 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads
+C_TESTS := test_api test_threads test_datasets
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
 bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)

@@ -389,6 +389,42 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               double *std_error, flowrt_solver_stats *stats);
 
 /* ---------------------------------------------------------------------------
+ * Built-in datasets
+ * ------------------------------------------------------------------------ */
+
+/* 2-D toy datasets for demos and tests, by name: "checkerboard", "8gaussians",
+ * "rings" (closed-form densities and known entropies) and "moons" (samples
+ * only). Sample i of a call depends only on (seed, i). */
+
+/** Draws n samples of a built-in dataset.
+ *  @param name   in, non-NULL: a dataset name (see above).
+ *  @param n      samples (> 0).
+ *  @param seed   seed of the draws.
+ *  @param x_out  out, [n, dim] (dim = 2 for every built-in dataset; see
+ *                flowrt_dataset_info).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0 or too large).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+
+/** The exact log-density (nats) of a built-in dataset at n points.
+ *  @param x         in, [n, dim], finite.
+ *  @param log_prob  out, [n]; -inf outside the support (checkerboard).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
+ *          (the dataset has no closed-form density: "moons").
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+
+/** Dimension and true differential entropy H = −E[log ρ] (nats) of a
+ *  built-in dataset, so a model's held-out NLL reads as NLL − H = KL ≥ 0.
+ *  @param dim      out, nullable.
+ *  @param entropy  out, nullable: NaN when unknown ("moons").
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL name, unknown name).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
+
+/* ---------------------------------------------------------------------------
  * Training
  * ------------------------------------------------------------------------ */
 /* (section: training) */

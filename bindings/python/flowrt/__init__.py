@@ -8,7 +8,7 @@ needed.
 """
 from __future__ import annotations
 
-from . import _capi
+from . import _capi, datasets
 from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOError_, NonFinite, ONNXError,
                       OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
 from ._flow import Flow, SolverStats
@@ -16,5 +16,5 @@ from ._model import Model
 
 __version__ = _capi.flowrt_version_string().decode()
 
-__all__ = ["Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+__all__ = ["datasets", "Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]

@@ -137,3 +137,11 @@ flowrt_flow_encode = _declare("flowrt_flow_encode", c_int, c_void_p, c_size_t, c
 #     const flowrt_solver_params *params, double *log_prob, double *std_error, flowrt_solver_stats *stats);
 flowrt_flow_log_prob = _declare("flowrt_flow_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double,
                                 POINTER(flowrt_solver_params), c_double_p, c_double_p, POINTER(flowrt_solver_stats))
+
+# ---- built-in datasets (section: Built-in datasets) ----
+# flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+flowrt_dataset_sample = _declare("flowrt_dataset_sample", c_int, c_char_p, c_size_t, c_uint64, c_float_p)
+# flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+flowrt_dataset_log_prob = _declare("flowrt_dataset_log_prob", c_int, c_char_p, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
+flowrt_dataset_info = _declare("flowrt_dataset_info", c_int, c_char_p, POINTER(c_size_t), c_double_p)
