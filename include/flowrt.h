@@ -205,6 +205,114 @@ FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size
  * ------------------------------------------------------------------------ */
 /* (section: ONNX) */
 
+/** Options for importing ONNX models. Get defaults from
+ *  flowrt_onnx_default_options(); all fields may stay NULL. */
+typedef struct flowrt_onnx_options {
+    uint32_t struct_size;   /**< sizeof(flowrt_onnx_options). */
+    /** Name of the graph input holding x [batch, dim]; NULL (default): matched
+     *  by role (the [batch, d] input, or the first of two). */
+    const char *x_name;
+    /** Name of the graph input holding t ([batch, 1], [batch] or a scalar
+     *  broadcast over the batch); NULL (default): matched by role (an input
+     *  named t/time/timestep, or the lower-rank one, or the second). A model
+     *  with a single [batch, d + 1] input is read as concat(x, t). */
+    const char *t_name;
+    /** Folder against which external-data locations are resolved when
+     *  loading from a buffer; NULL (default): a buffer whose weights are in
+     *  external files is an error. Ignored by flowrt_model_load_onnx (which
+     *  uses the model file's folder). */
+    const char *directory;
+} flowrt_onnx_options;
+
+/** Default ONNX import options (every name NULL). Thread-safe. */
+FLOWRT_API flowrt_onnx_options flowrt_onnx_default_options(void);
+
+/** Imports an ONNX velocity network v(t, x) from a file, as exported by
+ *  torch.onnx.export (dynamo or legacy, opset 7..23, IR up to 10) or by
+ *  flowrt_model_save_onnx. External data (`*.onnx.data`) is read relative to
+ *  the file's folder; a location may not leave that folder. Shape-only
+ *  subgraphs are folded at load with the batch symbolic; Gemm/MatMul + bias +
+ *  activation and the exporters' SiLU/GELU/Softplus expansions are fused. The
+ *  file's metadata_props become the model's metadata.
+ *  @param path     in, non-NULL: NUL-terminated file path.
+ *  @param options  in, nullable: input names (NULL: defaults).
+ *  @param out      out, non-NULL: receives the model (NULL on failure); free
+ *                  with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL path/out, bad
+ *          struct_size, a named input that does not exist); FLOWRT_IO_ERROR
+ *          (file or external data unreadable or too short);
+ *          FLOWRT_INVALID_MODEL (not a valid ONNX protobuf, truncated,
+ *          inconsistent sizes, absurd dimensions, external location escaping
+ *          the folder); FLOWRT_UNSUPPORTED (an op, attribute or dtype
+ *          FlowRuntime does not implement: the message names the op, node and
+ *          opset); FLOWRT_SHAPE_MISMATCH (shapes that do not fit together).
+ *  Thread-safe. Never crashes on malformed input; allocations are bounded by
+ *  the bytes present. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                                flowrt_model **out);
+
+/** Imports an ONNX velocity network from serialized bytes; as
+ *  flowrt_model_load_onnx, with external data resolved against
+ *  options->directory.
+ *  @param data  in, non-NULL: `size` bytes (not retained).
+ *  @param size  number of bytes (> 0).
+ *  Other parameters, return codes and thread-safety as flowrt_model_load_onnx. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size,
+                                                       const flowrt_onnx_options *options,
+                                                       flowrt_model **out);
+
+/** Writes the model as one self-contained ONNX file (weights inline, IR 8,
+ *  ai.onnx opset 17, inputs x [batch, dim] and t [batch, 1] (or [batch]),
+ *  output [batch, dim], dynamic batch "batch"), with metadata_props
+ *  "flowrt.*": the model's metadata plus flowrt.dimension and
+ *  flowrt.time_convention. Writes to a temporary file beside `path` and
+ *  renames it, so a failure never leaves a truncated file.
+ *  @param model  in, non-NULL.
+ *  @param path   in, non-NULL: NUL-terminated file path (replaced if present).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (an
+ *          operation opset 17 cannot express); FLOWRT_IO_ERROR.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
+
+/** The ONNX file flowrt_model_save_onnx would write, in memory.
+ *  @param model  in, non-NULL.
+ *  @param bytes  out, non-NULL: receives a buffer owned by the caller,
+ *                released with flowrt_buffer_free (NULL on failure).
+ *  @param size   out, non-NULL: receives its size in bytes.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT; FLOWRT_UNSUPPORTED;
+ *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
+
+/** Name of a model input: index 0 is x, 1 is t (the ONNX input names of an
+ *  imported model; for a single [x, t] input "<name>.x" and "<name>.t").
+ *  @param model  in, non-NULL.
+ *  @param index  0 (x) or 1 (t).
+ *  @param name   out, non-NULL: a NUL-terminated copy, released with
+ *                flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index > 1). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
+
+/** Name of the model's output value (the ONNX output name of an imported
+ *  model). `name` as flowrt_model_input_name. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
+
+/** Number of metadata entries (ONNX metadata_props of an imported model,
+ *  flowrt.* entries of a native one). Returns 0 for NULL. Thread-safe. */
+FLOWRT_API size_t flowrt_model_metadata_count(const flowrt_model *model);
+
+/** The key of metadata entry `index` (keys in byte-wise sorted order).
+ *  @param key  out, non-NULL: NUL-terminated copy, released with flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index ≥ count). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
+
+/** The metadata value stored under `key`.
+ *  @param key    in, non-NULL: NUL-terminated key, e.g. "flowrt.interpolant".
+ *  @param value  out, non-NULL: NUL-terminated copy, released with
+ *                flowrt_buffer_free; NULL when the key is absent.
+ *  @return FLOWRT_OK (also when absent: check *value); FLOWRT_INVALID_ARGUMENT
+ *          (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
+
 /* ---------------------------------------------------------------------------
  * Flows: transport, sampling and likelihood
  * ------------------------------------------------------------------------ */

@@ -129,7 +129,10 @@ struct ONNXImporter {
         guard case .batched(let id, true) = out else {
             throw FlowError.shapeMismatch("the output '\(name)' does not have a batch axis")
         }
-        return try builder.finish(output: id)
+        var graph = try builder.finish(output: id)
+        // The output keeps its ONNX name (IR values are named after nodes).
+        if !graph.values.contains(where: { $0.name == name }) { graph.values[graph.output].name = name }
+        return graph
     }
 
     // MARK: Inputs by role
