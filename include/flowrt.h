@@ -496,6 +496,36 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               const flowrt_solver_params *params, double *log_prob,
                                               double *std_error, flowrt_solver_stats *stats);
 
+/** Saves a flow as one self-contained ONNX file: the network plus metadata
+ *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
+ *  the model's own flowrt.* entries), written to a temporary file and renamed,
+ *  so an existing file is never left truncated.
+ *  @param flow  in, non-NULL.
+ *  @param path  in, non-NULL.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (cannot write; the previous file, if any, is intact).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+
+/** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
+ *  the interpolant named in its flowrt.interpolant metadata ("trig" when
+ *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *  @param path     in, non-NULL.
+ *  @param options  in, nullable (see flowrt_onnx_options).
+ *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
+ *  @return as flowrt_model_load_onnx; FLOWRT_INVALID_MODEL also for an
+ *          interpolant or base this version cannot rebuild.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                               flowrt_flow **out);
+
+/** The flow's network as a model whose metadata describes the whole flow
+ *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
+ *  or flowrt_model_metadata.
+ *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+
 /* ---------------------------------------------------------------------------
  * Built-in datasets
  * ------------------------------------------------------------------------ */

@@ -16,5 +16,15 @@ from ._model import Model
 
 __version__ = _capi.flowrt_version_string().decode()
 
-__all__ = ["datasets", "Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+
+def load(path, x_name=None, t_name=None) -> Flow:
+    """Loads a flow from an ONNX file (see `Flow.load`)."""
+    return Flow.load(path, x_name=x_name, t_name=t_name)
+
+
+def load_model(path, x_name=None, t_name=None) -> Model:
+    """Loads a velocity network from an ONNX file (see `Model.load`)."""
+    return Model.load(path, x_name=x_name, t_name=t_name)
+
+__all__ = ["load", "load_model", "datasets", "Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]

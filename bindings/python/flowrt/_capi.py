@@ -145,3 +145,46 @@ flowrt_dataset_sample = _declare("flowrt_dataset_sample", c_int, c_char_p, c_siz
 flowrt_dataset_log_prob = _declare("flowrt_dataset_log_prob", c_int, c_char_p, c_size_t, c_float_p, c_double_p)
 # flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
 flowrt_dataset_info = _declare("flowrt_dataset_info", c_int, c_char_p, POINTER(c_size_t), c_double_p)
+
+# ---- ONNX (section: ONNX) ----
+
+
+class flowrt_onnx_options(Structure):
+    """typedef struct flowrt_onnx_options { uint32_t struct_size; const char *x_name; const char *t_name;
+    const char *directory; } flowrt_onnx_options;"""
+    _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
+
+
+c_char_pp = POINTER(ctypes.c_void_p)  # char ** (freed with flowrt_buffer_free)
+
+# flowrt_onnx_options flowrt_onnx_default_options(void);
+flowrt_onnx_default_options = _declare("flowrt_onnx_default_options", flowrt_onnx_options)
+# flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_model **out);
+flowrt_model_load_onnx = _declare("flowrt_model_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
+                                  POINTER(c_void_p))
+# flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size, const flowrt_onnx_options *options,
+#                                             flowrt_model **out);
+flowrt_model_load_onnx_buffer = _declare("flowrt_model_load_onnx_buffer", c_int, c_void_p, c_size_t,
+                                         POINTER(flowrt_onnx_options), POINTER(c_void_p))
+# flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
+flowrt_model_save_onnx = _declare("flowrt_model_save_onnx", c_int, c_void_p, c_char_p)
+# flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
+flowrt_model_export_onnx_buffer = _declare("flowrt_model_export_onnx_buffer", c_int, c_void_p, POINTER(c_void_p),
+                                           POINTER(c_size_t))
+# flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
+flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_char_pp)
+# flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
+flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_char_pp)
+# size_t flowrt_model_metadata_count(const flowrt_model *model);
+flowrt_model_metadata_count = _declare("flowrt_model_metadata_count", c_size_t, c_void_p)
+# flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
+flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_char_pp)
+# flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
+flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_char_pp)
+# flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+flowrt_flow_save_onnx = _declare("flowrt_flow_save_onnx", c_int, c_void_p, c_char_p)
+# flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_flow **out);
+flowrt_flow_load_onnx = _declare("flowrt_flow_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
+                                 POINTER(c_void_p))
+# flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+flowrt_flow_model = _declare("flowrt_flow_model", c_int, c_void_p, POINTER(c_void_p))

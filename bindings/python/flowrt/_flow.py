@@ -98,6 +98,33 @@ class Flow(_Handle):
         self.base = base
 
     @classmethod
+    def _from_handle(cls, h) -> "Flow":
+        self = cls.__new__(cls)
+        _Handle.__init__(self, h)
+        m = ctypes.c_void_p()
+        check(_capi.flowrt_flow_model(h, ctypes.byref(m)))
+        self.model = Model(m)
+        meta = self.model.metadata
+        self.interpolant = meta.get("flowrt.interpolant", "trig")
+        self.base = "normal"
+        return self
+
+    @classmethod
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Flow":
+        """Loads a flow saved by `save` (or any velocity network exported to
+        ONNX, with the trig interpolant and a standard normal base)."""
+        from ._model import onnx_options
+        o = onnx_options(x_name, t_name)
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
+        return cls._from_handle(h)
+
+    def save(self, path) -> None:
+        """Saves the flow as one self-contained ONNX file that onnxruntime runs
+        and `flowrt.load` reads back (interpolant and base in its metadata)."""
+        check(_capi.flowrt_flow_save_onnx(self._handle, str(path).encode()))
+
+    @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
             interpolant: str = "trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`)."""
