@@ -17,6 +17,7 @@ RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
+FIXTURES ?= ../shared/fixtures/onnx
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
 .PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols test-c-valgrind test-c-asan examples
@@ -101,7 +102,7 @@ test-c-asan:
 	done
 
 test-python: venv
-	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath ../shared/fixtures/onnx) \
+	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath $(FIXTURES)) \
 	  PYTHONPATH=bindings/python $(VPY) -m pytest -q bindings/python/tests
 
 demo: build
@@ -160,6 +161,9 @@ examples: build
 	done
 	@echo "built: $(EXAMPLES) (in .build/examples)"
 	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+	cd .build/examples && ./sample_onnx $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx 100 1 > samples.txt \
+	  && awk '{print $$1 "," $$2}' samples.txt > samples.csv && ./loglik_csv $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx samples.csv > loglik.txt \
+	  && paste -d' ' samples.txt loglik.txt | awk '{d = $$3 - $$4; if (d < 0) d = -d; if (d > 2e-3) bad++} END {if (bad) {print "sample vs loglik_csv disagree on " bad " rows"; exit 1} else print "sample_onnx, loglik_csv: ok (log-densities agree within 2e-3)"}' 
 
 # Regenerates Sources/ONNXProto from Debian's onnx.proto (needs protobuf-c-compiler;
 # ordinary builds use the committed output and never need it).
