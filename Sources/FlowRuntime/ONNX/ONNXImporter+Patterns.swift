@@ -77,8 +77,8 @@ extension ONNXImporter {
         for m in readers[z] ?? [] where m >= 0 && node(m).opType == "Mul" {
             guard let beta = other(node(m), z).flatMap(scalar), beta > 0, let bz = node(m).outputs.first,
                   let bzReaders = readers[bz], bzReaders.count == 2,
-                  let sp = bzReaders.first(where: { node($0).opType == "Softplus" }),
-                  let g = bzReaders.first(where: { node($0).opType == "Greater" }),
+                  let sp = bzReaders.first(where: { $0 >= 0 && node($0).opType == "Softplus" }),
+                  let g = bzReaders.first(where: { $0 >= 0 && node($0).opType == "Greater" }),
                   node(g).inputs.first == bz, let threshold = node(g).inputs.count == 2 ? scalar(node(g).inputs[1]) : nil,
                   let dv = soleReader(node(sp).outputs[0]), node(dv).opType == "Div", node(dv).inputs.first == node(sp).outputs[0],
                   node(dv).inputs.count == 2, scalar(node(dv).inputs[1]) == beta,
