@@ -26,7 +26,7 @@ enum ONNXFixtures {
     }
 
     /// The JSON beside `file`: inputs (x, t or one xt) and PyTorch's output.
-    static func reference(_ file: String) throws -> Reference {
+    static func reference(_ file: String, in folder: String = folder) throws -> Reference {
         let url = URL(fileURLWithPath: folder).appendingPathComponent(file.replacingOccurrences(of: ".onnx", with: ".json"))
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let inputs = json["inputs"] as! [[String: Any]]
@@ -143,6 +143,27 @@ final class ONNXImportTests: XCTestCase {
         let ref = try ONNXFixtures.reference("mlp_relu__legacy__op17.onnx")
         let (x, t) = ONNXFixtures.samples(ref)
         XCTAssertEqual(velocities(model, x, t), velocities(m2, x, t))
+    }
+
+    /// Tests/ONNXData: our own small PyTorch exports (other widths,
+    /// activations, t shapes and opsets 11–20; make_exports.py there).
+    func testOwnPyTorchExportsMatch() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ONNXData").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".onnx") }.sorted()
+        XCTAssertEqual(files.count, 8)
+        for file in files {
+            let model = try Model.loadONNX(path: folder + "/" + file)
+            let ref = try ONNXFixtures.reference(file, in: folder)
+            let (x, t) = ONNXFixtures.samples(ref)
+            let got = velocities(model, x, t).flatMap { $0 }
+            let err = zip(got, ref.output).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertEqual(got.count, ref.output.count, file)
+            XCTAssertLessThanOrEqual(err, ref.tolerance, "\(file): max |v − PyTorch| = \(err)")
+            if file.contains("layernorm") {
+                XCTAssertTrue(model.graph.nodes.contains { $0.operation.kindName == "LayerNorm" }, "\(file): LayerNorm not fused")
+            }
+        }
     }
 
     func testHostCanNameTheInputs() throws {
