@@ -175,3 +175,21 @@ regen-onnx-proto:
 	  protoc-c --proto_path=$$tmp --c_out=$$tmp $$tmp/onnx.proto && \
 	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
 	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp
+
+# libFuzzer over flowrt_model_load_onnx_buffer (fuzz/onnx_buffer_fuzzer.c)
+# with the library instrumented (coverage + AddressSanitizer, LeakSanitizer)
+# in .build-fuzz. FUZZ_SECONDS of wall time; seeds in fuzz/corpus, the
+# growing corpus in fuzz/corpus-work (not committed), crashes in .build-fuzz/artifacts.
+FUZZ_SECONDS ?= 600
+FUZZ_LIB := .build-fuzz/debug
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	$(SWIFT) build --product flowrt --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
+	ln -sf libflowrt.so $(FUZZ_LIB)/libflowrt.so.0
+	clang -g -O1 -fsanitize=fuzzer,address -Iinclude fuzz/onnx_buffer_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
+	  -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o .build-fuzz/onnx_buffer_fuzzer 2>/dev/null
+fuzz: fuzz-build
+	mkdir -p fuzz/corpus-work .build-fuzz/artifacts
+	ASAN_OPTIONS=detect_leaks=1 ./.build-fuzz/onnx_buffer_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ \
+	  fuzz/corpus-work fuzz/corpus

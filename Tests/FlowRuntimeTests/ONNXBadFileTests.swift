@@ -175,3 +175,26 @@ final class ONNXBadFileTests: XCTestCase {
         assertError(n.serialized(), { if case .invalidModel = $0 { return true }; return false }, "no opset")
     }
 }
+
+/// Every fuzz seed and every input the fuzzer once crashed on
+/// (fuzz/corpus/regress-*) loads or fails with a `FlowError`.
+final class ONNXFuzzCorpusTests: XCTestCase {
+    func testCorpusLoadsOrFailsCleanly() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("fuzz/corpus")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+        XCTAssertGreaterThanOrEqual(names.count, 40)
+        var loaded = 0
+        for name in names {
+            let bytes = try [UInt8](Data(contentsOf: folder.appendingPathComponent(name)))
+            do {
+                let m = try bytes.withUnsafeBytes { try Model.loadONNX(bytes: $0) }
+                _ = try m.onnxData()
+                loaded += 1
+            } catch is FlowError {
+                XCTAssertTrue(name.hasPrefix("regress-"), "seed \(name) should load")
+            }
+        }
+        XCTAssertEqual(loaded, names.filter { !$0.hasPrefix("regress-") }.count)
+    }
+}

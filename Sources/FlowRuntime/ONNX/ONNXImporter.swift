@@ -89,6 +89,19 @@ struct ONNXImporter {
         guard g.nodes.count <= 1 << 20, g.initializers.count <= 1 << 20 else {
             throw FlowError.invalidModel("the graph has too many nodes or initializers")
         }
+        // Static single assignment: every node defines at least one output,
+        // and no name is defined twice (the pattern matchers rely on it).
+        var defined = Set(g.initializers.map(\.name)).union(g.inputs.map(\.name))
+        for (i, n) in g.nodes.enumerated() {
+            guard let first = n.outputs.first, !first.isEmpty else {
+                throw FlowError.invalidModel("node \(i) '\(n.name)' (\(n.opType)) has no output")
+            }
+            for o in n.outputs where !o.isEmpty {
+                guard defined.insert(o).inserted else {
+                    throw FlowError.invalidModel("node \(i) '\(n.name)' (\(n.opType)) redefines value '\(o)'")
+                }
+            }
+        }
         var initial: [String: Imported] = [:]
         for t in g.initializers {
             switch try ONNXTensorDecoding.decode(t, directory: directory) {
