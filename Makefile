@@ -142,3 +142,7 @@ clean:
 C_TESTS += test_flow
 C_TEST_BINS += bindings/c/tests/test_flow
 test-c: bindings/c/tests/test_flow
+
+# Transport and likelihood against torchdiffeq / flow_matching (issue 4).
+bench-transport:
+	bash bench/transport/run.sh
