@@ -193,3 +193,7 @@ fuzz: fuzz-build
 	ASAN_OPTIONS=detect_leaks=1 ./.build-fuzz/onnx_buffer_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ \
 	  fuzz/corpus-work fuzz/corpus
+
+# Transport and likelihood against torchdiffeq / flow_matching (issue 4).
+bench-transport:
+	bash bench/transport/run.sh
