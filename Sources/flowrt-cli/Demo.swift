@@ -15,11 +15,14 @@ struct Demo: ParsableCommand {
     @Option(help: "Training steps.") var steps = 6000
     @Option(help: "Hidden units per layer.") var width = 256
     @Option(help: "Samples per step.") var batch = 1024
+    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
     @Option(help: "Peak learning rate.") var lr = 2e-3
     @Option(help: "Held-out samples scored for the NLL.") var nllSamples = 4000
     @Option(help: "RK4 steps of the likelihood and sampling ODE.") var odeSteps = 40
     @Option(help: "Worker threads (0 = all processors).") var threads = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Skip training: load this demo checkpoint (same options) and only score and plot.")
+    var load: String?
 
     func run() throws {
         guard let dataset = ToyDataset(rawValue: toy), let density = dataset.density, let entropy = dataset.entropy else {
@@ -29,17 +32,24 @@ struct Demo: ParsableCommand {
         let start = Date()
         var options = try TrainingOptions.parse([])
         options.steps = steps; options.width = width; options.batch = batch; options.lr = lr
+        options.timeFrequencies = timeFrequencies
         options.seed = seed; options.threads = threads
         let nThreads = threads > 0 ? threads : Parallel.defaultThreads
         print("training a 2→\(width)×3→2 SiLU velocity on \(toy) (\(steps) steps, batch \(batch), \(nThreads) threads)")
         let trainer = try options.makeTrainer(dimension: 2, data: .source(dataset.source, heldOut: 4096))
-        var printer = ProgressPrinter()
-        try trainer.fit(steps: steps) { printer.show($0) }
-        printer.finish()
+        if let load {
+            try trainer.loadCheckpoint(from: load)
+        } else {
+            var printer = ProgressPrinter()
+            try trainer.fit(steps: steps) { printer.show($0) }
+            printer.finish()
+        }
         let trained = Date()
         let model = try trainer.model()
-        let saved = try DemoSteps.save(trainer: trainer, model: model, outDir: outDir)
-        print("saved: \(saved)")
+        if load == nil {
+            let saved = try DemoSteps.save(trainer: trainer, model: model, outDir: outDir)
+            print("saved: \(saved)")
+        }
 
         // Held-out NLL against the true entropy.
         let points = density.samples(nllSamples, seed: seed &+ 0xD3E0)

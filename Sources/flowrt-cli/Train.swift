@@ -60,6 +60,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Samples per step.") var batch = 1024
     @Option(help: "Hidden units per layer.") var width = 256
     @Option(help: "Hidden layers.") var depth = 3
+    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
     @Option(help: "Peak learning rate (Adam).") var lr = 2e-3
     @Option(help: "Linear warmup steps.") var warmup = 200
     @Option(help: "Decay after warmup: cosine, step, constant.") var decay = "cosine"
@@ -90,6 +91,7 @@ struct TrainingOptions: ParsableArguments {
             gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
             seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads)
         let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
+                                    timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
                                     seed: seed).makeGraph()
         return try Trainer(graph: graph, data: data, loss: InterpolantLoss(schedule: kind.schedule),
                            configuration: config, metadata: ["flowrt.architecture": "mlp"])
