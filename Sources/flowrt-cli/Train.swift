@@ -73,6 +73,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Held-out samples drawn from a --toy dataset.") var heldOut = 4096
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Worker threads (0 = all processors; results do not depend on it).") var threads = 0
+    @Option(help: "Samples per work unit (changes rounding, not results' statistics).") var chunkSize = 256
 
     func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
         guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
@@ -89,7 +90,7 @@ struct TrainingOptions: ParsableArguments {
             learningRate: LearningRateSchedule(learningRate: lr, warmupSteps: warmup, decay: decayRule),
             optimizer: OptimizerConfiguration(kind: opt, weightDecay: weightDecay),
             gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
-            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads)
+            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize)
         let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
                                     timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
                                     seed: seed).makeGraph()
