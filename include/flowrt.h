@@ -324,8 +324,9 @@ FLOWRT_API flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t st
  *  Not thread-safe with a concurrent step on the same trainer. */
 FLOWRT_API flowrt_status flowrt_trainer_model(const flowrt_trainer *trainer, flowrt_model **out);
 
-/** The latest losses: of the last minibatch (raw weights) and of the last
- *  held-out evaluation (EMA weights), as G and in regression form
+/** The latest losses: of the last minibatch (raw weights) and on the
+ *  held-out set at the current step (EMA weights; evaluated now if the last
+ *  evaluation is older: one forward pass over it), as G and in regression form
  *  E|v - dI/dt|^2 = G + E|dI/dt|^2. A value not available yet (no step,
  *  no held-out set) is NaN. Every output pointer is nullable.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer). */

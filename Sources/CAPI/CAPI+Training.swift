@@ -137,6 +137,7 @@ public func flowrt_trainer_loss(_ handle: OpaquePointer?, _ trainLoss: UnsafeMut
                                 _ heldOutRegression: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_trainer_loss") {
         let t = try trainerObject(handle)
+        if t.stepCount > 0 { try t.updateHeldOutLoss() }
         trainLoss?.pointee = t.lastLoss?.quadratic ?? .nan
         trainRegression?.pointee = t.lastLoss?.regression ?? .nan
         heldOutLoss?.pointee = t.lastHeldOutLoss?.quadratic ?? .nan

@@ -25,6 +25,8 @@ struct Train: ParsableCommand {
     var checkpoint: String?
     @Option(help: "Resume from this checkpoint (same data and options).")
     var resume: String?
+    @Option(help: "Print a plain progress line every N steps with the elapsed time (0 = live line / every 10%).")
+    var logInterval = 0
 
     func run() throws {
         let trainingData: TrainingData
@@ -46,7 +48,7 @@ struct Train: ParsableCommand {
         let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
         if let resume { try trainer.loadCheckpoint(from: resume) }
         let remaining = max(0, options.steps - trainer.stepCount)
-        var printer = ProgressPrinter()
+        var printer = ProgressPrinter(logInterval: logInterval)
         try trainer.fit(steps: remaining) { printer.show($0) }
         printer.finish()
         if let checkpoint { try trainer.saveCheckpoint(to: checkpoint); print("checkpoint: \(checkpoint)") }
@@ -102,12 +104,24 @@ struct TrainingOptions: ParsableArguments {
 /// The live progress line: `\r`-updated on a terminal (at most 10 times a
 /// second), one plain line per 10% when piped.
 struct ProgressPrinter {
+    /// Plain lines every this many steps with elapsed seconds (benchmarks); 0 = automatic.
+    var logInterval = 0
     let isTerminal = isatty(STDOUT_FILENO) != 0
+    let start = Date()
     var lastPrint = 0.0
     var lastDecile = -1
 
     mutating func show(_ p: TrainingProgress) -> Bool {
         let done = p.step >= p.targetStep
+        if logInterval > 0 {
+            if p.step % logInterval == 0 || done {
+                print(String(format: "step %d elapsed %.3f loss %.5f heldout %.5f steps/s %.1f", p.step,
+                             Date().timeIntervalSince(start), p.trainLoss.quadratic, p.heldOutLoss?.quadratic ?? .nan,
+                             p.stepsPerSecond))
+                fflush(stdout)
+            }
+            return true
+        }
         let held = p.heldOutLoss.map { String(format: "%.4f", $0.quadratic) } ?? "—"
         let eta = p.stepsPerSecond > 0 ? Double(p.targetStep - p.step) / p.stepsPerSecond : 0
         let line = String(format: "step %6d/%d  loss %.4f  held-out %@  %.0f steps/s  ETA %@",

@@ -100,6 +100,7 @@ extension Trainer {
         stepCount = Int(step)
         lastLoss = losses[0].isNaN ? nil : LossReport(quadratic: losses[0], regression: losses[1])
         lastHeldOutLoss = losses[2].isNaN ? nil : LossReport(quadratic: losses[2], regression: losses[3])
+        heldOutStep = -1
         lastLearningRate = lr
         cachedModel = nil
     }
