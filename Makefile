@@ -16,10 +16,10 @@ VPY := $(VENV)/bin/python
 RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
-DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config
+DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward check-symbols test-c-valgrind test-c-asan examples
 
 all: build
 
@@ -35,8 +35,10 @@ deps:
 	  else echo "missing Debian packages:$$missing (run as root or install them)"; exit 1; fi; \
 	fi
 
+# --static-swift-stdlib: the CLI runs without a Swift installation too (the
+# library links the runtime statically through its own linker settings).
 build: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 	ln -sf libflowrt.so $(RELEASE)/libflowrt.so.0
 
 lib: build
@@ -51,17 +53,52 @@ venv: $(VENV)/.ok
 test: deps build venv
 	$(MAKE) test-swift
 	$(MAKE) test-c
+	$(MAKE) examples
 	$(MAKE) test-python
 
 test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-bindings/c/tests/test_api: bindings/c/tests/test_api.c include/flowrt.h $(LIB)
-	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -o $@
+C_TESTS := test_api test_threads
+C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-test-c: bindings/c/tests/test_api check-symbols
-	./bindings/c/tests/test_api
+bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
+
+# The C suites, then the same suites under valgrind (memcheck: zero errors,
+# zero leaks) and under AddressSanitizer + UndefinedBehaviorSanitizer with
+# the library itself instrumented (a separate debug build in .build-asan).
+test-c: $(C_TEST_BINS) check-symbols
+	@for t in $(C_TEST_BINS); do echo "== $$t"; ./$$t || exit 1; done
+	$(MAKE) test-c-valgrind test-c-asan
+
+# Valgrind 3.19 cannot read the DWARF 5 debug info Swift emits, so the
+# suite runs against a debug-stripped copy of the library.
+VG_DIR := .build/valgrind
+test-c-valgrind: $(LIB)
+	mkdir -p $(VG_DIR)
+	objcopy --strip-debug $(LIB) $(VG_DIR)/libflowrt.so
+	ln -sf libflowrt.so $(VG_DIR)/libflowrt.so.0
+	@for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_TEST) -Iinclude bindings/c/tests/$$t.c -L$(VG_DIR) -lflowrt -Wl,-rpath,$(abspath $(VG_DIR)) \
+	    -lm -lpthread -o $(VG_DIR)/$$t || exit 1; \
+	  echo "== valgrind $$t"; \
+	  valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    --show-leak-kinds=definite,indirect ./$(VG_DIR)/$$t 50 | tail -1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+ASAN_LIB := .build-asan/debug
+test-c-asan:
+	$(SWIFT) build --product flowrt --scratch-path .build-asan -Xswiftc -sanitize=address -Xcc -fsanitize=address >/dev/null
+	ln -sf libflowrt.so $(ASAN_LIB)/libflowrt.so.0
+	@for t in $(C_TESTS); do \
+	  $(CC) $(CFLAGS_TEST) -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -Iinclude bindings/c/tests/$$t.c \
+	    -L$(ASAN_LIB) -lflowrt -Wl,-rpath,$(abspath $(ASAN_LIB)) -lm -lpthread -o .build-asan/$$t || exit 1; \
+	  echo "== asan+ubsan $$t"; ASAN_OPTIONS=detect_leaks=1 ./.build-asan/$$t | tail -1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 test-python: venv
 	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath ../shared/fixtures/onnx) \
@@ -82,6 +119,7 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/flowrt.h $(DESTDIR)$(PREFIX)/include/flowrt.h
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION)
+	strip --strip-debug $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(VERSION)
 	ln -sf libflowrt.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libflowrt.so.$(SOMAJOR)
 	ln -sf libflowrt.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libflowrt.so
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' bindings/c/flowrt.pc.in \
@@ -101,4 +139,35 @@ check-symbols: build
 	echo "libflowrt.so: exports $$(nm -D --defined-only $(LIB) | grep -c ' T flowrt_') flowrt_* functions only; no Swift runtime dependency"
 
 clean:
-	rm -rf .build bindings/c/tests/test_api
+	rm -rf .build .build-asan $(C_TEST_BINS)
+
+# The flows section's C suite (issue 4) joins the C suites above.
+C_TESTS += test_flow
+C_TEST_BINS += bindings/c/tests/test_flow
+test-c: bindings/c/tests/test_flow
+
+# C examples, built the way a user builds them: against an installed copy of
+# the library (staged in .build/stage) through pkg-config, then run.
+STAGE := $(abspath .build/stage)
+EXAMPLES := $(basename $(notdir $(wildcard bindings/c/examples/*.c)))
+examples: build
+	$(MAKE) install PREFIX=$(STAGE) >/dev/null
+	@mkdir -p .build/examples
+	@for e in $(EXAMPLES); do \
+	  $(CC) -std=c99 -Wall -Wextra -Werror -pedantic bindings/c/examples/$$e.c \
+	    $$(PKG_CONFIG_PATH=$(STAGE)/lib/pkgconfig pkg-config --cflags --libs flowrt) \
+	    -Wl,-rpath,$(STAGE)/lib -o .build/examples/$$e || exit 1; \
+	done
+	@echo "built: $(EXAMPLES) (in .build/examples)"
+	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+
+# Regenerates Sources/ONNXProto from Debian's onnx.proto (needs protobuf-c-compiler;
+# ordinary builds use the committed output and never need it).
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+.PHONY: regen-onnx-proto
+regen-onnx-proto:
+	@command -v protoc-c >/dev/null || { echo "protoc-c missing: apt-get install protobuf-c-compiler"; exit 1; }
+	tmp=$$(mktemp -d) && cp $(ONNX_PROTO) $$tmp/onnx.proto && \
+	  protoc-c --proto_path=$$tmp --c_out=$$tmp $$tmp/onnx.proto && \
+	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
+	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp

@@ -210,6 +210,184 @@ FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size
  * ------------------------------------------------------------------------ */
 /* (section: flows) */
 
+/** A flow: a velocity model + the interpolant it was trained with + the base
+ *  density ρ0 at t = 0 (DESIGN.md §1). Samples (base → data), transports,
+ *  encodes (data → base) and evaluates log-densities at any t ∈ [0, 1].
+ *  Immutable after creation; thread-safe: any number of threads may call
+ *  one flow at once. */
+typedef struct flowrt_flow flowrt_flow;
+
+typedef enum flowrt_interpolant {
+    /** α = cos(πt/2), β = sin(πt/2) (the InterFlow paper's default). */
+    FLOWRT_INTERPOLANT_TRIG = 0,
+    /** α = 1 − t, β = t. */
+    FLOWRT_INTERPOLANT_LINEAR = 1
+} flowrt_interpolant;
+
+typedef enum flowrt_base_density {
+    /** N(0, I_d). */
+    FLOWRT_BASE_STANDARD_NORMAL = 0
+} flowrt_base_density;
+
+/** What a flow is made of besides its model. */
+typedef struct flowrt_flow_params {
+    uint32_t struct_size;  /**< sizeof(flowrt_flow_params). */
+    int32_t interpolant;   /**< flowrt_interpolant the model was trained with (default TRIG). */
+    int32_t base;          /**< flowrt_base_density (default STANDARD_NORMAL). */
+} flowrt_flow_params;
+
+/** Defaults for flowrt_flow_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_flow_params flowrt_flow_default_params(void);
+
+typedef enum flowrt_solver_method {
+    /** Dormand–Prince 5(4), adaptive (per-sample step control) or fixed steps. */
+    FLOWRT_SOLVER_DOPRI5 = 0,
+    /** Forward Euler, order 1 (fixed steps only). */
+    FLOWRT_SOLVER_EULER = 1,
+    /** Heun (explicit trapezoid), order 2 (fixed steps only). */
+    FLOWRT_SOLVER_HEUN = 2,
+    /** Explicit midpoint, order 2 (fixed steps only). */
+    FLOWRT_SOLVER_MIDPOINT = 3,
+    /** Classical Runge–Kutta, order 4 (fixed steps only). */
+    FLOWRT_SOLVER_RK4 = 4
+} flowrt_solver_method;
+
+typedef enum flowrt_divergence {
+    /** Exact trace of the Jacobian: one batched pass with d tangents
+     *  (about 1 + d forward passes per evaluation). */
+    FLOWRT_DIVERGENCE_EXACT = 0,
+    /** Hutchinson's unbiased estimator with `probes` probe vectors per sample
+     *  (about 1 + probes forward passes); gives a standard error. */
+    FLOWRT_DIVERGENCE_HUTCHINSON = 1
+} flowrt_divergence;
+
+typedef enum flowrt_probe_kind {
+    FLOWRT_PROBE_RADEMACHER = 0,  /**< entries ±1 */
+    FLOWRT_PROBE_GAUSSIAN = 1     /**< entries N(0, 1) */
+} flowrt_probe_kind;
+
+/** How a flow call integrates. Every sample carries its own time, step size
+ *  and accept/reject decision; results do not depend on the batch it shares
+ *  nor on the thread count. */
+typedef struct flowrt_solver_params {
+    uint32_t struct_size;     /**< sizeof(flowrt_solver_params). */
+    int32_t method;           /**< flowrt_solver_method (default DOPRI5). */
+    double rtol;              /**< Relative tolerance, adaptive runs (default 1e-5). */
+    double atol;              /**< Absolute tolerance, adaptive runs (default 1e-5). */
+    uint32_t fixed_steps;     /**< 0: adaptive steps (DOPRI5 only); > 0: that many
+                                   equal steps over the interval (default 0). */
+    uint32_t max_steps;       /**< Attempted steps per sample before giving up
+                                   (default 10000). */
+    int32_t divergence;       /**< flowrt_divergence for log-densities (default EXACT). */
+    uint32_t probes;          /**< Hutchinson probes per sample, 1..4096 (default 1). */
+    int32_t probe_kind;       /**< flowrt_probe_kind (default RADEMACHER). */
+    uint64_t seed;            /**< Seed of the Hutchinson probes (default 0); sample
+                                   i's probes depend on (seed, i) only. */
+    uint32_t threads;         /**< Worker threads; 0 = all processors (default 0). */
+    flowrt_progress_fn progress; /**< Optional (default NULL): called on the calling
+                                   thread with done = finished samples, total = n,
+                                   value = mean fraction of the interval covered;
+                                   non-zero return cancels (FLOWRT_CANCELLED). */
+    void *progress_user_data; /**< Passed to progress (default NULL). */
+} flowrt_solver_params;
+
+/** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_solver_params flowrt_solver_default_params(void);
+
+/** Per-call solver statistics (an output). Set struct_size to
+ *  sizeof(flowrt_solver_stats) before the call: the library writes only the
+ *  fields that fit, so older callers stay valid as fields are appended. */
+typedef struct flowrt_solver_stats {
+    uint32_t struct_size;          /**< in: sizeof(flowrt_solver_stats). */
+    uint64_t samples;              /**< Samples integrated. */
+    uint64_t steps;                /**< Accepted steps, summed over samples. */
+    uint64_t rejections;           /**< Rejected steps, summed over samples. */
+    uint64_t evaluations;          /**< Network evaluations, counted per sample. */
+    uint64_t max_steps_samples;    /**< Samples stopped by max_steps. */
+    uint64_t non_finite_samples;   /**< Samples whose state became NaN/Inf. */
+    uint64_t max_steps_per_sample; /**< Most accepted steps of one sample. */
+} flowrt_solver_stats;
+
+/** Creates a flow around a model.
+ *  @param model   in, non-NULL. The flow keeps its own reference: the model
+ *                 may be freed before the flow.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param out     out, non-NULL: receives the flow (NULL on failure); free
+ *                 with flowrt_flow_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model or out, bad
+ *          struct_size, unknown interpolant or base).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params,
+                                            flowrt_flow **out);
+
+/** Releases a flow. NULL is a no-op. Must not race with calls on the same flow. */
+FLOWRT_API void flowrt_flow_free(flowrt_flow *flow);
+
+/** The state dimension d of a flow (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
+
+/** Draws n samples of the model density: base samples x0 (sample i from the
+ *  seeded stream (seed, i), so any split of a batch gives the same samples)
+ *  transported from t = 0 to 1. With log_prob_out, log ρ1 of each sample is
+ *  integrated in the same pass (log ρ0(x0) − ∫ ∇·v), with the divergence
+ *  chosen in params.
+ *  @param flow          in, non-NULL.
+ *  @param n             samples (> 0).
+ *  @param seed          base-sample seed.
+ *  @param params        in, nullable (NULL = flowrt_solver_default_params()).
+ *  @param x_out         out, [n, dim].
+ *  @param log_prob_out  out, nullable, [n]: log ρ1(x_out[i]) in nats.
+ *  @param stats         out, nullable (struct_size set by the caller).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow or x_out, n == 0,
+ *          n * dim too large, bad params: struct_size, method, tolerances,
+ *          fixed_steps == 0 with a fixed-step method, probes, kinds);
+ *          FLOWRT_CANCELLED (progress returned non-zero; outputs undefined);
+ *          FLOWRT_SOLVER_INCOMPLETE (some samples hit max_steps or became
+ *          non-finite: outputs are written, those samples hold their last
+ *          state; stats count them).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, uint64_t seed,
+                                            const flowrt_solver_params *params, float *x_out,
+                                            double *log_prob_out, flowrt_solver_stats *stats);
+
+/** Transports points from time t_from to t_to along the flow (t_to < t_from
+ *  runs backward; both in [0, 1]).
+ *  @param x_in   in, [n, dim], finite.
+ *  @param x_out  out, [n, dim]; may alias x_in.
+ *  Other parameters as flowrt_flow_sample.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, times
+ *          outside [0, 1] or not finite, bad params); FLOWRT_NON_FINITE
+ *          (NaN/Inf in x_in); FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in,
+                                               double t_from, double t_to, const flowrt_solver_params *params,
+                                               float *x_out, flowrt_solver_stats *stats);
+
+/** Encodes data into the base: the transport from t = 1 to t = 0.
+ *  Parameters and return codes as flowrt_flow_transport. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, const float *x,
+                                            const flowrt_solver_params *params, float *z_out,
+                                            flowrt_solver_stats *stats);
+
+/** log ρ_t(x) for t ∈ [0, 1]: integrates (x, Δ) with dΔ/ds = ∇·v backward
+ *  from t to 0 and adds the base log-density, log ρ_t(x) = log ρ0(X_0) + Δ(0).
+ *  The divergence is exact or Hutchinson (params->divergence); the error
+ *  control includes Δ, so rtol/atol bound the log-density's error too.
+ *  @param x          in, [n, dim], finite.
+ *  @param t          time in [0, 1] (1 = the model's data density).
+ *  @param log_prob   out, [n], nats.
+ *  @param std_error  out, nullable, [n]: Hutchinson standard error of each
+ *                    log_prob (NaN with one probe; 0 for the exact divergence).
+ *  Other parameters as flowrt_flow_sample.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, t
+ *          outside [0, 1], bad params); FLOWRT_NON_FINITE (NaN/Inf in x);
+ *          FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE (log_prob of the
+ *          unfinished samples is not meaningful).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n, const float *x, double t,
+                                              const flowrt_solver_params *params, double *log_prob,
+                                              double *std_error, flowrt_solver_stats *stats);
+
 /* ---------------------------------------------------------------------------
  * Training
  * ------------------------------------------------------------------------ */

@@ -13,6 +13,9 @@ struct FlowRTCommand: ParsableCommand {
             Info.self,
             Train.self,
             Demo.self,
+            Sample.self,
+            LogProb.self,
+            Encode.self,
             // (subcommands: add one line per command file)
         ])
 }

@@ -11,9 +11,10 @@ from __future__ import annotations
 from . import _capi
 from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOError_, NonFinite, ONNXError,
                       OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
+from ._flow import Flow, SolverStats
 from ._model import Model
 
 __version__ = _capi.flowrt_version_string().decode()
 
-__all__ = ["Model", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+__all__ = ["Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]

@@ -82,3 +82,58 @@ flowrt_model_velocity = _declare("flowrt_model_velocity", c_int, c_void_p, c_siz
 #                                       const double *t, const float *x, float *v, double *div);
 flowrt_model_divergence = _declare("flowrt_model_divergence", c_int, c_void_p, c_size_t, c_double_p, c_float_p,
                                    c_float_p, c_double_p)
+
+# ---- flows (include/flowrt.h, section: flows) ----
+INTERPOLANTS = {"trig": 0, "linear": 1}
+BASES = {"normal": 0}
+SOLVER_METHODS = {"dopri5": 0, "euler": 1, "heun": 2, "midpoint": 3, "rk4": 4}
+DIVERGENCES = {"exact": 0, "hutchinson": 1}
+PROBE_KINDS = {"rademacher": 0, "gaussian": 1}
+
+
+class flowrt_flow_params(Structure):
+    """typedef struct flowrt_flow_params { uint32_t struct_size; int32_t interpolant; int32_t base; }"""
+    _fields_ = [("struct_size", c_uint32), ("interpolant", c_int32), ("base", c_int32)]
+
+
+class flowrt_solver_params(Structure):
+    """typedef struct flowrt_solver_params { ... } flowrt_solver_params;"""
+    _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("rtol", c_double), ("atol", c_double),
+                ("fixed_steps", c_uint32), ("max_steps", c_uint32), ("divergence", c_int32), ("probes", c_uint32),
+                ("probe_kind", c_int32), ("seed", c_uint64), ("threads", c_uint32), ("progress", progress_fn),
+                ("progress_user_data", c_void_p)]
+
+
+class flowrt_solver_stats(Structure):
+    """typedef struct flowrt_solver_stats { ... } flowrt_solver_stats;"""
+    _fields_ = [("struct_size", c_uint32), ("samples", c_uint64), ("steps", c_uint64), ("rejections", c_uint64),
+                ("evaluations", c_uint64), ("max_steps_samples", c_uint64), ("non_finite_samples", c_uint64),
+                ("max_steps_per_sample", c_uint64)]
+
+
+# flowrt_flow_params flowrt_flow_default_params(void);
+flowrt_flow_default_params = _declare("flowrt_flow_default_params", flowrt_flow_params)
+# flowrt_solver_params flowrt_solver_default_params(void);
+flowrt_solver_default_params = _declare("flowrt_solver_default_params", flowrt_solver_params)
+# flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params, flowrt_flow **out);
+flowrt_flow_create = _declare("flowrt_flow_create", c_int, c_void_p, POINTER(flowrt_flow_params), POINTER(c_void_p))
+# void flowrt_flow_free(flowrt_flow *flow);
+flowrt_flow_free = _declare("flowrt_flow_free", None, c_void_p)
+# size_t flowrt_flow_dim(const flowrt_flow *flow);
+flowrt_flow_dim = _declare("flowrt_flow_dim", c_size_t, c_void_p)
+# flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, uint64_t seed,
+#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+flowrt_flow_sample = _declare("flowrt_flow_sample", c_int, c_void_p, c_size_t, c_uint64, POINTER(flowrt_solver_params),
+                              c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in, double t_from,
+#     double t_to, const flowrt_solver_params *params, float *x_out, flowrt_solver_stats *stats);
+flowrt_flow_transport = _declare("flowrt_flow_transport", c_int, c_void_p, c_size_t, c_float_p, c_double, c_double,
+                                 POINTER(flowrt_solver_params), c_float_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, const float *x,
+#     const flowrt_solver_params *params, float *z_out, flowrt_solver_stats *stats);
+flowrt_flow_encode = _declare("flowrt_flow_encode", c_int, c_void_p, c_size_t, c_float_p,
+                              POINTER(flowrt_solver_params), c_float_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n, const float *x, double t,
+#     const flowrt_solver_params *params, double *log_prob, double *std_error, flowrt_solver_stats *stats);
+flowrt_flow_log_prob = _declare("flowrt_flow_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double,
+                                POINTER(flowrt_solver_params), c_double_p, c_double_p, POINTER(flowrt_solver_stats))
