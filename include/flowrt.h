@@ -402,13 +402,6 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
  *  thread at a time. */
 typedef struct flowrt_trainer flowrt_trainer;
 
-typedef enum flowrt_interpolant {
-    /** alpha = cos(pi t / 2), beta = sin(pi t / 2) (the paper's default). */
-    FLOWRT_INTERPOLANT_TRIG = 0,
-    /** alpha = 1 - t, beta = t. */
-    FLOWRT_INTERPOLANT_LINEAR = 1
-} flowrt_interpolant;
-
 typedef enum flowrt_optimizer {
     /** Adam; weight_decay is an L2 term added to the gradient. */
     FLOWRT_OPTIMIZER_ADAM = 0,
@@ -428,7 +421,7 @@ typedef enum flowrt_lr_schedule {
 /** Training settings. Obtain from flowrt_trainer_default_params(). */
 typedef struct flowrt_trainer_params {
     uint32_t struct_size;      /**< sizeof(flowrt_trainer_params). */
-    int32_t interpolant;       /**< flowrt_interpolant (default TRIG). */
+    int32_t interpolant;       /**< flowrt_interpolant (see Flows; default TRIG). */
     double learning_rate;      /**< Peak learning rate (default 1e-3). */
     uint32_t batch_size;       /**< Samples per step (default 1024). */
     int32_t optimizer;         /**< flowrt_optimizer (default ADAM). */

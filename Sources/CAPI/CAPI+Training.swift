@@ -23,15 +23,19 @@ public func flowrt_trainer_default_params() -> flowrt_trainer_params {
         seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0)
 }
 
+/// The schedule of a `flowrt_interpolant` code (shared by trainers and flows).
+func interpolantSchedule(_ code: Int32) throws -> any Schedule {
+    switch UInt32(bitPattern: code) {
+    case FLOWRT_INTERPOLANT_TRIG.rawValue: return TrigSchedule()
+    case FLOWRT_INTERPOLANT_LINEAR.rawValue: return LinearSchedule()
+    default: throw FlowError.invalidArgument("params->interpolant = \(code) is not a flowrt_interpolant")
+    }
+}
+
 /// Converts C params into the Swift configuration and schedule; every range
 /// check happens in `TrainerConfiguration.validate()` or here.
 func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration, InterpolantLoss) {
-    let schedule: any Schedule
-    switch UInt32(bitPattern: p.interpolant) {
-    case FLOWRT_INTERPOLANT_TRIG.rawValue: schedule = TrigSchedule()
-    case FLOWRT_INTERPOLANT_LINEAR.rawValue: schedule = LinearSchedule()
-    default: throw FlowError.invalidArgument("params->interpolant = \(p.interpolant) is not a flowrt_interpolant")
-    }
+    let schedule = try interpolantSchedule(p.interpolant)
     let kind: OptimizerConfiguration.Kind
     switch UInt32(bitPattern: p.optimizer) {
     case FLOWRT_OPTIMIZER_ADAM.rawValue: kind = .adam

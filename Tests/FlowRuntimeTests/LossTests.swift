@@ -41,7 +41,7 @@ final class LossTests: XCTestCase {
     /// (missing 1/B or factor 2, a transposed weight) is off by O(1).
     func testGradientMatchesFiniteDifferencesOfTheLoss() throws {
         let graph = try VelocityMLP(dimension: 2, hiddenWidths: [8, 8], activation: .silu, seed: 3).makeGraph()
-        let data = EightGaussians().samples(64, seed: 1).scalars
+        let data = EightGaussians().samples(count: 64, seed: 1).scalars
         let config = TrainerConfiguration(batchSize: 40, heldOutFraction: 0, seed: 5, threads: 2, chunkSize: 16)
         let trainer = try Trainer(graph: graph, data: .samples(data), configuration: config)
         _ = try trainer.computeGradient(step: 0)

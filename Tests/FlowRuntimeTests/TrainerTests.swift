@@ -15,7 +15,7 @@ final class TrainerTests: XCTestCase {
                              chunkSize: 48, evaluationInterval: 2)
     }
 
-    let data = Checkerboard().samples(400, seed: 7).scalars
+    let data = Checkerboard().samples(count: 400, seed: 7).scalars
 
     /// 5 chunks (one short) on 1, 2 and 8 threads: bit-identical weights.
     func testThreadCountDoesNotChangeWeights() throws {
@@ -56,16 +56,16 @@ final class TrainerTests: XCTestCase {
         let t = try Trainer(graph: try smallGraph(), data: .samples(data), configuration: config())
         try t.fit(steps: 1)
         try t.saveCheckpoint(to: path)
-        var bytes = try FileIO.read(path)
+        var bytes = try ONNXFiles.read(path)
         let other = try Trainer(graph: try VelocityMLP(dimension: 2, hiddenWidths: [8]).makeGraph(), data: .samples(data))
         XCTAssertThrowsError(try other.loadCheckpoint(from: path)) {
             guard case FlowError.shapeMismatch = $0 else { return XCTFail("\($0)") }
         }
         XCTAssertEqual(other.stepCount, 0)
         bytes[bytes.count / 2] ^= 0x40
-        try FileIO.writeAtomically(bytes, to: path)
+        try ONNXFiles.writeAtomically(bytes, to: path)
         XCTAssertThrowsError(try t.loadCheckpoint(from: path)) { XCTAssertTrue("\($0)".contains("CRC")) }
-        try FileIO.writeAtomically(Array(bytes.prefix(100)), to: path)
+        try ONNXFiles.writeAtomically(Array(bytes.prefix(100)), to: path)
         XCTAssertThrowsError(try t.loadCheckpoint(from: path)) {
             guard case FlowError.invalidModel = $0 else { return XCTFail("\($0)") }
         }
