@@ -567,6 +567,140 @@ FLOWRT_API flowrt_status flowrt_dataset_info(const char *name, size_t *dim, doub
  * ------------------------------------------------------------------------ */
 /* (section: training) */
 
+/** Trains a velocity network with the quadratic interpolant loss
+ *  G(v) = E[|v(t, x_t)|^2 - 2 dI/dt . v(t, x_t)], x_t = alpha(t) x0 + beta(t) x1,
+ *  x0 ~ N(0, I), x1 from the data, t ~ U[0, 1] (or Beta(a, b)). No ODE is
+ *  solved during training. Results depend only on the data, the initial
+ *  model and the params (including seed), never on `threads`: the same
+ *  inputs give bit-identical weights for any thread count. Used by one
+ *  thread at a time. */
+typedef struct flowrt_trainer flowrt_trainer;
+
+typedef enum flowrt_optimizer {
+    /** Adam; weight_decay is an L2 term added to the gradient. */
+    FLOWRT_OPTIMIZER_ADAM = 0,
+    /** AdamW; weight_decay is decoupled (p -= lr * weight_decay * p). */
+    FLOWRT_OPTIMIZER_ADAMW = 1
+} flowrt_optimizer;
+
+typedef enum flowrt_lr_schedule {
+    /** learning_rate after warmup. */
+    FLOWRT_LR_CONSTANT = 0,
+    /** Cosine from learning_rate to learning_rate * lr_min_factor at total_steps. */
+    FLOWRT_LR_COSINE = 1,
+    /** Multiply by step_factor every step_every steps after warmup. */
+    FLOWRT_LR_STEP = 2
+} flowrt_lr_schedule;
+
+/** Training settings. Obtain from flowrt_trainer_default_params(). */
+typedef struct flowrt_trainer_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_trainer_params). */
+    int32_t interpolant;       /**< flowrt_interpolant (see Flows; default TRIG). */
+    double learning_rate;      /**< Peak learning rate (default 1e-3). */
+    uint32_t batch_size;       /**< Samples per step (default 1024). */
+    int32_t optimizer;         /**< flowrt_optimizer (default ADAM). */
+    double weight_decay;       /**< >= 0 (default 0). */
+    uint32_t warmup_steps;     /**< Linear warmup from lr / warmup (default 0). */
+    int32_t lr_schedule;       /**< flowrt_lr_schedule (default CONSTANT). */
+    uint64_t total_steps;      /**< Cosine horizon in steps (required > 0 for COSINE; default 0). */
+    double lr_min_factor;      /**< Cosine floor as a fraction of learning_rate, in [0, 1] (default 0.01). */
+    uint64_t step_every;       /**< STEP decay period in steps (default 1000). */
+    double step_factor;        /**< STEP decay factor in (0, 1] (default 0.5). */
+    double grad_clip;          /**< Clip the gradient's Euclidean norm to this; 0 = off (default 0). */
+    double ema_decay;          /**< EMA of the weights used by flowrt_trainer_model, in [0, 1); 0 = raw weights (default 0.999). */
+    double heldout_fraction;   /**< Fraction of the data held out for the held-out loss, in [0, 1) (default 0.1). */
+    uint64_t seed;             /**< Seeds the split, minibatches, times and base draws (default 0). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0). Never changes results. */
+    double time_beta_a;        /**< t ~ Beta(a, b) when both are > 0; 0 and 0 = U[0, 1] (default 0). */
+    double time_beta_b;        /**< See time_beta_a (default 0). */
+} flowrt_trainer_params;
+
+/** Defaults for flowrt_trainer_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_trainer_params flowrt_trainer_default_params(void);
+
+/** Creates a trainer that fine-tunes a copy of `init` (a native or
+ *  ONNX-imported model; `init` itself is not modified) on `n` samples of
+ *  dimension `dim`. The data are copied; a seeded permutation holds out
+ *  floor(n * heldout_fraction) rows (at most 8192 are evaluated).
+ *  Minibatches draw training rows uniformly with replacement.
+ *  @param init    in, non-NULL: the starting model; its dim must equal `dim`.
+ *  @param data    in, [n, dim] floats (finite).
+ *  @param n       rows (> 0); at least one must remain for training.
+ *  @param dim     columns (> 0).
+ *  @param params  in, nullable: NULL means the defaults.
+ *  @param out     out, non-NULL: the trainer; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, zero size, bad
+ *          struct_size, a field out of range, no training rows left);
+ *          FLOWRT_SHAPE_MISMATCH (dim differs from the model's);
+ *          FLOWRT_NON_FINITE (NaN/Inf in data); FLOWRT_INVALID_MODEL.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
+                                               const flowrt_trainer_params *params, flowrt_trainer **out);
+
+/** Runs one optimisation step.
+ *  @param trainer  in/out, non-NULL.
+ *  @param loss     out, nullable: the minibatch's mean G before the update.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer);
+ *          FLOWRT_NON_FINITE (the loss or gradient overflowed: the weights
+ *          are left unchanged; lower learning_rate or set grad_clip).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
+
+/** Runs `steps` optimisation steps, evaluating the held-out loss every 250
+ *  steps and after the last. `progress`, if not NULL, is called after every
+ *  step with done = steps finished in this call, total = `steps`, value =
+ *  the minibatch's G; a non-zero return stops training after that step.
+ *  @param trainer    in/out, non-NULL.
+ *  @param progress   nullable callback; @param user_data passed to it.
+ *  @return FLOWRT_OK; FLOWRT_CANCELLED (the callback stopped it; completed
+ *          steps are kept); FLOWRT_INVALID_ARGUMENT; FLOWRT_NON_FINITE (as
+ *          flowrt_trainer_step; earlier steps are kept).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t steps,
+                                            flowrt_progress_fn progress, void *user_data);
+
+/** A snapshot of the current model with the EMA weights (the raw weights
+ *  when ema_decay is 0): an independent, immutable, thread-safe model that
+ *  stays valid and unchanged while training continues and after the
+ *  trainer is freed.
+ *  @param trainer  in, non-NULL.
+ *  @param out      out, non-NULL: free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT.
+ *  Not thread-safe with a concurrent step on the same trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_model(const flowrt_trainer *trainer, flowrt_model **out);
+
+/** The latest losses: of the last minibatch (raw weights) and on the
+ *  held-out set at the current step (EMA weights; evaluated now if the last
+ *  evaluation is older: one forward pass over it), as G and in regression form
+ *  E|v - dI/dt|^2 = G + E|dI/dt|^2. A value not available yet (no step,
+ *  no held-out set) is NaN. Every output pointer is nullable.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer). */
+FLOWRT_API flowrt_status flowrt_trainer_loss(const flowrt_trainer *trainer, double *train_loss,
+                                             double *heldout_loss, double *train_regression,
+                                             double *heldout_regression);
+
+/** Steps taken so far, including those restored from a checkpoint (0 for NULL). */
+FLOWRT_API uint64_t flowrt_trainer_step_count(const flowrt_trainer *trainer);
+
+/** Saves the complete training state (weights, Adam moments, EMA, step) to
+ *  `path`, written to a temporary file and renamed, so `path` is never
+ *  left half-written. The data and params are not saved: to resume, create
+ *  a trainer with the same model, data and params, then load; training
+ *  then continues exactly (bit-identically) as if never interrupted.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR. */
+FLOWRT_API flowrt_status flowrt_trainer_save_checkpoint(const flowrt_trainer *trainer, const char *path);
+
+/** Restores a state saved by flowrt_trainer_save_checkpoint.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (unreadable); FLOWRT_INVALID_MODEL (not a checkpoint, truncated,
+ *          CRC mismatch); FLOWRT_SHAPE_MISMATCH (another architecture);
+ *          FLOWRT_UNSUPPORTED (a newer format version). On error the
+ *          trainer is unchanged. */
+FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer, const char *path);
+
+/** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
+FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
+
 #ifdef __cplusplus
 }
 #endif

@@ -56,6 +56,8 @@ public final class Trainer {
     public internal(set) var lastHeldOutLoss: LossReport?
     /// The learning rate of the last update.
     public internal(set) var lastLearningRate = 0.0
+    /// The step `lastHeldOutLoss` was evaluated at (−1: never).
+    var heldOutStep = -1
 
     /// - Parameters:
     ///   - graph: the network to train (its parameters are the start point).
@@ -301,7 +303,7 @@ public final class Trainer {
         for i in 0..<steps {
             try step()
             if stepCount % configuration.evaluationInterval == 0 || i == steps - 1 {
-                lastHeldOutLoss = try evaluateHeldOut()
+                try updateHeldOutLoss()
             }
             if let progress {
                 let elapsed = Clock.now() - start
@@ -309,9 +311,23 @@ public final class Trainer {
                                          heldOutLoss: lastHeldOutLoss,
                                          stepsPerSecond: elapsed > 0 ? Double(i + 1) / elapsed : 0,
                                          learningRate: lastLearningRate)
-                if !progress(p) { throw FlowError.cancelled("training stopped by the progress callback at step \(stepCount)") }
+                if !progress(p) {
+                    try updateHeldOutLoss()
+                    throw FlowError.cancelled("training stopped by the progress callback at step \(stepCount)")
+                }
             }
         }
+    }
+
+    /// Sets `lastHeldOutLoss` to the held-out loss of the current weights,
+    /// evaluating only when it is older than the last step, and returns it.
+    @discardableResult
+    public func updateHeldOutLoss() throws -> LossReport? {
+        if heldOutStep != stepCount {
+            lastHeldOutLoss = try evaluateHeldOut()
+            heldOutStep = stepCount
+        }
+        return lastHeldOutLoss
     }
 
     /// Mean losses on the held-out set with the EMA weights, or nil when
