@@ -32,8 +32,8 @@ enum MixtureScoreReference {
         return (0..<2).map { r in
             var p = x, m = x
             p[r] += h; m[r] -= h
-            let lp = rt.logDensities(Tensor(shape: [1, 2], scalars: p.map(Float.init)))[0]
-            let lm = rt.logDensities(Tensor(shape: [1, 2], scalars: m.map(Float.init)))[0]
+            let lp = rt.logDensity(of: Tensor(shape: [1, 2], scalars: p.map(Float.init)))[0]
+            let lm = rt.logDensity(of: Tensor(shape: [1, 2], scalars: m.map(Float.init)))[0]
             return (lp - lm) / (2 * h)
         }
     }
