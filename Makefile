@@ -103,7 +103,7 @@ test-c-asan:
 
 test-python: venv
 	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath $(FIXTURES)) \
-	  PYTHONPATH=bindings/python $(VPY) -m pytest -q bindings/python/tests
+	  PYTHONPATH=$(abspath bindings/python) $(VPY) -m pytest -q bindings/python/tests
 
 demo: build
 	@echo "make demo arrives with the training issue; until then: make test"

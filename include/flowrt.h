@@ -458,6 +458,16 @@ FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, u
                                             const flowrt_solver_params *params, float *x_out,
                                             double *log_prob_out, flowrt_solver_stats *stats);
 
+/** Samples first_index, …, first_index + n − 1 of the stream flowrt_flow_sample
+ *  draws for `seed`: a batch split into ranges (across calls, processes or
+ *  machines) gives exactly the samples of one call. With a Hutchinson
+ *  divergence, the probes of sample i likewise depend on (probe seed, i).
+ *  @param first_index  index of the first sample (≤ 2^62).
+ *  Other parameters and return codes as flowrt_flow_sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                  uint64_t seed, const flowrt_solver_params *params,
+                                                  float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+
 /** Transports points from time t_from to t_to along the flow (t_to < t_from
  *  runs backward; both in [0, 1]).
  *  @param x_in   in, [n, dim], finite.

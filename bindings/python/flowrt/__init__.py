@@ -13,6 +13,7 @@ from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOEr
                       OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
 from ._flow import Flow, SolverStats
 from ._model import Model
+from ._trainer import Losses, Trainer
 
 __version__ = _capi.flowrt_version_string().decode()
 
@@ -26,5 +27,6 @@ def load_model(path, x_name=None, t_name=None) -> Model:
     """Loads a velocity network from an ONNX file (see `Model.load`)."""
     return Model.load(path, x_name=x_name, t_name=t_name)
 
-__all__ = ["load", "load_model", "datasets", "Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+# flowrt.dask is imported on demand (it needs dask).
+__all__ = ["load", "load_model", "datasets", "Model", "Flow", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]
