@@ -161,6 +161,9 @@ examples: build
 	done
 	@echo "built: $(EXAMPLES) (in .build/examples)"
 	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+	cd .build/examples && ./train_toy 8gaussians 1000 toy.onnx 2>/dev/null | tee train_toy.txt \
+	  && awk '/excess/ {gsub(/[()]/, ""); if ($$NF > 0.5) {print "train_toy: excess NLL " $$NF " > 0.5"; exit 1}}' train_toy.txt \
+	  && ./sample_onnx toy.onnx 3 >/dev/null && echo "train_toy: ok (trained, scored, saved, reloaded)"
 	cd .build/examples && ./sample_onnx $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx 100 1 > samples.txt \
 	  && awk '{print $$1 "," $$2}' samples.txt > samples.csv && ./loglik_csv $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx samples.csv > loglik.txt \
 	  && paste -d' ' samples.txt loglik.txt | awk '{d = $$3 - $$4; if (d < 0) d = -d; if (d > 2e-3) bad++} END {if (bad) {print "sample vs loglik_csv disagree on " bad " rows"; exit 1} else print "sample_onnx, loglik_csv: ok (log-densities agree within 2e-3)"}' 
