@@ -1,6 +1,7 @@
 """Exported ONNX files pass onnx.checker (full check) and run in onnxruntime
 with FlowRuntime's velocities; export(import(f)) of every fixture does too."""
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -53,18 +54,22 @@ def test_native_export_passes_checker_and_matches_onnxruntime(config):
         np.testing.assert_allclose(run(sess, x, t), m.velocity(t, x), atol=1e-5, rtol=1e-5)
 
 
+OWN_EXPORTS = Path(__file__).resolve().parents[3] / "Tests" / "ONNXData"
+
+
 def fixture_files():
-    folder = _capi.fixtures()
-    return sorted(p.name for p in folder.glob("*.onnx"))
+    return sorted(p.name for p in _capi.fixtures().glob("*.onnx"))
 
 
 def test_fixture_folder_has_all_40_exports():
     assert len(fixture_files()) == 40, _capi.fixtures()
 
 
-@pytest.mark.parametrize("name", fixture_files())
-def test_export_of_imported_fixture_runs_in_onnxruntime(name, tmp_path):
-    folder = _capi.fixtures()
+CASES = [(_capi.fixtures(), n) for n in fixture_files()] + [(OWN_EXPORTS, p.name) for p in sorted(OWN_EXPORTS.glob("*.onnx"))]
+
+
+@pytest.mark.parametrize("folder,name", CASES, ids=[n for _, n in CASES])
+def test_export_of_imported_fixture_runs_in_onnxruntime(folder, name, tmp_path):
     model = _capi.Model.load(folder / name)
     ref = json.loads((folder / name.replace(".onnx", ".json")).read_text())
     inputs = {i["name"]: np.asarray(i["data"], np.float32).reshape(i["shape"]) for i in ref["inputs"]}
