@@ -177,3 +177,8 @@ regen-onnx-proto:
 # Training steps/s and time to a held-out loss against PyTorch eager (bench/train).
 bench-train: build
 	bash bench/train/run.sh
+
+# The training section's C suite (issue 5) joins the C suites above.
+C_TESTS += test_training
+C_TEST_BINS += bindings/c/tests/test_training
+test-c: bindings/c/tests/test_training
