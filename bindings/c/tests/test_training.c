@@ -9,22 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) { passed++; }                                                \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-               printf(__VA_ARGS__); printf("\n"); }                            \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                           \
-    do {                                                                       \
-        flowrt_status s_ = (call);                                             \
-        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
-              (int)s_, flowrt_status_string(s_), (int)(expected),              \
-              flowrt_last_error_message());                                    \
-    } while (0)
+#include "check.h"
 
 static int calls = 0;
 static uint64_t last_done = 0, last_total = 0;
