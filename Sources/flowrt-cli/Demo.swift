@@ -12,11 +12,11 @@ struct Demo: ParsableCommand {
     @Option(help: "Output folder.") var outDir = "demo-out"
     @Option(help: "Dataset: \(ToyDataset.allCases.filter { $0.entropy != nil }.map(\.rawValue).joined(separator: ", ")).")
     var toy = "checkerboard"
-    @Option(help: "Training steps.") var steps = 6000
+    @Option(help: "Training steps.") var steps = 10000
     @Option(help: "Hidden units per layer.") var width = 256
     @Option(help: "Samples per step.") var batch = 1024
     @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
-    @Option(help: "Peak learning rate.") var lr = 2e-3
+    @Option(help: "Peak learning rate.") var lr = 3e-3
     @Option(help: "Held-out samples scored for the NLL.") var nllSamples = 4000
     @Option(help: "Worker threads (0 = all processors).") var threads = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0

@@ -50,7 +50,7 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(g.entropy, 2.83158, accuracy: 1e-5)  // the documented value (numpy quadrature)
         let (h, se) = monteCarloEntropy(g)
         XCTAssertEqual(h, g.entropy, accuracy: 4 * se)
-        XCTAssertEqual(mass(g), 1, accuracy: 1e-6)
+        XCTAssertEqual(mass(g, h: 0.02), 1, accuracy: 1e-6)
         // E|x|² = R² + 2σ² = 8 + 0.25.
         let x = g.samples(count: 100_000, seed: 9).scalars
         var r2 = 0.0

@@ -13,15 +13,16 @@ THREADS=${THREADS:-2}
 STEPS=${STEPS:-3000}
 THRESHOLD=${THRESHOLD:--4.95}
 OUT=bench/train/results.md
-bash bench/setup-venv.sh >/dev/null
+# PYTHON: an interpreter with torch (default: bench/.venv, created by bench/setup-venv.sh).
+if [ -z "${PYTHON:-}" ]; then bash bench/setup-venv.sh >/dev/null; PYTHON=bench/.venv/bin/python; fi
 swift build -c release --product flowrt-cli >/dev/null
 CLI=.build/release/flowrt-cli
-VERSIONS=$(bench/.venv/bin/python -c "import torch; print('torch', torch.__version__)")
+VERSIONS=$("$PYTHON" -c "import torch; print('torch', torch.__version__)")
 TMP=$(mktemp -d)
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$CLI" train --toy checkerboard --steps "$STEPS" --threads "$THREADS" \
     --lr 2e-3 --warmup 200 --log-interval 250 > "$TMP/flowrt.log"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS="$THREADS" \
-    bench/.venv/bin/python bench/train/peers.py --steps "$STEPS" --threads "$THREADS" > "$TMP/torch.log"
+    "$PYTHON" bench/train/peers.py --steps "$STEPS" --threads "$THREADS" > "$TMP/torch.log"
 python3 - "$TMP" "$STEPS" "$THREADS" "$THRESHOLD" "$VERSIONS" > "$OUT" <<'PY'
 import re, sys
 tmp, steps, threads, threshold, versions = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]

@@ -183,13 +183,27 @@ public final class Trainer {
     public func step() throws -> LossReport {
         let report = try computeGradient(step: stepCount)
         var norm2 = 0.0
-        for g in gradient { for v in g { norm2 += Double(v) * Double(v) } }
+        for g in gradient {
+            g.withUnsafeBufferPointer { b in
+                // Float partial sums of 256 squares, accumulated in Double.
+                var j = 0
+                while j < b.count {
+                    let end = Swift.min(b.count, j + 256)
+                    var s: Float = 0
+                    for k in j..<end { s += b[k] * b[k] }
+                    norm2 += Double(s)
+                    j = end
+                }
+            }
+        }
         guard norm2.isFinite else {
             throw FlowError.nonFinite("the gradient at step \(stepCount) is not finite; lower the learning rate or set a gradient clip")
         }
         if let clip = configuration.gradientClip, norm2.squareRoot() > clip {
             let s = Float(clip / norm2.squareRoot())
-            for i in gradient.indices { for j in gradient[i].indices { gradient[i][j] *= s } }
+            for i in gradient.indices {
+                gradient[i].withUnsafeMutableBufferPointer { b in for j in b.indices { b[j] *= s } }
+            }
         }
         let lr = configuration.learningRate.rate(at: stepCount)
         let opt = configuration.optimizer
@@ -206,7 +220,8 @@ public final class Trainer {
                     }
                 }
                 ema[a].withUnsafeMutableBufferPointer { e in
-                    for j in 0..<w.count { e[j] = decay * e[j] + (1 - decay) * w[j] }
+                    let keep = 1 - decay
+                    for j in 0..<w.count { e[j] = decay * e[j] + keep * w[j] }
                 }
             }
         }
