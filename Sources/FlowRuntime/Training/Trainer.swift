@@ -20,7 +20,9 @@ import Glibc
 /// immutable snapshot (EMA weights) that stays valid while training goes on.
 public final class Trainer {
     public let configuration: TrainerConfiguration
-    public let loss: InterpolantLoss
+    /// Settable inside the module so that `PathLengthOptimizer` can move the
+    /// schedule between updates (the held-out set keeps its initial schedule).
+    public internal(set) var loss: InterpolantLoss
     /// ρ0, sampled for x0.
     public let base: any SampleSource
     /// The state dimension d.
