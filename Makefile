@@ -160,3 +160,12 @@ examples: build
 	done
 	@echo "built: $(EXAMPLES) (in .build/examples)"
 	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+
+# Issue 9: FlowRuntime against PyTorch (same network and loss, torchdiffeq),
+# zuko's maximum-likelihood CNF and NSF on five datasets; one thread per run,
+# runs in sequence (~25 min). Writes bench/quality/results.md and PNG plots.
+# QUALITY_SCALE=tiny is a 10-minute smoke run. Own venv: bench/quality/.venv.
+QUALITY_SCALE ?= full
+.PHONY: bench-quality
+bench-quality: deps
+	bash bench/quality/run.sh $(QUALITY_SCALE)
