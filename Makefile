@@ -211,3 +211,12 @@ bench-train: build
 C_TESTS += test_training
 C_TEST_BINS += bindings/c/tests/test_training
 test-c: bindings/c/tests/test_training
+
+# Issue 9: FlowRuntime against PyTorch (same network and loss, torchdiffeq),
+# zuko's maximum-likelihood CNF and NSF on five datasets; one thread per run,
+# runs in sequence (~25 min). Writes bench/quality/results.md and PNG plots.
+# QUALITY_SCALE=tiny is a 10-minute smoke run. Own venv: bench/quality/.venv.
+QUALITY_SCALE ?= full
+.PHONY: bench-quality
+bench-quality: deps
+	bash bench/quality/run.sh $(QUALITY_SCALE)
