@@ -18,6 +18,7 @@ LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
 FIXTURES ?= ../shared/fixtures/onnx
+export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
 .PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples
@@ -61,7 +62,7 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads test_datasets
+C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
 bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
