@@ -21,7 +21,7 @@ FIXTURES ?= ../shared/fixtures/onnx
 export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples bench-python
 
 all: build
 
@@ -221,3 +221,7 @@ QUALITY_SCALE ?= full
 .PHONY: bench-quality
 bench-quality: deps
 	bash bench/quality/run.sh $(QUALITY_SCALE)
+
+# The Python binding's per-call overhead against the C call (issue 7).
+bench-python:
+	bash bench/python/run.sh
