@@ -334,8 +334,8 @@ public enum PathLength {
             var r = RandomStream(seed: seed, purpose: .trainingTime, index: UInt64(i))
             times[i] = r.nextUniform()
         }
-        let x0 = base.samples(count, seed: Trainer.derivedSeed(seed, .trainingBase))
-        let x1 = data.samples(count, seed: Trainer.derivedSeed(seed, .dataset))
+        let x0 = base.samples(count: count, seed: Trainer.derivedSeed(seed, .trainingBase))
+        let x1 = data.samples(count: count, seed: Trainer.derivedSeed(seed, .dataset))
         var xt = [Float](repeating: 0, count: count * d), v = xt
         for i in 0..<count {
             let c = schedule.coefficients(at: times[i])
