@@ -160,8 +160,27 @@ def verify_weights():
           "(max |Δv| < 1e-4 on 64 points, d = 2, 8, 32).\n")
 
 
+def sgemm_rate(size=1024, reps=3):
+    """Single-thread sgemm GFLOP/s of the system OpenBLAS FlowRuntime links
+    (its corename printed), measured now, under the same machine load."""
+    blas = ctypes.CDLL("libopenblas.so.0")
+    blas.openblas_set_num_threads(1)
+    blas.openblas_get_corename.restype = ctypes.c_char_p
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    c = np.empty_like(a)
+    p = a.ctypes.data_as(F32P)
+
+    def run():
+        blas.cblas_sgemm(101, 111, 111, size, size, size, ctypes.c_float(1), p, size, p, size,
+                         ctypes.c_float(0), c.ctypes.data_as(F32P), size)
+    _, dt = best(run, reps)
+    return 2 * size ** 3 / dt / 1e9, blas.openblas_get_corename().decode()
+
+
 def workload_a():
     print("### (a) RK4, 100 steps, d = 2, transport t = 0 → 1, 1 thread\n")
+    rate, core = sgemm_rate()
+    print(f"sgemm 1024³ (OpenBLAS {core}, 1 thread), measured in this run: {rate:.1f} GFLOP/s\n")
     print("| batch | system | time (s) | GFLOP/s | FlowRuntime speed-up |")
     print("|---:|---|---:|---:|---:|")
     fr, net = FlowRT(2), torch_mlp(2, WIDTH, DEPTH, SEED)
@@ -170,7 +189,7 @@ def workload_a():
     for n in ((2000, 16) if QUICK else (10_000, 16)):
         x = points(n, 2, 1)
         xt = torch.from_numpy(x)
-        reps = REPS if n > 100 else 20
+        reps = REPS if n > 100 else 40  # short runs: more tries to find a quiet moment
         flop = 400 * n * flops_per_eval(2)
         (ours, _), t_ours = best(lambda: fr.transport(x, 0, 1, FlowRT.params(method=4, fixed_steps=100)), reps)
         with torch.no_grad():
@@ -179,7 +198,7 @@ def workload_a():
             fm, t_fm = best(lambda: solver.sample(xt, step_size=0.01, method="rk4", time_grid=grid), reps)
         # torchdiffeq's "rk4" is the 3/8 rule: both order 4, results agree to O(h^4).
         diff = np.abs(tdq.numpy() - ours).max()
-        print(f"| {n} | FlowRuntime | {t_ours:.3f} | {flop / t_ours / 1e9:.1f} | |")
+        print(f"| {n} | FlowRuntime | {t_ours:.3f} | {flop / t_ours / 1e9:.1f} ({flop / t_ours / 1e9 / rate:.0%} of sgemm) | |")
         print(f"| {n} | torchdiffeq | {t_tdq:.3f} | {flop / t_tdq / 1e9:.1f} | {t_tdq / t_ours:.1f}× |")
         print(f"| {n} | flow_matching | {t_fm:.3f} | {flop / t_fm / 1e9:.1f} | {t_fm / t_ours:.1f}× |")
         print(f"<!-- batch {n}: max |x_FlowRuntime - x_torchdiffeq| = {diff:.2e} -->", flush=True)
@@ -197,7 +216,7 @@ def workload_b():
         for n in ((500, 16) if QUICK else (2000, 16)):
             x = points(n, d, 2)
             xt = torch.from_numpy(x)
-            reps = REPS if n > 100 else 10
+            reps = REPS if n > 100 else 60
             for hutch in (False, True):
                 (lp, st), t_ours = best(lambda: fr.log_prob(x, FlowRT.params(hutchinson=hutch)), reps)
                 counted.calls = 0
