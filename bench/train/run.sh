@@ -21,9 +21,9 @@ VERSIONS=$("$PYTHON" -c "import torch; print('torch', torch.__version__)")
 TMP=$(mktemp -d)
 LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$CLI" train --toy checkerboard --steps "$STEPS" --threads "$THREADS" \
-    --lr 2e-3 --warmup 200 --log-interval 250 > "$TMP/flowrt.log"
+    --lr 2e-3 --warmup 200 --held-out 32768 --log-interval 250 > "$TMP/flowrt.log"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS="$THREADS" \
-    "$PYTHON" bench/train/peers.py --steps "$STEPS" --threads "$THREADS" > "$TMP/torch.log"
+    "$PYTHON" bench/train/peers.py --steps "$STEPS" --threads "$THREADS" --heldout 32768 > "$TMP/torch.log"
 LOAD_AFTER=$(cut -d' ' -f1 /proc/loadavg)
 python3 - "$TMP" "$STEPS" "$THREADS" "$THRESHOLD" "$VERSIONS" "$LOAD_BEFORE" "$LOAD_AFTER" > "$OUT" <<'PY'
 import re, sys

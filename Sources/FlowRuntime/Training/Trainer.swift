@@ -118,7 +118,7 @@ public final class Trainer {
             }
             guard heldOut >= 0 else { throw FlowError.invalidArgument("held-out count \(heldOut) must be ≥ 0") }
             trainRows = []
-            heldOutRows = [Float](repeating: 0, count: Swift.min(heldOut, configuration.heldOutLimit) * d)
+            heldOutRows = [Float](repeating: 0, count: heldOut * d)
             heldOutRows.withUnsafeMutableBufferPointer {
                 source.sample(seed: Self.derivedSeed(Self.derivedSeed(seed, .split), .dataset), firstIndex: 0, into: $0)
             }
