@@ -65,7 +65,7 @@ test-swift:
 C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)
 	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
 
 # The C suites, then the same suites under valgrind (memcheck: zero errors,
