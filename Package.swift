@@ -57,7 +57,10 @@ let package = Package(
                 "FlowRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/flowrt-cli"),
+            path: "Sources/flowrt-cli",
+            // main.swift holds an @main type; with other files in the target
+            // it must be parsed as a library file, not top-level code.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(
             name: "FlowRuntimeTests",
             dependencies: ["FlowRuntime"],

@@ -318,10 +318,398 @@ FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const 
  * ------------------------------------------------------------------------ */
 /* (section: flows) */
 
+/** A flow: a velocity model + the interpolant it was trained with + the base
+ *  density ρ0 at t = 0 (DESIGN.md §1). Samples (base → data), transports,
+ *  encodes (data → base) and evaluates log-densities at any t ∈ [0, 1].
+ *  Immutable after creation; thread-safe: any number of threads may call
+ *  one flow at once. */
+typedef struct flowrt_flow flowrt_flow;
+
+typedef enum flowrt_interpolant {
+    /** α = cos(πt/2), β = sin(πt/2) (the InterFlow paper's default). */
+    FLOWRT_INTERPOLANT_TRIG = 0,
+    /** α = 1 − t, β = t. */
+    FLOWRT_INTERPOLANT_LINEAR = 1
+} flowrt_interpolant;
+
+typedef enum flowrt_base_density {
+    /** N(0, I_d). */
+    FLOWRT_BASE_STANDARD_NORMAL = 0
+} flowrt_base_density;
+
+/** What a flow is made of besides its model. */
+typedef struct flowrt_flow_params {
+    uint32_t struct_size;  /**< sizeof(flowrt_flow_params). */
+    int32_t interpolant;   /**< flowrt_interpolant the model was trained with (default TRIG). */
+    int32_t base;          /**< flowrt_base_density (default STANDARD_NORMAL). */
+} flowrt_flow_params;
+
+/** Defaults for flowrt_flow_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_flow_params flowrt_flow_default_params(void);
+
+typedef enum flowrt_solver_method {
+    /** Dormand–Prince 5(4), adaptive (per-sample step control) or fixed steps. */
+    FLOWRT_SOLVER_DOPRI5 = 0,
+    /** Forward Euler, order 1 (fixed steps only). */
+    FLOWRT_SOLVER_EULER = 1,
+    /** Heun (explicit trapezoid), order 2 (fixed steps only). */
+    FLOWRT_SOLVER_HEUN = 2,
+    /** Explicit midpoint, order 2 (fixed steps only). */
+    FLOWRT_SOLVER_MIDPOINT = 3,
+    /** Classical Runge–Kutta, order 4 (fixed steps only). */
+    FLOWRT_SOLVER_RK4 = 4
+} flowrt_solver_method;
+
+typedef enum flowrt_divergence {
+    /** Exact trace of the Jacobian: one batched pass with d tangents
+     *  (about 1 + d forward passes per evaluation). */
+    FLOWRT_DIVERGENCE_EXACT = 0,
+    /** Hutchinson's unbiased estimator with `probes` probe vectors per sample
+     *  (about 1 + probes forward passes); gives a standard error. */
+    FLOWRT_DIVERGENCE_HUTCHINSON = 1
+} flowrt_divergence;
+
+typedef enum flowrt_probe_kind {
+    FLOWRT_PROBE_RADEMACHER = 0,  /**< entries ±1 */
+    FLOWRT_PROBE_GAUSSIAN = 1     /**< entries N(0, 1) */
+} flowrt_probe_kind;
+
+/** How a flow call integrates. Every sample carries its own time, step size
+ *  and accept/reject decision; results do not depend on the batch it shares
+ *  nor on the thread count. */
+typedef struct flowrt_solver_params {
+    uint32_t struct_size;     /**< sizeof(flowrt_solver_params). */
+    int32_t method;           /**< flowrt_solver_method (default DOPRI5). */
+    double rtol;              /**< Relative tolerance, adaptive runs (default 1e-5). */
+    double atol;              /**< Absolute tolerance, adaptive runs (default 1e-5). */
+    uint32_t fixed_steps;     /**< 0: adaptive steps (DOPRI5 only); > 0: that many
+                                   equal steps over the interval (default 0). */
+    uint32_t max_steps;       /**< Attempted steps per sample before giving up
+                                   (default 10000). */
+    int32_t divergence;       /**< flowrt_divergence for log-densities (default EXACT). */
+    uint32_t probes;          /**< Hutchinson probes per sample, 1..4096 (default 1). */
+    int32_t probe_kind;       /**< flowrt_probe_kind (default RADEMACHER). */
+    uint64_t seed;            /**< Seed of the Hutchinson probes (default 0); sample
+                                   i's probes depend on (seed, i) only. */
+    uint32_t threads;         /**< Worker threads; 0 = all processors (default 0). */
+    flowrt_progress_fn progress; /**< Optional (default NULL): called on the calling
+                                   thread with done = finished samples, total = n,
+                                   value = mean fraction of the interval covered;
+                                   non-zero return cancels (FLOWRT_CANCELLED). */
+    void *progress_user_data; /**< Passed to progress (default NULL). */
+} flowrt_solver_params;
+
+/** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_solver_params flowrt_solver_default_params(void);
+
+/** Per-call solver statistics (an output). Set struct_size to
+ *  sizeof(flowrt_solver_stats) before the call: the library writes only the
+ *  fields that fit, so older callers stay valid as fields are appended. */
+typedef struct flowrt_solver_stats {
+    uint32_t struct_size;          /**< in: sizeof(flowrt_solver_stats). */
+    uint64_t samples;              /**< Samples integrated. */
+    uint64_t steps;                /**< Accepted steps, summed over samples. */
+    uint64_t rejections;           /**< Rejected steps, summed over samples. */
+    uint64_t evaluations;          /**< Network evaluations, counted per sample. */
+    uint64_t max_steps_samples;    /**< Samples stopped by max_steps. */
+    uint64_t non_finite_samples;   /**< Samples whose state became NaN/Inf. */
+    uint64_t max_steps_per_sample; /**< Most accepted steps of one sample. */
+} flowrt_solver_stats;
+
+/** Creates a flow around a model.
+ *  @param model   in, non-NULL. The flow keeps its own reference: the model
+ *                 may be freed before the flow.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param out     out, non-NULL: receives the flow (NULL on failure); free
+ *                 with flowrt_flow_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model or out, bad
+ *          struct_size, unknown interpolant or base).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params,
+                                            flowrt_flow **out);
+
+/** Releases a flow. NULL is a no-op. Must not race with calls on the same flow. */
+FLOWRT_API void flowrt_flow_free(flowrt_flow *flow);
+
+/** The state dimension d of a flow (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
+
+/** Draws n samples of the model density: base samples x0 (sample i from the
+ *  seeded stream (seed, i), so any split of a batch gives the same samples)
+ *  transported from t = 0 to 1. With log_prob_out, log ρ1 of each sample is
+ *  integrated in the same pass (log ρ0(x0) − ∫ ∇·v), with the divergence
+ *  chosen in params.
+ *  @param flow          in, non-NULL.
+ *  @param n             samples (> 0).
+ *  @param seed          base-sample seed.
+ *  @param params        in, nullable (NULL = flowrt_solver_default_params()).
+ *  @param x_out         out, [n, dim].
+ *  @param log_prob_out  out, nullable, [n]: log ρ1(x_out[i]) in nats.
+ *  @param stats         out, nullable (struct_size set by the caller).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow or x_out, n == 0,
+ *          n * dim too large, bad params: struct_size, method, tolerances,
+ *          fixed_steps == 0 with a fixed-step method, probes, kinds);
+ *          FLOWRT_CANCELLED (progress returned non-zero; outputs undefined);
+ *          FLOWRT_SOLVER_INCOMPLETE (some samples hit max_steps or became
+ *          non-finite: outputs are written, those samples hold their last
+ *          state; stats count them).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, uint64_t seed,
+                                            const flowrt_solver_params *params, float *x_out,
+                                            double *log_prob_out, flowrt_solver_stats *stats);
+
+/** Samples first_index, …, first_index + n − 1 of the stream flowrt_flow_sample
+ *  draws for `seed`: a batch split into ranges (across calls, processes or
+ *  machines) gives exactly the samples of one call. With a Hutchinson
+ *  divergence, the probes of sample i likewise depend on (probe seed, i).
+ *  @param first_index  index of the first sample (≤ 2^62).
+ *  Other parameters and return codes as flowrt_flow_sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                  uint64_t seed, const flowrt_solver_params *params,
+                                                  float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+
+/** Transports points from time t_from to t_to along the flow (t_to < t_from
+ *  runs backward; both in [0, 1]).
+ *  @param x_in   in, [n, dim], finite.
+ *  @param x_out  out, [n, dim]; may alias x_in.
+ *  Other parameters as flowrt_flow_sample.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, times
+ *          outside [0, 1] or not finite, bad params); FLOWRT_NON_FINITE
+ *          (NaN/Inf in x_in); FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in,
+                                               double t_from, double t_to, const flowrt_solver_params *params,
+                                               float *x_out, flowrt_solver_stats *stats);
+
+/** Encodes data into the base: the transport from t = 1 to t = 0.
+ *  Parameters and return codes as flowrt_flow_transport. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, const float *x,
+                                            const flowrt_solver_params *params, float *z_out,
+                                            flowrt_solver_stats *stats);
+
+/** log ρ_t(x) for t ∈ [0, 1]: integrates (x, Δ) with dΔ/ds = ∇·v backward
+ *  from t to 0 and adds the base log-density, log ρ_t(x) = log ρ0(X_0) + Δ(0).
+ *  The divergence is exact or Hutchinson (params->divergence); the error
+ *  control includes Δ, so rtol/atol bound the log-density's error too.
+ *  @param x          in, [n, dim], finite.
+ *  @param t          time in [0, 1] (1 = the model's data density).
+ *  @param log_prob   out, [n], nats.
+ *  @param std_error  out, nullable, [n]: Hutchinson standard error of each
+ *                    log_prob (NaN with one probe; 0 for the exact divergence).
+ *  Other parameters as flowrt_flow_sample.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, t
+ *          outside [0, 1], bad params); FLOWRT_NON_FINITE (NaN/Inf in x);
+ *          FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE (log_prob of the
+ *          unfinished samples is not meaningful).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n, const float *x, double t,
+                                              const flowrt_solver_params *params, double *log_prob,
+                                              double *std_error, flowrt_solver_stats *stats);
+
+/** Saves a flow as one self-contained ONNX file: the network plus metadata
+ *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
+ *  the model's own flowrt.* entries), written to a temporary file and renamed,
+ *  so an existing file is never left truncated.
+ *  @param flow  in, non-NULL.
+ *  @param path  in, non-NULL.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (cannot write; the previous file, if any, is intact).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+
+/** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
+ *  the interpolant named in its flowrt.interpolant metadata ("trig" when
+ *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *  @param path     in, non-NULL.
+ *  @param options  in, nullable (see flowrt_onnx_options).
+ *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
+ *  @return as flowrt_model_load_onnx; FLOWRT_INVALID_MODEL also for an
+ *          interpolant or base this version cannot rebuild.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                               flowrt_flow **out);
+
+/** The flow's network as a model whose metadata describes the whole flow
+ *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
+ *  or flowrt_model_metadata.
+ *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+
+/* ---------------------------------------------------------------------------
+ * Built-in datasets
+ * ------------------------------------------------------------------------ */
+
+/* 2-D toy datasets for demos and tests, by name: "checkerboard", "8gaussians",
+ * "rings" (closed-form densities and known entropies) and "moons" (samples
+ * only). Sample i of a call depends only on (seed, i). */
+
+/** Draws n samples of a built-in dataset.
+ *  @param name   in, non-NULL: a dataset name (see above).
+ *  @param n      samples (> 0).
+ *  @param seed   seed of the draws.
+ *  @param x_out  out, [n, dim] (dim = 2 for every built-in dataset; see
+ *                flowrt_dataset_info).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0 or too large).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+
+/** The exact log-density (nats) of a built-in dataset at n points.
+ *  @param x         in, [n, dim], finite.
+ *  @param log_prob  out, [n]; -inf outside the support (checkerboard).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
+ *          (the dataset has no closed-form density: "moons").
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+
+/** Dimension and true differential entropy H = −E[log ρ] (nats) of a
+ *  built-in dataset, so a model's held-out NLL reads as NLL − H = KL ≥ 0.
+ *  @param dim      out, nullable.
+ *  @param entropy  out, nullable: NaN when unknown ("moons").
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL name, unknown name).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
+
 /* ---------------------------------------------------------------------------
  * Training
  * ------------------------------------------------------------------------ */
 /* (section: training) */
+
+/** Trains a velocity network with the quadratic interpolant loss
+ *  G(v) = E[|v(t, x_t)|^2 - 2 dI/dt . v(t, x_t)], x_t = alpha(t) x0 + beta(t) x1,
+ *  x0 ~ N(0, I), x1 from the data, t ~ U[0, 1] (or Beta(a, b)). No ODE is
+ *  solved during training. Results depend only on the data, the initial
+ *  model and the params (including seed), never on `threads`: the same
+ *  inputs give bit-identical weights for any thread count. Used by one
+ *  thread at a time. */
+typedef struct flowrt_trainer flowrt_trainer;
+
+typedef enum flowrt_optimizer {
+    /** Adam; weight_decay is an L2 term added to the gradient. */
+    FLOWRT_OPTIMIZER_ADAM = 0,
+    /** AdamW; weight_decay is decoupled (p -= lr * weight_decay * p). */
+    FLOWRT_OPTIMIZER_ADAMW = 1
+} flowrt_optimizer;
+
+typedef enum flowrt_lr_schedule {
+    /** learning_rate after warmup. */
+    FLOWRT_LR_CONSTANT = 0,
+    /** Cosine from learning_rate to learning_rate * lr_min_factor at total_steps. */
+    FLOWRT_LR_COSINE = 1,
+    /** Multiply by step_factor every step_every steps after warmup. */
+    FLOWRT_LR_STEP = 2
+} flowrt_lr_schedule;
+
+/** Training settings. Obtain from flowrt_trainer_default_params(). */
+typedef struct flowrt_trainer_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_trainer_params). */
+    int32_t interpolant;       /**< flowrt_interpolant (see Flows; default TRIG). */
+    double learning_rate;      /**< Peak learning rate (default 1e-3). */
+    uint32_t batch_size;       /**< Samples per step (default 1024). */
+    int32_t optimizer;         /**< flowrt_optimizer (default ADAM). */
+    double weight_decay;       /**< >= 0 (default 0). */
+    uint32_t warmup_steps;     /**< Linear warmup from lr / warmup (default 0). */
+    int32_t lr_schedule;       /**< flowrt_lr_schedule (default CONSTANT). */
+    uint64_t total_steps;      /**< Cosine horizon in steps (required > 0 for COSINE; default 0). */
+    double lr_min_factor;      /**< Cosine floor as a fraction of learning_rate, in [0, 1] (default 0.01). */
+    uint64_t step_every;       /**< STEP decay period in steps (default 1000). */
+    double step_factor;        /**< STEP decay factor in (0, 1] (default 0.5). */
+    double grad_clip;          /**< Clip the gradient's Euclidean norm to this; 0 = off (default 0). */
+    double ema_decay;          /**< EMA of the weights used by flowrt_trainer_model, in [0, 1); 0 = raw weights (default 0.999). */
+    double heldout_fraction;   /**< Fraction of the data held out for the held-out loss, in [0, 1) (default 0.1). */
+    uint64_t seed;             /**< Seeds the split, minibatches, times and base draws (default 0). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0). Never changes results. */
+    double time_beta_a;        /**< t ~ Beta(a, b) when both are > 0; 0 and 0 = U[0, 1] (default 0). */
+    double time_beta_b;        /**< See time_beta_a (default 0). */
+} flowrt_trainer_params;
+
+/** Defaults for flowrt_trainer_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_trainer_params flowrt_trainer_default_params(void);
+
+/** Creates a trainer that fine-tunes a copy of `init` (a native or
+ *  ONNX-imported model; `init` itself is not modified) on `n` samples of
+ *  dimension `dim`. The data are copied; a seeded permutation holds out
+ *  floor(n * heldout_fraction) rows (at most 8192 are evaluated).
+ *  Minibatches draw training rows uniformly with replacement.
+ *  @param init    in, non-NULL: the starting model; its dim must equal `dim`.
+ *  @param data    in, [n, dim] floats (finite).
+ *  @param n       rows (> 0); at least one must remain for training.
+ *  @param dim     columns (> 0).
+ *  @param params  in, nullable: NULL means the defaults.
+ *  @param out     out, non-NULL: the trainer; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, zero size, bad
+ *          struct_size, a field out of range, no training rows left);
+ *          FLOWRT_SHAPE_MISMATCH (dim differs from the model's);
+ *          FLOWRT_NON_FINITE (NaN/Inf in data); FLOWRT_INVALID_MODEL.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
+                                               const flowrt_trainer_params *params, flowrt_trainer **out);
+
+/** Runs one optimisation step.
+ *  @param trainer  in/out, non-NULL.
+ *  @param loss     out, nullable: the minibatch's mean G before the update.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer);
+ *          FLOWRT_NON_FINITE (the loss or gradient overflowed: the weights
+ *          are left unchanged; lower learning_rate or set grad_clip).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
+
+/** Runs `steps` optimisation steps, evaluating the held-out loss every 250
+ *  steps and after the last. `progress`, if not NULL, is called after every
+ *  step with done = steps finished in this call, total = `steps`, value =
+ *  the minibatch's G; a non-zero return stops training after that step.
+ *  @param trainer    in/out, non-NULL.
+ *  @param progress   nullable callback; @param user_data passed to it.
+ *  @return FLOWRT_OK; FLOWRT_CANCELLED (the callback stopped it; completed
+ *          steps are kept); FLOWRT_INVALID_ARGUMENT; FLOWRT_NON_FINITE (as
+ *          flowrt_trainer_step; earlier steps are kept).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t steps,
+                                            flowrt_progress_fn progress, void *user_data);
+
+/** A snapshot of the current model with the EMA weights (the raw weights
+ *  when ema_decay is 0): an independent, immutable, thread-safe model that
+ *  stays valid and unchanged while training continues and after the
+ *  trainer is freed.
+ *  @param trainer  in, non-NULL.
+ *  @param out      out, non-NULL: free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT.
+ *  Not thread-safe with a concurrent step on the same trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_model(const flowrt_trainer *trainer, flowrt_model **out);
+
+/** The latest losses: of the last minibatch (raw weights) and on the
+ *  held-out set at the current step (EMA weights; evaluated now if the last
+ *  evaluation is older: one forward pass over it), as G and in regression form
+ *  E|v - dI/dt|^2 = G + E|dI/dt|^2. A value not available yet (no step,
+ *  no held-out set) is NaN. Every output pointer is nullable.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer). */
+FLOWRT_API flowrt_status flowrt_trainer_loss(const flowrt_trainer *trainer, double *train_loss,
+                                             double *heldout_loss, double *train_regression,
+                                             double *heldout_regression);
+
+/** Steps taken so far, including those restored from a checkpoint (0 for NULL). */
+FLOWRT_API uint64_t flowrt_trainer_step_count(const flowrt_trainer *trainer);
+
+/** Saves the complete training state (weights, Adam moments, EMA, step) to
+ *  `path`, written to a temporary file and renamed, so `path` is never
+ *  left half-written. The data and params are not saved: to resume, create
+ *  a trainer with the same model, data and params, then load; training
+ *  then continues exactly (bit-identically) as if never interrupted.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR. */
+FLOWRT_API flowrt_status flowrt_trainer_save_checkpoint(const flowrt_trainer *trainer, const char *path);
+
+/** Restores a state saved by flowrt_trainer_save_checkpoint.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (unreadable); FLOWRT_INVALID_MODEL (not a checkpoint, truncated,
+ *          CRC mismatch); FLOWRT_SHAPE_MISMATCH (another architecture);
+ *          FLOWRT_UNSUPPORTED (a newer format version). On error the
+ *          trainer is unchanged. */
+FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer, const char *path);
+
+/** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
+FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,11 @@ struct FlowRTCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Info.self,
+            Train.self,
+            Demo.self,
+            Sample.self,
+            LogProb.self,
+            Encode.self,
             // (subcommands: add one line per command file)
         ])
 }

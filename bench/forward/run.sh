@@ -7,7 +7,7 @@
 # FLOWRT_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, ORT and torch set to 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-swift build -c release >/dev/null
+swift build -c release --static-swift-stdlib >/dev/null
 ln -sf libflowrt.so .build/release/libflowrt.so.0
 bash bench/setup-venv.sh
 cc -O2 -std=c99 -Iinclude $(pkg-config --cflags openblas) bench/forward/bench_forward.c \

@@ -5,14 +5,10 @@
 /// i of a call draws from `RandomStream(seed:, purpose: .baseSample,
 /// index: firstIndex + i)` (or its own documented purpose), so results do not
 /// depend on how a batch is split across calls or threads.
-public protocol Density: Sendable {
-    var dimension: Int { get }
+public protocol Density: SampleSource {
     /// log ρ(x) per row, in nats.
     func logDensity(points: UnsafeBufferPointer<Float>,
                     into logDensities: UnsafeMutableBufferPointer<Double>)
-    /// Draws `samples.count / dimension` samples.
-    func sample(seed: UInt64, firstIndex: UInt64,
-                into samples: UnsafeMutableBufferPointer<Float>)
 }
 
 /// The standard normal N(0, I_d), the default base density.

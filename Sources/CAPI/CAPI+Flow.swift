@@ -1,0 +1,238 @@
+// flowrt_flow: sampling, transport, encoding and log-densities.
+import CFlowRT
+import FlowRuntime
+
+/// The object behind a `flowrt_flow *`.
+final class FlowHandle {
+    let flow: Flow
+    init(_ flow: Flow) { self.flow = flow }
+}
+
+func flowObject(_ handle: OpaquePointer?) throws -> Flow {
+    try object(handle, FlowHandle.self, "flow").flow
+}
+
+@_cdecl("flowrt_flow_default_params")
+public func flowrt_flow_default_params() -> flowrt_flow_params {
+    flowrt_flow_params(struct_size: UInt32(MemoryLayout<flowrt_flow_params>.size),
+                       interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue),
+                       base: Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue))
+}
+
+@_cdecl("flowrt_solver_default_params")
+public func flowrt_solver_default_params() -> flowrt_solver_params {
+    flowrt_solver_params(
+        struct_size: UInt32(MemoryLayout<flowrt_solver_params>.size),
+        method: Int32(FLOWRT_SOLVER_DOPRI5.rawValue), rtol: 1e-5, atol: 1e-5, fixed_steps: 0, max_steps: 10_000,
+        divergence: Int32(FLOWRT_DIVERGENCE_EXACT.rawValue), probes: 1,
+        probe_kind: Int32(FLOWRT_PROBE_RADEMACHER.rawValue), seed: 0, threads: 0,
+        progress: nil, progress_user_data: nil)
+}
+
+/// A validated `flowrt_solver_params`.
+struct SolverCall {
+    var options: SolverOptions
+    var divergence: DivergenceMethod
+    var progress: SolverProgress?
+
+    init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
+        let p = try readParams(pointer, defaults: flowrt_solver_default_params(),
+                               minimumSize: MemoryLayout<flowrt_solver_params>.size, "params")
+        let tableau: ButcherTableau
+        switch UInt32(bitPattern: p.method) {
+        case FLOWRT_SOLVER_DOPRI5.rawValue: tableau = .dopri5
+        case FLOWRT_SOLVER_EULER.rawValue: tableau = .euler
+        case FLOWRT_SOLVER_HEUN.rawValue: tableau = .heun
+        case FLOWRT_SOLVER_MIDPOINT.rawValue: tableau = .midpoint
+        case FLOWRT_SOLVER_RK4.rawValue: tableau = .rk4
+        default: throw FlowError.invalidArgument("params->method = \(p.method) is not a flowrt_solver_method")
+        }
+        if p.fixed_steps > 0 {
+            options = SolverOptions(tableau: tableau, control: .fixed(steps: Int(p.fixed_steps)))
+        } else {
+            guard tableau.isAdaptive else {
+                throw FlowError.invalidArgument("params->fixed_steps = 0 asks for adaptive steps, which \(tableau.name) cannot take: set fixed_steps > 0 or use FLOWRT_SOLVER_DOPRI5")
+            }
+            options = SolverOptions(tableau: tableau, control: .adaptive(
+                StepSizeController(relativeTolerance: p.rtol, absoluteTolerance: p.atol)))
+        }
+        guard p.max_steps > 0 else { throw FlowError.invalidArgument("params->max_steps must be > 0") }
+        options.maxSteps = Int(p.max_steps)
+        options.threads = p.threads == 0 ? Parallel.defaultThreads : Int(p.threads)
+        do { try options.validate() } catch let FlowError.invalidArgument(m) { throw FlowError.invalidArgument("params: \(m)") }
+        switch UInt32(bitPattern: p.divergence) {
+        case FLOWRT_DIVERGENCE_EXACT.rawValue: divergence = .exact
+        case FLOWRT_DIVERGENCE_HUTCHINSON.rawValue:
+            guard (1...4096).contains(p.probes) else { throw FlowError.invalidArgument("params->probes = \(p.probes) must be in 1...4096") }
+            let kind: DivergenceMethod.ProbeKind
+            switch UInt32(bitPattern: p.probe_kind) {
+            case FLOWRT_PROBE_RADEMACHER.rawValue: kind = .rademacher
+            case FLOWRT_PROBE_GAUSSIAN.rawValue: kind = .gaussian
+            default: throw FlowError.invalidArgument("params->probe_kind = \(p.probe_kind) is not a flowrt_probe_kind")
+            }
+            divergence = .hutchinson(probes: Int(p.probes), kind: kind, seed: p.seed)
+        default: throw FlowError.invalidArgument("params->divergence = \(p.divergence) is not a flowrt_divergence")
+        }
+        if let fn = p.progress {
+            let user = p.progress_user_data
+            progress = { done, total, fraction in fn(user, UInt64(done), UInt64(total), fraction) == 0 }
+        } else {
+            progress = nil
+        }
+    }
+}
+
+/// Writes the statistics into the caller's struct (only the bytes its
+/// struct_size covers) and maps incomplete runs to FLOWRT_SOLVER_INCOMPLETE.
+func finish(_ function: StaticString, _ statistics: SolverStatistics,
+            _ out: UnsafeMutablePointer<flowrt_solver_stats>?) throws -> flowrt_status {
+    if let out {
+        let size = Int(UnsafeRawPointer(out).load(as: UInt32.self))
+        guard size >= MemoryLayout<UInt32>.size, size <= (1 << 16) else {
+            throw FlowError.invalidArgument("stats->struct_size = \(size); set it to sizeof(flowrt_solver_stats)")
+        }
+        var s = flowrt_solver_stats(
+            struct_size: UInt32(size), samples: UInt64(statistics.samples), steps: UInt64(statistics.steps),
+            rejections: UInt64(statistics.rejections), evaluations: UInt64(statistics.evaluations),
+            max_steps_samples: UInt64(statistics.maxStepsSamples), non_finite_samples: UInt64(statistics.nonFiniteSamples),
+            max_steps_per_sample: UInt64(statistics.maxStepsPerSample))
+        withUnsafeBytes(of: &s) { src in
+            UnsafeMutableRawPointer(out).copyMemory(from: src.baseAddress!, byteCount: Swift.min(size, src.count))
+        }
+    }
+    return statistics.isComplete ? FLOWRT_OK : report(function, FLOWRT_SOLVER_INCOMPLETE, statistics.incompleteDescription)
+}
+
+/// `[n, d]` input points as a tensor, checked (non-NULL, sizes, finite).
+func inputPoints(_ x: UnsafePointer<Float>?, _ n: Int, _ d: Int, _ name: String) throws -> Tensor {
+    let n = try count(n, "n")
+    let nd = try checkedProduct(n, d, name)
+    let p = try require(x, name)
+    try requireFinite(p, nd, name)
+    return Tensor(shape: [n, d], scalars: Array(UnsafeBufferPointer(start: p, count: nd)))
+}
+
+@_cdecl("flowrt_flow_create")
+public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<flowrt_flow_params>?,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_flow_create") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let m = try modelObject(model)
+        let p = try readParams(params, defaults: flowrt_flow_default_params(),
+                               minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
+        let schedule: any Schedule
+        switch UInt32(bitPattern: p.interpolant) {
+        case FLOWRT_INTERPOLANT_TRIG.rawValue: schedule = TrigSchedule()
+        case FLOWRT_INTERPOLANT_LINEAR.rawValue: schedule = LinearSchedule()
+        default: throw FlowError.invalidArgument("params->interpolant = \(p.interpolant) is not a flowrt_interpolant")
+        }
+        guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
+            throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")
+        }
+        out.pointee = retainHandle(FlowHandle(try Flow(field: m, schedule: schedule)))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_flow_free")
+public func flowrt_flow_free(_ flow: OpaquePointer?) {
+    releaseHandle(flow, FlowHandle.self)
+}
+
+@_cdecl("flowrt_flow_dim")
+public func flowrt_flow_dim(_ flow: OpaquePointer?) -> Int {
+    (try? flowObject(flow).dimension) ?? 0
+}
+
+@_cdecl("flowrt_flow_sample")
+public func flowrt_flow_sample(_ handle: OpaquePointer?, _ n: Int, _ seed: UInt64,
+                               _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                               _ logProbOut: UnsafeMutablePointer<Double>?,
+                               _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    sampleCall("flowrt_flow_sample", handle, 0, n, seed, params, xOut, logProbOut, stats)
+}
+
+@_cdecl("flowrt_flow_sample_range")
+public func flowrt_flow_sample_range(_ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                                     _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                                     _ logProbOut: UnsafeMutablePointer<Double>?,
+                                     _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    sampleCall("flowrt_flow_sample_range", handle, firstIndex, n, seed, params, xOut, logProbOut, stats)
+}
+
+/// The shared body of the two sampling calls.
+func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                _ logProbOut: UnsafeMutablePointer<Double>?,
+                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    guarded(function) {
+        let flow = try flowObject(handle)
+        let n = try count(n, "n")
+        let nd = try checkedProduct(n, flow.dimension, "x_out")
+        let x = try require(xOut, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
+        let call = try SolverCall(params)
+        let r = try flow.sample(count: n, seed: seed, solver: call.options,
+                                logDensity: logProbOut == nil ? nil : call.divergence, firstIndex: firstIndex,
+                                progress: call.progress)
+        r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
+        if let lp = logProbOut, let values = r.logDensities {
+            values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
+        }
+        return try finish(function, r.statistics, stats)
+    }
+}
+
+/// The shared body of transport and encode.
+func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _ xIn: UnsafePointer<Float>?,
+                   _ t0: Double, _ t1: Double, _ params: UnsafePointer<flowrt_solver_params>?,
+                   _ xOut: UnsafeMutablePointer<Float>?, _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    guarded(function) {
+        let flow = try flowObject(handle)
+        let x = try inputPoints(xIn, n, flow.dimension, "x_in")
+        let out = try require(xOut, "x_out")
+        guard t0.isFinite, t1.isFinite else { throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite") }
+        let call = try SolverCall(params)
+        let r = try flow.transport(points: x, from: t0, to: t1, solver: call.options, progress: call.progress)
+        r.points.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        return try finish(function, r.statistics, stats)
+    }
+}
+
+@_cdecl("flowrt_flow_transport")
+public func flowrt_flow_transport(_ handle: OpaquePointer?, _ n: Int, _ xIn: UnsafePointer<Float>?,
+                                  _ tFrom: Double, _ tTo: Double, _ params: UnsafePointer<flowrt_solver_params>?,
+                                  _ xOut: UnsafeMutablePointer<Float>?,
+                                  _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    transportCall("flowrt_flow_transport", handle, n, xIn, tFrom, tTo, params, xOut, stats)
+}
+
+@_cdecl("flowrt_flow_encode")
+public func flowrt_flow_encode(_ handle: OpaquePointer?, _ n: Int, _ x: UnsafePointer<Float>?,
+                               _ params: UnsafePointer<flowrt_solver_params>?, _ zOut: UnsafeMutablePointer<Float>?,
+                               _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    transportCall("flowrt_flow_encode", handle, n, x, 1, 0, params, zOut, stats)
+}
+
+@_cdecl("flowrt_flow_log_prob")
+public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: UnsafePointer<Float>?, _ t: Double,
+                                 _ params: UnsafePointer<flowrt_solver_params>?, _ logProb: UnsafeMutablePointer<Double>?,
+                                 _ stdError: UnsafeMutablePointer<Double>?,
+                                 _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    guarded("flowrt_flow_log_prob") {
+        let flow = try flowObject(handle)
+        let points = try inputPoints(x, n, flow.dimension, "x")
+        let out = try require(logProb, "log_prob")
+        guard t.isFinite, t >= 0, t <= 1 else { throw FlowError.invalidArgument("t = \(t) must be in [0, 1]") }
+        let call = try SolverCall(params)
+        let r = try flow.logDensity(points: points, time: t, method: call.divergence, solver: call.options,
+                                    progress: call.progress)
+        r.logDensities.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        if let se = stdError {
+            let values = r.standardErrors ?? [Double](repeating: 0, count: points.shape[0])
+            values.withUnsafeBufferPointer { se.update(from: $0.baseAddress!, count: $0.count) }
+        }
+        return try finish("flowrt_flow_log_prob", r.statistics, stats)
+    }
+}

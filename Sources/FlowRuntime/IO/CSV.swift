@@ -1,0 +1,67 @@
+/// Comma-separated numbers: one row per line, the same number of columns on
+/// every row. Blank lines and lines starting with `#` are skipped; a first
+/// line that does not parse as numbers is taken as a header and skipped.
+/// Fields may be padded with spaces; `nan` and `inf` parse (callers reject
+/// them where finite values are required).
+public enum CSV {
+    /// Parses CSV text into a `[rows, columns]` array.
+    /// - Throws: `.io` naming the line and field that is not a number, or a
+    ///   row with a different column count; `.io` for no rows at all.
+    public static func decode(_ text: String) throws -> NumericArray {
+        var values: [Double] = []
+        var columns = -1, rows = 0, lineNumber = 0, sawContent = false
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
+            lineNumber += 1
+            let line = rawLine.trimmingSpaces
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingSpaces }
+            var row: [Double] = []
+            row.reserveCapacity(fields.count)
+            var bad: Substring?
+            for f in fields {
+                guard let v = Double(f) else { bad = f; break }
+                row.append(v)
+            }
+            if let bad {
+                if !sawContent { sawContent = true; continue }  // a header line
+                throw FlowError.io("CSV line \(lineNumber): '\(bad)' is not a number")
+            }
+            sawContent = true
+            if columns < 0 { columns = row.count }
+            guard row.count == columns else {
+                throw FlowError.io("CSV line \(lineNumber) has \(row.count) columns; earlier rows have \(columns)")
+            }
+            values += row
+            rows += 1
+        }
+        guard rows > 0 else { throw FlowError.io("CSV holds no rows of numbers") }
+        return NumericArray(shape: [rows, columns], values: values)
+    }
+
+    /// Formats a rank-1 or rank-2 array as CSV (the shortest decimal that
+    /// round-trips each value, as float32 when `float32`), with an optional
+    /// header line.
+    public static func encode(_ array: NumericArray, header: [String]? = nil, float32: Bool = false) -> String {
+        precondition(array.shape.count == 1 || array.shape.count == 2, "CSV holds vectors or matrices")
+        let columns = array.shape.count == 2 ? array.shape[1] : 1
+        var out = ""
+        if let header { out += header.joined(separator: ",") + "\n" }
+        guard columns > 0 else { return out }
+        for (i, v) in array.values.enumerated() {
+            out += float32 ? "\(Float(v))" : "\(v)"
+            out += (i + 1) % columns == 0 ? "\n" : ","
+        }
+        return out
+    }
+
+    /// Reads a CSV file. - Throws: `.io`.
+    public static func read(path: String) throws -> NumericArray {
+        let bytes = try ONNXFiles.read(path)
+        do { return try decode(String(decoding: bytes, as: UTF8.self)) } catch let FlowError.io(m) { throw FlowError.io("\(path): \(m)") }
+    }
+
+    /// Writes a CSV file atomically. - Throws: `.io`.
+    public static func write(_ array: NumericArray, header: [String]? = nil, float32: Bool = false, to path: String) throws {
+        try ONNXFiles.writeAtomically(Array(encode(array, header: header, float32: float32).utf8), to: path)
+    }
+}

@@ -1,0 +1,20 @@
+/// A host-supplied schedule: a closure returning (α, β, α', β') at t, e.g. a
+/// C function pointer wrapped by the C ABI.
+///
+/// The closure must be a pure function of t, safe to call from several
+/// threads at once (trainers call it from their worker threads), and satisfy
+/// the boundary conditions; `Schedule.validate()` checks the latter.
+public struct CallbackSchedule: Schedule {
+    public let name: String
+    private let body: @Sendable (Double) -> InterpolantCoefficients
+
+    /// - Parameters:
+    ///   - name: recorded in metadata (default "custom").
+    ///   - body: t ↦ (α, β, α', β').
+    public init(name: String = "custom", _ body: @escaping @Sendable (Double) -> InterpolantCoefficients) {
+        self.name = name
+        self.body = body
+    }
+
+    public func coefficients(at t: Double) -> InterpolantCoefficients { body(t) }
+}

@@ -1,0 +1,105 @@
+/// How the likelihood computes ∇·v.
+public enum DivergenceMethod: Sendable, Equatable {
+    /// The exact trace of the Jacobian from one batched k = d tangent pass
+    /// (`VelocityField.velocityDivergence`). Cost ≈ (1 + d) forward passes
+    /// per evaluation.
+    case exact
+    /// Hutchinson's estimator (1/K) Σ_k ε_kᵀ J ε_k with K probes per sample,
+    /// drawn once per sample from `RandomStream(seed, .hutchinsonProbe,
+    /// index: sample)` and fixed along its trajectory. Cost ≈ (1 + K) forward
+    /// passes per evaluation. Unbiased; the result carries a standard error.
+    case hutchinson(probes: Int, kind: ProbeKind, seed: UInt64)
+
+    /// The distribution of Hutchinson probes (both have E[εεᵀ] = I).
+    public enum ProbeKind: Sendable, Equatable {
+        /// Entries ±1 with equal probability (smallest variance for a fixed J).
+        case rademacher
+        /// Entries N(0, 1).
+        case gaussian
+    }
+
+    /// - Throws: `.invalidArgument` for K outside 1...4096.
+    public func validate() throws {
+        if case .hutchinson(let k, _, _) = self, !(1...4096).contains(k) {
+            throw FlowError.invalidArgument("Hutchinson probe count \(k) must be in 1...4096")
+        }
+    }
+}
+
+/// The augmented probability-flow ODE d/ds (x, Δ) = (v(s, x), ∇·v(s, x))
+/// with the exact divergence: width d + 1.
+struct ExactAugmentedSystem: BatchedSystem {
+    let field: any VelocityField
+    var width: Int { field.dimension + 1 }
+
+    func makeContext() -> _FieldContext { _FieldContext(field) }
+
+    func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
+                  samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
+                  context c: _FieldContext) {
+        let m = times.count, d = field.dimension, w = d + 1
+        let p = c.stagePoints(states, rows: m, dimension: d, width: w)
+        if c.divergences.count < m { c.divergences = [Double](repeating: 0, count: m) }
+        c.divergences.withUnsafeMutableBufferPointer { div in
+            field.velocityDivergence(times: times, points: UnsafeBufferPointer(start: p, count: m * d),
+                                     into: UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d),
+                                     divergences: UnsafeMutableBufferPointer(rebasing: div[0..<m]), workspace: c.workspace)
+            c.unstageVelocities(derivatives, rows: m, dimension: d, width: w)
+            for r in 0..<m { derivatives[r * w + d] = div[r] }
+        }
+    }
+}
+
+/// The augmented ODE with K Hutchinson probes: d/ds (x, Δ_1, …, Δ_K) =
+/// (v, ε_1ᵀJε_1, …, ε_Kᵀ J ε_K), width d + K. Each Δ_k is an unbiased
+/// estimate of the divergence integral on its own; their spread gives the
+/// standard error of their mean.
+struct HutchinsonAugmentedSystem: BatchedSystem {
+    let field: any VelocityField
+    let probeCount: Int
+    /// Probes of every sample of the run, `[n, K, d]`.
+    let probes: [Float]
+    var width: Int { field.dimension + probeCount }
+
+    /// Draws the probes of samples `firstIndex ..< firstIndex + count`.
+    init(field: any VelocityField, count: Int, firstIndex: UInt64, probes k: Int,
+         kind: DivergenceMethod.ProbeKind, seed: UInt64) {
+        self.field = field
+        probeCount = k
+        let d = field.dimension
+        var eps = [Float](repeating: 0, count: count * k * d)
+        for i in 0..<count {
+            var rng = RandomStream(seed: seed, purpose: .hutchinsonProbe, index: firstIndex + UInt64(i))
+            for j in 0..<(k * d) {
+                eps[i * k * d + j] = kind == .rademacher ? rng.nextRademacher() : Float(rng.nextNormal())
+            }
+        }
+        probes = eps
+    }
+
+    func makeContext() -> _FieldContext { _FieldContext(field) }
+
+    func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
+                  samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
+                  context c: _FieldContext) {
+        let m = times.count, d = field.dimension, k = probeCount, w = d + k, kd = k * d
+        let p = c.stagePoints(states, rows: m, dimension: d, width: w)
+        let tan = c.tangents.reserve(m * kd)
+        probes.withUnsafeBufferPointer { eps in
+            for r in 0..<m { (tan + r * kd).update(from: eps.baseAddress! + samples[r] * kd, count: kd) }
+        }
+        let prod = c.products.reserve(m * kd)
+        field.velocityJVP(times: times, points: UnsafeBufferPointer(start: p, count: m * d),
+                          tangents: UnsafeBufferPointer(start: tan, count: m * kd), k: k,
+                          into: UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d),
+                          products: UnsafeMutableBufferPointer(start: prod, count: m * kd), workspace: c.workspace)
+        c.unstageVelocities(derivatives, rows: m, dimension: d, width: w)
+        for r in 0..<m {
+            for j in 0..<k {
+                var s = 0.0
+                for l in 0..<d { s += Double(tan[r * kd + j * d + l]) * Double(prod[r * kd + j * d + l]) }
+                derivatives[r * w + d + j] = s
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import FlowRuntime
+import Foundation
+
+/// `flowrt train`: fit a velocity network to samples (a .npy/.csv file or a
+/// built-in toy dataset) with the quadratic interpolant loss.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a flow on samples (.npy / .csv) or a built-in toy dataset.",
+        discussion: """
+            Examples:
+              flowrt train --toy checkerboard --steps 5000 --checkpoint cb.ckpt
+              flowrt train --data points.npy --steps 20000 --width 128 --out model.onnx
+            """)
+
+    @OptionGroup var options: TrainingOptions
+
+    @Option(help: "Samples: a float32/float64 .npy of shape [n, d], or a CSV of n rows (header optional).")
+    var data: String?
+    @Option(help: "A built-in dataset instead of --data: \(ToyDataset.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var toy: String?
+    @Option(help: "Write the trained model (EMA weights, flowrt.* metadata) as ONNX here.")
+    var out: String?
+    @Option(help: "Write a checkpoint here at the end (and resume from it with --resume).")
+    var checkpoint: String?
+    @Option(help: "Resume from this checkpoint (same data and options).")
+    var resume: String?
+    @Option(help: "Print a plain progress line every N steps with the elapsed time (0 = live line / every 10%).")
+    var logInterval = 0
+
+    func run() throws {
+        let trainingData: TrainingData
+        let dimension: Int
+        switch (data, toy) {
+        case (let path?, nil):
+            let (values, d) = try SampleFile.read(path)
+            trainingData = .samples(values)
+            dimension = d
+        case (nil, let name?):
+            guard let t = ToyDataset(rawValue: name) else {
+                throw ValidationError("unknown toy dataset '\(name)'; choose one of \(ToyDataset.allCases.map(\.rawValue))")
+            }
+            trainingData = .source(t.source, heldOut: options.heldOut)
+            dimension = 2
+        default:
+            throw ValidationError("give exactly one of --data and --toy")
+        }
+        let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
+        if let resume { try trainer.loadCheckpoint(from: resume) }
+        let remaining = max(0, options.steps - trainer.stepCount)
+        var printer = ProgressPrinter(logInterval: logInterval)
+        try trainer.fit(steps: remaining) { printer.show($0) }
+        printer.finish()
+        if let checkpoint { try trainer.saveCheckpoint(to: checkpoint); print("checkpoint: \(checkpoint)") }
+        if let out { try trainer.model().saveONNX(path: out); print("model: \(out)") }
+    }
+}
+
+/// Options shared by `train` and `demo`.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Total training steps.") var steps = 5000
+    @Option(help: "Samples per step.") var batch = 1024
+    @Option(help: "Hidden units per layer.") var width = 256
+    @Option(help: "Hidden layers.") var depth = 3
+    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
+    @Option(help: "Peak learning rate (Adam).") var lr = 2e-3
+    @Option(help: "Linear warmup steps.") var warmup = 200
+    @Option(help: "Decay after warmup: cosine, step, constant.") var decay = "cosine"
+    @Option(help: "Optimiser: adam or adamw.") var optimizer = "adam"
+    @Option(help: "Weight decay (L2 for adam, decoupled for adamw).") var weightDecay = 0.0
+    @Option(help: "Gradient-norm clip (0 = off).") var clip = 1.0
+    @Option(help: "EMA decay of the evaluation weights (0 = off).") var ema = 0.999
+    @Option(help: "Interpolant schedule: trig or linear.") var schedule = "trig"
+    @Option(help: "Held-out fraction of --data samples.") var heldOutFraction = 0.1
+    @Option(help: "Held-out samples drawn from a --toy dataset.") var heldOut = 4096
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Worker threads (0 = all processors; results do not depend on it).") var threads = 0
+    @Option(help: "Samples per work unit (changes rounding, not results' statistics).") var chunkSize = 256
+
+    func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
+        guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
+        guard let opt = OptimizerConfiguration.Kind(rawValue: optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
+        let decayRule: LearningRateSchedule.Decay
+        switch decay {
+        case "cosine": decayRule = .cosine(totalSteps: steps, minimumFactor: 0.01)
+        case "step": decayRule = .step(every: max(1, (steps - warmup) / 3), factor: 0.3)
+        case "constant": decayRule = .constant
+        default: throw ValidationError("unknown decay '\(decay)'")
+        }
+        let config = TrainerConfiguration(
+            batchSize: batch,
+            learningRate: LearningRateSchedule(learningRate: lr, warmupSteps: warmup, decay: decayRule),
+            optimizer: OptimizerConfiguration(kind: opt, weightDecay: weightDecay),
+            gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
+            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize)
+        let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
+                                    timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
+                                    seed: seed).makeGraph()
+        return try Trainer(graph: graph, data: data, loss: InterpolantLoss(schedule: kind.schedule),
+                           configuration: config, metadata: ["flowrt.architecture": "mlp"])
+    }
+}
+
+/// The live progress line: `\r`-updated on a terminal (at most 10 times a
+/// second), one plain line per 10% when piped.
+struct ProgressPrinter {
+    /// Plain lines every this many steps with elapsed seconds (benchmarks); 0 = automatic.
+    var logInterval = 0
+    let isTerminal = isatty(STDOUT_FILENO) != 0
+    let start = Date()
+    var lastPrint = 0.0
+    var lastDecile = -1
+
+    mutating func show(_ p: TrainingProgress) -> Bool {
+        let done = p.step >= p.targetStep
+        if logInterval > 0 {
+            if p.step % logInterval == 0 || done {
+                print(String(format: "step %d elapsed %.3f loss %.5f heldout %.5f steps/s %.1f", p.step,
+                             Date().timeIntervalSince(start), p.trainLoss.quadratic, p.heldOutLoss?.quadratic ?? .nan,
+                             p.stepsPerSecond))
+                fflush(stdout)
+            }
+            return true
+        }
+        let held = p.heldOutLoss.map { String(format: "%.4f", $0.quadratic) } ?? "—"
+        let eta = p.stepsPerSecond > 0 ? Double(p.targetStep - p.step) / p.stepsPerSecond : 0
+        let line = String(format: "step %6d/%d  loss %.4f  held-out %@  %.0f steps/s  ETA %@",
+                          p.step, p.targetStep, p.trainLoss.quadratic, held, p.stepsPerSecond, Self.duration(eta))
+        if isTerminal {
+            let now = Date().timeIntervalSince1970
+            if done || now - lastPrint > 0.1 {
+                FileHandle.standardOutput.write(("\r\u{1B}[K" + line).data(using: .utf8)!)
+                lastPrint = now
+            }
+        } else {
+            let decile = p.step * 10 / max(1, p.targetStep)
+            if decile != lastDecile || done { print(line); fflush(stdout); lastDecile = decile }
+        }
+        return true
+    }
+
+    func finish() { if isTerminal { print("") } }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
+
+/// Reading samples for `--data`: a 2-D .npy (any numeric dtype) or a CSV
+/// (header optional), through FlowRuntime's readers.
+enum SampleFile {
+    static func read(_ path: String) throws -> ([Float], Int) {
+        let array = path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path)
+        guard array.shape.count == 2, array.shape[0] > 0, array.shape[1] > 0 else {
+            throw ValidationError("'\(path)' holds shape \(array.shape); expected [n, d] samples")
+        }
+        return (try array.points(dimension: array.shape[1]).scalars, array.shape[1])
+    }
+}

@@ -1,0 +1,171 @@
+/* C tests of the flows section of flowrt.h: sampling, transport, encoding,
+ * log-densities, solver params, statistics, progress and every error code.
+ * Prints one line per failure and ends with "N passed, N failed". */
+#include "flowrt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (cond) { passed++; }                                                \
+        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
+               printf(__VA_ARGS__); printf("\n"); }                            \
+    } while (0)
+
+#define CHECK_STATUS(call, expected)                                           \
+    do {                                                                       \
+        flowrt_status s_ = (call);                                             \
+        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
+              (int)s_, flowrt_status_string(s_), (int)(expected),              \
+              flowrt_last_error_message());                                    \
+    } while (0)
+
+#define N 64
+#define D 2
+
+static int cancel_after_first(void *user, uint64_t done, uint64_t total, double value) {
+    int *calls = (int *)user;
+    (void)done; (void)total; (void)value;
+    (*calls)++;
+    return 1;
+}
+
+static int count_calls(void *user, uint64_t done, uint64_t total, double value) {
+    int *calls = (int *)user;
+    (*calls)++;
+    return (done > total || value < 0 || value > 1.0000001) ? 1 : 0;
+}
+
+int main(void) {
+    flowrt_mlp_params mp = flowrt_mlp_default_params();
+    flowrt_model *model = NULL;
+    flowrt_flow *flow = NULL;
+    flowrt_flow_params fp = flowrt_flow_default_params();
+    flowrt_solver_params sp = flowrt_solver_default_params();
+    flowrt_solver_stats st;
+    float x[N * D], y[N * D], z[N * D];
+    double lp[N], lp2[N], se[N];
+    int i, calls = 0;
+    double worst = 0;
+
+    mp.dim = D; mp.width = 32; mp.depth = 2; mp.seed = 7;
+    CHECK_STATUS(flowrt_model_create_mlp(&mp, &model), FLOWRT_OK);
+    CHECK(fp.struct_size == sizeof fp && fp.interpolant == FLOWRT_INTERPOLANT_TRIG, "flow defaults");
+    CHECK(sp.struct_size == sizeof sp && sp.method == FLOWRT_SOLVER_DOPRI5 && sp.rtol == 1e-5 &&
+          sp.fixed_steps == 0 && sp.max_steps == 10000 && sp.progress == NULL, "solver defaults");
+
+    CHECK_STATUS(flowrt_flow_create(NULL, &fp, &flow), FLOWRT_INVALID_ARGUMENT);
+    CHECK(flow == NULL, "out stays NULL");
+    fp.interpolant = 99;
+    CHECK_STATUS(flowrt_flow_create(model, &fp, &flow), FLOWRT_INVALID_ARGUMENT);
+    fp = flowrt_flow_default_params();
+    CHECK_STATUS(flowrt_flow_create(model, NULL, &flow), FLOWRT_OK);
+    flowrt_model_free(model); /* the flow keeps its own reference */
+    CHECK(flowrt_flow_dim(flow) == D, "dim");
+    CHECK(flowrt_flow_dim(NULL) == 0, "dim of NULL");
+
+    /* Sample with exact log-densities, then evaluate them again backward. */
+    sp.rtol = sp.atol = 1e-6;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 42, &sp, x, lp, &st), FLOWRT_OK);
+    CHECK(st.samples == N && st.steps > 0 && st.evaluations >= 6 * st.steps, "stats %llu %llu %llu",
+          (unsigned long long)st.samples, (unsigned long long)st.steps, (unsigned long long)st.evaluations);
+    CHECK_STATUS(flowrt_flow_log_prob(flow, N, x, 1.0, &sp, lp2, se, NULL), FLOWRT_OK);
+    for (i = 0; i < N; i++) { double e = fabs(lp[i] - lp2[i]); if (e > worst) worst = e; }
+    CHECK(worst < 1e-3, "forward and backward log-densities differ by %g", worst);
+    CHECK(se[0] == 0, "exact divergence has zero standard error");
+
+    /* Same seed, same samples, without log-densities; any split of the batch. */
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 42, &sp, y, NULL, NULL), FLOWRT_OK);
+    worst = 0;
+    for (i = 0; i < N * D; i++) { double e = fabs(x[i] - y[i]); if (e > worst) worst = e; }
+    CHECK(worst < 1e-4, "samples with and without log_prob differ by %g", worst);
+
+    /* Encode then transport back to data. */
+    CHECK_STATUS(flowrt_flow_encode(flow, N, x, &sp, z, NULL), FLOWRT_OK);
+    CHECK_STATUS(flowrt_flow_transport(flow, N, z, 0.0, 1.0, &sp, y, NULL), FLOWRT_OK);
+    worst = 0;
+    for (i = 0; i < N * D; i++) { double e = fabs(x[i] - y[i]); if (e > worst) worst = e; }
+    CHECK(worst < 1e-3, "encode/transport round trip error %g", worst);
+
+    /* Hutchinson with 16 probes: close to exact, with a standard error. */
+    sp.divergence = FLOWRT_DIVERGENCE_HUTCHINSON;
+    sp.probes = 16;
+    sp.seed = 3;
+    CHECK_STATUS(flowrt_flow_log_prob(flow, N, x, 1.0, &sp, lp2, se, NULL), FLOWRT_OK);
+    worst = 0;
+    for (i = 0; i < N; i++) { double e = fabs(lp[i] - lp2[i]) / (se[i] + 1e-9); if (e > worst) worst = e; }
+    CHECK(se[0] > 0 && worst < 5, "hutchinson: worst |error| / se = %g, se[0] = %g", worst, se[0]);
+    sp = flowrt_solver_default_params();
+
+    /* Fixed-step methods. */
+    sp.method = FLOWRT_SOLVER_RK4;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp.fixed_steps = 50;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, &st), FLOWRT_OK);
+    CHECK(st.steps == 50 * N && st.evaluations == 200 * N, "rk4: %llu steps", (unsigned long long)st.steps);
+    sp = flowrt_solver_default_params();
+
+    /* Progress: called, and cancellation. */
+    sp.progress = count_calls;
+    sp.progress_user_data = &calls;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_OK);
+    CHECK(calls >= 1, "progress called %d times", calls);
+    calls = 0;
+    sp.progress = cancel_after_first;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_CANCELLED);
+    CHECK(calls == 1, "cancel stops at the first report (%d calls)", calls);
+    sp = flowrt_solver_default_params();
+
+    /* Incomplete runs are reported with statistics. */
+    sp.max_steps = 2;
+    sp.rtol = sp.atol = 1e-9;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, &st), FLOWRT_SOLVER_INCOMPLETE);
+    CHECK(st.max_steps_samples == N, "max_steps_samples = %llu", (unsigned long long)st.max_steps_samples);
+    CHECK(strstr(flowrt_last_error_message(), "max") != NULL, "message: %s", flowrt_last_error_message());
+    sp = flowrt_solver_default_params();
+
+    /* A caller with an older, shorter stats struct: only its bytes are written. */
+    {
+        struct { uint32_t struct_size; uint64_t samples; uint64_t guard; } old = { 16, 0, 12345 };
+        CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, (flowrt_solver_stats *)&old), FLOWRT_OK);
+        CHECK(old.samples == 4 && old.guard == 12345, "partial stats write");
+    }
+
+    /* Errors. */
+    CHECK_STATUS(flowrt_flow_sample(NULL, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    CHECK_STATUS(flowrt_flow_sample(flow, 0, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, NULL, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp.struct_size = 3;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp = flowrt_solver_default_params();
+    sp.rtol = -1;
+    CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp = flowrt_solver_default_params();
+    sp.divergence = FLOWRT_DIVERGENCE_HUTCHINSON;
+    sp.probes = 0;
+    CHECK_STATUS(flowrt_flow_log_prob(flow, N, x, 1.0, &sp, lp, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp = flowrt_solver_default_params();
+    CHECK_STATUS(flowrt_flow_log_prob(flow, N, x, 1.5, &sp, lp, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    CHECK_STATUS(flowrt_flow_transport(flow, N, x, 0.0, 2.0, &sp, y, NULL), FLOWRT_INVALID_ARGUMENT);
+    CHECK_STATUS(flowrt_flow_transport(flow, N, x, NAN, 1.0, &sp, y, NULL), FLOWRT_INVALID_ARGUMENT);
+    x[5] = NAN;
+    CHECK_STATUS(flowrt_flow_log_prob(flow, N, x, 1.0, &sp, lp, NULL, NULL), FLOWRT_NON_FINITE);
+    CHECK(strstr(flowrt_last_error_message(), "x[5]") != NULL, "names the element: %s", flowrt_last_error_message());
+    CHECK_STATUS(flowrt_flow_encode(flow, N, x, &sp, y, NULL), FLOWRT_NON_FINITE);
+
+    flowrt_flow_free(flow);
+    flowrt_flow_free(NULL);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

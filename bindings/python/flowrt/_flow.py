@@ -1,0 +1,234 @@
+"""Layer 3: Flow = model + interpolant + base density."""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _capi
+from ._arrays import dptr, fptr, points, times
+from ._errors import check
+from ._model import Model, _Handle
+from ._progress import Progress
+
+
+@dataclass
+class SolverStats:
+    """Per-call statistics (returned when `return_stats=True`)."""
+    samples: int
+    steps: int
+    rejections: int
+    evaluations: int
+    max_steps_samples: int
+    non_finite_samples: int
+    max_steps_per_sample: int
+
+    @property
+    def evaluations_per_sample(self) -> float:
+        return self.evaluations / max(1, self.samples)
+
+
+_SOLVER_KEYS = ("method", "rtol", "atol", "steps", "max_steps", "probes", "probe_kind", "probe_seed", "threads")
+
+
+def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=None, divergence=None,
+                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None):
+    """A flowrt_solver_params from keyword arguments; None keeps the C default
+    (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, exact divergence)."""
+    p = _capi.flowrt_solver_default_params()
+    if method not in _capi.SOLVER_METHODS:
+        raise ValueError(f"method must be one of {sorted(_capi.SOLVER_METHODS)}, got {method!r}")
+    p.method = _capi.SOLVER_METHODS[method]
+    if method != "dopri5" and not steps:
+        steps = 100
+    for name, field in (("rtol", "rtol"), ("atol", "atol"), ("steps", "fixed_steps"), ("max_steps", "max_steps"),
+                        ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads")):
+        value = locals()[name]
+        if value is not None:
+            setattr(p, field, value)
+    if divergence is not None:
+        if divergence not in _capi.DIVERGENCES:
+            raise ValueError(f"method must be 'exact' or 'hutchinson', got {divergence!r}")
+        p.divergence = _capi.DIVERGENCES[divergence]
+    if probe_kind is not None:
+        if probe_kind not in _capi.PROBE_KINDS:
+            raise ValueError(f"probe_kind must be 'rademacher' or 'gaussian', got {probe_kind!r}")
+        p.probe_kind = _capi.PROBE_KINDS[probe_kind]
+    if progress is not None:
+        p.progress = progress.c_callback
+    return p
+
+
+def _stats():
+    s = _capi.flowrt_solver_stats()
+    s.struct_size = ctypes.sizeof(s)
+    return s
+
+
+def _stats_value(s) -> SolverStats:
+    return SolverStats(s.samples, s.steps, s.rejections, s.evaluations, s.max_steps_samples,
+                       s.non_finite_samples, s.max_steps_per_sample)
+
+
+class Flow(_Handle):
+    """A continuous normalizing flow from a stochastic interpolant.
+
+    Thread-safe: calls from several Python threads run concurrently (the GIL is
+    released inside the library). Solver keyword arguments of every method:
+    method ("dopri5" adaptive, or fixed-step "euler", "heun", "midpoint",
+    "rk4" with `steps`), rtol, atol, max_steps, threads, progress (True shows
+    a bar), callback(done, total, value) -> stop?, return_stats.
+    """
+    _free = staticmethod(_capi.flowrt_flow_free)
+
+    def __init__(self, model: Model, interpolant: str = "trig", base: str = "normal"):
+        if interpolant not in _capi.INTERPOLANTS:
+            raise ValueError(f"interpolant must be one of {sorted(_capi.INTERPOLANTS)}, got {interpolant!r}")
+        if base not in _capi.BASES:
+            raise ValueError(f"base must be one of {sorted(_capi.BASES)}, got {base!r}")
+        p = _capi.flowrt_flow_default_params()
+        p.interpolant = _capi.INTERPOLANTS[interpolant]
+        p.base = _capi.BASES[base]
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        super().__init__(h)
+        self.model = model
+        self.interpolant = interpolant
+        self.base = base
+
+    @classmethod
+    def _from_handle(cls, h) -> "Flow":
+        self = cls.__new__(cls)
+        _Handle.__init__(self, h)
+        m = ctypes.c_void_p()
+        check(_capi.flowrt_flow_model(h, ctypes.byref(m)))
+        self.model = Model(m)
+        meta = self.model.metadata
+        self.interpolant = meta.get("flowrt.interpolant", "trig")
+        self.base = "normal"
+        return self
+
+    @classmethod
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Flow":
+        """Loads a flow saved by `save` (or any velocity network exported to
+        ONNX, with the trig interpolant and a standard normal base)."""
+        from ._model import onnx_options
+        o = onnx_options(x_name, t_name)
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
+        return cls._from_handle(h)
+
+    def save(self, path) -> None:
+        """Saves the flow as one self-contained ONNX file that onnxruntime runs
+        and `flowrt.load` reads back (interpolant and base in its metadata)."""
+        check(_capi.flowrt_flow_save_onnx(self._handle, str(path).encode()))
+
+    @classmethod
+    def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
+            interpolant: str = "trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
+        """A flow with a fresh MLP velocity (see `Model.mlp`)."""
+        return cls(Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options),
+                   interpolant=interpolant, base=base)
+
+    @property
+    def dim(self) -> int:
+        return int(_capi.flowrt_flow_dim(self._handle))
+
+    def fit(self, X, steps: int = 5000, batch_size: int = 1024, lr: float = 2e-3, progress=False, callback=None,
+            warmup: int | None = None, schedule: str = "cosine", ema: float = 0.999, clip: float = 1.0,
+            heldout: float = 0.1, seed: int = 0, threads: int = 0, **trainer_options):
+        """Trains the flow's velocity on samples X [n, dim] with the quadratic
+        interpolant loss (no ODE solve), starting from the current weights,
+        then swaps in the EMA weights. Returns the final `Losses`.
+        See `flowrt.Trainer` for every option; defaults: Adam, lr 2e-3 with
+        cosine decay over `steps` after a warmup of min(200, steps/10)."""
+        from ._trainer import Trainer
+        if warmup is None:
+            warmup = min(200, max(0, int(steps) // 10))
+        with Trainer(self.model, X, interpolant=self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
+                     schedule=schedule, total_steps=max(1, int(steps)), ema=ema, clip=clip, heldout=heldout,
+                     seed=seed, threads=threads, **trainer_options) as trainer:
+            try:
+                losses = trainer.fit(steps, progress=progress, callback=callback)
+            finally:
+                self._replace_model(trainer.model())
+        return losses
+
+    def _replace_model(self, model: Model) -> None:
+        p = _capi.flowrt_flow_default_params()
+        p.interpolant = _capi.INTERPOLANTS[self.interpolant]
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        self.close()
+        self._h = h
+        self.model = model
+
+    def velocity(self, t, X) -> np.ndarray:
+        """The velocity v̂(t, X), float32 [n, dim]."""
+        return self.model.velocity(t, X)
+
+    def _run(self, fn, desc, progress, callback, return_stats, solver, divergence=None):
+        prog = Progress(show=bool(progress), callback=callback, desc=desc, unit="samples") \
+            if (progress or callback) else None
+        params = solver_params(divergence=divergence, progress=prog, **solver)
+        stats = _stats()
+        try:
+            status = fn(ctypes.byref(params), ctypes.byref(stats))
+        finally:
+            if prog:
+                prog.close()
+        if prog:
+            prog.raise_if_interrupted()
+        check(status)
+        return _stats_value(stats) if return_stats else None
+
+    def sample(self, n: int, seed: int = 0, return_log_prob: bool = False, progress=False, callback=None,
+               return_stats=False, first_index: int = 0, **solver):
+        """n samples of the model density (float32 [n, dim]); with
+        `return_log_prob`, also log ρ1 of each (float64 [n]) from the same pass.
+        Sample i depends only on (seed, first_index + i), so ranges of one
+        stream can be drawn separately (e.g. by Dask workers)."""
+        n = int(n)
+        x = np.empty((n, self.dim), np.float32)
+        lp = np.empty(n, np.float64) if return_log_prob else None
+        divergence = solver.pop("divergence", None)
+        st = self._run(lambda p, s: _capi.flowrt_flow_sample_range(self._handle, int(first_index), n, seed, p, fptr(x),
+                                                                   dptr(lp) if lp is not None else None, s),
+                       "sample", progress, callback, return_stats, solver, divergence)
+        out = (x, lp) if return_log_prob else x
+        return (*out, st) if return_stats and return_log_prob else ((out, st) if return_stats else out)
+
+    def transport(self, X, t_from: float, t_to: float, progress=False, callback=None, return_stats=False, **solver):
+        """Points X [n, dim] moved along the flow from `t_from` to `t_to`."""
+        x = points(X, self.dim)
+        y = np.empty_like(x)
+        st = self._run(lambda p, s: _capi.flowrt_flow_transport(self._handle, x.shape[0], fptr(x), float(t_from),
+                                                                float(t_to), p, fptr(y), s),
+                       "transport", progress, callback, return_stats, solver)
+        return (y, st) if return_stats else y
+
+    def encode(self, X, progress=False, callback=None, return_stats=False, **solver):
+        """Data points mapped to the base (the transport from t = 1 to 0)."""
+        x = points(X, self.dim)
+        z = np.empty_like(x)
+        st = self._run(lambda p, s: _capi.flowrt_flow_encode(self._handle, x.shape[0], fptr(x), p, fptr(z), s),
+                       "encode", progress, callback, return_stats, solver)
+        return (z, st) if return_stats else z
+
+    def log_prob(self, X, t: float = 1.0, method: str = "exact", probes: int = 1, return_std_error=False,
+                 progress=False, callback=None, return_stats=False, **solver):
+        """log ρ_t(X) per row in nats (float64 [n]), with the exact divergence or
+        Hutchinson's estimator (`method="hutchinson"`, `probes` per sample;
+        `return_std_error` gives each estimate's standard error)."""
+        x = points(X, self.dim)
+        lp = np.empty(x.shape[0], np.float64)
+        se = np.empty(x.shape[0], np.float64) if return_std_error else None
+        solver.setdefault("probes", probes)
+        st = self._run(lambda p, s: _capi.flowrt_flow_log_prob(self._handle, x.shape[0], fptr(x), float(t), p,
+                                                               dptr(lp), dptr(se) if se is not None else None, s),
+                       "log_prob", progress, callback, return_stats, solver, divergence=method)
+        out = (lp, se) if return_std_error else lp
+        if return_stats:
+            return (*out, st) if return_std_error else (out, st)
+        return out
