@@ -1,7 +1,7 @@
 /* C tests of the flows section of flowrt.h: sampling, transport, encoding,
  * log-densities, solver params, statistics, progress and every error code.
  * Prints one line per failure and ends with "N passed, N failed". */
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -9,22 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) { passed++; }                                                \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-               printf(__VA_ARGS__); printf("\n"); }                            \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                           \
-    do {                                                                       \
-        flowrt_status s_ = (call);                                             \
-        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
-              (int)s_, flowrt_status_string(s_), (int)(expected),              \
-              flowrt_last_error_message());                                    \
-    } while (0)
 
 #define N 64
 #define D 2
