@@ -4,6 +4,7 @@
 #include "check.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,20 @@ int main(void) {
         CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, (flowrt_solver_stats *)&old), FLOWRT_OK);
         CHECK(old.samples == 4 && old.guard == 12345, "partial stats write");
     }
+
+    /* A caller compiled before max_step was appended: its struct_size is accepted. */
+    sp.struct_size = (uint32_t)offsetof(flowrt_solver_params, max_step);
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, NULL), FLOWRT_OK);
+    sp = flowrt_solver_default_params();
+    sp.max_step = -1;
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp = flowrt_solver_default_params();
+    sp.max_step = 0.05;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, &st), FLOWRT_OK);
+    CHECK(st.steps >= 4 * 20, "max_step 0.05 gives >= 20 steps per sample (%llu)", (unsigned long long)st.steps);
+    sp = flowrt_solver_default_params();
 
     /* Errors. */
     CHECK_STATUS(flowrt_flow_sample(NULL, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
