@@ -186,17 +186,28 @@ def test_flow_with_host_base_samples_and_scores(flow, host_density):
     p = _capi.flowrt_flow_default_params()
     out = c_void_p()
     assert flow_create_with_base(flow.model._handle, ctypes.byref(p), h, ctypes.byref(out)) == 0
-    hosted = flowrt.Flow._from_handle(out)
     try:
-        x, lp = hosted.sample(32, seed=4, return_log_prob=True, rtol=1e-7, atol=1e-7)
-        np.testing.assert_allclose(hosted.log_prob(x, rtol=1e-7, atol=1e-7), lp, atol=1e-4)
-        np.testing.assert_allclose(hosted.log_prob(x, t=0.0), numpy_log_prob(x), rtol=1e-9)
+        sp = _capi.flowrt_solver_default_params()
+        sp.rtol = sp.atol = 1e-7
+        x = np.empty((32, 2), np.float32)
+        lp = np.empty(32)
+        assert _capi.flowrt_flow_sample(out, 32, 4, ctypes.byref(sp), f32(x), f64(lp), None) == 0
+        # Base points are the host's own samples (transport of x0 = host_row(4, i)).
+        z = np.empty_like(x)
+        assert _capi.flowrt_flow_encode(out, 32, f32(x), ctypes.byref(sp), f32(z), None) == 0
+        np.testing.assert_allclose(z, np.stack([host_row(4, i) for i in range(32)]), atol=1e-3)
+        back = np.empty(32)
+        assert _capi.flowrt_flow_log_prob(out, 32, f32(x), 1.0, ctypes.byref(sp), f64(back), None, None) == 0
+        np.testing.assert_allclose(back, lp, atol=1e-4)
+        at0 = np.empty(32)
+        assert _capi.flowrt_flow_log_prob(out, 32, f32(x), 0.0, ctypes.byref(sp), f64(at0), None, None) == 0
+        np.testing.assert_allclose(at0, numpy_log_prob(x), rtol=1e-9)
         # The score needs a Gaussian base the library knows.
         s = np.empty_like(x)
         t = np.full(32, 0.5)
         assert flow_score(out, 32, f64(t), f32(x), f32(s)) == _capi.UNSUPPORTED
     finally:
-        hosted.close()
+        _capi.flowrt_flow_free(out)
 
 
 def test_diagonal_normal_and_empirical_densities(flow):
