@@ -29,19 +29,23 @@ RUNNER = os.path.join(HERE, "runner", ".build", "release", "flowrt-quality")
 # ~100x dearer), zuko's NSF for a step count. Curves: the NLL of the first
 # `curve_points` test points at these fractions of each run (untimed).
 FULL = {
-    "checkerboard": dict(steps=4000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000,
-                         cnf_budget=120, cnf_batch=256, curve="0.1,0.25,0.5", fr_seeds=[0, 1, 2]),
-    "8gaussians": dict(steps=4000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000,
-                       cnf_budget=120, cnf_batch=256, curve="0.1,0.25,0.5", fr_seeds=[0, 1, 2]),
-    "gmm16": dict(steps=4000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000,
-                  cnf_budget=150, cnf_batch=256, curve="0.25,0.5", curve_points=500, fr_seeds=[0]),
-    "digits": dict(steps=3000, batch=256, width=256, depth=3, lr=1e-3, nsf_steps=1000,
-                   cnf_budget=150, cnf_batch=128, curve="0.25,0.5", curve_points=359, fr_seeds=[0]),
-    "breast-cancer": dict(steps=1500, batch=256, width=128, depth=3, lr=1e-3, nsf_steps=600,
-                          cnf_budget=90, cnf_batch=128, curve="0.25,0.5", curve_points=113, fr_seeds=[0]),
+    "checkerboard": dict(steps=6000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000, cnf_budget=100,
+                         cnf_batch=256, curve="0.05,0.1,0.25,0.5", seeds={"flowrt-trig": [0, 1, 2], "fm-trig": [0, 1, 2]}),
+    "8gaussians": dict(steps=6000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000, cnf_budget=100,
+                       cnf_batch=256, curve="0.05,0.1,0.25,0.5", seeds={"flowrt-trig": [0, 1, 2], "fm-trig": [0, 1, 2]}),
+    "gmm16": dict(steps=6000, batch=512, width=128, depth=3, lr=2e-3, nsf_steps=1000, cnf_budget=100,
+                  cnf_batch=256, curve="0.1,0.25,0.5", curve_points=500),
+    "digits": dict(steps=4000, batch=256, width=256, depth=3, lr=1e-3, nsf_steps=400, cnf_budget=100,
+                   cnf_batch=128, curve="0.125,0.25,0.5", curve_points=359),
+    "breast-cancer": dict(steps=2500, batch=256, width=256, depth=3, lr=1e-3, nsf_steps=600, cnf_budget=50,
+                          cnf_batch=128, curve="0.125,0.25,0.5", curve_points=113),
 }
-TINY = {name: dict(cfg, steps=200, nsf_steps=50, cnf_budget=8, curve="0.5", curve_points=200,
-                   fr_seeds=[0]) for name, cfg in FULL.items()}
+TINY = {name: dict(cfg, steps=200, nsf_steps=50, cnf_budget=8, curve="0.5", curve_points=200, seeds={})
+        for name, cfg in FULL.items()}
+
+# Run order: the core comparison on every dataset first, then the other
+# systems, then the extra seeds, so a run cut short still has the core.
+PHASES = [["flowrt-trig", "fm-trig", "cnf"], ["flowrt-linear", "nsf"]]
 
 SYSTEMS = ["flowrt-trig", "flowrt-linear", "fm-trig", "cnf", "nsf"]
 LABELS = {
@@ -257,6 +261,7 @@ def plots(scale_dir, datasets, data_root):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib missing: no plots")
         return []
@@ -309,14 +314,20 @@ def plots(scale_dir, datasets, data_root):
             c = runs[s][0]["curve"]
             pts = c[0]["points"]
             ax.plot([x["train_seconds"] for x in c], [metric.nll(x["nll"], pts) for x in c], "o-", ms=3, label=s)
-        if metric.true_logp is not None:
-            ax.axhline(-metric.true_logp[:runs[SYSTEMS[0]][0]["curve"][0]["points"]].mean()
-                       if SYSTEMS[0] in runs else metric.meta["entropy"], color="k", ls=":", lw=1, label="truth")
-        ax.set_xscale("log"); ax.set_xlabel("training s (1 thread)", fontsize=8)
+        truth = None
+        if metric.true_logp is not None and runs:
+            pts = next(iter(runs.values()))[0]["curve"][0]["points"]
+            truth = -metric.true_logp[:pts].mean()
+            ax.axhline(truth, color="k", ls=":", lw=1, label="truth")
+        ax.set_xscale("log"); ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("training CPU s (1 thread)", fontsize=8)
         ax.set_title(f"{d} ({metric.meta['unit']})", fontsize=9); ax.tick_params(labelsize=7)
-        lo = min((metric.nll(x["nll"], x["points"]) for s in runs for x in runs[s][0]["curve"]), default=0)
-        hi = np.percentile([metric.nll(x["nll"], x["points"]) for s in runs for x in runs[s][0]["curve"]] or [1], 75)
-        ax.set_ylim(lo - 0.05 * abs(lo) - 0.05, hi + 0.2 * (hi - lo) + 0.05)
+        vals = [metric.nll(x["nll"], x["points"]) for s in runs for x in runs[s][0]["curve"]]
+        finals = [metric.nll(runs[s][0]["curve"][-1]["nll"], runs[s][0]["curve"][-1]["points"]) for s in runs]
+        if vals:
+            lo, hi = min(vals + ([truth] if truth is not None else [])), max(finals)
+            span = max(hi - lo, 0.1)
+            ax.set_ylim(lo - 0.15 * span, hi + 0.6 * span)
         if j == 0:
             ax.legend(fontsize=6)
     fig.tight_layout()
@@ -403,14 +414,15 @@ def main():
     scale_dir = os.path.join(HERE, "out", a.scale)
     start = time.time()
     if not a.report_only:
-        for d in datasets:
-            cfg = budgets[d]
+        plan = []
+        for phase in PHASES:
+            plan += [(d, s, 0) for d in datasets for s in phase if s in systems]
+        plan += [(d, s, seed) for d in datasets for s in systems
+                 for seed in budgets[d].get("seeds", {}).get(s, []) if seed != 0]
+        for d, system, seed in plan:
             out_dir = os.path.join(scale_dir, d)
             os.makedirs(out_dir, exist_ok=True)
-            for system in systems:
-                seeds = cfg["fr_seeds"] if system == "flowrt-trig" else [0]
-                for seed in seeds:
-                    run_one(system, seed, os.path.join(data_root, d), out_dir, cfg, a.force)
+            run_one(system, seed, os.path.join(data_root, d), out_dir, budgets[d], a.force)
     report(a.scale, scale_dir, list(budgets), data_root, time.time() - start)
 
 
