@@ -20,9 +20,15 @@ let package = Package(
         // Vectorised elementwise kernels in C, compiled once per ISA level
         // (AVX-512, AVX2+FMA, baseline) and dispatched at load time.
         .target(name: "CKernels", path: "Sources/CKernels"),
+        // ONNX protobuf structs and (un)packers, generated once by protoc-c
+        // from Debian's /usr/include/onnx/onnx.proto (`make regen-onnx-proto`);
+        // builds never need the generator, only libprotobuf-c.
+        .target(
+            name: "ONNXProto", path: "Sources/ONNXProto",
+            linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(
             name: "FlowRuntime",
-            dependencies: ["CBLAS", "CKernels"],
+            dependencies: ["CBLAS", "CKernels", "ONNXProto"],
             path: "Sources/FlowRuntime"),
         // The public header as a Clang module for the CAPI implementation.
         .systemLibrary(name: "CFlowRT", path: "Sources/CFlowRT"),

@@ -205,6 +205,114 @@ FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size
  * ------------------------------------------------------------------------ */
 /* (section: ONNX) */
 
+/** Options for importing ONNX models. Get defaults from
+ *  flowrt_onnx_default_options(); all fields may stay NULL. */
+typedef struct flowrt_onnx_options {
+    uint32_t struct_size;   /**< sizeof(flowrt_onnx_options). */
+    /** Name of the graph input holding x [batch, dim]; NULL (default): matched
+     *  by role (the [batch, d] input, or the first of two). */
+    const char *x_name;
+    /** Name of the graph input holding t ([batch, 1], [batch] or a scalar
+     *  broadcast over the batch); NULL (default): matched by role (an input
+     *  named t/time/timestep, or the lower-rank one, or the second). A model
+     *  with a single [batch, d + 1] input is read as concat(x, t). */
+    const char *t_name;
+    /** Folder against which external-data locations are resolved when
+     *  loading from a buffer; NULL (default): a buffer whose weights are in
+     *  external files is an error. Ignored by flowrt_model_load_onnx (which
+     *  uses the model file's folder). */
+    const char *directory;
+} flowrt_onnx_options;
+
+/** Default ONNX import options (every name NULL). Thread-safe. */
+FLOWRT_API flowrt_onnx_options flowrt_onnx_default_options(void);
+
+/** Imports an ONNX velocity network v(t, x) from a file, as exported by
+ *  torch.onnx.export (dynamo or legacy, opset 7..23, IR up to 10) or by
+ *  flowrt_model_save_onnx. External data (`*.onnx.data`) is read relative to
+ *  the file's folder; a location may not leave that folder. Shape-only
+ *  subgraphs are folded at load with the batch symbolic; Gemm/MatMul + bias +
+ *  activation and the exporters' SiLU/GELU/Softplus expansions are fused. The
+ *  file's metadata_props become the model's metadata.
+ *  @param path     in, non-NULL: NUL-terminated file path.
+ *  @param options  in, nullable: input names (NULL: defaults).
+ *  @param out      out, non-NULL: receives the model (NULL on failure); free
+ *                  with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL path/out, bad
+ *          struct_size, a named input that does not exist); FLOWRT_IO_ERROR
+ *          (file or external data unreadable or too short);
+ *          FLOWRT_INVALID_MODEL (not a valid ONNX protobuf, truncated,
+ *          inconsistent sizes, absurd dimensions, external location escaping
+ *          the folder); FLOWRT_UNSUPPORTED (an op, attribute or dtype
+ *          FlowRuntime does not implement: the message names the op, node and
+ *          opset); FLOWRT_SHAPE_MISMATCH (shapes that do not fit together).
+ *  Thread-safe. Never crashes on malformed input; allocations are bounded by
+ *  the bytes present. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                                flowrt_model **out);
+
+/** Imports an ONNX velocity network from serialized bytes; as
+ *  flowrt_model_load_onnx, with external data resolved against
+ *  options->directory.
+ *  @param data  in, non-NULL: `size` bytes (not retained).
+ *  @param size  number of bytes (> 0).
+ *  Other parameters, return codes and thread-safety as flowrt_model_load_onnx. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size,
+                                                       const flowrt_onnx_options *options,
+                                                       flowrt_model **out);
+
+/** Writes the model as one self-contained ONNX file (weights inline, IR 8,
+ *  ai.onnx opset 17, inputs x [batch, dim] and t [batch, 1] (or [batch]),
+ *  output [batch, dim], dynamic batch "batch"), with metadata_props
+ *  "flowrt.*": the model's metadata plus flowrt.dimension and
+ *  flowrt.time_convention. Writes to a temporary file beside `path` and
+ *  renames it, so a failure never leaves a truncated file.
+ *  @param model  in, non-NULL.
+ *  @param path   in, non-NULL: NUL-terminated file path (replaced if present).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (an
+ *          operation opset 17 cannot express); FLOWRT_IO_ERROR.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
+
+/** The ONNX file flowrt_model_save_onnx would write, in memory.
+ *  @param model  in, non-NULL.
+ *  @param bytes  out, non-NULL: receives a buffer owned by the caller,
+ *                released with flowrt_buffer_free (NULL on failure).
+ *  @param size   out, non-NULL: receives its size in bytes.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT; FLOWRT_UNSUPPORTED;
+ *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
+
+/** Name of a model input: index 0 is x, 1 is t (the ONNX input names of an
+ *  imported model; for a single [x, t] input "<name>.x" and "<name>.t").
+ *  @param model  in, non-NULL.
+ *  @param index  0 (x) or 1 (t).
+ *  @param name   out, non-NULL: a NUL-terminated copy, released with
+ *                flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index > 1). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
+
+/** Name of the model's output value (the ONNX output name of an imported
+ *  model). `name` as flowrt_model_input_name. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
+
+/** Number of metadata entries (ONNX metadata_props of an imported model,
+ *  flowrt.* entries of a native one). Returns 0 for NULL. Thread-safe. */
+FLOWRT_API size_t flowrt_model_metadata_count(const flowrt_model *model);
+
+/** The key of metadata entry `index` (keys in byte-wise sorted order).
+ *  @param key  out, non-NULL: NUL-terminated copy, released with flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index ≥ count). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
+
+/** The metadata value stored under `key`.
+ *  @param key    in, non-NULL: NUL-terminated key, e.g. "flowrt.interpolant".
+ *  @param value  out, non-NULL: NUL-terminated copy, released with
+ *                flowrt_buffer_free; NULL when the key is absent.
+ *  @return FLOWRT_OK (also when absent: check *value); FLOWRT_INVALID_ARGUMENT
+ *          (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
+
 /* ---------------------------------------------------------------------------
  * Flows: transport, sampling and likelihood
  * ------------------------------------------------------------------------ */
@@ -350,6 +458,16 @@ FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, u
                                             const flowrt_solver_params *params, float *x_out,
                                             double *log_prob_out, flowrt_solver_stats *stats);
 
+/** Samples first_index, …, first_index + n − 1 of the stream flowrt_flow_sample
+ *  draws for `seed`: a batch split into ranges (across calls, processes or
+ *  machines) gives exactly the samples of one call. With a Hutchinson
+ *  divergence, the probes of sample i likewise depend on (probe seed, i).
+ *  @param first_index  index of the first sample (≤ 2^62).
+ *  Other parameters and return codes as flowrt_flow_sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                  uint64_t seed, const flowrt_solver_params *params,
+                                                  float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+
 /** Transports points from time t_from to t_to along the flow (t_to < t_from
  *  runs backward; both in [0, 1]).
  *  @param x_in   in, [n, dim], finite.
@@ -388,10 +506,210 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               const flowrt_solver_params *params, double *log_prob,
                                               double *std_error, flowrt_solver_stats *stats);
 
+/** Saves a flow as one self-contained ONNX file: the network plus metadata
+ *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
+ *  the model's own flowrt.* entries), written to a temporary file and renamed,
+ *  so an existing file is never left truncated.
+ *  @param flow  in, non-NULL.
+ *  @param path  in, non-NULL.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (cannot write; the previous file, if any, is intact).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+
+/** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
+ *  the interpolant named in its flowrt.interpolant metadata ("trig" when
+ *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *  @param path     in, non-NULL.
+ *  @param options  in, nullable (see flowrt_onnx_options).
+ *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
+ *  @return as flowrt_model_load_onnx; FLOWRT_INVALID_MODEL also for an
+ *          interpolant or base this version cannot rebuild.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                               flowrt_flow **out);
+
+/** The flow's network as a model whose metadata describes the whole flow
+ *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
+ *  or flowrt_model_metadata.
+ *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+
+/* ---------------------------------------------------------------------------
+ * Built-in datasets
+ * ------------------------------------------------------------------------ */
+
+/* 2-D toy datasets for demos and tests, by name: "checkerboard", "8gaussians",
+ * "rings" (closed-form densities and known entropies) and "moons" (samples
+ * only). Sample i of a call depends only on (seed, i). */
+
+/** Draws n samples of a built-in dataset.
+ *  @param name   in, non-NULL: a dataset name (see above).
+ *  @param n      samples (> 0).
+ *  @param seed   seed of the draws.
+ *  @param x_out  out, [n, dim] (dim = 2 for every built-in dataset; see
+ *                flowrt_dataset_info).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0 or too large).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+
+/** The exact log-density (nats) of a built-in dataset at n points.
+ *  @param x         in, [n, dim], finite.
+ *  @param log_prob  out, [n]; -inf outside the support (checkerboard).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
+ *          (the dataset has no closed-form density: "moons").
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+
+/** Dimension and true differential entropy H = −E[log ρ] (nats) of a
+ *  built-in dataset, so a model's held-out NLL reads as NLL − H = KL ≥ 0.
+ *  @param dim      out, nullable.
+ *  @param entropy  out, nullable: NaN when unknown ("moons").
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL name, unknown name).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
+
 /* ---------------------------------------------------------------------------
  * Training
  * ------------------------------------------------------------------------ */
 /* (section: training) */
+
+/** Trains a velocity network with the quadratic interpolant loss
+ *  G(v) = E[|v(t, x_t)|^2 - 2 dI/dt . v(t, x_t)], x_t = alpha(t) x0 + beta(t) x1,
+ *  x0 ~ N(0, I), x1 from the data, t ~ U[0, 1] (or Beta(a, b)). No ODE is
+ *  solved during training. Results depend only on the data, the initial
+ *  model and the params (including seed), never on `threads`: the same
+ *  inputs give bit-identical weights for any thread count. Used by one
+ *  thread at a time. */
+typedef struct flowrt_trainer flowrt_trainer;
+
+typedef enum flowrt_optimizer {
+    /** Adam; weight_decay is an L2 term added to the gradient. */
+    FLOWRT_OPTIMIZER_ADAM = 0,
+    /** AdamW; weight_decay is decoupled (p -= lr * weight_decay * p). */
+    FLOWRT_OPTIMIZER_ADAMW = 1
+} flowrt_optimizer;
+
+typedef enum flowrt_lr_schedule {
+    /** learning_rate after warmup. */
+    FLOWRT_LR_CONSTANT = 0,
+    /** Cosine from learning_rate to learning_rate * lr_min_factor at total_steps. */
+    FLOWRT_LR_COSINE = 1,
+    /** Multiply by step_factor every step_every steps after warmup. */
+    FLOWRT_LR_STEP = 2
+} flowrt_lr_schedule;
+
+/** Training settings. Obtain from flowrt_trainer_default_params(). */
+typedef struct flowrt_trainer_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_trainer_params). */
+    int32_t interpolant;       /**< flowrt_interpolant (see Flows; default TRIG). */
+    double learning_rate;      /**< Peak learning rate (default 1e-3). */
+    uint32_t batch_size;       /**< Samples per step (default 1024). */
+    int32_t optimizer;         /**< flowrt_optimizer (default ADAM). */
+    double weight_decay;       /**< >= 0 (default 0). */
+    uint32_t warmup_steps;     /**< Linear warmup from lr / warmup (default 0). */
+    int32_t lr_schedule;       /**< flowrt_lr_schedule (default CONSTANT). */
+    uint64_t total_steps;      /**< Cosine horizon in steps (required > 0 for COSINE; default 0). */
+    double lr_min_factor;      /**< Cosine floor as a fraction of learning_rate, in [0, 1] (default 0.01). */
+    uint64_t step_every;       /**< STEP decay period in steps (default 1000). */
+    double step_factor;        /**< STEP decay factor in (0, 1] (default 0.5). */
+    double grad_clip;          /**< Clip the gradient's Euclidean norm to this; 0 = off (default 0). */
+    double ema_decay;          /**< EMA of the weights used by flowrt_trainer_model, in [0, 1); 0 = raw weights (default 0.999). */
+    double heldout_fraction;   /**< Fraction of the data held out for the held-out loss, in [0, 1) (default 0.1). */
+    uint64_t seed;             /**< Seeds the split, minibatches, times and base draws (default 0). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0). Never changes results. */
+    double time_beta_a;        /**< t ~ Beta(a, b) when both are > 0; 0 and 0 = U[0, 1] (default 0). */
+    double time_beta_b;        /**< See time_beta_a (default 0). */
+} flowrt_trainer_params;
+
+/** Defaults for flowrt_trainer_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_trainer_params flowrt_trainer_default_params(void);
+
+/** Creates a trainer that fine-tunes a copy of `init` (a native or
+ *  ONNX-imported model; `init` itself is not modified) on `n` samples of
+ *  dimension `dim`. The data are copied; a seeded permutation holds out
+ *  floor(n * heldout_fraction) rows (at most 8192 are evaluated).
+ *  Minibatches draw training rows uniformly with replacement.
+ *  @param init    in, non-NULL: the starting model; its dim must equal `dim`.
+ *  @param data    in, [n, dim] floats (finite).
+ *  @param n       rows (> 0); at least one must remain for training.
+ *  @param dim     columns (> 0).
+ *  @param params  in, nullable: NULL means the defaults.
+ *  @param out     out, non-NULL: the trainer; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, zero size, bad
+ *          struct_size, a field out of range, no training rows left);
+ *          FLOWRT_SHAPE_MISMATCH (dim differs from the model's);
+ *          FLOWRT_NON_FINITE (NaN/Inf in data); FLOWRT_INVALID_MODEL.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
+                                               const flowrt_trainer_params *params, flowrt_trainer **out);
+
+/** Runs one optimisation step.
+ *  @param trainer  in/out, non-NULL.
+ *  @param loss     out, nullable: the minibatch's mean G before the update.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer);
+ *          FLOWRT_NON_FINITE (the loss or gradient overflowed: the weights
+ *          are left unchanged; lower learning_rate or set grad_clip).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
+
+/** Runs `steps` optimisation steps, evaluating the held-out loss every 250
+ *  steps and after the last. `progress`, if not NULL, is called after every
+ *  step with done = steps finished in this call, total = `steps`, value =
+ *  the minibatch's G; a non-zero return stops training after that step.
+ *  @param trainer    in/out, non-NULL.
+ *  @param progress   nullable callback; @param user_data passed to it.
+ *  @return FLOWRT_OK; FLOWRT_CANCELLED (the callback stopped it; completed
+ *          steps are kept); FLOWRT_INVALID_ARGUMENT; FLOWRT_NON_FINITE (as
+ *          flowrt_trainer_step; earlier steps are kept).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t steps,
+                                            flowrt_progress_fn progress, void *user_data);
+
+/** A snapshot of the current model with the EMA weights (the raw weights
+ *  when ema_decay is 0): an independent, immutable, thread-safe model that
+ *  stays valid and unchanged while training continues and after the
+ *  trainer is freed.
+ *  @param trainer  in, non-NULL.
+ *  @param out      out, non-NULL: free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT.
+ *  Not thread-safe with a concurrent step on the same trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_model(const flowrt_trainer *trainer, flowrt_model **out);
+
+/** The latest losses: of the last minibatch (raw weights) and on the
+ *  held-out set at the current step (EMA weights; evaluated now if the last
+ *  evaluation is older: one forward pass over it), as G and in regression form
+ *  E|v - dI/dt|^2 = G + E|dI/dt|^2. A value not available yet (no step,
+ *  no held-out set) is NaN. Every output pointer is nullable.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer). */
+FLOWRT_API flowrt_status flowrt_trainer_loss(const flowrt_trainer *trainer, double *train_loss,
+                                             double *heldout_loss, double *train_regression,
+                                             double *heldout_regression);
+
+/** Steps taken so far, including those restored from a checkpoint (0 for NULL). */
+FLOWRT_API uint64_t flowrt_trainer_step_count(const flowrt_trainer *trainer);
+
+/** Saves the complete training state (weights, Adam moments, EMA, step) to
+ *  `path`, written to a temporary file and renamed, so `path` is never
+ *  left half-written. The data and params are not saved: to resume, create
+ *  a trainer with the same model, data and params, then load; training
+ *  then continues exactly (bit-identically) as if never interrupted.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR. */
+FLOWRT_API flowrt_status flowrt_trainer_save_checkpoint(const flowrt_trainer *trainer, const char *path);
+
+/** Restores a state saved by flowrt_trainer_save_checkpoint.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (unreadable); FLOWRT_INVALID_MODEL (not a checkpoint, truncated,
+ *          CRC mismatch); FLOWRT_SHAPE_MISMATCH (another architecture);
+ *          FLOWRT_UNSUPPORTED (a newer format version). On error the
+ *          trainer is unchanged. */
+FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer, const char *path);
+
+/** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
+FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
 
 #ifdef __cplusplus
 }

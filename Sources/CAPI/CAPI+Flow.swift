@@ -150,19 +150,37 @@ public func flowrt_flow_sample(_ handle: OpaquePointer?, _ n: Int, _ seed: UInt6
                                _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
                                _ logProbOut: UnsafeMutablePointer<Double>?,
                                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
-    guarded("flowrt_flow_sample") {
+    sampleCall("flowrt_flow_sample", handle, 0, n, seed, params, xOut, logProbOut, stats)
+}
+
+@_cdecl("flowrt_flow_sample_range")
+public func flowrt_flow_sample_range(_ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                                     _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                                     _ logProbOut: UnsafeMutablePointer<Double>?,
+                                     _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    sampleCall("flowrt_flow_sample_range", handle, firstIndex, n, seed, params, xOut, logProbOut, stats)
+}
+
+/// The shared body of the two sampling calls.
+func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                _ logProbOut: UnsafeMutablePointer<Double>?,
+                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    guarded(function) {
         let flow = try flowObject(handle)
         let n = try count(n, "n")
         let nd = try checkedProduct(n, flow.dimension, "x_out")
         let x = try require(xOut, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
         let call = try SolverCall(params)
         let r = try flow.sample(count: n, seed: seed, solver: call.options,
-                                logDensity: logProbOut == nil ? nil : call.divergence, progress: call.progress)
+                                logDensity: logProbOut == nil ? nil : call.divergence, firstIndex: firstIndex,
+                                progress: call.progress)
         r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
         if let lp = logProbOut, let values = r.logDensities {
             values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
         }
-        return try finish("flowrt_flow_sample", r.statistics, stats)
+        return try finish(function, r.statistics, stats)
     }
 }
 

@@ -19,12 +19,14 @@ struct Train: ParsableCommand {
     var data: String?
     @Option(help: "A built-in dataset instead of --data: \(ToyDataset.allCases.map(\.rawValue).joined(separator: ", ")).")
     var toy: String?
-    @Option(help: "Write the trained model (EMA weights) here (.onnx).")
+    @Option(help: "Write the trained model (EMA weights, flowrt.* metadata) as ONNX here.")
     var out: String?
     @Option(help: "Write a checkpoint here at the end (and resume from it with --resume).")
     var checkpoint: String?
     @Option(help: "Resume from this checkpoint (same data and options).")
     var resume: String?
+    @Option(help: "Print a plain progress line every N steps with the elapsed time (0 = live line / every 10%).")
+    var logInterval = 0
 
     func run() throws {
         let trainingData: TrainingData
@@ -46,11 +48,11 @@ struct Train: ParsableCommand {
         let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
         if let resume { try trainer.loadCheckpoint(from: resume) }
         let remaining = max(0, options.steps - trainer.stepCount)
-        var printer = ProgressPrinter()
+        var printer = ProgressPrinter(logInterval: logInterval)
         try trainer.fit(steps: remaining) { printer.show($0) }
         printer.finish()
         if let checkpoint { try trainer.saveCheckpoint(to: checkpoint); print("checkpoint: \(checkpoint)") }
-        if let out { try ModelExport.save(try trainer.model(), to: out); print("model: \(out)") }
+        if let out { try trainer.model().saveONNX(path: out); print("model: \(out)") }
     }
 }
 
@@ -60,6 +62,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Samples per step.") var batch = 1024
     @Option(help: "Hidden units per layer.") var width = 256
     @Option(help: "Hidden layers.") var depth = 3
+    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
     @Option(help: "Peak learning rate (Adam).") var lr = 2e-3
     @Option(help: "Linear warmup steps.") var warmup = 200
     @Option(help: "Decay after warmup: cosine, step, constant.") var decay = "cosine"
@@ -72,6 +75,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Held-out samples drawn from a --toy dataset.") var heldOut = 4096
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Worker threads (0 = all processors; results do not depend on it).") var threads = 0
+    @Option(help: "Samples per work unit (changes rounding, not results' statistics).") var chunkSize = 256
 
     func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
         guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
@@ -88,8 +92,9 @@ struct TrainingOptions: ParsableArguments {
             learningRate: LearningRateSchedule(learningRate: lr, warmupSteps: warmup, decay: decayRule),
             optimizer: OptimizerConfiguration(kind: opt, weightDecay: weightDecay),
             gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
-            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads)
+            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize)
         let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
+                                    timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
                                     seed: seed).makeGraph()
         return try Trainer(graph: graph, data: data, loss: InterpolantLoss(schedule: kind.schedule),
                            configuration: config, metadata: ["flowrt.architecture": "mlp"])
@@ -99,12 +104,24 @@ struct TrainingOptions: ParsableArguments {
 /// The live progress line: `\r`-updated on a terminal (at most 10 times a
 /// second), one plain line per 10% when piped.
 struct ProgressPrinter {
+    /// Plain lines every this many steps with elapsed seconds (benchmarks); 0 = automatic.
+    var logInterval = 0
     let isTerminal = isatty(STDOUT_FILENO) != 0
+    let start = Date()
     var lastPrint = 0.0
     var lastDecile = -1
 
     mutating func show(_ p: TrainingProgress) -> Bool {
         let done = p.step >= p.targetStep
+        if logInterval > 0 {
+            if p.step % logInterval == 0 || done {
+                print(String(format: "step %d elapsed %.3f loss %.5f heldout %.5f steps/s %.1f", p.step,
+                             Date().timeIntervalSince(start), p.trainLoss.quadratic, p.heldOutLoss?.quadratic ?? .nan,
+                             p.stepsPerSecond))
+                fflush(stdout)
+            }
+            return true
+        }
         let held = p.heldOutLoss.map { String(format: "%.4f", $0.quadratic) } ?? "—"
         let eta = p.stepsPerSecond > 0 ? Double(p.targetStep - p.step) / p.stepsPerSecond : 0
         let line = String(format: "step %6d/%d  loss %.4f  held-out %@  %.0f steps/s  ETA %@",
@@ -130,68 +147,14 @@ struct ProgressPrinter {
     }
 }
 
-/// Reading samples for `--data`.
+/// Reading samples for `--data`: a 2-D .npy (any numeric dtype) or a CSV
+/// (header optional), through FlowRuntime's readers.
 enum SampleFile {
-    /// Rows `[n, d]` as floats from a .npy (float32/float64, C order, 2-D) or CSV file.
     static func read(_ path: String) throws -> ([Float], Int) {
-        guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read '\(path)'") }
-        if path.hasSuffix(".npy") { return try npy([UInt8](bytes), path) }
-        guard let text = String(data: bytes, encoding: .utf8) else { throw ValidationError("'\(path)' is not UTF-8 text") }
-        var values: [Float] = [], d = 0
-        for (i, line) in text.split(whereSeparator: \.isNewline).enumerated() {
-            let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            let row = fields.compactMap(Float.init)
-            if row.count != fields.count {
-                if i == 0 && values.isEmpty { continue }  // header
-                throw ValidationError("'\(path)' line \(i + 1) is not numeric")
-            }
-            if d == 0 { d = row.count }
-            guard row.count == d else { throw ValidationError("'\(path)' line \(i + 1) has \(row.count) columns, expected \(d)") }
-            values += row
+        let array = path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path)
+        guard array.shape.count == 2, array.shape[0] > 0, array.shape[1] > 0 else {
+            throw ValidationError("'\(path)' holds shape \(array.shape); expected [n, d] samples")
         }
-        guard d > 0 else { throw ValidationError("'\(path)' has no rows") }
-        return (values, d)
-    }
-
-    static func npy(_ b: [UInt8], _ path: String) throws -> ([Float], Int) {
-        guard b.count > 10, b[0] == 0x93, String(bytes: b[1..<6], encoding: .ascii) == "NUMPY" else {
-            throw ValidationError("'\(path)' is not a .npy file")
-        }
-        let major = b[6]
-        let headerLength = major == 1 ? Int(b[8]) | Int(b[9]) << 8
-                                      : Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24
-        let start = major == 1 ? 10 : 12
-        guard b.count >= start + headerLength,
-              let header = String(bytes: b[start..<(start + headerLength)], encoding: .ascii) else {
-            throw ValidationError("'\(path)': truncated .npy header")
-        }
-        guard !header.contains("'fortran_order': True") else { throw ValidationError("'\(path)': Fortran order is not supported") }
-        let isDouble = header.contains("'<f8'")
-        guard isDouble || header.contains("'<f4'") else { throw ValidationError("'\(path)': only little-endian float32/float64 .npy") }
-        guard let open = header.firstIndex(of: "("), let close = header.firstIndex(of: ")") else {
-            throw ValidationError("'\(path)': no shape in the .npy header")
-        }
-        let dims = header[header.index(after: open)..<close].split(separator: ",").compactMap {
-            Int($0.trimmingCharacters(in: .whitespaces))
-        }
-        guard dims.count == 2, dims[0] > 0, dims[1] > 0 else { throw ValidationError("'\(path)': expected a 2-D array, got \(dims)") }
-        let n = dims[0] * dims[1], body = start + headerLength, width = isDouble ? 8 : 4
-        guard b.count >= body + n * width else { throw ValidationError("'\(path)': truncated data") }
-        var out = [Float](repeating: 0, count: n)
-        b.withUnsafeBytes { raw in
-            for i in 0..<n {
-                out[i] = isDouble ? Float(raw.loadUnaligned(fromByteOffset: body + 8 * i, as: Double.self))
-                                  : raw.loadUnaligned(fromByteOffset: body + 4 * i, as: Float.self)
-            }
-        }
-        return (out, dims[1])
-    }
-}
-
-/// Saving a trained model. ONNX export arrives with the ONNX issue; until
-/// then `.onnx` is refused with a pointer to checkpoints.
-enum ModelExport {
-    static func save(_ model: Model, to path: String) throws {
-        throw ValidationError("ONNX export is not available in this build yet; use --checkpoint \(path).ckpt")
+        return (try array.points(dimension: array.shape[1]).scalars, array.shape[1])
     }
 }

@@ -14,11 +14,12 @@ public protocol SampleSource: Sendable {
 }
 
 extension SampleSource {
-    /// Convenience: `n` samples as a tensor `[n, dimension]`.
-    public func samples(_ n: Int, seed: UInt64, firstIndex: UInt64 = 0) -> Tensor {
-        var out = Tensor(shape: [n, dimension])
-        out.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: firstIndex, into: $0) }
-        return out
+    /// `count` samples (`[count, dimension]`), sample i drawn with stream
+    /// index `firstIndex + i`.
+    public func samples(count: Int, seed: UInt64, firstIndex: UInt64 = 0) -> Tensor {
+        var x = Tensor(shape: [count, dimension])
+        x.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: firstIndex, into: $0) }
+        return x
     }
 
     /// Calls `body(row, stream)` for every row of `samples` with
@@ -34,17 +35,5 @@ extension SampleSource {
             var rng = RandomStream(seed: seed, purpose: purpose, index: firstIndex &+ UInt64(i))
             body(base + i * d, &rng)
         }
-    }
-}
-
-extension Density {
-    /// Convenience: log-densities of the rows of `points` (`[n, dimension]`).
-    public func logDensities(_ points: Tensor) -> [Double] {
-        let n = points.count / Swift.max(dimension, 1)
-        var out = [Double](repeating: 0, count: n)
-        points.scalars.withUnsafeBufferPointer { p in
-            out.withUnsafeMutableBufferPointer { logDensity(points: p, into: $0) }
-        }
-        return out
     }
 }

@@ -65,7 +65,7 @@ public struct PNGImage: Sendable, Equatable {
     /// Writes the file atomically (temporary file, then rename).
     /// - Throws: `.io` naming the path.
     public func write(to path: String) throws {
-        try FileIO.writeAtomically(encoded(), to: path)
+        try ONNXFiles.writeAtomically(encoded(), to: path)
     }
 }
 
@@ -99,40 +99,5 @@ enum Checksum {
 
     static func bigEndian(_ v: UInt32) -> [UInt8] {
         [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
-    }
-}
-
-/// Whole-file reads and atomic writes with the C library (no Foundation in the core).
-enum FileIO {
-    /// Writes `bytes` to `path.tmp-<pid>` and renames it over `path`, so a
-    /// reader never sees a partial file.
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let tmp = "\(path).tmp-\(getpid())"
-        guard let f = fopen(tmp, "wb") else { throw FlowError.io("cannot create '\(tmp)': \(String(cString: strerror(errno)))") }
-        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, bytes.count, f) }
-        let closed = fclose(f)
-        guard written == bytes.count, closed == 0 else {
-            unlink(tmp)
-            throw FlowError.io("cannot write '\(tmp)' (\(written) of \(bytes.count) bytes)")
-        }
-        guard rename(tmp, path) == 0 else {
-            let message = String(cString: strerror(errno))
-            unlink(tmp)
-            throw FlowError.io("cannot rename '\(tmp)' to '\(path)': \(message)")
-        }
-    }
-
-    /// The whole file, refusing files larger than `limit` bytes.
-    static func read(_ path: String, limit: Int = 1 << 34) throws -> [UInt8] {
-        guard let f = fopen(path, "rb") else { throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))") }
-        defer { fclose(f) }
-        guard fseeko(f, 0, SEEK_END) == 0 else { throw FlowError.io("cannot seek in '\(path)'") }
-        let size = Int(ftello(f))
-        guard size >= 0, size <= limit else { throw FlowError.io("'\(path)' is too large (\(size) bytes)") }
-        rewind(f)
-        var bytes = [UInt8](repeating: 0, count: size)
-        let n = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, f) }
-        guard n == size else { throw FlowError.io("short read of '\(path)' (\(n) of \(size) bytes)") }
-        return bytes
     }
 }

@@ -20,12 +20,16 @@ import Glibc
 /// immutable snapshot (EMA weights) that stays valid while training goes on.
 public final class Trainer {
     public let configuration: TrainerConfiguration
-    public let loss: InterpolantLoss
+    /// Settable inside the module so that `PathLengthOptimizer` can move the
+    /// schedule between updates (the held-out set keeps its initial schedule).
+    public internal(set) var loss: InterpolantLoss
     /// ρ0, sampled for x0.
     public let base: any SampleSource
     /// The state dimension d.
     public let dimension: Int
-    /// Metadata given to exported models, plus the training summary.
+    /// Metadata given to exported models: the caller's, plus
+    /// `flowrt.interpolant`, `flowrt.base` and `flowrt.training.*` (batch size,
+    /// seed; `model()` adds steps and the held-out loss).
     public let metadata: [String: String]
 
     let data: TrainingData
@@ -56,6 +60,8 @@ public final class Trainer {
     public internal(set) var lastHeldOutLoss: LossReport?
     /// The learning rate of the last update.
     public internal(set) var lastLearningRate = 0.0
+    /// The step `lastHeldOutLoss` was evaluated at (−1: never).
+    var heldOutStep = -1
 
     /// - Parameters:
     ///   - graph: the network to train (its parameters are the start point).
@@ -88,6 +94,9 @@ public final class Trainer {
         guard !trainable.isEmpty else { throw FlowError.invalidArgument("the network has no trainable parameters") }
         var meta = metadata
         meta["flowrt.interpolant"] = loss.schedule.name
+        meta["flowrt.base"] = base is StandardNormal ? "standard_normal" : base is DiagonalNormal ? "diagonal_normal" : "custom"
+        meta["flowrt.training.batch_size"] = String(configuration.batchSize)
+        meta["flowrt.training.seed"] = String(configuration.seed)
         self.metadata = meta
 
         // Held-out x1 rows and training rows.
@@ -116,7 +125,7 @@ public final class Trainer {
             }
             guard heldOut >= 0 else { throw FlowError.invalidArgument("held-out count \(heldOut) must be ≥ 0") }
             trainRows = []
-            heldOutRows = [Float](repeating: 0, count: Swift.min(heldOut, configuration.heldOutLimit) * d)
+            heldOutRows = [Float](repeating: 0, count: heldOut * d)
             heldOutRows.withUnsafeMutableBufferPointer {
                 source.sample(seed: Self.derivedSeed(Self.derivedSeed(seed, .split), .dataset), firstIndex: 0, into: $0)
             }
@@ -181,13 +190,27 @@ public final class Trainer {
     public func step() throws -> LossReport {
         let report = try computeGradient(step: stepCount)
         var norm2 = 0.0
-        for g in gradient { for v in g { norm2 += Double(v) * Double(v) } }
+        for g in gradient {
+            g.withUnsafeBufferPointer { b in
+                // Float partial sums of 256 squares, accumulated in Double.
+                var j = 0
+                while j < b.count {
+                    let end = Swift.min(b.count, j + 256)
+                    var s: Float = 0
+                    for k in j..<end { s += b[k] * b[k] }
+                    norm2 += Double(s)
+                    j = end
+                }
+            }
+        }
         guard norm2.isFinite else {
             throw FlowError.nonFinite("the gradient at step \(stepCount) is not finite; lower the learning rate or set a gradient clip")
         }
         if let clip = configuration.gradientClip, norm2.squareRoot() > clip {
             let s = Float(clip / norm2.squareRoot())
-            for i in gradient.indices { for j in gradient[i].indices { gradient[i][j] *= s } }
+            for i in gradient.indices {
+                gradient[i].withUnsafeMutableBufferPointer { b in for j in b.indices { b[j] *= s } }
+            }
         }
         let lr = configuration.learningRate.rate(at: stepCount)
         let opt = configuration.optimizer
@@ -204,7 +227,8 @@ public final class Trainer {
                     }
                 }
                 ema[a].withUnsafeMutableBufferPointer { e in
-                    for j in 0..<w.count { e[j] = decay * e[j] + (1 - decay) * w[j] }
+                    let keep = 1 - decay
+                    for j in 0..<w.count { e[j] = decay * e[j] + keep * w[j] }
                 }
             }
         }
@@ -301,7 +325,7 @@ public final class Trainer {
         for i in 0..<steps {
             try step()
             if stepCount % configuration.evaluationInterval == 0 || i == steps - 1 {
-                lastHeldOutLoss = try evaluateHeldOut()
+                try updateHeldOutLoss()
             }
             if let progress {
                 let elapsed = Clock.now() - start
@@ -309,9 +333,23 @@ public final class Trainer {
                                          heldOutLoss: lastHeldOutLoss,
                                          stepsPerSecond: elapsed > 0 ? Double(i + 1) / elapsed : 0,
                                          learningRate: lastLearningRate)
-                if !progress(p) { throw FlowError.cancelled("training stopped by the progress callback at step \(stepCount)") }
+                if !progress(p) {
+                    try updateHeldOutLoss()
+                    throw FlowError.cancelled("training stopped by the progress callback at step \(stepCount)")
+                }
             }
         }
+    }
+
+    /// Sets `lastHeldOutLoss` to the held-out loss of the current weights,
+    /// evaluating only when it is older than the last step, and returns it.
+    @discardableResult
+    public func updateHeldOutLoss() throws -> LossReport? {
+        if heldOutStep != stepCount {
+            lastHeldOutLoss = try evaluateHeldOut()
+            heldOutStep = stepCount
+        }
+        return lastHeldOutLoss
     }
 
     /// Mean losses on the held-out set with the EMA weights, or nil when

@@ -1,0 +1,179 @@
+// flowrt_trainer: create, step, fit, snapshot, losses, checkpoints.
+import CFlowRT
+import FlowRuntime
+
+/// The object behind a `flowrt_trainer *`.
+final class TrainerHandle {
+    let trainer: Trainer
+    init(_ trainer: Trainer) { self.trainer = trainer }
+}
+
+func trainerObject(_ handle: OpaquePointer?) throws -> Trainer {
+    try object(handle, TrainerHandle.self, "trainer").trainer
+}
+
+@_cdecl("flowrt_trainer_default_params")
+public func flowrt_trainer_default_params() -> flowrt_trainer_params {
+    flowrt_trainer_params(
+        struct_size: UInt32(MemoryLayout<flowrt_trainer_params>.size),
+        interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue), learning_rate: 1e-3, batch_size: 1024,
+        optimizer: Int32(FLOWRT_OPTIMIZER_ADAM.rawValue), weight_decay: 0, warmup_steps: 0,
+        lr_schedule: Int32(FLOWRT_LR_CONSTANT.rawValue), total_steps: 0, lr_min_factor: 0.01,
+        step_every: 1000, step_factor: 0.5, grad_clip: 0, ema_decay: 0.999, heldout_fraction: 0.1,
+        seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0)
+}
+
+/// The schedule of a `flowrt_interpolant` code (shared by trainers and flows).
+func interpolantSchedule(_ code: Int32) throws -> any Schedule {
+    switch UInt32(bitPattern: code) {
+    case FLOWRT_INTERPOLANT_TRIG.rawValue: return TrigSchedule()
+    case FLOWRT_INTERPOLANT_LINEAR.rawValue: return LinearSchedule()
+    default: throw FlowError.invalidArgument("params->interpolant = \(code) is not a flowrt_interpolant")
+    }
+}
+
+/// Converts C params into the Swift configuration and schedule; every range
+/// check happens in `TrainerConfiguration.validate()` or here.
+func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration, InterpolantLoss) {
+    let schedule = try interpolantSchedule(p.interpolant)
+    let kind: OptimizerConfiguration.Kind
+    switch UInt32(bitPattern: p.optimizer) {
+    case FLOWRT_OPTIMIZER_ADAM.rawValue: kind = .adam
+    case FLOWRT_OPTIMIZER_ADAMW.rawValue: kind = .adamW
+    default: throw FlowError.invalidArgument("params->optimizer = \(p.optimizer) is not a flowrt_optimizer")
+    }
+    guard p.total_steps < 1 << 62, p.step_every < 1 << 62 else {
+        throw FlowError.invalidArgument("params->total_steps / step_every are too large")
+    }
+    let decay: LearningRateSchedule.Decay
+    switch UInt32(bitPattern: p.lr_schedule) {
+    case FLOWRT_LR_CONSTANT.rawValue: decay = .constant
+    case FLOWRT_LR_COSINE.rawValue:
+        guard p.total_steps > 0 else { throw FlowError.invalidArgument("params->total_steps must be > 0 for FLOWRT_LR_COSINE") }
+        decay = .cosine(totalSteps: Int(p.total_steps), minimumFactor: p.lr_min_factor)
+    case FLOWRT_LR_STEP.rawValue: decay = .step(every: Int(p.step_every), factor: p.step_factor)
+    default: throw FlowError.invalidArgument("params->lr_schedule = \(p.lr_schedule) is not a flowrt_lr_schedule")
+    }
+    let time: TimeDistribution
+    switch (p.time_beta_a, p.time_beta_b) {
+    case (0, 0): time = .uniform
+    case let (a, b): time = .beta(a, b)
+    }
+    guard p.threads <= 1024 else { throw FlowError.invalidArgument("params->threads = \(p.threads) must be ≤ 1024") }
+    let config = TrainerConfiguration(
+        batchSize: Int(p.batch_size),
+        learningRate: LearningRateSchedule(learningRate: p.learning_rate, warmupSteps: Int(p.warmup_steps), decay: decay),
+        optimizer: OptimizerConfiguration(kind: kind, weightDecay: p.weight_decay),
+        gradientClip: p.grad_clip == 0 ? nil : p.grad_clip,
+        emaDecay: p.ema_decay, heldOutFraction: p.heldout_fraction,
+        timeDistribution: time, seed: p.seed,
+        threads: p.threads == 0 ? Parallel.defaultThreads : Int(p.threads))
+    try config.validate()
+    return (config, InterpolantLoss(schedule: schedule, timeDistribution: time))
+}
+
+@_cdecl("flowrt_trainer_create")
+public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePointer<Float>?, _ n: Int, _ dim: Int,
+                                  _ params: UnsafePointer<flowrt_trainer_params>?,
+                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_trainer_create") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let model = try modelObject(initial, "init")
+        let rows = try count(n, "n"), d = try count(dim, "dim")
+        guard d == model.dimension else {
+            throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
+        }
+        let total = try checkedProduct(rows, d, "data")
+        let x = try require(data, "data")
+        try requireFinite(x, total, "data")
+        let p = try readParams(params, defaults: flowrt_trainer_default_params(),
+                               minimumSize: MemoryLayout<flowrt_trainer_params>.size, "params")
+        let (config, loss) = try trainerSettings(p)
+        let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
+                                  loss: loss, configuration: config, metadata: model.metadata)
+        out.pointee = retainHandle(TrainerHandle(trainer))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_step")
+public func flowrt_trainer_step(_ handle: OpaquePointer?, _ loss: UnsafeMutablePointer<Double>?) -> flowrt_status {
+    guarded("flowrt_trainer_step") {
+        let report = try trainerObject(handle).step()
+        loss?.pointee = report.quadratic
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_fit")
+public func flowrt_trainer_fit(_ handle: OpaquePointer?, _ steps: UInt64, _ progress: flowrt_progress_fn?,
+                               _ userData: UnsafeMutableRawPointer?) -> flowrt_status {
+    guarded("flowrt_trainer_fit") {
+        let trainer = try trainerObject(handle)
+        guard steps < 1 << 62 else { throw FlowError.invalidArgument("steps = \(steps) is too large") }
+        let start = trainer.stepCount
+        if let progress {
+            try trainer.fit(steps: Int(steps)) { p in
+                progress(userData, UInt64(p.step - start), steps, p.trainLoss.quadratic) == 0
+            }
+        } else {
+            try trainer.fit(steps: Int(steps))
+        }
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_model")
+public func flowrt_trainer_model(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_trainer_model") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        out.pointee = retainHandle(ModelHandle(try trainerObject(handle).model()))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_loss")
+public func flowrt_trainer_loss(_ handle: OpaquePointer?, _ trainLoss: UnsafeMutablePointer<Double>?,
+                                _ heldOutLoss: UnsafeMutablePointer<Double>?,
+                                _ trainRegression: UnsafeMutablePointer<Double>?,
+                                _ heldOutRegression: UnsafeMutablePointer<Double>?) -> flowrt_status {
+    guarded("flowrt_trainer_loss") {
+        let t = try trainerObject(handle)
+        if t.stepCount > 0 { try t.updateHeldOutLoss() }
+        trainLoss?.pointee = t.lastLoss?.quadratic ?? .nan
+        trainRegression?.pointee = t.lastLoss?.regression ?? .nan
+        heldOutLoss?.pointee = t.lastHeldOutLoss?.quadratic ?? .nan
+        heldOutRegression?.pointee = t.lastHeldOutLoss?.regression ?? .nan
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_step_count")
+public func flowrt_trainer_step_count(_ handle: OpaquePointer?) -> UInt64 {
+    (try? UInt64(trainerObject(handle).stepCount)) ?? 0
+}
+
+@_cdecl("flowrt_trainer_save_checkpoint")
+public func flowrt_trainer_save_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
+    guarded("flowrt_trainer_save_checkpoint") {
+        let t = try trainerObject(handle)
+        try t.saveCheckpoint(to: String(cString: try require(path, "path")))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_load_checkpoint")
+public func flowrt_trainer_load_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
+    guarded("flowrt_trainer_load_checkpoint") {
+        let t = try trainerObject(handle)
+        try t.loadCheckpoint(from: String(cString: try require(path, "path")))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_free")
+public func flowrt_trainer_free(_ handle: OpaquePointer?) {
+    releaseHandle(handle, TrainerHandle.self)
+}

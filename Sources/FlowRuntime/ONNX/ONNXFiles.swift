@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whole-file reads and atomic writes for the ONNX importer and exporter
+/// (Glibc only: FlowRuntime does not link Foundation).
+enum ONNXFiles {
+    /// Reads `count` bytes at `offset` of `path` (the whole file when `count`
+    /// is nil), checking the range against the file size before allocating.
+    /// - Throws: `.io` when the file cannot be opened or read, or the range
+    ///   lies outside the file.
+    static func read(_ path: String, offset: Int = 0, count: Int? = nil) throws -> [UInt8] {
+        guard let file = fopen(path, "rb") else {
+            throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var info = stat()
+        guard fstat(fileno(file), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw FlowError.io("'\(path)' is not a regular file")
+        }
+        let size = Int(info.st_size)
+        let n = count ?? (size - offset)
+        guard offset >= 0, n >= 0, offset <= size, n <= size - offset else {
+            throw FlowError.io("'\(path)' has \(size) bytes; cannot read \(n) bytes at offset \(offset)")
+        }
+        guard fseeko(file, off_t(offset), SEEK_SET) == 0 else { throw FlowError.io("cannot seek in '\(path)'") }
+        var bytes = [UInt8](repeating: 0, count: n)
+        let got = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, n, file) }
+        guard got == n else { throw FlowError.io("short read of '\(path)': \(got) of \(n) bytes") }
+        return bytes
+    }
+
+    /// Writes `bytes` to a temporary file beside `path`, then renames it over
+    /// `path`, so a failure never leaves a truncated file.
+    /// - Throws: `.io` naming the path.
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let temporary = "\(path).tmp.\(getpid())"
+        guard let file = fopen(temporary, "wb") else {
+            throw FlowError.io("cannot create '\(temporary)': \(String(cString: strerror(errno)))")
+        }
+        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, bytes.count, file) }
+        let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0
+        let closed = fclose(file) == 0
+        guard written == bytes.count, flushed, closed else {
+            unlink(temporary)
+            throw FlowError.io("cannot write '\(path)' (\(written) of \(bytes.count) bytes written)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw FlowError.io("cannot rename '\(temporary)' to '\(path)': \(reason)")
+        }
+    }
+
+    /// The folder part of a path ("." for a bare file name).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// Resolves an external-data `location` against `directory`.
+    /// - Throws: `.invalidModel` when the location is absolute, empty, or has
+    ///   a `..` component (it would escape the model's folder).
+    static func externalPath(_ location: String, in directory: String, tensor: String) throws -> String {
+        let parts = location.split(separator: "/", omittingEmptySubsequences: false)
+        guard !location.isEmpty, !location.hasPrefix("/"), !location.contains("\0"),
+              !parts.contains(where: { $0 == ".." }) else {
+            throw FlowError.invalidModel(
+                "tensor '\(tensor)': external data location '\(location)' must be a relative path inside the model's folder")
+        }
+        return directory + "/" + location
+    }
+}
