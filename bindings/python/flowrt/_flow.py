@@ -29,11 +29,12 @@ class SolverStats:
         return self.evaluations / max(1, self.samples)
 
 
-_SOLVER_KEYS = ("method", "rtol", "atol", "steps", "max_steps", "probes", "probe_kind", "probe_seed", "threads")
+_SOLVER_KEYS = ("method", "rtol", "atol", "steps", "max_steps", "max_step", "probes", "probe_kind", "probe_seed",
+                "threads")
 
 
 def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=None, divergence=None,
-                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None):
+                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None, max_step=None):
     """A flowrt_solver_params from keyword arguments; None keeps the C default
     (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, exact divergence)."""
     p = _capi.flowrt_solver_default_params()
@@ -43,6 +44,7 @@ def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=N
     if method != "dopri5" and not steps:
         steps = 100
     for name, field in (("rtol", "rtol"), ("atol", "atol"), ("steps", "fixed_steps"), ("max_steps", "max_steps"),
+                        ("max_step", "max_step"),
                         ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads")):
         value = locals()[name]
         if value is not None:
@@ -77,7 +79,7 @@ class Flow(_Handle):
     Thread-safe: calls from several Python threads run concurrently (the GIL is
     released inside the library). Solver keyword arguments of every method:
     method ("dopri5" adaptive, or fixed-step "euler", "heun", "midpoint",
-    "rk4" with `steps`), rtol, atol, max_steps, threads, progress (True shows
+    "rk4" with `steps`), rtol, atol, max_steps, max_step, threads, progress (True shows
     a bar), callback(done, total, value) -> stop?, return_stats.
     """
     _free = staticmethod(_capi.flowrt_flow_free)
