@@ -717,6 +717,168 @@ FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer,
 /** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
 FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
 
+/* ---------------------------------------------------------------------------
+ * Densities (host-defined, empirical, diagonal normal), score and SDE sampling
+ * ------------------------------------------------------------------------ */
+/* (section: densities and SDE) */
+
+/** A probability density on R^dim that can be sampled and, unless it is
+ *  sample-only, evaluated: a base for flows (flowrt_flow_create_with_base).
+ *  Immutable after creation; thread-safe if its callbacks are. */
+typedef struct flowrt_density flowrt_density;
+
+/** Host sampler: writes n samples, row-major [n, dim], to `out`. Sample i
+ *  must depend only on (seed, first_index + i), so that results do not
+ *  depend on how FlowRuntime splits a batch across calls and threads.
+ *  May be called from several FlowRuntime worker threads at once. Return 0
+ *  on success; non-zero marks the samples as failed (they are set to NaN and
+ *  the calling operation reports FLOWRT_NON_FINITE). */
+typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+                                        size_t n, size_t dim, float *out);
+
+/** Host log-density: writes log ρ(x[i]) in nats for i < n to `out`. Same
+ *  threading and failure rules as flowrt_density_sample_fn. */
+typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x,
+                                          double *out);
+
+/** Creates a density from host callbacks.
+ *  @param dim        state dimension (1..65536).
+ *  @param sample     in, non-NULL: the sampler.
+ *  @param log_prob   in, nullable: the log-density; NULL makes a sample-only
+ *                    density (usable as a data source or training base, not
+ *                    as the base of a flow that evaluates log-densities).
+ *  @param user_data  passed to both callbacks; must stay valid until the
+ *                    density and every flow made from it are freed.
+ *  @param out        out, non-NULL: receives the density (NULL on failure);
+ *                    free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL sample or out, dim out
+ *          of range). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+                                                         flowrt_density_log_prob_fn log_prob, void *user_data,
+                                                         flowrt_density **out);
+
+/** Creates N(mean, diag(std²)).
+ *  @param mean  in, [dim], finite; NULL means all zeros.
+ *  @param std   in, [dim], finite and > 0; NULL means all ones.
+ *  @param out   out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (dim 0, NULL out, std ≤ 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+                                                               flowrt_density **out);
+
+/** Creates the empirical distribution of n points (copied): sampling
+ *  resamples rows uniformly with replacement. Sample-only (no log-density):
+ *  the base of data-to-data transport.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
+                                                         flowrt_density **out);
+
+/** Releases a density. NULL is a no-op. Flows made from it keep their own
+ *  reference. */
+FLOWRT_API void flowrt_density_free(flowrt_density *density);
+
+/** The dimension of a density (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_density_dim(const flowrt_density *density);
+
+/** Whether the density has a log-density (1) or is sample-only (0; 0 for NULL). */
+FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
+
+/** Draws n samples; sample i depends only on (seed, first_index + i).
+ *  @param out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
+ *  Thread-safe if the callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+                                               size_t n, float *out);
+
+/** log ρ(x[i]) in nats for i < n.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, [n].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
+ *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
+ *          callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x,
+                                                 double *out);
+
+/** Creates a flow like flowrt_flow_create but with `base` as ρ0 (params->base
+ *  is ignored). Sampling, transport, encoding and log-densities then use
+ *  the base's sampler and log-density; the score and the SDE sampler need a
+ *  Gaussian base (diagonal normal).
+ *  @param base  in, non-NULL, with a log-density. The flow keeps its own
+ *               reference.
+ *  @return FLOWRT_OK; as flowrt_flow_create; FLOWRT_SHAPE_MISMATCH (base
+ *          and model dimensions differ); FLOWRT_UNSUPPORTED (a sample-only
+ *          base). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+                                                      const flowrt_density *base, flowrt_flow **out);
+
+/** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
+ *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
+ *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
+ *  Singular times are refused, never clamped: where |α(α'β − αβ')| < 1e-6
+ *  (t = 1, where α = 0, and wherever α'β = αβ') the call fails. Near t = 1
+ *  the score amplifies velocity errors by about 1/α.
+ *  @param t          in, [n], each in [0, 1].
+ *  @param x          in, [n, dim], finite.
+ *  @param score_out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
+ *          [0, 1] or singular); FLOWRT_NON_FINITE; FLOWRT_UNSUPPORTED (the
+ *          flow's base is not Gaussian). Cost: one network evaluation.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
+                                           float *score_out);
+
+typedef enum flowrt_sde_method {
+    /** Stochastic Heun predictor–corrector (two evaluations per step). */
+    FLOWRT_SDE_HEUN = 0,
+    /** Euler–Maruyama (one evaluation per step). */
+    FLOWRT_SDE_EULER_MARUYAMA = 1
+} flowrt_sde_method;
+
+/** Host diffusion coefficient ε(t) ≥ 0 (finite). Called on the calling
+ *  thread, once per time of the grid. */
+typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+
+/** How flowrt_flow_sample_sde integrates dX = [v + ε s] dt + √(2ε) dW. */
+typedef struct flowrt_sde_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_sde_params). */
+    int32_t method;            /**< flowrt_sde_method (default HEUN). */
+    uint32_t steps;            /**< Uniform steps over [0, 1] (default 200); the last
+                                    is a deterministic ODE (Heun) step. */
+    double epsilon;            /**< Constant ε0 ≥ 0 when diffusion is NULL (default 1). */
+    double taper;              /**< ε is multiplied by min(1, |α(α'β − αβ')| / taper),
+                                    which vanishes as α → 0 at t → 1 (default 0.1). */
+    flowrt_diffusion_fn diffusion; /**< Optional ε(t) (default NULL: epsilon);
+                                    the taper still applies. */
+    void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
+                                    Results do not depend on it. */
+} flowrt_sde_params;
+
+/** Defaults for flowrt_sde_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_sde_params flowrt_sde_default_params(void);
+
+/** Draws n samples with the SDE that has the flow's marginals:
+ *  x0 from the base (sample i from the stream (seed, first_index + i), as
+ *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
+ *  to 1, Brownian increments of sample i from the stream (seed,
+ *  first_index + i). Any split of a batch into ranges, and any thread
+ *  count, gives bit-identical samples.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param x_out   out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
+ *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite);
+ *          FLOWRT_UNSUPPORTED (base not Gaussian); FLOWRT_SOLVER_INCOMPLETE
+ *          (some samples became NaN/Inf; outputs are still written).
+ *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
+ *  per sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
+                                                uint64_t seed, uint64_t first_index, size_t n, float *x_out);
+
 #ifdef __cplusplus
 }
 #endif
