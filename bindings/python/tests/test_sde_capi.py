@@ -36,7 +36,15 @@ def declare(name, restype, *argtypes):
 
 
 flow_score = declare("flowrt_flow_score", c_int, c_void_p, c_size_t, dp, fp, fp)
-sde_default = declare("flowrt_sde_default_params", sde_params)
+sde_init = declare("flowrt_sde_params_init", c_int, POINTER(sde_params))
+
+
+def sde_default():
+    """The defaults via flowrt_sde_params_init (the header's inline default)."""
+    p = sde_params()
+    p.struct_size = ctypes.sizeof(sde_params)
+    assert sde_init(ctypes.byref(p)) == 0
+    return p
 sample_sde = declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(sde_params), c_uint64, c_uint64, c_size_t, fp)
 density_create_callbacks = declare("flowrt_density_create_callbacks", c_int, c_size_t, sample_fn, log_prob_fn,
                                    c_void_p, POINTER(c_void_p))
