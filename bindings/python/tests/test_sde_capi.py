@@ -30,7 +30,7 @@ class sde_params(Structure):
 
 
 def declare(name, restype, *argtypes):
-    f = getattr(lib, name)
+    f = lib[name]  # a private function object: argtypes here do not touch the package's
     f.restype, f.argtypes = restype, list(argtypes)
     return f
 
