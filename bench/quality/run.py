@@ -310,7 +310,7 @@ def plots(scale_dir, datasets, data_root):
             axes[0][j].set_title(title, fontsize=8); axes[0][j].axis("off")
         fig.tight_layout()
         p = os.path.join(HERE, "samples_digits.png")
-        fig.savefig(p, dpi=70); plt.close(fig); made.append(p)
+        fig.savefig(p, dpi=50); plt.close(fig); made.append(p)
     # NLL against training time.
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 2.8), squeeze=False)
     for j, d in enumerate(datasets):
