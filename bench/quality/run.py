@@ -470,6 +470,8 @@ def main():
     p.add_argument("--systems", default=",".join(SYSTEMS))
     p.add_argument("--force", action="store_true")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--long-cnf", default="", help="DATASET:SECONDS: the CNF again with this CPU budget "
+                   "(out/longcnf/DATASET-cnf.json), dense curve; reported in its own section")
     a = p.parse_args()
     budgets = FULL if a.scale == "full" else TINY
     datasets = [d for d in budgets if not a.only or d in a.only.split(",")]
@@ -481,7 +483,7 @@ def main():
         ds.make_all(data_root)
     scale_dir = os.path.join(HERE, "out", a.scale)
     start = time.time()
-    if not a.report_only:
+    if not a.report_only and not a.long_cnf:
         plan = []
         for phase in PHASES:
             plan += [(d, s, 0) for d in datasets for s in phase if s in systems]
@@ -491,8 +493,21 @@ def main():
             out_dir = os.path.join(scale_dir, d)
             os.makedirs(out_dir, exist_ok=True)
             run_one(system, seed, os.path.join(data_root, d), out_dir, budgets[d], a.force)
+    if a.long_cnf:
+        d, seconds = a.long_cnf.split(":")
+        folder = os.path.join(HERE, "out", "longcnf")
+        os.makedirs(folder, exist_ok=True)
+        out = os.path.join(folder, f"{d}-cnf.json")
+        if a.force or not os.path.exists(out):
+            cfg, data_dir = budgets[d], os.path.join(data_root, d)
+            subprocess.run([PY, os.path.join(HERE, "torch_systems.py"), "--system", "cnf",
+                            "--train", os.path.join(data_dir, "train.npy"), "--test", os.path.join(data_dir, "test.npy"),
+                            "--seed", "0", "--threads", "1", "--width", str(cfg["width"]), "--depth", str(cfg["depth"]),
+                            "--steps", "100000", "--time-budget", seconds, "--batch", str(cfg["cnf_batch"]),
+                            "--lr", "1e-3", "--warmup", "20", "--block", "5", "--curve", "0.1,0.2,0.3,0.4,0.5,0.6,0.8",
+                            "--curve-points", "1000", "--samples", "2000", "--out", out], env=env(), cwd=HERE, check=True)
     duration_file = os.path.join(scale_dir, "duration.json")
-    if not a.report_only:
+    if not a.report_only and not a.long_cnf:
         json.dump({"seconds": time.time() - start}, open(duration_file, "w"))
     seconds = json.load(open(duration_file))["seconds"] if os.path.exists(duration_file) else float("nan")
     report(a.scale, scale_dir, list(budgets), data_root, seconds)
