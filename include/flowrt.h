@@ -27,7 +27,11 @@
  *     set to one thread when the first model is built (FlowRuntime
  *     parallelises over batch chunks itself). Nothing else is global; there
  *     is no global random generator: every random draw takes a seed.
- *   - Status codes are append-only.
+ *   - Status codes are append-only. Any fallible call may also return
+ *     FLOWRT_INTERNAL (a bug; the message says where).
+ *   - Exception to "nothing is retained": a density made from host
+ *     callbacks (flowrt_density_create_callbacks) keeps its function
+ *     pointers and user_data until it and every flow using it are freed.
  */
 #ifndef FLOWRT_H
 #define FLOWRT_H
@@ -566,13 +570,15 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               double *std_error, flowrt_solver_stats *stats);
 
 /** Saves a flow as one self-contained ONNX file: the network plus metadata
- *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
- *  the model's own flowrt.* entries), written to a temporary file and renamed,
- *  so an existing file is never left truncated.
+ *  (flowrt.interpolant, flowrt.base, flowrt.dimension, flowrt.time_convention
+ *  and the model's own flowrt.* entries), written to a temporary file and
+ *  renamed, so an existing file is never left truncated.
  *  @param flow  in, non-NULL.
  *  @param path  in, non-NULL.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
- *          (cannot write; the previous file, if any, is intact).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED
+ *          (a base other than the standard normal, e.g. from
+ *          flowrt_flow_create_with_base, or an op opset 17 cannot express);
+ *          FLOWRT_IO_ERROR (cannot write; the previous file, if any, is intact).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
 
@@ -592,7 +598,8 @@ FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_on
  *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
  *  or flowrt_model_metadata.
  *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (the
+ *          flow's base is not the standard normal). Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
 
 /* ---------------------------------------------------------------------------
