@@ -18,9 +18,10 @@ LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
 FIXTURES ?= ../shared/fixtures/onnx
+export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples bench-python
 
 all: build
 
@@ -61,10 +62,10 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads test_datasets
+C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)
 	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
 
 # The C suites, then the same suites under valgrind (memcheck: zero errors,
@@ -211,3 +212,16 @@ bench-train: build
 C_TESTS += test_training
 C_TEST_BINS += bindings/c/tests/test_training
 test-c: bindings/c/tests/test_training
+
+# Issue 9: FlowRuntime against PyTorch (same network and loss, torchdiffeq),
+# zuko's maximum-likelihood CNF and NSF on five datasets; one thread per run,
+# runs in sequence (~25 min). Writes bench/quality/results.md and PNG plots.
+# QUALITY_SCALE=tiny is a 10-minute smoke run. Own venv: bench/quality/.venv.
+QUALITY_SCALE ?= full
+.PHONY: bench-quality
+bench-quality: deps
+	bash bench/quality/run.sh $(QUALITY_SCALE)
+
+# The Python binding's per-call overhead against the C call (issue 7).
+bench-python:
+	bash bench/python/run.sh

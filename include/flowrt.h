@@ -397,6 +397,12 @@ typedef struct flowrt_solver_params {
                                    value = mean fraction of the interval covered;
                                    non-zero return cancels (FLOWRT_CANCELLED). */
     void *progress_user_data; /**< Passed to progress (default NULL). */
+    double max_step;          /**< Largest |step| of adaptive runs; 0 = unbounded
+                                   (default 0). A cap such as 0.1 guards samples
+                                   whose field is nearly still where they start
+                                   against an over-long accepted first step.
+                                   (Appended in 0.1: a struct_size without it is
+                                   accepted and means 0.) */
 } flowrt_solver_params;
 
 /** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */

@@ -29,7 +29,7 @@ final class CallbackDensityTests: XCTestCase {
         let lb = try b.logDensity(points: sa.points, solver: .fixed(.rk4, steps: 8))
         XCTAssertEqual(la.logDensities, lb.logDensities)
 
-        let data = EightGaussians().draw(512, seed: 1).scalars
+        let data = EightGaussians().samples(count: 512, seed: 1).scalars
         let config = TrainerConfiguration(batchSize: 64, emaDecay: 0, seed: 5, threads: 2, chunkSize: 16)
         let ta = try Trainer(graph: model.graph, data: .samples(data), base: native, configuration: config)
         let tb = try Trainer(graph: model.graph, data: .samples(data), base: host, configuration: config)
@@ -45,7 +45,7 @@ final class CallbackDensityTests: XCTestCase {
         })
         XCTAssertFalse(host.hasLogDensity)
         XCTAssertTrue(host.logDensity(of: Tensor(shape: [3, 2])).allSatisfy(\.isNaN))
-        XCTAssertEqual(host.draw(4, seed: 2), StandardNormal(dimension: 2).draw(4, seed: 2))
+        XCTAssertEqual(host.samples(count: 4, seed: 2), StandardNormal(dimension: 2).samples(count: 4, seed: 2))
         XCTAssertThrowsError(try CallbackDensity(dimension: 0, sample: { _, _, _ in }))
     }
 
@@ -58,19 +58,19 @@ final class CallbackDensityTests: XCTestCase {
     func testDataToDataTransportBothWays() throws {
         let n = 2000
         let a = EightGaussians(), b = TwoMoons()
-        let base = try EmpiricalDensity(points: a.draw(n, seed: 11).scalars, dimension: 2)
+        let base = try EmpiricalDensity(points: a.samples(count: n, seed: 11).scalars, dimension: 2)
         let graph = try VelocityMLP(dimension: 2, hiddenWidths: [64, 64], seed: 2).makeGraph()
-        let trainer = try Trainer(graph: graph, data: .samples(b.draw(n, seed: 12).scalars), base: base,
+        let trainer = try Trainer(graph: graph, data: .samples(b.samples(count: n, seed: 12).scalars), base: base,
                                   configuration: TrainerConfiguration(batchSize: 256, learningRate: LearningRateSchedule(learningRate: 3e-3),
                                                                       emaDecay: 0.99, seed: 3, threads: 2, chunkSize: 128))
         try trainer.fit(steps: 1500)
         let model = try trainer.model()
         let m = 600
-        let freshA = a.draw(m, seed: 21), freshB = b.draw(m, seed: 22)
+        let freshA = a.samples(count: m, seed: 21), freshB = b.samples(count: m, seed: 22)
         let forward = try Transport.integrate(field: model, points: freshA, from: 0, to: 1, options: .dopri5(rtol: 1e-4, atol: 1e-4))
         let backward = try Transport.integrate(field: model, points: freshB, from: 1, to: 0, options: .dopri5(rtol: 1e-4, atol: 1e-4))
         let before = SampleStatisticsReference.energyDistance(freshA, freshB).distance
-        let otherB = b.draw(m, seed: 23), otherA = a.draw(m, seed: 24)
+        let otherB = b.samples(count: m, seed: 23), otherA = a.samples(count: m, seed: 24)
         let toB = SampleStatisticsReference.energyDistance(forward.points, otherB).distance
         let toA = SampleStatisticsReference.energyDistance(backward.points, otherA).distance
         print("data-to-data: untransported \(before), A→B \(toB), B→A \(toA)")

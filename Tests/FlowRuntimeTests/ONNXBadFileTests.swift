@@ -164,6 +164,29 @@ final class ONNXBadFileTests: XCTestCase {
         assertError(m.serialized(), { if case .invalidModel = $0 { return true }; return false }, "ConstantOfShape 10^10")
     }
 
+    /// Deeply nested messages (protobuf-c recurses without a limit) are
+    /// rejected before unpacking instead of overflowing the stack.
+    func testDeepNestingIsRejected() {
+        func varint(_ n: Int) -> [UInt8] {
+            var n = UInt64(n), out: [UInt8] = []
+            repeat { out.append(UInt8(n & 0x7F) | (n > 0x7F ? 0x80 : 0)); n >>= 7 } while n > 0
+            return out
+        }
+        func field(_ number: Int, _ payload: [UInt8]) -> [UInt8] { varint(number << 3 | 2) + varint(payload.count) + payload }
+        // TypeProto.sequence_type → Sequence.elem_type → TypeProto … 2,000 deep (the limit is 48;
+        // 300,000 levels crashed protobuf-c before the check).
+        var type: [UInt8] = []
+        for _ in 0..<2_000 { type = field(4, field(1, type)) }
+        let model = varint(1 << 3) + [8] + field(7, field(11, field(1, Array("x".utf8)) + field(2, type)))
+        assertError(model, { e in if case .invalidModel(let m) = e { return m.contains("nest") }; return false }, "deep types")
+        // NodeProto.attribute → AttributeProto.g → GraphProto.node → … 1,000 deep.
+        var graph: [UInt8] = []
+        for _ in 0..<1_000 { graph = field(1, field(5, field(6, graph))) }
+        assertError(varint(1 << 3) + [8] + field(7, graph), { e in
+            if case .invalidModel(let m) = e { return m.contains("nest") }; return false
+        }, "deep graphs")
+    }
+
     func testUndefinedInputAndMissingOpset() {
         var m = Self.model()
         m.graph.nodes[1].inputs = ["nowhere", "w"]

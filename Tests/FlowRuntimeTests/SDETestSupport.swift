@@ -1,15 +1,6 @@
 import XCTest
 @testable import FlowRuntime
 
-extension SampleSource {
-    /// n samples `[n, d]` (test convenience for sources without a density).
-    func draw(_ n: Int, seed: UInt64) -> Tensor {
-        var x = Tensor(shape: [n, dimension])
-        x.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: 0, into: $0) }
-        return x
-    }
-}
-
 /// Two-sample statistics for comparing sample sets.
 enum SampleStatisticsReference {
     /// The unbiased (U-statistic) energy distance

@@ -212,3 +212,50 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(trained, exact, accuracy: 0.08)
     }
 }
+
+/// Fine-tuning networks exported by PyTorch (both exporters): the imported
+/// graph trains, its loss gradient matches central differences, training
+/// lowers the held-out loss, and the result exports to ONNX and imports back
+/// with the same velocities.
+final class TrainerONNXTests: XCTestCase {
+    func testFineTuningImportedNetworks() throws {
+        for file in ["mlp_silu__dynamo__op17.onnx", "mlp_silu__legacy__op17.onnx"] {
+            let path = ONNXFixtures.folder + "/" + file
+            guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("fixture \(path) is missing") }
+            let imported = try Model.loadONNX(path: path)
+            let data = Checkerboard().samples(count: 2000, seed: 3).scalars
+            let config = TrainerConfiguration(batchSize: 64, learningRate: LearningRateSchedule(learningRate: 1e-3),
+                                              emaDecay: 0, heldOutFraction: 0.25, heldOutLimit: 256, seed: 4,
+                                              threads: 2, chunkSize: 32)
+            let t = try Trainer(graph: imported.graph, data: .samples(data), configuration: config)
+            XCTAssertGreaterThanOrEqual(t.trainable.count, 8, file)
+
+            // Gradient against central differences (as in LossTests), a few entries.
+            _ = try t.computeGradient(step: 0)
+            let analytic = t.gradient
+            let scale = max(1, analytic.flatMap { $0 }.map { abs(Double($0)) }.max()!)
+            for (a, p) in t.trainable.enumerated().prefix(4) {
+                func loss(_ delta: Float) throws -> Double {
+                    t.differentiator.withParameter(p) { $0[0] += delta }
+                    defer { t.differentiator.withParameter(p) { $0[0] -= delta } }
+                    return try t.computeGradient(step: 0).quadratic
+                }
+                let fd = (try loss(1e-2) - loss(-1e-2)) / 2e-2
+                XCTAssertEqual(Double(analytic[a][0]), fd, accuracy: 2e-3 * scale, "\(file) parameter \(p)")
+            }
+
+            let before = try t.evaluateHeldOut()!.quadratic
+            try t.fit(steps: 25)
+            XCTAssertLessThan(t.lastHeldOutLoss!.quadratic, before - 0.5, file)
+
+            let exported = NSTemporaryDirectory() + "flowrt-finetuned-\(getpid()).onnx"
+            defer { try? FileManager.default.removeItem(atPath: exported) }
+            let tuned = try t.model()
+            try tuned.saveONNX(path: exported)
+            let again = try Model.loadONNX(path: exported)
+            let x = Checkerboard().samples(count: 8, seed: 5)
+            let times = (0..<8).map { Double($0) / 7 }
+            XCTAssertLessThan(again.velocity(t: times, x: x).maxAbsDifference(tuned.velocity(t: times, x: x)), 1e-5, file)
+        }
+    }
+}

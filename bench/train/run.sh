@@ -19,13 +19,16 @@ swift build -c release --product flowrt-cli >/dev/null
 CLI=.build/release/flowrt-cli
 VERSIONS=$("$PYTHON" -c "import torch; print('torch', torch.__version__)")
 TMP=$(mktemp -d)
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$CLI" train --toy checkerboard --steps "$STEPS" --threads "$THREADS" \
-    --lr 2e-3 --warmup 200 --log-interval 250 > "$TMP/flowrt.log"
+    --lr 2e-3 --warmup 200 --held-out 32768 --log-interval 250 > "$TMP/flowrt.log"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS="$THREADS" \
-    "$PYTHON" bench/train/peers.py --steps "$STEPS" --threads "$THREADS" > "$TMP/torch.log"
-python3 - "$TMP" "$STEPS" "$THREADS" "$THRESHOLD" "$VERSIONS" > "$OUT" <<'PY'
+    "$PYTHON" bench/train/peers.py --steps "$STEPS" --threads "$THREADS" --heldout 32768 > "$TMP/torch.log"
+LOAD_AFTER=$(cut -d' ' -f1 /proc/loadavg)
+python3 - "$TMP" "$STEPS" "$THREADS" "$THRESHOLD" "$VERSIONS" "$LOAD_BEFORE" "$LOAD_AFTER" > "$OUT" <<'PY'
 import re, sys
 tmp, steps, threads, threshold, versions = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4]), sys.argv[5]
+load = f"1-minute load average {sys.argv[6]} before, {sys.argv[7]} after"
 def parse(path):
     evals, rate = [], None
     for line in open(path):
@@ -38,7 +41,7 @@ def parse(path):
 fr, tr = parse(f"{tmp}/flowrt.log"), parse(f"{tmp}/torch.log")
 # FlowRuntime's figure: steps/s over the whole run, from the last line.
 print(f"### Training, {threads} threads, batch 1024, {steps} steps\n")
-print(f"Command: `THREADS={threads} STEPS={steps} bash bench/train/run.sh` ({versions}; OPENBLAS_CORETYPE/L2_SIZE unset).\n")
+print(f"Command: `THREADS={threads} STEPS={steps} bash bench/train/run.sh` ({versions}; OPENBLAS_CORETYPE/L2_SIZE unset; {load}).\n")
 print("| system | steps/s | held-out G at end | time to held-out G ≤ %.2f |" % threshold)
 print("|---|---:|---:|---:|")
 for name, (ev, rate, reach) in [("FlowRuntime", fr), ("PyTorch eager", tr)]:

@@ -334,13 +334,12 @@ public enum PathLength {
             var r = RandomStream(seed: seed, purpose: .trainingTime, index: UInt64(i))
             times[i] = r.nextUniform()
         }
-        var x0 = [Float](repeating: 0, count: count * d), x1 = x0, xt = x0, v = x0
-        x0.withUnsafeMutableBufferPointer { base.sample(seed: Trainer.derivedSeed(seed, .trainingBase), firstIndex: 0, into: $0) }
-        x1.withUnsafeMutableBufferPointer { data.sample(seed: Trainer.derivedSeed(seed, .dataset), firstIndex: 0, into: $0) }
+        let x0 = base.samples(count: count, seed: Trainer.derivedSeed(seed, .trainingBase))
+        let x1 = data.samples(count: count, seed: Trainer.derivedSeed(seed, .dataset))
+        var xt = [Float](repeating: 0, count: count * d), v = xt
         for i in 0..<count {
             let c = schedule.coefficients(at: times[i])
-            let a = Float(c.alpha), b = Float(c.beta)
-            for j in (i * d)..<((i + 1) * d) { xt[j] = a * x0[j] + b * x1[j] }
+            for j in 0..<d { xt[i * d + j] = Float(c.alpha) * x0.scalars[i * d + j] + Float(c.beta) * x1.scalars[i * d + j] }
         }
         let ws = field.makeWorkspace()
         times.withUnsafeBufferPointer { t in xt.withUnsafeBufferPointer { x in v.withUnsafeMutableBufferPointer {

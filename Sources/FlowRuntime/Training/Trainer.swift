@@ -27,7 +27,9 @@ public final class Trainer {
     public let base: any SampleSource
     /// The state dimension d.
     public let dimension: Int
-    /// Metadata given to exported models, plus the training summary.
+    /// Metadata given to exported models: the caller's, plus
+    /// `flowrt.interpolant`, `flowrt.base` and `flowrt.training.*` (batch size,
+    /// seed; `model()` adds steps and the held-out loss).
     public let metadata: [String: String]
 
     let data: TrainingData
@@ -95,6 +97,9 @@ public final class Trainer {
         guard !trainable.isEmpty else { throw FlowError.invalidArgument("the network has no trainable parameters") }
         var meta = metadata
         meta["flowrt.interpolant"] = loss.schedule.name
+        meta["flowrt.base"] = base is StandardNormal ? "standard_normal" : base is DiagonalNormal ? "diagonal_normal" : "custom"
+        meta["flowrt.training.batch_size"] = String(configuration.batchSize)
+        meta["flowrt.training.seed"] = String(configuration.seed)
         self.metadata = meta
 
         // Held-out x1 rows and training rows.
@@ -123,7 +128,7 @@ public final class Trainer {
             }
             guard heldOut >= 0 else { throw FlowError.invalidArgument("held-out count \(heldOut) must be ≥ 0") }
             trainRows = []
-            heldOutRows = [Float](repeating: 0, count: Swift.min(heldOut, configuration.heldOutLimit) * d)
+            heldOutRows = [Float](repeating: 0, count: heldOut * d)
             heldOutRows.withUnsafeMutableBufferPointer {
                 source.sample(seed: Self.derivedSeed(Self.derivedSeed(seed, .split), .dataset), firstIndex: 0, into: $0)
             }

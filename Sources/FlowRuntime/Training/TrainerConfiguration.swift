@@ -16,7 +16,8 @@ public struct TrainerConfiguration: Sendable, Equatable {
     public var emaDecay: Double
     /// Fraction of in-memory samples held out for the held-out loss (default 0.1).
     public var heldOutFraction: Double
-    /// At most this many held-out samples are evaluated (default 8192).
+    /// At most this many held-out samples of `.samples` and `.stream` data
+    /// are evaluated (default 8192); a `.source` states its own count.
     public var heldOutLimit: Int
     /// The training time density (default uniform).
     public var timeDistribution: TimeDistribution

@@ -101,7 +101,7 @@ class flowrt_solver_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("rtol", c_double), ("atol", c_double),
                 ("fixed_steps", c_uint32), ("max_steps", c_uint32), ("divergence", c_int32), ("probes", c_uint32),
                 ("probe_kind", c_int32), ("seed", c_uint64), ("threads", c_uint32), ("progress", progress_fn),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p), ("max_step", c_double)]
 
 
 class flowrt_solver_stats(Structure):

@@ -29,11 +29,10 @@ class SolverStats:
         return self.evaluations / max(1, self.samples)
 
 
-_SOLVER_KEYS = ("method", "rtol", "atol", "steps", "max_steps", "probes", "probe_kind", "probe_seed", "threads")
 
 
 def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=None, divergence=None,
-                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None):
+                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None, max_step=None):
     """A flowrt_solver_params from keyword arguments; None keeps the C default
     (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, exact divergence)."""
     p = _capi.flowrt_solver_default_params()
@@ -43,7 +42,8 @@ def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=N
     if method != "dopri5" and not steps:
         steps = 100
     for name, field in (("rtol", "rtol"), ("atol", "atol"), ("steps", "fixed_steps"), ("max_steps", "max_steps"),
-                        ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads")):
+                        ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads"),
+                        ("max_step", "max_step")):
         value = locals()[name]
         if value is not None:
             setattr(p, field, value)

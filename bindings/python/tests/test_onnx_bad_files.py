@@ -116,3 +116,26 @@ def test_null_arguments_are_reported():
     assert _capi.load_onnx_buffer(None, 10, None, ctypes.byref(h)) == INVALID_ARGUMENT
     assert _capi.load_onnx(b"/nonexistent/model.onnx", None, ctypes.byref(h)) == IO_ERROR
     assert not h.value
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def _field(number, payload):
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def test_deeply_nested_messages():
+    t = b""
+    for _ in range(3000):  # TypeProto.sequence_type -> Sequence.elem_type -> ...
+        t = _field(4, _field(1, t))
+    model = _varint(1 << 3) + b"\x08" + _field(7, _field(11, _field(1, b"x") + _field(2, t)))
+    e = status_of(model)
+    assert e.status == INVALID_MODEL and "nest" in e.message
