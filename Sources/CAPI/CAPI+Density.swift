@@ -150,8 +150,12 @@ public func flowrt_flow_create_with_base(_ model: OpaquePointer?, _ params: Unsa
         }
         // The standard flow first (it validates the model and params), then
         // the same field and schedule over the given base.
+        var p = try readParams(params, defaults: flowrt_flow_default_params(),
+                               minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
+        p.struct_size = UInt32(MemoryLayout<flowrt_flow_params>.size)
+        p.base = Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue)  // ignored: `base` replaces it
         var standard: OpaquePointer? = nil
-        let status = flowrt_flow_create(model, params, &standard)
+        let status = flowrt_flow_create(model, &p, &standard)
         guard status == FLOWRT_OK else { return status }
         defer { flowrt_flow_free(standard) }
         let flow = try flowObject(standard)

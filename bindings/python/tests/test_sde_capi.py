@@ -105,6 +105,13 @@ def test_diagonal_normal_and_empirical_bases(flow):
     # base's own score −(x − μ)/σ².
     hosted = sde.flow_with_base(flow.model, d)
     np.testing.assert_allclose(sde.score(hosted, 0.0, x), -(x - MU) / SD ** 2, rtol=1e-5, atol=1e-6)
+    # params->base is ignored (the density replaces it), even when invalid.
+    import ctypes
+    p = _capi.flowrt_flow_default_params()
+    p.base = 99
+    h = ctypes.c_void_p()
+    assert sde.flowrt_flow_create_with_base(flow.model._handle, ctypes.byref(p), d._handle, ctypes.byref(h)) == 0
+    _capi.flowrt_flow_free(h)
     assert np.isfinite(sde.sample_sde(hosted, 16, seed=1, steps=10)).all()
     pts = np.random.default_rng(1).standard_normal((20, 2)).astype(np.float32)
     e = sde.Density.empirical(pts)
