@@ -23,6 +23,7 @@ from ._arrays import dptr, fptr, points, times
 from ._errors import check
 from ._flow import Flow
 from ._model import Model, _Handle
+from ._trainer import Trainer
 
 _lib = _capi.lib
 _fp = POINTER(c_float)
@@ -85,6 +86,16 @@ flowrt_sde_default_params = _declare("flowrt_sde_default_params", flowrt_sde_par
 #     uint64_t first_index, size_t n, float *x_out);
 flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
                                   c_uint64, c_size_t, _fp)
+
+# flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
+#     const flowrt_density *base, size_t heldout, const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_densities", c_int, c_void_p, c_void_p,
+                                                c_void_p, c_size_t, POINTER(_capi.flowrt_trainer_params),
+                                                POINTER(c_void_p))
+# typedef enum flowrt_coupling
+COUPLINGS = {"independent": 0, "exact-ot": 1}
+# flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
+flowrt_trainer_set_coupling = _declare("flowrt_trainer_set_coupling", c_int, c_void_p, c_int32)
 
 
 def score(flow: Flow, t, X) -> np.ndarray:
@@ -205,3 +216,30 @@ def flow_with_base(model: Model, base: Density, interpolant: str = "trig") -> Fl
     flow.model, flow.interpolant, flow.base = model, interpolant, "custom"
     flow._density = base  # keeps the host callbacks alive as long as the flow
     return flow
+
+
+def trainer_from_densities(model: Model, target: Density, base: Density | None = None, heldout: int = 0,
+                           interpolant: str = "trig", coupling: str = "independent", lr: float | None = None,
+                           batch_size: int | None = None, ema: float | None = None, seed: int | None = None,
+                           threads: int | None = None) -> Trainer:
+    """A `flowrt.Trainer` drawing x1 from `target` and x0 from `base`
+    (default N(0, I)): with two `Density.empirical` sets, data-to-data
+    transport. `coupling="exact-ot"` pairs x0 and x1 by mini-batch optimal
+    transport."""
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
+    p = _capi.flowrt_trainer_default_params()
+    p.interpolant = _capi.INTERPOLANTS[interpolant]
+    for value, field in ((lr, "learning_rate"), (batch_size, "batch_size"), (ema, "ema_decay"), (seed, "seed"),
+                         (threads, "threads")):
+        if value is not None:
+            setattr(p, field, value)
+    h = c_void_p()
+    check(flowrt_trainer_create_from_densities(model._handle, target._handle, base._handle if base else None,
+                                               int(heldout), ctypes.byref(p), ctypes.byref(h)))
+    trainer = Trainer.__new__(Trainer)
+    _Handle.__init__(trainer, h)
+    trainer.interpolant, trainer.dim = interpolant, model.dim
+    trainer._densities = (target, base)  # the C trainer uses their callbacks
+    check(flowrt_trainer_set_coupling(h, COUPLINGS[coupling]))
+    return trainer
