@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,8 +159,21 @@ typedef struct flowrt_mlp_params {
     uint64_t seed;           /**< Initialisation seed (default 0). */
 } flowrt_mlp_params;
 
-/** Defaults for flowrt_mlp_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_mlp_params flowrt_mlp_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_mlp_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_mlp_params_init(flowrt_mlp_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_mlp_params flowrt_mlp_default_params(void) {
+    flowrt_mlp_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_mlp_params_init(&p);
+    return p;
+}
 
 /** Creates an MLP velocity network initialised from params->seed.
  *  @param params  in, non-NULL.
@@ -224,8 +238,21 @@ typedef struct flowrt_onnx_options {
     const char *directory;
 } flowrt_onnx_options;
 
-/** Default ONNX import options (every name NULL). Thread-safe. */
-FLOWRT_API flowrt_onnx_options flowrt_onnx_default_options(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_onnx_options) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_onnx_options_init(flowrt_onnx_options *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_onnx_options flowrt_onnx_default_options(void) {
+    flowrt_onnx_options p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_onnx_options_init(&p);
+    return p;
+}
 
 /** Imports an ONNX velocity network v(t, x) from a file, as exported by
  *  torch.onnx.export (dynamo or legacy, opset 7..23, IR up to 10) or by
@@ -344,8 +371,21 @@ typedef struct flowrt_flow_params {
     int32_t base;          /**< flowrt_base_density (default STANDARD_NORMAL). */
 } flowrt_flow_params;
 
-/** Defaults for flowrt_flow_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_flow_params flowrt_flow_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_flow_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_flow_params flowrt_flow_default_params(void) {
+    flowrt_flow_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_flow_params_init(&p);
+    return p;
+}
 
 typedef enum flowrt_solver_method {
     /** Dormand–Prince 5(4), adaptive (per-sample step control) or fixed steps. */
@@ -405,8 +445,21 @@ typedef struct flowrt_solver_params {
                                    accepted and means 0.) */
 } flowrt_solver_params;
 
-/** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_solver_params flowrt_solver_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_solver_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_solver_params_init(flowrt_solver_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_solver_params flowrt_solver_default_params(void) {
+    flowrt_solver_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_solver_params_init(&p);
+    return p;
+}
 
 /** Per-call solver statistics (an output). Set struct_size to
  *  sizeof(flowrt_solver_stats) before the call: the library writes only the
@@ -631,8 +684,21 @@ typedef struct flowrt_trainer_params {
     double time_beta_b;        /**< See time_beta_a (default 0). */
 } flowrt_trainer_params;
 
-/** Defaults for flowrt_trainer_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_trainer_params flowrt_trainer_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_trainer_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
+    flowrt_trainer_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_trainer_params_init(&p);
+    return p;
+}
 
 /** Creates a trainer that fine-tunes a copy of `init` (a native or
  *  ONNX-imported model; `init` itself is not modified) on `n` samples of
@@ -892,8 +958,21 @@ typedef struct flowrt_sde_params {
                                     Results do not depend on it. */
 } flowrt_sde_params;
 
-/** Defaults for flowrt_sde_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_sde_params flowrt_sde_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_sde_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_sde_params flowrt_sde_default_params(void) {
+    flowrt_sde_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_sde_params_init(&p);
+    return p;
+}
 
 /** Draws n samples with the SDE that has the flow's marginals:
  *  x0 from the base (sample i from the stream (seed, first_index + i), as

@@ -12,15 +12,13 @@ func flowObject(_ handle: OpaquePointer?) throws -> Flow {
     try object(handle, FlowHandle.self, "flow").flow
 }
 
-@_cdecl("flowrt_flow_default_params")
-public func flowrt_flow_default_params() -> flowrt_flow_params {
+func defaultFlowParams() -> flowrt_flow_params {
     flowrt_flow_params(struct_size: UInt32(MemoryLayout<flowrt_flow_params>.size),
                        interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue),
                        base: Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue))
 }
 
-@_cdecl("flowrt_solver_default_params")
-public func flowrt_solver_default_params() -> flowrt_solver_params {
+func defaultSolverParams() -> flowrt_solver_params {
     flowrt_solver_params(
         struct_size: UInt32(MemoryLayout<flowrt_solver_params>.size),
         method: Int32(FLOWRT_SOLVER_DOPRI5.rawValue), rtol: 1e-5, atol: 1e-5, fixed_steps: 0, max_steps: 10_000,
@@ -40,7 +38,7 @@ struct SolverCall {
     var progress: SolverProgress?
 
     init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
-        let p = try readParams(pointer, defaults: flowrt_solver_default_params(),
+        let p = try readParams(pointer, defaults: defaultSolverParams(),
                                minimumSize: solverParamsFirstSize, "params")
         let tableau: ButcherTableau
         switch UInt32(bitPattern: p.method) {
@@ -127,7 +125,7 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let out = try require(out, "out")
         out.pointee = nil
         let m = try modelObject(model)
-        let p = try readParams(params, defaults: flowrt_flow_default_params(),
+        let p = try readParams(params, defaults: defaultFlowParams(),
                                minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
         let schedule: any Schedule
         switch UInt32(bitPattern: p.interpolant) {

@@ -16,8 +16,7 @@ public func flowrt_flow_score(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePoi
     }
 }
 
-@_cdecl("flowrt_sde_default_params")
-public func flowrt_sde_default_params() -> flowrt_sde_params {
+func defaultSDEParams() -> flowrt_sde_params {
     flowrt_sde_params(struct_size: UInt32(MemoryLayout<flowrt_sde_params>.size),
                       method: Int32(FLOWRT_SDE_HEUN.rawValue), steps: 200, epsilon: 1, taper: 0.1,
                       diffusion: nil, diffusion_user_data: nil, threads: 0)
@@ -38,7 +37,7 @@ public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePoi
         let nd = try checkedProduct(n, flow.dimension, "x_out")
         let out = try require(xOut, "x_out")
         guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
-        let p = try readParams(params, defaults: flowrt_sde_default_params(),
+        let p = try readParams(params, defaults: defaultSDEParams(),
                                minimumSize: MemoryLayout<flowrt_sde_params>.size, "params")
         let method: SDEOptions.Method
         switch UInt32(bitPattern: p.method) {

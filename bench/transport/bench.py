@@ -66,8 +66,16 @@ class SolverStats(ctypes.Structure):
 
 
 lib = ctypes.CDLL(os.environ.get("FLOWRT_LIBRARY", ".build/release/libflowrt.so"))
-lib.flowrt_mlp_default_params.restype = MLPParams
-lib.flowrt_solver_default_params.restype = SolverParams
+lib.flowrt_mlp_params_init.argtypes = [ctypes.POINTER(MLPParams)]
+lib.flowrt_solver_params_init.argtypes = [ctypes.POINTER(SolverParams)]
+
+
+def _defaults(struct, init):
+    """Defaults via flowrt_*_init (the header's static inline *_default_params)."""
+    p = struct()
+    p.struct_size = ctypes.sizeof(struct)
+    check(init(ctypes.byref(p)))
+    return p
 lib.flowrt_last_error_message.restype = ctypes.c_char_p
 F32P, F64P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_double)
 
@@ -83,7 +91,7 @@ class FlowRT:
         if onnx_path:
             check(lib.flowrt_model_load_onnx(onnx_path.encode(), None, ctypes.byref(self.model)))
         else:
-            p = lib.flowrt_mlp_default_params()
+            p = _defaults(MLPParams, lib.flowrt_mlp_params_init)
             p.dim, p.width, p.depth, p.seed = d, WIDTH, DEPTH, SEED
             check(lib.flowrt_model_create_mlp(ctypes.byref(p), ctypes.byref(self.model)))
         check(lib.flowrt_flow_create(self.model, None, ctypes.byref(self.flow)))
@@ -103,7 +111,7 @@ class FlowRT:
 
     @staticmethod
     def params(method=0, fixed_steps=0, tol=1e-5, hutchinson=False, max_step=0.0):
-        p = lib.flowrt_solver_default_params()
+        p = _defaults(SolverParams, lib.flowrt_solver_params_init)
         p.method, p.fixed_steps, p.rtol, p.atol, p.threads = method, fixed_steps, tol, tol, 1
         p.max_step = max_step
         if hutchinson:

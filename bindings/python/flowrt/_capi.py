@@ -39,6 +39,16 @@ TIME_ENCODINGS = {"concat": 0, "sinusoidal": 1}
 progress_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_double)
 
 
+def _defaults(struct, init):
+    """A params struct filled by its flowrt_*_init (struct_size = its ctypes size)."""
+    p = struct()
+    p.struct_size = ctypes.sizeof(struct)
+    status = init(ctypes.byref(p))
+    if status != OK:
+        raise RuntimeError(f"{init.__name__}: {flowrt_last_error_message().decode()}")
+    return p
+
+
 def _declare(name, restype, *argtypes):
     f = getattr(lib, name)
     f.restype = restype
@@ -65,8 +75,13 @@ class flowrt_mlp_params(Structure):
                 ("time_frequencies", c_uint32), ("residual", c_int32), ("seed", c_uint64)]
 
 
-# flowrt_mlp_params flowrt_mlp_default_params(void);
-flowrt_mlp_default_params = _declare("flowrt_mlp_default_params", flowrt_mlp_params)
+# flowrt_status flowrt_mlp_params_init(flowrt_mlp_params *params);
+flowrt_mlp_params_init = _declare("flowrt_mlp_params_init", c_int, POINTER(flowrt_mlp_params))
+
+
+def flowrt_mlp_default_params():
+    """The defaults (the header's static inline flowrt_mlp_default_params)."""
+    return _defaults(flowrt_mlp_params, flowrt_mlp_params_init)
 # flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
 flowrt_model_create_mlp = _declare("flowrt_model_create_mlp", c_int, POINTER(flowrt_mlp_params), POINTER(c_void_p))
 # void flowrt_model_free(flowrt_model *model);
@@ -111,10 +126,20 @@ class flowrt_solver_stats(Structure):
                 ("max_steps_per_sample", c_uint64)]
 
 
-# flowrt_flow_params flowrt_flow_default_params(void);
-flowrt_flow_default_params = _declare("flowrt_flow_default_params", flowrt_flow_params)
-# flowrt_solver_params flowrt_solver_default_params(void);
-flowrt_solver_default_params = _declare("flowrt_solver_default_params", flowrt_solver_params)
+# flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);
+flowrt_flow_params_init = _declare("flowrt_flow_params_init", c_int, POINTER(flowrt_flow_params))
+
+
+def flowrt_flow_default_params():
+    """The defaults (the header's static inline flowrt_flow_default_params)."""
+    return _defaults(flowrt_flow_params, flowrt_flow_params_init)
+# flowrt_status flowrt_solver_params_init(flowrt_solver_params *params);
+flowrt_solver_params_init = _declare("flowrt_solver_params_init", c_int, POINTER(flowrt_solver_params))
+
+
+def flowrt_solver_default_params():
+    """The defaults (the header's static inline flowrt_solver_default_params)."""
+    return _defaults(flowrt_solver_params, flowrt_solver_params_init)
 # flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params, flowrt_flow **out);
 flowrt_flow_create = _declare("flowrt_flow_create", c_int, c_void_p, POINTER(flowrt_flow_params), POINTER(c_void_p))
 # void flowrt_flow_free(flowrt_flow *flow);
@@ -157,8 +182,13 @@ class flowrt_onnx_options(Structure):
 
 c_char_pp = POINTER(ctypes.c_void_p)  # char ** (freed with flowrt_buffer_free)
 
-# flowrt_onnx_options flowrt_onnx_default_options(void);
-flowrt_onnx_default_options = _declare("flowrt_onnx_default_options", flowrt_onnx_options)
+# flowrt_status flowrt_onnx_options_init(flowrt_onnx_options *params);
+flowrt_onnx_options_init = _declare("flowrt_onnx_options_init", c_int, POINTER(flowrt_onnx_options))
+
+
+def flowrt_onnx_default_options():
+    """The defaults (the header's static inline flowrt_onnx_default_options)."""
+    return _defaults(flowrt_onnx_options, flowrt_onnx_options_init)
 # flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_model **out);
 flowrt_model_load_onnx = _declare("flowrt_model_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
                                   POINTER(c_void_p))
@@ -204,8 +234,13 @@ class flowrt_trainer_params(Structure):
                 ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double)]
 
 
-# flowrt_trainer_params flowrt_trainer_default_params(void);
-flowrt_trainer_default_params = _declare("flowrt_trainer_default_params", flowrt_trainer_params)
+# flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
+flowrt_trainer_params_init = _declare("flowrt_trainer_params_init", c_int, POINTER(flowrt_trainer_params))
+
+
+def flowrt_trainer_default_params():
+    """The defaults (the header's static inline flowrt_trainer_default_params)."""
+    return _defaults(flowrt_trainer_params, flowrt_trainer_params_init)
 # flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
 #                                     const flowrt_trainer_params *params, flowrt_trainer **out);
 flowrt_trainer_create = _declare("flowrt_trainer_create", c_int, c_void_p, c_float_p, c_size_t, c_size_t,
@@ -248,8 +283,13 @@ class flowrt_sde_params(Structure):
 
 # flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x, float *score_out);
 flowrt_flow_score = _declare("flowrt_flow_score", c_int, c_void_p, c_size_t, c_double_p, c_float_p, c_float_p)
-# flowrt_sde_params flowrt_sde_default_params(void);
-flowrt_sde_default_params = _declare("flowrt_sde_default_params", flowrt_sde_params)
+# flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
+flowrt_sde_params_init = _declare("flowrt_sde_params_init", c_int, POINTER(flowrt_sde_params))
+
+
+def flowrt_sde_default_params():
+    """The defaults (the header's static inline flowrt_sde_default_params)."""
+    return _defaults(flowrt_sde_params, flowrt_sde_params_init)
 # flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params, uint64_t seed,
 #                                      uint64_t first_index, size_t n, float *x_out);
 flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,

@@ -1,12 +1,12 @@
-"""Score, SDE sampling and host densities (flowrt.h section "densities and
-SDE").
+"""Host densities, flows over any base, trainers from densities and
+mini-batch OT coupling (flowrt.h section "densities and SDE"; the score and
+the SDE sampler are `Flow.score` and `Flow.sample_sde`).
 
     import flowrt, flowrt.sde
-    flow = flowrt.Flow.mlp(2, seed=0)            # (train it first)
-    s = flowrt.sde.score(flow, 0.5, X)            # ∇ log ρ_t(X), float32 [n, d]
-    x = flowrt.sde.sample_sde(flow, 1000, seed=1, epsilon=1.0)
     base = flowrt.sde.Density.from_callbacks(2, sample=my_sampler, log_prob=my_log_prob)
-    hosted = flowrt.sde.flow_with_base(flow.model, base)
+    hosted = flowrt.sde.flow_with_base(model, base)
+    trainer = flowrt.sde.trainer_from_densities(model, flowrt.sde.Density.empirical(B),
+                                                flowrt.sde.Density.empirical(A), coupling="exact-ot")
 
 The raw declarations below are 1:1 with the header (each with its C
 prototype); the functions after them are the Pythonic layer.
@@ -14,12 +14,12 @@ prototype); the functions after them are the Pythonic layer.
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, Structure, c_double, c_float, c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_double, c_float, c_int, c_int32, c_size_t, c_uint64, c_void_p
 
 import numpy as np
 
 from . import _capi
-from ._arrays import dptr, fptr, points, times
+from ._arrays import dptr, fptr, points
 from ._errors import check
 from ._flow import Flow
 from ._model import Model, _Handle
@@ -34,18 +34,6 @@ _dp = POINTER(c_double)
 density_sample_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_size_t, _fp)
 # typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x, double *out);
 density_log_prob_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, _fp, _dp)
-# typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
-diffusion_fn = ctypes.CFUNCTYPE(c_double, c_void_p, c_double)
-
-# typedef enum flowrt_sde_method
-SDE_METHODS = {"heun": 0, "euler-maruyama": 1}
-
-
-class flowrt_sde_params(Structure):
-    """typedef struct flowrt_sde_params { ... } flowrt_sde_params;"""
-    _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("steps", c_uint32), ("epsilon", c_double),
-                ("taper", c_double), ("diffusion", diffusion_fn), ("diffusion_user_data", c_void_p),
-                ("threads", c_uint32)]
 
 
 def _declare(name, restype, *argtypes):
@@ -78,15 +66,6 @@ flowrt_density_log_prob = _declare("flowrt_density_log_prob", c_int, c_void_p, c
 #     const flowrt_density *base, flowrt_flow **out);
 flowrt_flow_create_with_base = _declare("flowrt_flow_create_with_base", c_int, c_void_p,
                                         POINTER(_capi.flowrt_flow_params), c_void_p, POINTER(c_void_p))
-# flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x, float *score_out);
-flowrt_flow_score = _declare("flowrt_flow_score", c_int, c_void_p, c_size_t, _dp, _fp, _fp)
-# flowrt_sde_params flowrt_sde_default_params(void);
-flowrt_sde_default_params = _declare("flowrt_sde_default_params", flowrt_sde_params)
-# flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params, uint64_t seed,
-#     uint64_t first_index, size_t n, float *x_out);
-flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
-                                  c_uint64, c_size_t, _fp)
-
 # flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
 #     const flowrt_density *base, size_t heldout, const flowrt_trainer_params *params, flowrt_trainer **out);
 flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_densities", c_int, c_void_p, c_void_p,
@@ -96,37 +75,6 @@ flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_dens
 COUPLINGS = {"independent": 0, "exact-ot": 1}
 # flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
 flowrt_trainer_set_coupling = _declare("flowrt_trainer_set_coupling", c_int, c_void_p, c_int32)
-
-
-def score(flow: Flow, t, X) -> np.ndarray:
-    """The score ∇ log ρ_t(X) from the flow's velocity (float32 [n, dim]); t
-    is a scalar or [n]. Raises InvalidArgument at singular times (t = 1) and
-    Unsupported for a non-Gaussian base."""
-    x = points(X, flow.dim)
-    tt = times(t, x.shape[0])
-    out = np.empty_like(x)
-    check(flowrt_flow_score(flow._handle, x.shape[0], dptr(tt), fptr(x), fptr(out)))
-    return out
-
-
-def sample_sde(flow: Flow, n: int, seed: int = 0, epsilon: float = 1.0, steps: int = 200, method: str = "heun",
-               taper: float = 0.1, diffusion=None, first_index: int = 0, threads: int = 0) -> np.ndarray:
-    """n samples (float32 [n, dim]) by dX = [v + ε s] dt + √(2ε) dW, which has
-    the flow's marginals. `diffusion`, if given, is a function t ↦ ε(t) ≥ 0
-    (called on this thread); otherwise ε = epsilon. Sample i depends only on
-    (seed, first_index + i)."""
-    if method not in SDE_METHODS:
-        raise ValueError(f"method must be one of {sorted(SDE_METHODS)}, got {method!r}")
-    p = flowrt_sde_default_params()
-    p.method, p.steps, p.epsilon, p.taper, p.threads = SDE_METHODS[method], int(steps), float(epsilon), float(taper), int(threads)
-    keep = None
-    if diffusion is not None:
-        keep = diffusion_fn(lambda _, t: float(diffusion(t)))
-        p.diffusion = keep
-    x = np.empty((int(n), flow.dim), np.float32)
-    check(flowrt_flow_sample_sde(flow._handle, ctypes.byref(p), int(seed), int(first_index), int(n), fptr(x)))
-    del keep
-    return x
 
 
 class Density(_Handle):

@@ -1,4 +1,4 @@
-"""flowrt.sde: the score, the SDE sampler and host densities through the C ABI
+"""flowrt.sde and Flow.score/sample_sde: host densities, the score and the SDE sampler through the C ABI
 (section "densities and SDE" of flowrt.h), against independent numpy
 computations."""
 import numpy as np
@@ -19,40 +19,40 @@ def test_score_matches_trig_closed_form(flow):
     the model's own velocity call."""
     x = np.random.default_rng(1).standard_normal((16, 2)).astype(np.float32)
     t = np.linspace(0.0, 0.95, 16)
-    s = sde.score(flow, t, x)
+    s = flow.score(t, x)
     v = flow.velocity(t, x).astype(np.float64)
     np.testing.assert_allclose(s, -x + (2 / np.pi) * np.tan(np.pi * t / 2)[:, None] * v, rtol=1e-4, atol=1e-5)
 
 
 def test_score_refuses_singular_time(flow):
     with pytest.raises(flowrt.InvalidArgument, match="singular"):
-        sde.score(flow, 1.0, np.zeros((1, 2), np.float32))
+        flow.score(1.0, np.zeros((1, 2), np.float32))
 
 
 def test_sde_reproducible_across_splits_and_threads(flow):
-    whole = sde.sample_sde(flow, 10, seed=5, steps=20, threads=1)
+    whole = flow.sample_sde(10, seed=5, steps=20, threads=1)
     assert np.isfinite(whole).all()
-    a = sde.sample_sde(flow, 4, seed=5, steps=20, threads=2)
-    b = sde.sample_sde(flow, 6, seed=5, steps=20, first_index=4, threads=2)
+    a = flow.sample_sde(4, seed=5, steps=20, threads=2)
+    b = flow.sample_sde(6, seed=5, steps=20, first_index=4, threads=2)
     np.testing.assert_array_equal(np.vstack([a, b]), whole)
-    assert not np.array_equal(sde.sample_sde(flow, 10, seed=6, steps=20), whole)
+    assert not np.array_equal(flow.sample_sde(10, seed=6, steps=20), whole)
 
 
 def test_sde_zero_diffusion_is_the_ode(flow):
     """ε(t) ≡ 0 from a host callback equals epsilon = 0, and both equal a
     fixed-step Heun solve of the ODE from the same base points (float32
     rounding); ε0 = 1 moves the samples."""
-    a = sde.sample_sde(flow, 8, seed=2, steps=20, diffusion=lambda t: 0.0)
-    b = sde.sample_sde(flow, 8, seed=2, steps=20, epsilon=0.0)
+    a = flow.sample_sde(8, seed=2, steps=20, diffusion=lambda t: 0.0)
+    b = flow.sample_sde(8, seed=2, steps=20, epsilon=0.0)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, flow.sample(8, seed=2, method="heun", steps=20), atol=1e-4)
-    assert np.abs(sde.sample_sde(flow, 8, seed=2, steps=20, epsilon=1.0) - a).max() > 1e-2
+    assert np.abs(flow.sample_sde(8, seed=2, steps=20, epsilon=1.0) - a).max() > 1e-2
     with pytest.raises(flowrt.InvalidArgument):
-        sde.sample_sde(flow, 2, steps=4, diffusion=lambda t: -1.0)
+        flow.sample_sde(2, steps=4, diffusion=lambda t: -1.0)
     with pytest.raises(flowrt.NonFinite):
-        sde.sample_sde(flow, 2, steps=4, diffusion=lambda t: float("nan"))
+        flow.sample_sde(2, steps=4, diffusion=lambda t: float("nan"))
     with pytest.raises(ValueError):
-        sde.sample_sde(flow, 2, method="rk4")
+        flow.sample_sde(2, method="rk4")
 
 
 MU = np.array([0.5, -1.0])
@@ -94,7 +94,7 @@ def test_flow_with_host_base(flow):
     np.testing.assert_allclose(hosted.log_prob(x, rtol=1e-7, atol=1e-7), lp, atol=1e-4)
     np.testing.assert_allclose(hosted.log_prob(x, t=0.0), numpy_log_prob(x), rtol=1e-9)
     with pytest.raises(flowrt.Unsupported):
-        sde.score(hosted, 0.5, x)
+        hosted.score(0.5, x)
 
 
 def test_diagonal_normal_and_empirical_bases(flow):
@@ -104,7 +104,7 @@ def test_diagonal_normal_and_empirical_bases(flow):
     # A flow over a diagonal normal has a score; at t = 0 (β = 0) it is the
     # base's own score −(x − μ)/σ².
     hosted = sde.flow_with_base(flow.model, d)
-    np.testing.assert_allclose(sde.score(hosted, 0.0, x), -(x - MU) / SD ** 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hosted.score(0.0, x), -(x - MU) / SD ** 2, rtol=1e-5, atol=1e-6)
     # params->base is ignored (the density replaces it), even when invalid.
     import ctypes
     p = _capi.flowrt_flow_default_params()
@@ -112,7 +112,7 @@ def test_diagonal_normal_and_empirical_bases(flow):
     h = ctypes.c_void_p()
     assert sde.flowrt_flow_create_with_base(flow.model._handle, ctypes.byref(p), d._handle, ctypes.byref(h)) == 0
     _capi.flowrt_flow_free(h)
-    assert np.isfinite(sde.sample_sde(hosted, 16, seed=1, steps=10)).all()
+    assert np.isfinite(hosted.sample_sde(16, seed=1, steps=10)).all()
     pts = np.random.default_rng(1).standard_normal((20, 2)).astype(np.float32)
     e = sde.Density.empirical(pts)
     assert not e.has_log_prob
@@ -125,8 +125,8 @@ def test_diagonal_normal_and_empirical_bases(flow):
 
 
 def test_cli_score_and_sample_sde(tmp_path):
-    """`flowrt score` equals flowrt.sde.score on the same ONNX flow, refuses
-    t = 1, and `flowrt sample-sde` equals flowrt.sde.sample_sde."""
+    """`flowrt score` equals Flow.score on the same ONNX flow, refuses t = 1,
+    and `flowrt sample-sde` equals Flow.sample_sde."""
     import os
     import subprocess
     cli = os.environ.get("FLOWRT_CLI")
@@ -139,13 +139,13 @@ def test_cli_score_and_sample_sde(tmp_path):
     np.save(tmp_path / "x.npy", x)
     subprocess.run([cli, "score", str(path), "--data", str(tmp_path / "x.npy"), "--time", "0.3",
                     "--out", str(tmp_path / "s.npy")], check=True)
-    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), sde.score(f, 0.3, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), f.score(0.3, x), rtol=1e-6, atol=1e-6)
     r = subprocess.run([cli, "score", str(path), "--data", str(tmp_path / "x.npy"), "--time", "1",
                         "--out", str(tmp_path / "s.npy")], capture_output=True, text=True)
     assert r.returncode != 0 and "singular" in r.stderr
     subprocess.run([cli, "sample-sde", str(path), "-n", "20", "--steps", "10", "--seed", "3", "--epsilon", "0.5",
                     "--out", str(tmp_path / "y.npy")], check=True, capture_output=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), sde.sample_sde(f, 20, seed=3, steps=10, epsilon=0.5))
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), f.sample_sde(20, seed=3, steps=10, epsilon=0.5))
 
 
 def energy_distance(x, y):
