@@ -62,7 +62,7 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads test_datasets test_onnx
+C_TESTS := test_api test_threads test_datasets test_onnx test_sde
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
 bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)

@@ -978,8 +978,9 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  x0 from the base (sample i from the stream (seed, first_index + i), as
  *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
  *  to 1, Brownian increments of sample i from the stream (seed,
- *  first_index + i). Any split of a batch into ranges, and any thread
- *  count, gives bit-identical samples.
+ *  first_index + i). Any thread count gives bit-identical samples; any
+ *  split of a batch into ranges gives the same samples to the network's
+ *  float rounding (the batch size changes matrix-multiply blocking).
  *  @param params  in, nullable (NULL = defaults).
  *  @param x_out   out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,

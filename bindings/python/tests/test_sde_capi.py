@@ -34,8 +34,11 @@ def test_sde_reproducible_across_splits_and_threads(flow):
     assert np.isfinite(whole).all()
     a = flow.sample_sde(4, seed=5, steps=20, threads=2)
     b = flow.sample_sde(6, seed=5, steps=20, first_index=4, threads=2)
-    np.testing.assert_array_equal(np.vstack([a, b]), whole)
-    assert not np.array_equal(flow.sample_sde(10, seed=6, steps=20), whole)
+    # Across splits: equal to the network's GEMM rounding (the batch size
+    # changes the blocking); across thread counts: bit-identical.
+    np.testing.assert_allclose(np.vstack([a, b]), whole, atol=1e-4)
+    np.testing.assert_array_equal(flow.sample_sde(10, seed=5, steps=20, threads=2), whole)
+    assert not np.allclose(flow.sample_sde(10, seed=6, steps=20), whole)
 
 
 def test_sde_zero_diffusion_is_the_ode(flow):
