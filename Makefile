@@ -62,7 +62,7 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads test_datasets test_onnx test_sde
+C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
 bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)
@@ -226,3 +226,13 @@ bench-quality: deps
 # The Python binding's per-call overhead against the C call (issue 7).
 bench-python:
 	bash bench/python/run.sh
+
+# The densities-and-SDE section's C suite (issue 8) joins the C suites above.
+C_TESTS += test_sde
+C_TEST_BINS += bindings/c/tests/test_sde
+test-c: bindings/c/tests/test_sde
+
+# Beyond the ODE: schedules and OT coupling vs kinetic energy, NFE, NLL (bench/paths).
+.PHONY: bench-paths
+bench-paths: build
+	bash bench/paths/run.sh
