@@ -19,7 +19,7 @@ lib = load_library()
 
 
 def _declare(name, restype, *argtypes):
-    f = getattr(lib, name)
+    f = lib[name]  # a private function object: argtypes here do not touch the package's
     f.restype = restype
     f.argtypes = list(argtypes)
     return f
