@@ -326,3 +326,11 @@ flowrt_density_log_prob = _declare("flowrt_density_log_prob", c_int, c_void_p, c
 #                                            const flowrt_density *base, flowrt_flow **out);
 flowrt_flow_create_with_base = _declare("flowrt_flow_create_with_base", c_int, c_void_p, POINTER(flowrt_flow_params),
                                         c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
+#     const flowrt_density *base, size_t heldout, const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_densities", c_int, c_void_p, c_void_p,
+                                                c_void_p, c_size_t, POINTER(flowrt_trainer_params), POINTER(c_void_p))
+# typedef enum flowrt_coupling
+COUPLINGS = {"independent": 0, "exact-ot": 1}
+# flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
+flowrt_trainer_set_coupling = _declare("flowrt_trainer_set_coupling", c_int, c_void_p, c_int32)

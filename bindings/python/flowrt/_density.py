@@ -39,14 +39,14 @@ class Density(_Handle):
 
     @classmethod
     def from_callbacks(cls, dim: int, sample, log_prob=None) -> "Density":
-        """A host density: `sample(n, seed, first_index) -> [n, dim]` (row i must
-        depend only on (seed, first_index + i) for reproducibility) and optional
-        `log_prob(X) -> [n]`. An exception in a callback makes the calling
-        operation fail. The callbacks run on the library's threads with the GIL
-        taken for each call."""
+        """A host density: `sample(seed, first_index, n) -> [n, dim]` (the C
+        callback's order; row i must depend only on (seed, first_index + i)
+        for reproducibility) and optional `log_prob(X) -> [n]` in nats. An
+        exception in a callback makes the calling operation fail (NonFinite).
+        The callbacks run on the library's threads, taking the GIL per call."""
         def c_sample(_user, seed, first, n, d, out):
             try:
-                arr = np.asarray(sample(int(n), int(seed), int(first)), np.float32).reshape(int(n), int(d))
+                arr = np.asarray(sample(int(seed), int(first), int(n)), np.float32).reshape(int(n), int(d))
                 ctypes.memmove(out, arr.ctypes.data, arr.nbytes)
                 return 0
             except Exception:

@@ -20,7 +20,7 @@ def test_diagonal_normal_matches_numpy():
 def test_host_callback_base_equals_builtin_normal():
     """A host density that is N(0, I) gives the same likelihood as the
     built-in base through the same flow (the base enters log ρ1 additively)."""
-    def sample(n, seed, first):
+    def sample(seed, first, n):
         return np.random.default_rng([seed, first]).standard_normal((n, 2))
 
     def log_prob(x):
@@ -41,7 +41,7 @@ def test_failing_callback_is_an_error_not_nan():
     def bad_log_prob(x):
         raise RuntimeError("host failure")
 
-    host = flowrt.Density.from_callbacks(2, lambda n, s, f: np.zeros((n, 2)), bad_log_prob)
+    host = flowrt.Density.from_callbacks(2, lambda s, f, n: np.zeros((n, 2)), bad_log_prob)
     flow = flowrt.Flow(flowrt.Model.mlp(2, hidden=8, depth=1), base=host)
     with pytest.raises(flowrt.NonFinite):
         flow.log_prob(np.zeros((3, 2)))

@@ -1,4 +1,4 @@
-"""flowrt.sde and Flow.score/sample_sde: host densities, the score and the SDE sampler through the C ABI
+"""flowrt.Density, flowrt.sde and Flow.score/sample_sde: host densities, the score and the SDE sampler through the C ABI
 (section "densities and SDE" of flowrt.h), against independent numpy
 computations."""
 import numpy as np
@@ -113,7 +113,7 @@ def test_diagonal_normal_and_empirical_bases(flow):
     p = _capi.flowrt_flow_default_params()
     p.base = 99
     h = ctypes.c_void_p()
-    assert sde.flowrt_flow_create_with_base(flow.model._handle, ctypes.byref(p), d._handle, ctypes.byref(h)) == 0
+    assert _capi.flowrt_flow_create_with_base(flow.model._handle, ctypes.byref(p), d._handle, ctypes.byref(h)) == 0
     _capi.flowrt_flow_free(h)
     assert np.isfinite(hosted.sample_sde(16, seed=1, steps=10)).all()
     pts = np.random.default_rng(1).standard_normal((20, 2)).astype(np.float32)
