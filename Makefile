@@ -65,14 +65,15 @@ test-swift:
 C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)
 	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
 
 # The C suites, then the same suites under valgrind (memcheck: zero errors,
 # zero leaks) and under AddressSanitizer + UndefinedBehaviorSanitizer with
 # the library itself instrumented (a separate debug build in .build-asan).
-test-c: $(C_TEST_BINS) check-symbols
+test-c: $(C_TEST_BINS) bindings/c/tests/test_alloc check-symbols
 	@for t in $(C_TEST_BINS); do echo "== $$t"; ./$$t || exit 1; done
+	@echo "== bindings/c/tests/test_alloc (plain only: it interposes malloc)"; ./bindings/c/tests/test_alloc
 	$(MAKE) test-c-valgrind test-c-asan
 
 # Valgrind 3.19 cannot read the DWARF 5 debug info Swift emits, so the

@@ -27,13 +27,18 @@
  *     set to one thread when the first model is built (FlowRuntime
  *     parallelises over batch chunks itself). Nothing else is global; there
  *     is no global random generator: every random draw takes a seed.
- *   - Status codes are append-only.
+ *   - Status codes are append-only. Any fallible call may also return
+ *     FLOWRT_INTERNAL (a bug; the message says where).
+ *   - Exception to "nothing is retained": a density made from host
+ *     callbacks (flowrt_density_create_callbacks) keeps its function
+ *     pointers and user_data until it and every flow using it are freed.
  */
 #ifndef FLOWRT_H
 #define FLOWRT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,8 +163,21 @@ typedef struct flowrt_mlp_params {
     uint64_t seed;           /**< Initialisation seed (default 0). */
 } flowrt_mlp_params;
 
-/** Defaults for flowrt_mlp_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_mlp_params flowrt_mlp_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_mlp_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_mlp_params_init(flowrt_mlp_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_mlp_params flowrt_mlp_default_params(void) {
+    flowrt_mlp_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_mlp_params_init(&p);
+    return p;
+}
 
 /** Creates an MLP velocity network initialised from params->seed.
  *  @param params  in, non-NULL.
@@ -224,8 +242,21 @@ typedef struct flowrt_onnx_options {
     const char *directory;
 } flowrt_onnx_options;
 
-/** Default ONNX import options (every name NULL). Thread-safe. */
-FLOWRT_API flowrt_onnx_options flowrt_onnx_default_options(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_onnx_options) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_onnx_options_init(flowrt_onnx_options *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_onnx_options flowrt_onnx_default_options(void) {
+    flowrt_onnx_options p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_onnx_options_init(&p);
+    return p;
+}
 
 /** Imports an ONNX velocity network v(t, x) from a file, as exported by
  *  torch.onnx.export (dynamo or legacy, opset 7..23, IR up to 10) or by
@@ -344,8 +375,21 @@ typedef struct flowrt_flow_params {
     int32_t base;          /**< flowrt_base_density (default STANDARD_NORMAL). */
 } flowrt_flow_params;
 
-/** Defaults for flowrt_flow_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_flow_params flowrt_flow_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_flow_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_flow_params flowrt_flow_default_params(void) {
+    flowrt_flow_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_flow_params_init(&p);
+    return p;
+}
 
 typedef enum flowrt_solver_method {
     /** Dormand–Prince 5(4), adaptive (per-sample step control) or fixed steps. */
@@ -397,10 +441,29 @@ typedef struct flowrt_solver_params {
                                    value = mean fraction of the interval covered;
                                    non-zero return cancels (FLOWRT_CANCELLED). */
     void *progress_user_data; /**< Passed to progress (default NULL). */
+    double max_step;          /**< Largest |step| of adaptive runs; 0 = unbounded
+                                   (default 0). A cap such as 0.1 guards samples
+                                   whose field is nearly still where they start
+                                   against an over-long accepted first step.
+                                   (Appended in 0.1: a struct_size without it is
+                                   accepted and means 0.) */
 } flowrt_solver_params;
 
-/** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_solver_params flowrt_solver_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_solver_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_solver_params_init(flowrt_solver_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_solver_params flowrt_solver_default_params(void) {
+    flowrt_solver_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_solver_params_init(&p);
+    return p;
+}
 
 /** Per-call solver statistics (an output). Set struct_size to
  *  sizeof(flowrt_solver_stats) before the call: the library writes only the
@@ -507,13 +570,15 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               double *std_error, flowrt_solver_stats *stats);
 
 /** Saves a flow as one self-contained ONNX file: the network plus metadata
- *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
- *  the model's own flowrt.* entries), written to a temporary file and renamed,
- *  so an existing file is never left truncated.
+ *  (flowrt.interpolant, flowrt.base, flowrt.dimension, flowrt.time_convention
+ *  and the model's own flowrt.* entries), written to a temporary file and
+ *  renamed, so an existing file is never left truncated.
  *  @param flow  in, non-NULL.
  *  @param path  in, non-NULL.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
- *          (cannot write; the previous file, if any, is intact).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED
+ *          (a base other than the standard normal, e.g. from
+ *          flowrt_flow_create_with_base, or an op opset 17 cannot express);
+ *          FLOWRT_IO_ERROR (cannot write; the previous file, if any, is intact).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
 
@@ -533,7 +598,8 @@ FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_on
  *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
  *  or flowrt_model_metadata.
  *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (the
+ *          flow's base is not the standard normal). Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
 
 /* ---------------------------------------------------------------------------
@@ -625,8 +691,21 @@ typedef struct flowrt_trainer_params {
     double time_beta_b;        /**< See time_beta_a (default 0). */
 } flowrt_trainer_params;
 
-/** Defaults for flowrt_trainer_params (struct_size filled in). Thread-safe. */
-FLOWRT_API flowrt_trainer_params flowrt_trainer_default_params(void);
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_trainer_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
+    flowrt_trainer_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_trainer_params_init(&p);
+    return p;
+}
 
 /** Creates a trainer that fine-tunes a copy of `init` (a native or
  *  ONNX-imported model; `init` itself is not modified) on `n` samples of
@@ -710,6 +789,181 @@ FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer,
 
 /** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
 FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
+
+/* ---------------------------------------------------------------------------
+ * Densities (host-defined, empirical, diagonal normal), score and SDE sampling
+ * ------------------------------------------------------------------------ */
+/* (section: densities and SDE) */
+
+/** A probability density on R^dim that can be sampled and, unless it is
+ *  sample-only, evaluated: a base for flows (flowrt_flow_create_with_base).
+ *  Immutable after creation; thread-safe if its callbacks are. */
+typedef struct flowrt_density flowrt_density;
+
+/** Host sampler: writes n samples, row-major [n, dim], to `out`. Sample i
+ *  must depend only on (seed, first_index + i), so that results do not
+ *  depend on how FlowRuntime splits a batch across calls and threads.
+ *  May be called from several FlowRuntime worker threads at once. Return 0
+ *  on success; non-zero marks the samples as failed (they are set to NaN and
+ *  the calling operation reports FLOWRT_NON_FINITE). */
+typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+                                        size_t n, size_t dim, float *out);
+
+/** Host log-density: writes log ρ(x[i]) in nats for i < n to `out`. Same
+ *  threading and failure rules as flowrt_density_sample_fn. */
+typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x,
+                                          double *out);
+
+/** Creates a density from host callbacks.
+ *  @param dim        state dimension (1..65536).
+ *  @param sample     in, non-NULL: the sampler.
+ *  @param log_prob   in, nullable: the log-density; NULL makes a sample-only
+ *                    density (usable as a data source or training base, not
+ *                    as the base of a flow that evaluates log-densities).
+ *  @param user_data  passed to both callbacks; must stay valid until the
+ *                    density and every flow made from it are freed.
+ *  @param out        out, non-NULL: receives the density (NULL on failure);
+ *                    free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL sample or out, dim out
+ *          of range). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+                                                         flowrt_density_log_prob_fn log_prob, void *user_data,
+                                                         flowrt_density **out);
+
+/** Creates N(mean, diag(std²)).
+ *  @param mean  in, [dim], finite; NULL means all zeros.
+ *  @param std   in, [dim], finite and > 0; NULL means all ones.
+ *  @param out   out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (dim 0, NULL out, std ≤ 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+                                                               flowrt_density **out);
+
+/** Creates the empirical distribution of n points (copied): sampling
+ *  resamples rows uniformly with replacement. Sample-only (no log-density):
+ *  the base of data-to-data transport.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
+                                                         flowrt_density **out);
+
+/** Releases a density. NULL is a no-op. Flows made from it keep their own
+ *  reference. */
+FLOWRT_API void flowrt_density_free(flowrt_density *density);
+
+/** The dimension of a density (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_density_dim(const flowrt_density *density);
+
+/** Whether the density has a log-density (1) or is sample-only (0; 0 for NULL). */
+FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
+
+/** Draws n samples; sample i depends only on (seed, first_index + i).
+ *  @param out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
+ *  Thread-safe if the callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+                                               size_t n, float *out);
+
+/** log ρ(x[i]) in nats for i < n.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, [n].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
+ *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
+ *          callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x,
+                                                 double *out);
+
+/** Creates a flow like flowrt_flow_create but with `base` as ρ0 (params->base
+ *  is ignored). Sampling, transport, encoding and log-densities then use
+ *  the base's sampler and log-density; the score and the SDE sampler need a
+ *  Gaussian base (diagonal normal).
+ *  @param base  in, non-NULL, with a log-density. The flow keeps its own
+ *               reference.
+ *  @return FLOWRT_OK; as flowrt_flow_create; FLOWRT_SHAPE_MISMATCH (base
+ *          and model dimensions differ); FLOWRT_UNSUPPORTED (a sample-only
+ *          base). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+                                                      const flowrt_density *base, flowrt_flow **out);
+
+/** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
+ *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
+ *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
+ *  Singular times are refused, never clamped: where |α(α'β − αβ')| < 1e-6
+ *  (t = 1, where α = 0, and wherever α'β = αβ') the call fails. Near t = 1
+ *  the score amplifies velocity errors by about 1/α.
+ *  @param t          in, [n], each in [0, 1].
+ *  @param x          in, [n, dim], finite.
+ *  @param score_out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
+ *          [0, 1] or singular); FLOWRT_NON_FINITE; FLOWRT_UNSUPPORTED (the
+ *          flow's base is not Gaussian). Cost: one network evaluation.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
+                                           float *score_out);
+
+typedef enum flowrt_sde_method {
+    /** Stochastic Heun predictor–corrector (two evaluations per step). */
+    FLOWRT_SDE_HEUN = 0,
+    /** Euler–Maruyama (one evaluation per step). */
+    FLOWRT_SDE_EULER_MARUYAMA = 1
+} flowrt_sde_method;
+
+/** Host diffusion coefficient ε(t) ≥ 0 (finite). Called on the calling
+ *  thread, once per time of the grid. */
+typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+
+/** How flowrt_flow_sample_sde integrates dX = [v + ε s] dt + √(2ε) dW. */
+typedef struct flowrt_sde_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_sde_params). */
+    int32_t method;            /**< flowrt_sde_method (default HEUN). */
+    uint32_t steps;            /**< Uniform steps over [0, 1] (default 200); the last
+                                    is a deterministic ODE (Heun) step. */
+    double epsilon;            /**< Constant ε0 ≥ 0 when diffusion is NULL (default 1). */
+    double taper;              /**< ε is multiplied by min(1, |α(α'β − αβ')| / taper),
+                                    which vanishes as α → 0 at t → 1 (default 0.1). */
+    flowrt_diffusion_fn diffusion; /**< Optional ε(t) (default NULL: epsilon);
+                                    the taper still applies. */
+    void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
+                                    Results do not depend on it. */
+} flowrt_sde_params;
+
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_sde_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_sde_params flowrt_sde_default_params(void) {
+    flowrt_sde_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_sde_params_init(&p);
+    return p;
+}
+
+/** Draws n samples with the SDE that has the flow's marginals:
+ *  x0 from the base (sample i from the stream (seed, first_index + i), as
+ *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
+ *  to 1, Brownian increments of sample i from the stream (seed,
+ *  first_index + i). Any split of a batch into ranges, and any thread
+ *  count, gives bit-identical samples.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param x_out   out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
+ *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite);
+ *          FLOWRT_UNSUPPORTED (base not Gaussian); FLOWRT_SOLVER_INCOMPLETE
+ *          (some samples became NaN/Inf; outputs are still written).
+ *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
+ *  per sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
+                                                uint64_t seed, uint64_t first_index, size_t n, float *x_out);
 
 #ifdef __cplusplus
 }

@@ -12,22 +12,24 @@ func flowObject(_ handle: OpaquePointer?) throws -> Flow {
     try object(handle, FlowHandle.self, "flow").flow
 }
 
-@_cdecl("flowrt_flow_default_params")
-public func flowrt_flow_default_params() -> flowrt_flow_params {
+func defaultFlowParams() -> flowrt_flow_params {
     flowrt_flow_params(struct_size: UInt32(MemoryLayout<flowrt_flow_params>.size),
                        interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue),
                        base: Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue))
 }
 
-@_cdecl("flowrt_solver_default_params")
-public func flowrt_solver_default_params() -> flowrt_solver_params {
+func defaultSolverParams() -> flowrt_solver_params {
     flowrt_solver_params(
         struct_size: UInt32(MemoryLayout<flowrt_solver_params>.size),
         method: Int32(FLOWRT_SOLVER_DOPRI5.rawValue), rtol: 1e-5, atol: 1e-5, fixed_steps: 0, max_steps: 10_000,
         divergence: Int32(FLOWRT_DIVERGENCE_EXACT.rawValue), probes: 1,
         probe_kind: Int32(FLOWRT_PROBE_RADEMACHER.rawValue), seed: 0, threads: 0,
-        progress: nil, progress_user_data: nil)
+        progress: nil, progress_user_data: nil, max_step: 0)
 }
+
+/// sizeof(flowrt_solver_params) before `max_step` was appended: the smallest
+/// struct_size accepted.
+let solverParamsFirstSize = MemoryLayout<flowrt_solver_params>.offset(of: \flowrt_solver_params.max_step)!
 
 /// A validated `flowrt_solver_params`.
 struct SolverCall {
@@ -36,8 +38,8 @@ struct SolverCall {
     var progress: SolverProgress?
 
     init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
-        let p = try readParams(pointer, defaults: flowrt_solver_default_params(),
-                               minimumSize: MemoryLayout<flowrt_solver_params>.size, "params")
+        let p = try readParams(pointer, defaults: defaultSolverParams(),
+                               minimumSize: solverParamsFirstSize, "params")
         let tableau: ButcherTableau
         switch UInt32(bitPattern: p.method) {
         case FLOWRT_SOLVER_DOPRI5.rawValue: tableau = .dopri5
@@ -53,8 +55,12 @@ struct SolverCall {
             guard tableau.isAdaptive else {
                 throw FlowError.invalidArgument("params->fixed_steps = 0 asks for adaptive steps, which \(tableau.name) cannot take: set fixed_steps > 0 or use FLOWRT_SOLVER_DOPRI5")
             }
-            options = SolverOptions(tableau: tableau, control: .adaptive(
-                StepSizeController(relativeTolerance: p.rtol, absoluteTolerance: p.atol)))
+            var controller = StepSizeController(relativeTolerance: p.rtol, absoluteTolerance: p.atol)
+            guard p.max_step >= 0, p.max_step.isFinite else {
+                throw FlowError.invalidArgument("params->max_step = \(p.max_step) must be finite and ≥ 0 (0 = unbounded)")
+            }
+            if p.max_step > 0 { controller.maxStep = p.max_step }
+            options = SolverOptions(tableau: tableau, control: .adaptive(controller))
         }
         guard p.max_steps > 0 else { throw FlowError.invalidArgument("params->max_steps must be > 0") }
         options.maxSteps = Int(p.max_steps)
@@ -103,6 +109,13 @@ func finish(_ function: StaticString, _ statistics: SolverStatistics,
     return statistics.isComplete ? FLOWRT_OK : report(function, FLOWRT_SOLVER_INCOMPLETE, statistics.incompleteDescription)
 }
 
+/// A NaN log-density from a run whose samples all finished means the base
+/// density's log-density failed (a host callback reported an error).
+func requireFiniteLogDensities(_ values: [Double], statistics: SolverStatistics) throws {
+    guard statistics.isComplete, let i = values.firstIndex(where: \.isNaN) else { return }
+    throw FlowError.nonFinite("the base log-density of sample \(i) is NaN (a host log-density callback failed?)")
+}
+
 /// `[n, d]` input points as a tensor, checked (non-NULL, sizes, finite).
 func inputPoints(_ x: UnsafePointer<Float>?, _ n: Int, _ d: Int, _ name: String) throws -> Tensor {
     let n = try count(n, "n")
@@ -119,7 +132,7 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let out = try require(out, "out")
         out.pointee = nil
         let m = try modelObject(model)
-        let p = try readParams(params, defaults: flowrt_flow_default_params(),
+        let p = try readParams(params, defaults: defaultFlowParams(),
                                minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
         let schedule: any Schedule
         switch UInt32(bitPattern: p.interpolant) {
@@ -179,6 +192,7 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
         r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
         if let lp = logProbOut, let values = r.logDensities {
             values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
+            try requireFiniteLogDensities(values, statistics: r.statistics)
         }
         return try finish(function, r.statistics, stats)
     }
@@ -229,6 +243,7 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
         let r = try flow.logDensity(points: points, time: t, method: call.divergence, solver: call.options,
                                     progress: call.progress)
         r.logDensities.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        try requireFiniteLogDensities(r.logDensities, statistics: r.statistics)
         if let se = stdError {
             let values = r.standardErrors ?? [Double](repeating: 0, count: points.shape[0])
             values.withUnsafeBufferPointer { se.update(from: $0.baseAddress!, count: $0.count) }

@@ -13,8 +13,7 @@ func modelObject(_ handle: OpaquePointer?, _ name: String = "model") throws -> M
     try object(handle, ModelHandle.self, name).model
 }
 
-@_cdecl("flowrt_mlp_default_params")
-public func flowrt_mlp_default_params() -> flowrt_mlp_params {
+func defaultMLPParams() -> flowrt_mlp_params {
     flowrt_mlp_params(
         struct_size: UInt32(MemoryLayout<flowrt_mlp_params>.size), dim: 2, depth: 3, width: 256,
         activation: Int32(FLOWRT_ACT_SILU.rawValue), time_encoding: Int32(FLOWRT_TIME_CONCAT.rawValue),
@@ -42,7 +41,7 @@ public func flowrt_model_create_mlp(_ params: UnsafePointer<flowrt_mlp_params>?,
     guarded("flowrt_model_create_mlp") {
         let out = try require(out, "out")
         out.pointee = nil
-        let p = try readParams(try require(params, "params"), defaults: flowrt_mlp_default_params(),
+        let p = try readParams(try require(params, "params"), defaults: defaultMLPParams(),
                                minimumSize: MemoryLayout<flowrt_mlp_params>.size, "params")
         guard p.dim > 0 else { throw FlowError.invalidArgument("params->dim must be > 0") }
         guard p.depth > 0, p.depth <= 1024 else { throw FlowError.invalidArgument("params->depth = \(p.depth) must be in 1...1024") }

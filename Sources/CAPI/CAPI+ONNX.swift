@@ -5,14 +5,13 @@ import FlowRuntime
 import Glibc
 #endif
 
-@_cdecl("flowrt_onnx_default_options")
-public func flowrt_onnx_default_options() -> flowrt_onnx_options {
+func defaultONNXOptions() -> flowrt_onnx_options {
     flowrt_onnx_options(struct_size: UInt32(MemoryLayout<flowrt_onnx_options>.size), x_name: nil, t_name: nil, directory: nil)
 }
 
 /// Import options and the external-data folder from a nullable options struct.
-private func importOptions(_ p: UnsafePointer<flowrt_onnx_options>?) throws -> (ONNXImportOptions, directory: String?) {
-    let o = try readParams(p, defaults: flowrt_onnx_default_options(),
+func importOptions(_ p: UnsafePointer<flowrt_onnx_options>?) throws -> (ONNXImportOptions, directory: String?) {
+    let o = try readParams(p, defaults: defaultONNXOptions(),
                            minimumSize: MemoryLayout<flowrt_onnx_options>.size, "options")
     return (ONNXImportOptions(xName: o.x_name.map { String(cString: $0) }, tName: o.t_name.map { String(cString: $0) }),
             o.directory.map { String(cString: $0) })

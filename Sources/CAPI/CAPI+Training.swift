@@ -12,8 +12,7 @@ func trainerObject(_ handle: OpaquePointer?) throws -> Trainer {
     try object(handle, TrainerHandle.self, "trainer").trainer
 }
 
-@_cdecl("flowrt_trainer_default_params")
-public func flowrt_trainer_default_params() -> flowrt_trainer_params {
+func defaultTrainerParams() -> flowrt_trainer_params {
     flowrt_trainer_params(
         struct_size: UInt32(MemoryLayout<flowrt_trainer_params>.size),
         interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue), learning_rate: 1e-3, batch_size: 1024,
@@ -87,7 +86,7 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         let total = try checkedProduct(rows, d, "data")
         let x = try require(data, "data")
         try requireFinite(x, total, "data")
-        let p = try readParams(params, defaults: flowrt_trainer_default_params(),
+        let p = try readParams(params, defaults: defaultTrainerParams(),
                                minimumSize: MemoryLayout<flowrt_trainer_params>.size, "params")
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),

@@ -117,13 +117,31 @@ func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name
     let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
     guard size >= minimumSize, size <= MemoryLayout<T>.size else {
         throw FlowError.invalidArgument(
-            "\(name)->struct_size = \(size); expected sizeof(\(T.self)) = \(MemoryLayout<T>.size) (use the *_default_params() function)")
+            "\(name)->struct_size = \(size); expected sizeof(\(T.self)) = \(MemoryLayout<T>.size) (use flowrt_*_default_params())")
     }
     var out = defaults
     withUnsafeMutableBytes(of: &out) { dst in
         dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
     }
     return out
+}
+
+/// Writes `defaults` into the caller's struct up to its `struct_size`
+/// (which must lie between the first public version's size and this
+/// library's), keeping the caller's struct_size.
+func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> flowrt_status {
+    let p = try require(p, name)
+    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    guard size >= minimumSize, size <= MemoryLayout<T>.size else {
+        throw FlowError.invalidArgument(
+            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(minimumSize)...\(MemoryLayout<T>.size))")
+    }
+    var d = defaults
+    withUnsafeBytes(of: &d) { src in
+        UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: size)
+    }
+    UnsafeMutableRawPointer(p).storeBytes(of: UInt32(size), as: UInt32.self)
+    return FLOWRT_OK
 }
 
 // MARK: Handles

@@ -80,6 +80,7 @@ struct SolverArguments: ParsableArguments {
     @Option(help: "Relative tolerance (adaptive).") var rtol = 1e-5
     @Option(help: "Absolute tolerance (adaptive).") var atol = 1e-5
     @Option(help: "Attempted steps per sample before giving up.") var maxSteps = 10_000
+    @Option(help: "Largest step of adaptive runs (e.g. 0.25; default unbounded).") var maxStep: Double?
     @Option(help: "Worker threads (default: all processors).") var threads: Int?
     @Flag(help: "No progress line on stderr.") var quiet = false
 
@@ -90,7 +91,9 @@ struct SolverArguments: ParsableArguments {
         var o: SolverOptions
         if let steps { o = .fixed(tableau, steps: steps) } else {
             guard tableau.isAdaptive else { throw ValidationError("--method \(method) needs --steps N (it has no error estimate)") }
-            o = .dopri5(rtol: rtol, atol: atol)
+            var c = StepSizeController(relativeTolerance: rtol, absoluteTolerance: atol)
+            if let maxStep { c.maxStep = maxStep }
+            o = SolverOptions(tableau: tableau, control: .adaptive(c))
         }
         o.maxSteps = maxSteps
         if let threads { o.threads = threads }

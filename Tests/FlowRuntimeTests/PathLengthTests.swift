@@ -120,6 +120,18 @@ final class PathLengthTests: XCTestCase {
         XCTAssertEqual(g.kineticEnergy, Self.gaussianPathEnergy(schedule, mu: 2, sigma: 1), accuracy: 0.1)
     }
 
+    /// `PathLength.flowKineticEnergy` (RK4 trajectories of the exact
+    /// velocity, 20 steps) agrees with the closed form within 4 standard
+    /// errors + 0.01 (quadrature).
+    func testFlowKineticEnergyOfExactVelocity() throws {
+        let target = try GaussianMixture(weights: [1], means: [[2]], covariances: [[0.49]])
+        for schedule in [TrigSchedule() as any Schedule, LinearSchedule()] {
+            let e = try PathLength.flowKineticEnergy(field: AnalyticMixtureFlow(mixture: target, schedule: schedule),
+                                                     base: StandardNormal(dimension: 1), count: 1500, seed: 1, steps: 20)
+            XCTAssertEqual(e.mean, Self.gaussianPathEnergy(schedule, mu: 2, sigma: 0.7), accuracy: 4 * e.standardError + 0.01, schedule.name)
+        }
+    }
+
     func testValidation() throws {
         let net = try VelocityMLP(dimension: 1, hiddenWidths: [8]).makeGraph()
         XCTAssertThrowsError(try PathLengthOptimizer(graph: net, data: .samples([1, 2, 3]), schedule: FourierSchedule(terms: 0)))

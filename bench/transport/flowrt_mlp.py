@@ -73,3 +73,22 @@ def torch_mlp(dim, width, depth, seed):
             return self.layers[-1](h)
 
     return MLP()
+
+
+def torch_mlp_from_onnx(path):
+    """The same torch module with the weights of an MLP FlowRuntime exported
+    to ONNX (Concat[x, t] -> Gemm(transB=1) -> SiLU ... -> Gemm)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    d = init[gemms[-1].input[1]].shape[0]
+    net = torch_mlp(d, init[gemms[0].input[1]].shape[0], len(gemms) - 1, 0)
+    with torch.no_grad():
+        for lin, node in zip(net.layers, gemms):
+            lin.weight.copy_(torch.from_numpy(np.array(init[node.input[1]])))
+            lin.bias.copy_(torch.from_numpy(np.array(init[node.input[2]])))
+    return net

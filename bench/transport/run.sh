@@ -14,6 +14,14 @@ swift build -c release >/dev/null
 bash bench/setup-venv.sh >/dev/null
 bench/.venv/bin/python -c "import torchdiffeq, flow_matching, tqdm" 2>/dev/null \
   || bench/.venv/bin/pip install -q torchdiffeq flow_matching tqdm
+# Workload (c) needs a trained flow: a checkerboard model from `flowrt train`
+# (3,000 steps, seed 0; about a minute), made once and kept under .build/.
+CHECKERBOARD_ONNX=${CHECKERBOARD_ONNX:-.build/bench-transport/checkerboard.onnx}
+if [ ! -f "$CHECKERBOARD_ONNX" ]; then
+  mkdir -p "$(dirname "$CHECKERBOARD_ONNX")"
+  .build/release/flowrt-cli train --toy checkerboard --steps 3000 --batch 512 --seed 0 --out "$CHECKERBOARD_ONNX" >/dev/null
+fi
+export CHECKERBOARD_ONNX
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 FLOWRT_LIBRARY="$PWD/.build/release/libflowrt.so"
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 {

@@ -19,15 +19,19 @@ import Glibc
 /// above is Q_j diag(·) Q_jᵀ: no per-sample factorisation. Arithmetic is in
 /// Double; only the velocities and products are rounded to Float.
 public struct AnalyticMixtureFlow: VelocityField {
+    /// The target ρ1.
     public let mixture: GaussianMixture
+    /// The interpolant's schedule (α, β).
     public let schedule: any Schedule
     /// Eigenvectors Q_j (row-major, columns are eigenvectors) and eigenvalues Λ_j.
     let eigenvectors: [[Double]]
     let eigenvalues: [[Double]]
     let logWeights: [Double]
 
+    /// The dimension d.
     public var dimension: Int { mixture.dimension }
 
+    /// Diagonalises each covariance once (Jacobi rotations, O(J d³)).
     public init(mixture: GaussianMixture, schedule: any Schedule) {
         self.mixture = mixture
         self.schedule = schedule
@@ -41,6 +45,7 @@ public struct AnalyticMixtureFlow: VelocityField {
         logWeights = mixture.weights.map { log($0) }
     }
 
+    /// No scratch is needed: evaluation allocates per sample (a test oracle, not a fast path).
     public func makeWorkspace() -> FieldWorkspace { FieldWorkspace() }
 
     /// Per-component quantities of one point at one time.

@@ -10,6 +10,7 @@ import Glibc
 /// log N(x; μ, C) = −½ |L⁻¹(x − μ)|² − Σ_i log L_ii − (d/2) log 2π, and a
 /// sample is μ_j + L_j z. All arithmetic is in Double.
 public struct GaussianMixture: Density, Equatable {
+    /// The dimension d.
     public let dimension: Int
     /// Mixture weights p_j (normalised to sum to 1).
     public let weights: [Double]

@@ -37,7 +37,9 @@ public final class Flow: Sendable {
         public var logDensities: [Double]?
         /// Hutchinson standard errors when the log-density used probes.
         public var standardErrors: [Double]?
+        /// Per-sample status, steps, rejections and evaluations.
         public var samples: [SampleStatistics]
+        /// Sums over samples.
         public var statistics: SolverStatistics
     }
 

@@ -16,6 +16,8 @@ final class ExecutionPlan: @unchecked Sendable {
     let broadcastShapes: [[Int]]
     /// Immutable parameters for inference (a trainer brings its own store).
     let parameters: ParameterStore
+    /// The largest per-sample size of a batched value (sizes tangent chunks).
+    let widestBatchedSize: Int
 
     init(_ graph: Graph) throws {
         self.graph = graph
@@ -58,6 +60,7 @@ final class ExecutionPlan: @unchecked Sendable {
             }
         }
         self.parameters = ParameterStore(graph.parameters)
+        self.widestBatchedSize = zip(graph.values, sizes).filter { $0.0.isBatched }.map(\.1).max() ?? 1
     }
 }
 

@@ -52,8 +52,7 @@ extension Model {
         if n == 0 { return }
         let ws = graphWorkspace(workspace)
         let ex = executor
-        let widest = plan.sizes.enumerated().filter { graph.values[$0.offset].isBatched }.map(\.element).max() ?? d
-        let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * widest)))
+        let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * plan.widestBatchedSize)))
         let basis = ws.scratch2.reserve(chunk * d * d)
         basis.update(repeating: 0, count: chunk * d * d)
         for i in 0..<chunk { for j in 0..<d { basis[(i * d + j) * d + j] = 1 } }

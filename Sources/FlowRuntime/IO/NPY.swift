@@ -11,6 +11,7 @@ public struct NumericArray: Sendable, Equatable {
     /// The elements in row-major order.
     public var values: [Double]
 
+    /// - Precondition: `values.count` is the product of `shape`.
     public init(shape: [Int], values: [Double]) {
         precondition(shape.elementCount == values.count, "\(values.count) values do not fill shape \(shape)")
         self.shape = shape

@@ -7,7 +7,9 @@ public struct LogDensityResult: Sendable {
     public var standardErrors: [Double]?
     /// X_0: the points transported back to the base, `[n, d]`.
     public var basePoints: Tensor
+    /// Per-sample status, steps, rejections and evaluations.
     public var samples: [SampleStatistics]
+    /// Sums over samples.
     public var statistics: SolverStatistics
 }
 

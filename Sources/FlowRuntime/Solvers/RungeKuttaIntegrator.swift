@@ -12,6 +12,7 @@ public struct SampleStatistics: Sendable, Equatable {
     public var rejections: Int32 = 0
     /// Field evaluations of this sample (including step-size selection).
     public var evaluations: Int32 = 0
+    /// A sample that has not been integrated yet.
     public init() {}
 }
 

@@ -30,6 +30,7 @@ public struct StepSizeController: Sendable, Equatable {
     /// Largest step |h| (default: unbounded).
     public var maxStep: Double = .infinity
 
+    /// A controller with the given tolerances and the defaults above.
     public init(relativeTolerance: Double = 1e-5, absoluteTolerance: Double = 1e-5) {
         self.relativeTolerance = relativeTolerance
         self.absoluteTolerance = absoluteTolerance
@@ -92,6 +93,7 @@ public struct SolverOptions: Sendable, Equatable {
     /// size can change results at that level (rarely, a borderline step count).
     public var chunkSize: Int = 1024
 
+    /// Options with default max steps, threads and chunk size.
     public init(tableau: ButcherTableau, control: StepControl) {
         self.tableau = tableau
         self.control = control
@@ -148,12 +150,14 @@ public struct SolverStatistics: Sendable, Equatable {
     public var rejections = 0
     /// Network (field) evaluations, counted per sample row.
     public var evaluations = 0
-    /// Samples that stopped at max steps / on a non-finite state.
+    /// Samples that stopped at max steps.
     public var maxStepsSamples = 0
+    /// Samples that stopped on a non-finite state.
     public var nonFiniteSamples = 0
     /// Largest number of accepted steps of any one sample.
     public var maxStepsPerSample = 0
 
+    /// Zero statistics.
     public init() {}
 
     /// Whether every sample finished with `.ok`.

@@ -18,7 +18,9 @@ public struct LogDensityChangeResult: Sendable {
     /// Hutchinson: the standard error of each change (NaN with one probe);
     /// nil for the exact divergence.
     public var standardErrors: [Double]?
+    /// Per-sample status, steps, rejections and evaluations.
     public var samples: [SampleStatistics]
+    /// Sums over samples.
     public var statistics: SolverStatistics
 }
 

@@ -1,29 +1,13 @@
 /* C test suite for libflowrt: every exported function with valid and
  * invalid arguments, checking values, status codes and messages.
  * Prints one line per failure and ends with "N passed, N failed". */
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) { passed++; }                                                \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-               printf(__VA_ARGS__); printf("\n"); }                            \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                           \
-    do {                                                                       \
-        flowrt_status s_ = (call);                                             \
-        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
-              (int)s_, flowrt_status_string(s_), (int)(expected),              \
-              flowrt_last_error_message());                                    \
-    } while (0)
 
 /* The last error message contains `needle`. */
 static void check_message(const char *needle, int line) {
@@ -172,8 +156,30 @@ static void test_divergence(void) {
     }
 }
 
+/* Defaults are filled only up to the caller's struct_size, so an older
+ * caller's smaller struct is never overrun (the by-value default functions
+ * are header-only for the same reason). */
+static void test_params_init(void) {
+    struct { flowrt_solver_params p; unsigned char guard[64]; } s;
+    flowrt_solver_params d = flowrt_solver_default_params();
+    size_t old_size = offsetof(flowrt_solver_params, max_step); /* before max_step was appended */
+    memset(&s, 0xAB, sizeof s);
+    s.p.struct_size = (uint32_t)old_size;
+    CHECK_STATUS(flowrt_solver_params_init(&s.p), FLOWRT_OK);
+    CHECK(s.p.struct_size == old_size && s.p.rtol == 1e-5 && s.p.max_steps == 10000, "old-size struct filled");
+    CHECK(((unsigned char *)&s.p)[old_size] == 0xAB && s.guard[0] == 0xAB, "nothing written past struct_size");
+    CHECK(d.struct_size == sizeof d && d.max_step == 0 && d.method == FLOWRT_SOLVER_DOPRI5, "inline defaults");
+    CHECK_STATUS(flowrt_solver_params_init(NULL), FLOWRT_INVALID_ARGUMENT);
+    s.p.struct_size = sizeof s.p + 8; /* a newer header than this library */
+    CHECK_STATUS(flowrt_solver_params_init(&s.p), FLOWRT_INVALID_ARGUMENT);
+    CHECK_MESSAGE("struct_size");
+    s.p.struct_size = 2;
+    CHECK_STATUS(flowrt_mlp_params_init((flowrt_mlp_params *)&s.p), FLOWRT_INVALID_ARGUMENT);
+}
+
 int main(void) {
     test_version_and_status();
+    test_params_init();
     test_create_errors();
     test_velocity();
     test_divergence();

@@ -1,15 +1,12 @@
 /* C tests of the built-in datasets: sample statistics against the closed
  * forms, log-densities, entropies, and errors. Ends with "N passed, N failed". */
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 int main(void) {
     enum { N = 20000 };

@@ -4,7 +4,7 @@
  * ../shared/fixtures/onnx, relative to the repository). Ends with
  * "N passed, N failed". */
 #define _POSIX_C_SOURCE 200809L
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
 #include <signal.h>
@@ -14,9 +14,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf(" [%s]\n", flowrt_last_error_message()); } } while (0)
 
 static long file_bytes(const char *path, unsigned char **out) {
     FILE *f = fopen(path, "rb");

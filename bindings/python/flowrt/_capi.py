@@ -39,6 +39,15 @@ TIME_ENCODINGS = {"concat": 0, "sinusoidal": 1}
 progress_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_double)
 
 
+def _defaults(struct, init):
+    """A params struct filled by its flowrt_*_init (struct_size = its ctypes size)."""
+    p = struct()
+    p.struct_size = ctypes.sizeof(struct)
+    from ._errors import check
+    check(init(ctypes.byref(p)))
+    return p
+
+
 def _declare(name, restype, *argtypes):
     f = getattr(lib, name)
     f.restype = restype
@@ -65,8 +74,13 @@ class flowrt_mlp_params(Structure):
                 ("time_frequencies", c_uint32), ("residual", c_int32), ("seed", c_uint64)]
 
 
-# flowrt_mlp_params flowrt_mlp_default_params(void);
-flowrt_mlp_default_params = _declare("flowrt_mlp_default_params", flowrt_mlp_params)
+# flowrt_status flowrt_mlp_params_init(flowrt_mlp_params *params);
+flowrt_mlp_params_init = _declare("flowrt_mlp_params_init", c_int, POINTER(flowrt_mlp_params))
+
+
+def flowrt_mlp_default_params():
+    """The defaults (the header's static inline flowrt_mlp_default_params)."""
+    return _defaults(flowrt_mlp_params, flowrt_mlp_params_init)
 # flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
 flowrt_model_create_mlp = _declare("flowrt_model_create_mlp", c_int, POINTER(flowrt_mlp_params), POINTER(c_void_p))
 # void flowrt_model_free(flowrt_model *model);
@@ -101,7 +115,7 @@ class flowrt_solver_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("rtol", c_double), ("atol", c_double),
                 ("fixed_steps", c_uint32), ("max_steps", c_uint32), ("divergence", c_int32), ("probes", c_uint32),
                 ("probe_kind", c_int32), ("seed", c_uint64), ("threads", c_uint32), ("progress", progress_fn),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p), ("max_step", c_double)]
 
 
 class flowrt_solver_stats(Structure):
@@ -111,10 +125,20 @@ class flowrt_solver_stats(Structure):
                 ("max_steps_per_sample", c_uint64)]
 
 
-# flowrt_flow_params flowrt_flow_default_params(void);
-flowrt_flow_default_params = _declare("flowrt_flow_default_params", flowrt_flow_params)
-# flowrt_solver_params flowrt_solver_default_params(void);
-flowrt_solver_default_params = _declare("flowrt_solver_default_params", flowrt_solver_params)
+# flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);
+flowrt_flow_params_init = _declare("flowrt_flow_params_init", c_int, POINTER(flowrt_flow_params))
+
+
+def flowrt_flow_default_params():
+    """The defaults (the header's static inline flowrt_flow_default_params)."""
+    return _defaults(flowrt_flow_params, flowrt_flow_params_init)
+# flowrt_status flowrt_solver_params_init(flowrt_solver_params *params);
+flowrt_solver_params_init = _declare("flowrt_solver_params_init", c_int, POINTER(flowrt_solver_params))
+
+
+def flowrt_solver_default_params():
+    """The defaults (the header's static inline flowrt_solver_default_params)."""
+    return _defaults(flowrt_solver_params, flowrt_solver_params_init)
 # flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params, flowrt_flow **out);
 flowrt_flow_create = _declare("flowrt_flow_create", c_int, c_void_p, POINTER(flowrt_flow_params), POINTER(c_void_p))
 # void flowrt_flow_free(flowrt_flow *flow);
@@ -125,6 +149,10 @@ flowrt_flow_dim = _declare("flowrt_flow_dim", c_size_t, c_void_p)
 #     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
 flowrt_flow_sample = _declare("flowrt_flow_sample", c_int, c_void_p, c_size_t, c_uint64, POINTER(flowrt_solver_params),
                               c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
+#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
+                                    POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))
 # flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in, double t_from,
 #     double t_to, const flowrt_solver_params *params, float *x_out, flowrt_solver_stats *stats);
 flowrt_flow_transport = _declare("flowrt_flow_transport", c_int, c_void_p, c_size_t, c_float_p, c_double, c_double,
@@ -155,10 +183,15 @@ class flowrt_onnx_options(Structure):
     _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
 
 
-c_char_pp = POINTER(ctypes.c_void_p)  # char ** (freed with flowrt_buffer_free)
+c_void_pp = POINTER(ctypes.c_void_p)  # char ** (strings freed with flowrt_buffer_free)
 
-# flowrt_onnx_options flowrt_onnx_default_options(void);
-flowrt_onnx_default_options = _declare("flowrt_onnx_default_options", flowrt_onnx_options)
+# flowrt_status flowrt_onnx_options_init(flowrt_onnx_options *params);
+flowrt_onnx_options_init = _declare("flowrt_onnx_options_init", c_int, POINTER(flowrt_onnx_options))
+
+
+def flowrt_onnx_default_options():
+    """The defaults (the header's static inline flowrt_onnx_default_options)."""
+    return _defaults(flowrt_onnx_options, flowrt_onnx_options_init)
 # flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_model **out);
 flowrt_model_load_onnx = _declare("flowrt_model_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
                                   POINTER(c_void_p))
@@ -172,15 +205,15 @@ flowrt_model_save_onnx = _declare("flowrt_model_save_onnx", c_int, c_void_p, c_c
 flowrt_model_export_onnx_buffer = _declare("flowrt_model_export_onnx_buffer", c_int, c_void_p, POINTER(c_void_p),
                                            POINTER(c_size_t))
 # flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
-flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_char_pp)
+flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_void_pp)
 # flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
-flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_char_pp)
+flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_void_pp)
 # size_t flowrt_model_metadata_count(const flowrt_model *model);
 flowrt_model_metadata_count = _declare("flowrt_model_metadata_count", c_size_t, c_void_p)
 # flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
-flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_char_pp)
+flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_void_pp)
 # flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
-flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_char_pp)
+flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_void_pp)
 # flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
 flowrt_flow_save_onnx = _declare("flowrt_flow_save_onnx", c_int, c_void_p, c_char_p)
 # flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_flow **out);
@@ -204,8 +237,13 @@ class flowrt_trainer_params(Structure):
                 ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double)]
 
 
-# flowrt_trainer_params flowrt_trainer_default_params(void);
-flowrt_trainer_default_params = _declare("flowrt_trainer_default_params", flowrt_trainer_params)
+# flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
+flowrt_trainer_params_init = _declare("flowrt_trainer_params_init", c_int, POINTER(flowrt_trainer_params))
+
+
+def flowrt_trainer_default_params():
+    """The defaults (the header's static inline flowrt_trainer_default_params)."""
+    return _defaults(flowrt_trainer_params, flowrt_trainer_params_init)
 # flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
 #                                     const flowrt_trainer_params *params, flowrt_trainer **out);
 flowrt_trainer_create = _declare("flowrt_trainer_create", c_int, c_void_p, c_float_p, c_size_t, c_size_t,
@@ -228,7 +266,63 @@ flowrt_trainer_save_checkpoint = _declare("flowrt_trainer_save_checkpoint", c_in
 flowrt_trainer_load_checkpoint = _declare("flowrt_trainer_load_checkpoint", c_int, c_void_p, c_char_p)
 # void flowrt_trainer_free(flowrt_trainer *trainer);
 flowrt_trainer_free = _declare("flowrt_trainer_free", None, c_void_p)
-# flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
-#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
-flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
-                                    POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+
+# ---- densities and SDE (section: densities and SDE) ----
+SDE_METHODS = {"heun": 0, "euler_maruyama": 1}
+# typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+diffusion_fn = ctypes.CFUNCTYPE(c_double, c_void_p, c_double)
+
+
+class flowrt_sde_params(Structure):
+    """typedef struct flowrt_sde_params { ... } flowrt_sde_params;"""
+    _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("steps", c_uint32), ("epsilon", c_double),
+                ("taper", c_double), ("diffusion", diffusion_fn), ("diffusion_user_data", c_void_p),
+                ("threads", c_uint32)]
+
+
+# flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x, float *score_out);
+flowrt_flow_score = _declare("flowrt_flow_score", c_int, c_void_p, c_size_t, c_double_p, c_float_p, c_float_p)
+# flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
+flowrt_sde_params_init = _declare("flowrt_sde_params_init", c_int, POINTER(flowrt_sde_params))
+
+
+def flowrt_sde_default_params():
+    """The defaults (the header's static inline flowrt_sde_default_params)."""
+    return _defaults(flowrt_sde_params, flowrt_sde_params_init)
+# flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params, uint64_t seed,
+#                                      uint64_t first_index, size_t n, float *x_out);
+flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
+                                  c_uint64, c_size_t, c_float_p)
+
+# typedef struct flowrt_density flowrt_density;
+# typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+#                                         size_t n, size_t dim, float *out);
+density_sample_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_size_t, c_float_p)
+# typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x, double *out);
+density_log_prob_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+#     flowrt_density_log_prob_fn log_prob, void *user_data, flowrt_density **out);
+flowrt_density_create_callbacks = _declare("flowrt_density_create_callbacks", c_int, c_size_t, density_sample_fn,
+                                           density_log_prob_fn, c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+#                                                     flowrt_density **out);
+flowrt_density_create_diagonal_normal = _declare("flowrt_density_create_diagonal_normal", c_int, c_size_t,
+                                                 c_double_p, c_double_p, POINTER(c_void_p))
+# flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x, flowrt_density **out);
+flowrt_density_create_empirical = _declare("flowrt_density_create_empirical", c_int, c_size_t, c_size_t, c_float_p,
+                                           POINTER(c_void_p))
+# void flowrt_density_free(flowrt_density *density);
+flowrt_density_free = _declare("flowrt_density_free", None, c_void_p)
+# size_t flowrt_density_dim(const flowrt_density *density);
+flowrt_density_dim = _declare("flowrt_density_dim", c_size_t, c_void_p)
+# int flowrt_density_has_log_prob(const flowrt_density *density);
+flowrt_density_has_log_prob = _declare("flowrt_density_has_log_prob", c_int, c_void_p)
+# flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+#                                     size_t n, float *out);
+flowrt_density_sample = _declare("flowrt_density_sample", c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_float_p)
+# flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x, double *out);
+flowrt_density_log_prob = _declare("flowrt_density_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+#                                            const flowrt_density *base, flowrt_flow **out);
+flowrt_flow_create_with_base = _declare("flowrt_flow_create_with_base", c_int, c_void_p, POINTER(flowrt_flow_params),
+                                        c_void_p, POINTER(c_void_p))

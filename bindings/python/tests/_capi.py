@@ -19,7 +19,7 @@ lib = load_library()
 
 
 def _declare(name, restype, *argtypes):
-    f = getattr(lib, name)
+    f = lib[name]  # a private function object: argtypes here do not touch the package's
     f.restype = restype
     f.argtypes = list(argtypes)
     return f
@@ -30,8 +30,13 @@ class flowrt_onnx_options(Structure):
     _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
 
 
-# flowrt_onnx_options flowrt_onnx_default_options(void);
-default_options = _declare("flowrt_onnx_default_options", flowrt_onnx_options)
+# The defaults come from the package (flowrt_onnx_options_init behind it).
+from flowrt._capi import flowrt_onnx_default_options as _package_defaults
+
+
+def default_options():
+    o = _package_defaults()
+    return flowrt_onnx_options(o.struct_size, o.x_name, o.t_name, o.directory)
 # flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_model **out);
 load_onnx = _declare("flowrt_model_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options), POINTER(c_void_p))
 # flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size, const flowrt_onnx_options *options, flowrt_model **out);
