@@ -17,9 +17,11 @@ RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
 DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
+FIXTURES ?= ../shared/fixtures/onnx
+export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
 
-.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples
+.PHONY: all deps build lib test test-swift test-c test-python venv demo install uninstall clean bench-forward bench-train check-symbols test-c-valgrind test-c-asan examples bench-python
 
 all: build
 
@@ -60,10 +62,10 @@ test-swift:
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|failed after" ; \
 	  test $${PIPESTATUS[0]} -eq 0
 
-C_TESTS := test_api test_threads
+C_TESTS := test_api test_threads test_datasets test_onnx
 C_TEST_BINS := $(addprefix bindings/c/tests/,$(C_TESTS))
 
-bindings/c/tests/%: bindings/c/tests/%.c include/flowrt.h $(LIB)
+bindings/c/tests/%: bindings/c/tests/%.c bindings/c/tests/check.h include/flowrt.h $(LIB)
 	$(CC) $(CFLAGS_TEST) -Iinclude $< -L$(RELEASE) -lflowrt -Wl,-rpath,$(abspath $(RELEASE)) -lm -lpthread -o $@
 
 # The C suites, then the same suites under valgrind (memcheck: zero errors,
@@ -101,8 +103,8 @@ test-c-asan:
 	done
 
 test-python: venv
-	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath ../shared/fixtures/onnx) \
-	  PYTHONPATH=bindings/python $(VPY) -m pytest -q bindings/python/tests
+	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath $(FIXTURES)) \
+	  PYTHONPATH=$(abspath bindings/python) $(VPY) -m pytest -q bindings/python/tests
 
 # Trains the default flow on the checkerboard, saves demo-out/demo.onnx,
 # prints held-out NLL against the true entropy, writes demo-out/*.png.
@@ -162,6 +164,12 @@ examples: build
 	done
 	@echo "built: $(EXAMPLES) (in .build/examples)"
 	cd .build/examples && ./sample_mlp >/dev/null && echo "sample_mlp: ok"
+	cd .build/examples && ./train_toy 8gaussians 1000 toy.onnx 2>/dev/null | tee train_toy.txt \
+	  && awk '/excess/ {gsub(/[()]/, ""); if ($$NF > 0.5) {print "train_toy: excess NLL " $$NF " > 0.5"; exit 1}}' train_toy.txt \
+	  && ./sample_onnx toy.onnx 3 >/dev/null && echo "train_toy: ok (trained, scored, saved, reloaded)"
+	cd .build/examples && ./sample_onnx $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx 100 1 > samples.txt \
+	  && awk '{print $$1 "," $$2}' samples.txt > samples.csv && ./loglik_csv $(abspath $(FIXTURES))/mlp_silu__legacy__op17.onnx samples.csv > loglik.txt \
+	  && paste -d' ' samples.txt loglik.txt | awk '{d = $$3 - $$4; if (d < 0) d = -d; if (d > 2e-3) bad++} END {if (bad) {print "sample vs loglik_csv disagree on " bad " rows"; exit 1} else print "sample_onnx, loglik_csv: ok (log-densities agree within 2e-3)"}' 
 
 # Regenerates Sources/ONNXProto from Debian's onnx.proto (needs protobuf-c-compiler;
 # ordinary builds use the committed output and never need it).
@@ -174,6 +182,28 @@ regen-onnx-proto:
 	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
 	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp
 
+# libFuzzer over flowrt_model_load_onnx_buffer (fuzz/onnx_buffer_fuzzer.c)
+# with the library instrumented (coverage + AddressSanitizer, LeakSanitizer)
+# in .build-fuzz. FUZZ_SECONDS of wall time; seeds in fuzz/corpus, the
+# growing corpus in fuzz/corpus-work (not committed), crashes in .build-fuzz/artifacts.
+FUZZ_SECONDS ?= 600
+FUZZ_LIB := .build-fuzz/debug
+.PHONY: fuzz fuzz-build
+fuzz-build:
+	$(SWIFT) build --product flowrt --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
+	ln -sf libflowrt.so $(FUZZ_LIB)/libflowrt.so.0
+	clang -g -O1 -fsanitize=fuzzer,address -Iinclude fuzz/onnx_buffer_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
+	  -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o .build-fuzz/onnx_buffer_fuzzer 2>/dev/null
+fuzz: fuzz-build
+	mkdir -p fuzz/corpus-work .build-fuzz/artifacts
+	ASAN_OPTIONS=detect_leaks=1 ./.build-fuzz/onnx_buffer_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ \
+	  fuzz/corpus-work fuzz/corpus
+
+# Transport and likelihood against torchdiffeq / flow_matching (issue 4).
+bench-transport:
+	bash bench/transport/run.sh
+
 # Training steps/s and time to a held-out loss against PyTorch eager (bench/train).
 bench-train: build
 	bash bench/train/run.sh
@@ -182,3 +212,16 @@ bench-train: build
 C_TESTS += test_training
 C_TEST_BINS += bindings/c/tests/test_training
 test-c: bindings/c/tests/test_training
+
+# Issue 9: FlowRuntime against PyTorch (same network and loss, torchdiffeq),
+# zuko's maximum-likelihood CNF and NSF on five datasets; one thread per run,
+# runs in sequence (~25 min). Writes bench/quality/results.md and PNG plots.
+# QUALITY_SCALE=tiny is a 10-minute smoke run. Own venv: bench/quality/.venv.
+QUALITY_SCALE ?= full
+.PHONY: bench-quality
+bench-quality: deps
+	bash bench/quality/run.sh $(QUALITY_SCALE)
+
+# The Python binding's per-call overhead against the C call (issue 7).
+bench-python:
+	bash bench/python/run.sh

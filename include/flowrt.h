@@ -205,6 +205,114 @@ FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size
  * ------------------------------------------------------------------------ */
 /* (section: ONNX) */
 
+/** Options for importing ONNX models. Get defaults from
+ *  flowrt_onnx_default_options(); all fields may stay NULL. */
+typedef struct flowrt_onnx_options {
+    uint32_t struct_size;   /**< sizeof(flowrt_onnx_options). */
+    /** Name of the graph input holding x [batch, dim]; NULL (default): matched
+     *  by role (the [batch, d] input, or the first of two). */
+    const char *x_name;
+    /** Name of the graph input holding t ([batch, 1], [batch] or a scalar
+     *  broadcast over the batch); NULL (default): matched by role (an input
+     *  named t/time/timestep, or the lower-rank one, or the second). A model
+     *  with a single [batch, d + 1] input is read as concat(x, t). */
+    const char *t_name;
+    /** Folder against which external-data locations are resolved when
+     *  loading from a buffer; NULL (default): a buffer whose weights are in
+     *  external files is an error. Ignored by flowrt_model_load_onnx (which
+     *  uses the model file's folder). */
+    const char *directory;
+} flowrt_onnx_options;
+
+/** Default ONNX import options (every name NULL). Thread-safe. */
+FLOWRT_API flowrt_onnx_options flowrt_onnx_default_options(void);
+
+/** Imports an ONNX velocity network v(t, x) from a file, as exported by
+ *  torch.onnx.export (dynamo or legacy, opset 7..23, IR up to 10) or by
+ *  flowrt_model_save_onnx. External data (`*.onnx.data`) is read relative to
+ *  the file's folder; a location may not leave that folder. Shape-only
+ *  subgraphs are folded at load with the batch symbolic; Gemm/MatMul + bias +
+ *  activation and the exporters' SiLU/GELU/Softplus expansions are fused. The
+ *  file's metadata_props become the model's metadata.
+ *  @param path     in, non-NULL: NUL-terminated file path.
+ *  @param options  in, nullable: input names (NULL: defaults).
+ *  @param out      out, non-NULL: receives the model (NULL on failure); free
+ *                  with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL path/out, bad
+ *          struct_size, a named input that does not exist); FLOWRT_IO_ERROR
+ *          (file or external data unreadable or too short);
+ *          FLOWRT_INVALID_MODEL (not a valid ONNX protobuf, truncated,
+ *          inconsistent sizes, absurd dimensions, external location escaping
+ *          the folder); FLOWRT_UNSUPPORTED (an op, attribute or dtype
+ *          FlowRuntime does not implement: the message names the op, node and
+ *          opset); FLOWRT_SHAPE_MISMATCH (shapes that do not fit together).
+ *  Thread-safe. Never crashes on malformed input; allocations are bounded by
+ *  the bytes present. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                                flowrt_model **out);
+
+/** Imports an ONNX velocity network from serialized bytes; as
+ *  flowrt_model_load_onnx, with external data resolved against
+ *  options->directory.
+ *  @param data  in, non-NULL: `size` bytes (not retained).
+ *  @param size  number of bytes (> 0).
+ *  Other parameters, return codes and thread-safety as flowrt_model_load_onnx. */
+FLOWRT_API flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size,
+                                                       const flowrt_onnx_options *options,
+                                                       flowrt_model **out);
+
+/** Writes the model as one self-contained ONNX file (weights inline, IR 8,
+ *  ai.onnx opset 17, inputs x [batch, dim] and t [batch, 1] (or [batch]),
+ *  output [batch, dim], dynamic batch "batch"), with metadata_props
+ *  "flowrt.*": the model's metadata plus flowrt.dimension and
+ *  flowrt.time_convention. Writes to a temporary file beside `path` and
+ *  renames it, so a failure never leaves a truncated file.
+ *  @param model  in, non-NULL.
+ *  @param path   in, non-NULL: NUL-terminated file path (replaced if present).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (an
+ *          operation opset 17 cannot express); FLOWRT_IO_ERROR.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
+
+/** The ONNX file flowrt_model_save_onnx would write, in memory.
+ *  @param model  in, non-NULL.
+ *  @param bytes  out, non-NULL: receives a buffer owned by the caller,
+ *                released with flowrt_buffer_free (NULL on failure).
+ *  @param size   out, non-NULL: receives its size in bytes.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT; FLOWRT_UNSUPPORTED;
+ *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
+
+/** Name of a model input: index 0 is x, 1 is t (the ONNX input names of an
+ *  imported model; for a single [x, t] input "<name>.x" and "<name>.t").
+ *  @param model  in, non-NULL.
+ *  @param index  0 (x) or 1 (t).
+ *  @param name   out, non-NULL: a NUL-terminated copy, released with
+ *                flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index > 1). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
+
+/** Name of the model's output value (the ONNX output name of an imported
+ *  model). `name` as flowrt_model_input_name. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
+
+/** Number of metadata entries (ONNX metadata_props of an imported model,
+ *  flowrt.* entries of a native one). Returns 0 for NULL. Thread-safe. */
+FLOWRT_API size_t flowrt_model_metadata_count(const flowrt_model *model);
+
+/** The key of metadata entry `index` (keys in byte-wise sorted order).
+ *  @param key  out, non-NULL: NUL-terminated copy, released with flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index ≥ count). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
+
+/** The metadata value stored under `key`.
+ *  @param key    in, non-NULL: NUL-terminated key, e.g. "flowrt.interpolant".
+ *  @param value  out, non-NULL: NUL-terminated copy, released with
+ *                flowrt_buffer_free; NULL when the key is absent.
+ *  @return FLOWRT_OK (also when absent: check *value); FLOWRT_INVALID_ARGUMENT
+ *          (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
+
 /* ---------------------------------------------------------------------------
  * Flows: transport, sampling and likelihood
  * ------------------------------------------------------------------------ */
@@ -289,6 +397,12 @@ typedef struct flowrt_solver_params {
                                    value = mean fraction of the interval covered;
                                    non-zero return cancels (FLOWRT_CANCELLED). */
     void *progress_user_data; /**< Passed to progress (default NULL). */
+    double max_step;          /**< Largest |step| of adaptive runs; 0 = unbounded
+                                   (default 0). A cap such as 0.1 guards samples
+                                   whose field is nearly still where they start
+                                   against an over-long accepted first step.
+                                   (Appended in 0.1: a struct_size without it is
+                                   accepted and means 0.) */
 } flowrt_solver_params;
 
 /** Defaults for flowrt_solver_params (struct_size filled in). Thread-safe. */
@@ -350,6 +464,16 @@ FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, u
                                             const flowrt_solver_params *params, float *x_out,
                                             double *log_prob_out, flowrt_solver_stats *stats);
 
+/** Samples first_index, …, first_index + n − 1 of the stream flowrt_flow_sample
+ *  draws for `seed`: a batch split into ranges (across calls, processes or
+ *  machines) gives exactly the samples of one call. With a Hutchinson
+ *  divergence, the probes of sample i likewise depend on (probe seed, i).
+ *  @param first_index  index of the first sample (≤ 2^62).
+ *  Other parameters and return codes as flowrt_flow_sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                  uint64_t seed, const flowrt_solver_params *params,
+                                                  float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+
 /** Transports points from time t_from to t_to along the flow (t_to < t_from
  *  runs backward; both in [0, 1]).
  *  @param x_in   in, [n, dim], finite.
@@ -387,6 +511,72 @@ FLOWRT_API flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, c
 FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n, const float *x, double t,
                                               const flowrt_solver_params *params, double *log_prob,
                                               double *std_error, flowrt_solver_stats *stats);
+
+/** Saves a flow as one self-contained ONNX file: the network plus metadata
+ *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
+ *  the model's own flowrt.* entries), written to a temporary file and renamed,
+ *  so an existing file is never left truncated.
+ *  @param flow  in, non-NULL.
+ *  @param path  in, non-NULL.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
+ *          (cannot write; the previous file, if any, is intact).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+
+/** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
+ *  the interpolant named in its flowrt.interpolant metadata ("trig" when
+ *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *  @param path     in, non-NULL.
+ *  @param options  in, nullable (see flowrt_onnx_options).
+ *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
+ *  @return as flowrt_model_load_onnx; FLOWRT_INVALID_MODEL also for an
+ *          interpolant or base this version cannot rebuild.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options,
+                                               flowrt_flow **out);
+
+/** The flow's network as a model whose metadata describes the whole flow
+ *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
+ *  or flowrt_model_metadata.
+ *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+
+/* ---------------------------------------------------------------------------
+ * Built-in datasets
+ * ------------------------------------------------------------------------ */
+
+/* 2-D toy datasets for demos and tests, by name: "checkerboard", "8gaussians",
+ * "rings" (closed-form densities and known entropies) and "moons" (samples
+ * only). Sample i of a call depends only on (seed, i). */
+
+/** Draws n samples of a built-in dataset.
+ *  @param name   in, non-NULL: a dataset name (see above).
+ *  @param n      samples (> 0).
+ *  @param seed   seed of the draws.
+ *  @param x_out  out, [n, dim] (dim = 2 for every built-in dataset; see
+ *                flowrt_dataset_info).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0 or too large).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+
+/** The exact log-density (nats) of a built-in dataset at n points.
+ *  @param x         in, [n, dim], finite.
+ *  @param log_prob  out, [n]; -inf outside the support (checkerboard).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
+ *          n == 0); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
+ *          (the dataset has no closed-form density: "moons").
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+
+/** Dimension and true differential entropy H = −E[log ρ] (nats) of a
+ *  built-in dataset, so a model's held-out NLL reads as NLL − H = KL ≥ 0.
+ *  @param dim      out, nullable.
+ *  @param entropy  out, nullable: NaN when unknown ("moons").
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL name, unknown name).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
 
 /* ---------------------------------------------------------------------------
  * Training
@@ -526,6 +716,168 @@ FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer,
 
 /** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
 FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
+
+/* ---------------------------------------------------------------------------
+ * Densities (host-defined, empirical, diagonal normal), score and SDE sampling
+ * ------------------------------------------------------------------------ */
+/* (section: densities and SDE) */
+
+/** A probability density on R^dim that can be sampled and, unless it is
+ *  sample-only, evaluated: a base for flows (flowrt_flow_create_with_base).
+ *  Immutable after creation; thread-safe if its callbacks are. */
+typedef struct flowrt_density flowrt_density;
+
+/** Host sampler: writes n samples, row-major [n, dim], to `out`. Sample i
+ *  must depend only on (seed, first_index + i), so that results do not
+ *  depend on how FlowRuntime splits a batch across calls and threads.
+ *  May be called from several FlowRuntime worker threads at once. Return 0
+ *  on success; non-zero marks the samples as failed (they are set to NaN and
+ *  the calling operation reports FLOWRT_NON_FINITE). */
+typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+                                        size_t n, size_t dim, float *out);
+
+/** Host log-density: writes log ρ(x[i]) in nats for i < n to `out`. Same
+ *  threading and failure rules as flowrt_density_sample_fn. */
+typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x,
+                                          double *out);
+
+/** Creates a density from host callbacks.
+ *  @param dim        state dimension (1..65536).
+ *  @param sample     in, non-NULL: the sampler.
+ *  @param log_prob   in, nullable: the log-density; NULL makes a sample-only
+ *                    density (usable as a data source or training base, not
+ *                    as the base of a flow that evaluates log-densities).
+ *  @param user_data  passed to both callbacks; must stay valid until the
+ *                    density and every flow made from it are freed.
+ *  @param out        out, non-NULL: receives the density (NULL on failure);
+ *                    free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL sample or out, dim out
+ *          of range). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+                                                         flowrt_density_log_prob_fn log_prob, void *user_data,
+                                                         flowrt_density **out);
+
+/** Creates N(mean, diag(std²)).
+ *  @param mean  in, [dim], finite; NULL means all zeros.
+ *  @param std   in, [dim], finite and > 0; NULL means all ones.
+ *  @param out   out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (dim 0, NULL out, std ≤ 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+                                                               flowrt_density **out);
+
+/** Creates the empirical distribution of n points (copied): sampling
+ *  resamples rows uniformly with replacement. Sample-only (no log-density):
+ *  the base of data-to-data transport.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
+                                                         flowrt_density **out);
+
+/** Releases a density. NULL is a no-op. Flows made from it keep their own
+ *  reference. */
+FLOWRT_API void flowrt_density_free(flowrt_density *density);
+
+/** The dimension of a density (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_density_dim(const flowrt_density *density);
+
+/** Whether the density has a log-density (1) or is sample-only (0; 0 for NULL). */
+FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
+
+/** Draws n samples; sample i depends only on (seed, first_index + i).
+ *  @param out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
+ *  Thread-safe if the callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+                                               size_t n, float *out);
+
+/** log ρ(x[i]) in nats for i < n.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, [n].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
+ *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
+ *          callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x,
+                                                 double *out);
+
+/** Creates a flow like flowrt_flow_create but with `base` as ρ0 (params->base
+ *  is ignored). Sampling, transport, encoding and log-densities then use
+ *  the base's sampler and log-density; the score and the SDE sampler need a
+ *  Gaussian base (diagonal normal).
+ *  @param base  in, non-NULL, with a log-density. The flow keeps its own
+ *               reference.
+ *  @return FLOWRT_OK; as flowrt_flow_create; FLOWRT_SHAPE_MISMATCH (base
+ *          and model dimensions differ); FLOWRT_UNSUPPORTED (a sample-only
+ *          base). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+                                                      const flowrt_density *base, flowrt_flow **out);
+
+/** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
+ *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
+ *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
+ *  Singular times are refused, never clamped: where |α(α'β − αβ')| < 1e-6
+ *  (t = 1, where α = 0, and wherever α'β = αβ') the call fails. Near t = 1
+ *  the score amplifies velocity errors by about 1/α.
+ *  @param t          in, [n], each in [0, 1].
+ *  @param x          in, [n, dim], finite.
+ *  @param score_out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
+ *          [0, 1] or singular); FLOWRT_NON_FINITE; FLOWRT_UNSUPPORTED (the
+ *          flow's base is not Gaussian). Cost: one network evaluation.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
+                                           float *score_out);
+
+typedef enum flowrt_sde_method {
+    /** Stochastic Heun predictor–corrector (two evaluations per step). */
+    FLOWRT_SDE_HEUN = 0,
+    /** Euler–Maruyama (one evaluation per step). */
+    FLOWRT_SDE_EULER_MARUYAMA = 1
+} flowrt_sde_method;
+
+/** Host diffusion coefficient ε(t) ≥ 0 (finite). Called on the calling
+ *  thread, once per time of the grid. */
+typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+
+/** How flowrt_flow_sample_sde integrates dX = [v + ε s] dt + √(2ε) dW. */
+typedef struct flowrt_sde_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_sde_params). */
+    int32_t method;            /**< flowrt_sde_method (default HEUN). */
+    uint32_t steps;            /**< Uniform steps over [0, 1] (default 200); the last
+                                    is a deterministic ODE (Heun) step. */
+    double epsilon;            /**< Constant ε0 ≥ 0 when diffusion is NULL (default 1). */
+    double taper;              /**< ε is multiplied by min(1, |α(α'β − αβ')| / taper),
+                                    which vanishes as α → 0 at t → 1 (default 0.1). */
+    flowrt_diffusion_fn diffusion; /**< Optional ε(t) (default NULL: epsilon);
+                                    the taper still applies. */
+    void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
+                                    Results do not depend on it. */
+} flowrt_sde_params;
+
+/** Defaults for flowrt_sde_params (struct_size filled in). Thread-safe. */
+FLOWRT_API flowrt_sde_params flowrt_sde_default_params(void);
+
+/** Draws n samples with the SDE that has the flow's marginals:
+ *  x0 from the base (sample i from the stream (seed, first_index + i), as
+ *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
+ *  to 1, Brownian increments of sample i from the stream (seed,
+ *  first_index + i). Any split of a batch into ranges, and any thread
+ *  count, gives bit-identical samples.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param x_out   out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
+ *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite);
+ *          FLOWRT_UNSUPPORTED (base not Gaussian); FLOWRT_SOLVER_INCOMPLETE
+ *          (some samples became NaN/Inf; outputs are still written).
+ *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
+ *  per sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
+                                                uint64_t seed, uint64_t first_index, size_t n, float *x_out);
 
 #ifdef __cplusplus
 }

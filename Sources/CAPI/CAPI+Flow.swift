@@ -26,8 +26,12 @@ public func flowrt_solver_default_params() -> flowrt_solver_params {
         method: Int32(FLOWRT_SOLVER_DOPRI5.rawValue), rtol: 1e-5, atol: 1e-5, fixed_steps: 0, max_steps: 10_000,
         divergence: Int32(FLOWRT_DIVERGENCE_EXACT.rawValue), probes: 1,
         probe_kind: Int32(FLOWRT_PROBE_RADEMACHER.rawValue), seed: 0, threads: 0,
-        progress: nil, progress_user_data: nil)
+        progress: nil, progress_user_data: nil, max_step: 0)
 }
+
+/// sizeof(flowrt_solver_params) before `max_step` was appended: the smallest
+/// struct_size accepted.
+let solverParamsFirstSize = MemoryLayout<flowrt_solver_params>.offset(of: \flowrt_solver_params.max_step)!
 
 /// A validated `flowrt_solver_params`.
 struct SolverCall {
@@ -37,7 +41,7 @@ struct SolverCall {
 
     init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
         let p = try readParams(pointer, defaults: flowrt_solver_default_params(),
-                               minimumSize: MemoryLayout<flowrt_solver_params>.size, "params")
+                               minimumSize: solverParamsFirstSize, "params")
         let tableau: ButcherTableau
         switch UInt32(bitPattern: p.method) {
         case FLOWRT_SOLVER_DOPRI5.rawValue: tableau = .dopri5
@@ -53,8 +57,12 @@ struct SolverCall {
             guard tableau.isAdaptive else {
                 throw FlowError.invalidArgument("params->fixed_steps = 0 asks for adaptive steps, which \(tableau.name) cannot take: set fixed_steps > 0 or use FLOWRT_SOLVER_DOPRI5")
             }
-            options = SolverOptions(tableau: tableau, control: .adaptive(
-                StepSizeController(relativeTolerance: p.rtol, absoluteTolerance: p.atol)))
+            var controller = StepSizeController(relativeTolerance: p.rtol, absoluteTolerance: p.atol)
+            guard p.max_step >= 0, p.max_step.isFinite else {
+                throw FlowError.invalidArgument("params->max_step = \(p.max_step) must be finite and ≥ 0 (0 = unbounded)")
+            }
+            if p.max_step > 0 { controller.maxStep = p.max_step }
+            options = SolverOptions(tableau: tableau, control: .adaptive(controller))
         }
         guard p.max_steps > 0 else { throw FlowError.invalidArgument("params->max_steps must be > 0") }
         options.maxSteps = Int(p.max_steps)
@@ -150,19 +158,37 @@ public func flowrt_flow_sample(_ handle: OpaquePointer?, _ n: Int, _ seed: UInt6
                                _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
                                _ logProbOut: UnsafeMutablePointer<Double>?,
                                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
-    guarded("flowrt_flow_sample") {
+    sampleCall("flowrt_flow_sample", handle, 0, n, seed, params, xOut, logProbOut, stats)
+}
+
+@_cdecl("flowrt_flow_sample_range")
+public func flowrt_flow_sample_range(_ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                                     _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                                     _ logProbOut: UnsafeMutablePointer<Double>?,
+                                     _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    sampleCall("flowrt_flow_sample_range", handle, firstIndex, n, seed, params, xOut, logProbOut, stats)
+}
+
+/// The shared body of the two sampling calls.
+func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
+                _ logProbOut: UnsafeMutablePointer<Double>?,
+                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+    guarded(function) {
         let flow = try flowObject(handle)
         let n = try count(n, "n")
         let nd = try checkedProduct(n, flow.dimension, "x_out")
         let x = try require(xOut, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
         let call = try SolverCall(params)
         let r = try flow.sample(count: n, seed: seed, solver: call.options,
-                                logDensity: logProbOut == nil ? nil : call.divergence, progress: call.progress)
+                                logDensity: logProbOut == nil ? nil : call.divergence, firstIndex: firstIndex,
+                                progress: call.progress)
         r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
         if let lp = logProbOut, let values = r.logDensities {
             values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
         }
-        return try finish("flowrt_flow_sample", r.statistics, stats)
+        return try finish(function, r.statistics, stats)
     }
 }
 

@@ -9,18 +9,22 @@ struct FlowModelOptions: ParsableArguments {
         valueName: "MODEL"))
     var model: String
 
-    @Option(help: "The interpolant the model was trained with: trig or linear.")
-    var interpolant = "trig"
+    @Option(help: "The interpolant the model was trained with: trig or linear (default: the model's flowrt.interpolant metadata, else trig). Recorded only: sampling and log-densities use the velocity alone.")
+    var interpolant: String?
 
     /// The flow: the model, a standard-normal base, the schedule.
     func makeFlow() throws -> Flow {
-        let schedule: any Schedule
-        switch interpolant {
+        let model = try ModelFile.load(self.model)
+        let name = interpolant ?? model.metadata["flowrt.interpolant"] ?? "trig"
+        let schedule: (any Schedule)?
+        switch name {
         case "trig": schedule = TrigSchedule()
         case "linear": schedule = LinearSchedule()
-        default: throw ValidationError("--interpolant must be trig or linear, got '\(interpolant)'")
+        default:
+            if interpolant != nil { throw ValidationError("--interpolant must be trig or linear, got '\(name)'") }
+            schedule = nil  // e.g. a learned Fourier schedule: not needed to sample or evaluate
         }
-        return try Flow(field: try ModelFile.load(model), schedule: schedule)
+        return try Flow(field: model, schedule: schedule)
     }
 }
 
@@ -31,8 +35,7 @@ enum ModelFile {
         if spec.hasPrefix("mlp:") { return try mlp(String(spec.dropFirst(4))) }
         guard FileManager.default.fileExists(atPath: spec) else { throw ValidationError("model file '\(spec)' does not exist") }
         guard spec.hasSuffix(".onnx") else { throw ValidationError("'\(spec)': expected an .onnx model or 'mlp:…'") }
-        // The single place that will call the ONNX importer once it is on main.
-        throw ValidationError("'\(spec)': ONNX import is not in this build yet; use 'mlp:dim=…' for a native network")
+        return try Model.loadONNX(path: spec)
     }
 
     /// `dim=2,width=256,depth=3,seed=0,activation=silu` (any subset).
@@ -77,6 +80,7 @@ struct SolverArguments: ParsableArguments {
     @Option(help: "Relative tolerance (adaptive).") var rtol = 1e-5
     @Option(help: "Absolute tolerance (adaptive).") var atol = 1e-5
     @Option(help: "Attempted steps per sample before giving up.") var maxSteps = 10_000
+    @Option(help: "Largest step of adaptive runs (e.g. 0.25; default unbounded).") var maxStep: Double?
     @Option(help: "Worker threads (default: all processors).") var threads: Int?
     @Flag(help: "No progress line on stderr.") var quiet = false
 
@@ -87,7 +91,9 @@ struct SolverArguments: ParsableArguments {
         var o: SolverOptions
         if let steps { o = .fixed(tableau, steps: steps) } else {
             guard tableau.isAdaptive else { throw ValidationError("--method \(method) needs --steps N (it has no error estimate)") }
-            o = .dopri5(rtol: rtol, atol: atol)
+            var c = StepSizeController(relativeTolerance: rtol, absoluteTolerance: atol)
+            if let maxStep { c.maxStep = maxStep }
+            o = SolverOptions(tableau: tableau, control: .adaptive(c))
         }
         o.maxSteps = maxSteps
         if let threads { o.threads = threads }

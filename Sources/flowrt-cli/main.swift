@@ -16,6 +16,7 @@ struct FlowRTCommand: ParsableCommand {
             Sample.self,
             LogProb.self,
             Encode.self,
+            Paths.self,
             // (subcommands: add one line per command file)
         ])
 }

@@ -143,6 +143,54 @@ final class LikelihoodTests: XCTestCase {
         }
     }
 
+    /// Log-densities (exact and Hutchinson) are bit-identical for 1, 2 and 8
+    /// threads (probes are keyed by sample, chunks are fixed). Across chunk
+    /// sizes they agree to the network's float rounding: a row's GEMM result
+    /// may depend on how many rows share the call (≈1e-7 relative), which can
+    /// also flip a borderline accept/reject, so only closeness is asserted.
+    func testLikelihoodIdenticalForAnyThreadCount() throws {
+        let model = try VelocityMLP(dimension: 3, hiddenWidths: [16, 16], seed: 6).makeModel()
+        let x = Fixtures.points(700, dimension: 3, seed: 14)
+        for method in [DivergenceMethod.exact, .hutchinson(probes: 2, kind: .gaussian, seed: 9)] {
+            var reference: LogDensityResult?
+            for (threads, chunk) in [(1, 128), (2, 128), (8, 128), (1, 1024), (2, 50)] {
+                var o = SolverOptions.dopri5()
+                o.threads = threads
+                o.chunkSize = chunk
+                let r = try Likelihood.logDensity(field: model, base: StandardNormal(dimension: 3), points: x, time: 1,
+                                                  divergence: method, options: o)
+                guard let ref = reference else { reference = r; continue }
+                if chunk == 128 {
+                    XCTAssertEqual(r.logDensities, ref.logDensities, "\(method), threads \(threads)")
+                    XCTAssertEqual(r.standardErrors, ref.standardErrors)
+                    XCTAssertEqual(r.samples, ref.samples)
+                } else {
+                    for i in 0..<700 { XCTAssertEqual(r.logDensities[i], ref.logDensities[i], accuracy: 1e-5) }
+                }
+            }
+        }
+    }
+
+    /// With a field whose rows are computed independently (the analytic
+    /// velocity), the integrator itself adds no batch dependence: any chunk
+    /// size and thread count gives bit-identical results and step counts.
+    func testIntegratorIsRowIndependent() throws {
+        let flow = AnalyticMixtureFlow(mixture: try Fixtures.mixture2D(), schedule: TestTrigSchedule())
+        let x = Fixtures.points(300, dimension: 2, seed: 15, scale: 2)
+        var reference: LogDensityResult?
+        for (threads, chunk) in [(1, 1024), (2, 7), (8, 64), (1, 1)] {
+            var o = SolverOptions.dopri5(rtol: 1e-6, atol: 1e-6)
+            o.threads = threads
+            o.chunkSize = chunk
+            let r = try Likelihood.logDensity(field: flow, base: StandardNormal(dimension: 2), points: x, time: 1,
+                                              divergence: .exact, options: o)
+            if let ref = reference {
+                XCTAssertEqual(r.logDensities, ref.logDensities, "threads \(threads), chunk \(chunk)")
+                XCTAssertEqual(r.samples, ref.samples)
+            } else { reference = r }
+        }
+    }
+
     func testBadLikelihoodArguments() throws {
         let flow = AnalyticMixtureFlow(mixture: try Fixtures.mixture2D(), schedule: TestTrigSchedule())
         let x = Fixtures.points(2, dimension: 2, seed: 1)

@@ -26,7 +26,7 @@ enum ONNXFixtures {
     }
 
     /// The JSON beside `file`: inputs (x, t or one xt) and PyTorch's output.
-    static func reference(_ file: String) throws -> Reference {
+    static func reference(_ file: String, in folder: String = folder) throws -> Reference {
         let url = URL(fileURLWithPath: folder).appendingPathComponent(file.replacingOccurrences(of: ".onnx", with: ".json"))
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let inputs = json["inputs"] as! [[String: Any]]
@@ -145,11 +145,94 @@ final class ONNXImportTests: XCTestCase {
         XCTAssertEqual(velocities(model, x, t), velocities(m2, x, t))
     }
 
+    /// Tests/ONNXData: our own small PyTorch exports (other widths,
+    /// activations, t shapes and opsets 11–20; make_exports.py there).
+    func testOwnPyTorchExportsMatch() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ONNXData").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".onnx") }.sorted()
+        XCTAssertEqual(files.count, 8)
+        for file in files {
+            let model = try Model.loadONNX(path: folder + "/" + file)
+            let ref = try ONNXFixtures.reference(file, in: folder)
+            let (x, t) = ONNXFixtures.samples(ref)
+            let got = velocities(model, x, t).flatMap { $0 }
+            let err = zip(got, ref.output).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertEqual(got.count, ref.output.count, file)
+            XCTAssertLessThanOrEqual(err, ref.tolerance, "\(file): max |v − PyTorch| = \(err)")
+            if file.contains("softplus") {
+                XCTAssertEqual(model.graph.nodes.map { $0.operation.kindName }, ["Concat", "Linear", "Linear", "Linear"], file)
+            }
+            if file.contains("layernorm") {
+                XCTAssertTrue(model.graph.nodes.contains { $0.operation.kindName == "LayerNorm" }, "\(file): LayerNorm not fused")
+            }
+        }
+    }
+
     func testHostCanNameTheInputs() throws {
         let path = ONNXFixtures.folder + "/mlp_silu__legacy__op17.onnx"
         XCTAssertNoThrow(try Model.loadONNX(path: path, options: .init(xName: "x", tName: "t")))
         XCTAssertThrowsError(try Model.loadONNX(path: path, options: .init(xName: "nope"))) { e in
             XCTAssertTrue("\(e)".contains("nope"))
+        }
+    }
+}
+
+/// LayerNorm written out in elementary ops imports as one `.layerNorm`
+/// node and matches a direct evaluation of the formula.
+final class ONNXLayerNormPatternTests: XCTestCase {
+    typealias P = ONNXProtoModel
+
+    func model(squareWithMul: Bool, opset: Int64) -> P {
+        func n(_ op: String, _ i: [String], _ o: String, _ a: [String: P.Attribute] = [:]) -> P.Node {
+            P.Node(opType: op, domain: "", name: o, inputs: i, outputs: [o], attributes: a)
+        }
+        func t(_ name: String, _ dims: [Int64], _ v: [Float]) -> P.Tensor {
+            P.Tensor(name: name, dims: dims, dataType: 1, raw: nil, floats: v, int32s: [], int64s: [], doubles: [],
+                     isExternal: false, external: [:])
+        }
+        let axesAttr: [String: P.Attribute] = opset >= 18 ? [:] : ["axes": .init(type: 7, f: nil, i: nil, s: nil, t: nil, floats: [], ints: [-1])]
+        let axesInput = opset >= 18 ? ["axes"] : []
+        var inits = [t("gamma", [3], [1.5, -0.5, 2]), t("beta", [3], [0.1, 0.2, -0.3]), t("eps", [], [1e-5]), t("two", [], [2])]
+        if opset >= 18 {
+            inits.append(P.Tensor(name: "axes", dims: [1], dataType: 7, raw: nil, floats: [], int32s: [], int64s: [-1],
+                                  doubles: [], isExternal: false, external: [:]))
+        }
+        let nodes = [
+            n("Concat", ["x", "t"], "xt", ["axis": .init(type: 2, f: nil, i: 1, s: nil, t: nil, floats: [], ints: [])]),
+            n("ReduceMean", ["xt"] + axesInput, "m", axesAttr),
+            n("Sub", ["xt", "m"], "d"),
+            squareWithMul ? n("Mul", ["d", "d"], "d2") : n("Pow", ["d", "two"], "d2"),
+            n("ReduceMean", ["d2"] + axesInput, "var", axesAttr),
+            n("Add", ["var", "eps"], "ve"),
+            n("Sqrt", ["ve"], "sd"),
+            n("Div", ["d", "sd"], "nrm"),
+            n("Mul", ["nrm", "gamma"], "sc"),
+            n("Add", ["sc", "beta"], "y"),
+            n("Gemm", ["y", "w"], "v", ["transB": .init(type: 2, f: nil, i: 1, s: nil, t: nil, floats: [], ints: [])]),
+        ]
+        inits.append(t("w", [2, 3], [1, 0, 0, 0, 1, 1]))
+        return P(irVersion: 8, producer: "test", opsets: ["": opset],
+                 graph: .init(nodes: nodes, initializers: inits,
+                              inputs: [.init(name: "x", elementType: 1, dims: [nil, 2]), .init(name: "t", elementType: 1, dims: [nil, 1])],
+                              outputs: [.init(name: "v", elementType: 1, dims: [nil, 2])]),
+                 metadata: [])
+    }
+
+    func testExpandedLayerNormIsFusedAndCorrect() throws {
+        for (mul, opset) in [(false, Int64(17)), (true, 17), (false, 18)] {
+            let bytes = model(squareWithMul: mul, opset: opset).serialized()
+            let m = try bytes.withUnsafeBytes { try Model.loadONNX(bytes: $0) }
+            XCTAssertEqual(m.graph.nodes.map { $0.operation.kindName }, ["Concat", "LayerNorm", "Linear"], "mul \(mul) opset \(opset)")
+            let x: [Float] = [0.3, -1.2], t = 0.7
+            let xt = x.map(Double.init) + [t]
+            let mean = xt.reduce(0, +) / 3
+            let variance = xt.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 3
+            let gamma = [1.5, -0.5, 2.0], beta = [0.1, 0.2, -0.3]
+            let y = (0..<3).map { (xt[$0] - mean) / (variance + 1e-5).squareRoot() * gamma[$0] + beta[$0] }
+            let v = m.velocity(t: [t], x: Tensor(shape: [1, 2], scalars: x))
+            XCTAssertEqual(Double(v.scalars[0]), y[0], accuracy: 1e-5)
+            XCTAssertEqual(Double(v.scalars[1]), y[1] + y[2], accuracy: 1e-5)
         }
     }
 }

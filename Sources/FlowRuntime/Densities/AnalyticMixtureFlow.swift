@@ -105,14 +105,20 @@ public struct AnalyticMixtureFlow: VelocityField {
         (0..<dimension).map { r in (0..<tm.weights.count).reduce(0) { $0 + tm.weights[$1] * tm.u[$1][r] } }
     }
 
+    /// The terms of sample i, writing its velocity row.
+    private func evaluate(_ i: Int, _ times: UnsafeBufferPointer<Double>, _ points: UnsafeBufferPointer<Float>,
+                          _ velocities: UnsafeMutableBufferPointer<Float>) -> Terms {
+        let d = dimension
+        let tm = terms(t: times[i], x: point(points, i))
+        let v = velocity(tm)
+        for r in 0..<d { velocities[i * d + r] = Float(v[r]) }
+        return tm
+    }
+
     /// - Cost: O(J d²) per sample.
     public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
-        let d = dimension
-        for i in 0..<times.count {
-            let v = velocity(terms(t: times[i], x: point(points, i)))
-            for r in 0..<d { velocities[i * d + r] = Float(v[r]) }
-        }
+        for i in 0..<times.count { _ = evaluate(i, times, points, velocities) }
     }
 
     /// Exact J·τ from the closed form above. - Cost: O(J d² (1 + k)) per sample.
@@ -122,9 +128,7 @@ public struct AnalyticMixtureFlow: VelocityField {
                             products: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
         let d = dimension
         for i in 0..<times.count {
-            let tm = terms(t: times[i], x: point(points, i))
-            let v = velocity(tm)
-            for r in 0..<d { velocities[i * d + r] = Float(v[r]) }
+            let tm = evaluate(i, times, points, velocities)
             for kk in 0..<k {
                 let tau = (0..<d).map { Double(tangents[(i * k + kk) * d + $0]) }
                 var jt = [Double](repeating: 0, count: d)
@@ -156,9 +160,7 @@ public struct AnalyticMixtureFlow: VelocityField {
                                    divergences: UnsafeMutableBufferPointer<Double>, workspace: FieldWorkspace) {
         let d = dimension
         for i in 0..<times.count {
-            let tm = terms(t: times[i], x: point(points, i))
-            let v = velocity(tm)
-            for r in 0..<d { velocities[i * d + r] = Float(v[r]) }
+            let tm = evaluate(i, times, points, velocities)
             var div = 0.0
             for j in 0..<tm.weights.count {
                 var dot = 0.0

@@ -14,6 +14,14 @@ public protocol SampleSource: Sendable {
 }
 
 extension SampleSource {
+    /// `count` samples (`[count, dimension]`), sample i drawn with stream
+    /// index `firstIndex + i`.
+    public func samples(count: Int, seed: UInt64, firstIndex: UInt64 = 0) -> Tensor {
+        var x = Tensor(shape: [count, dimension])
+        x.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: firstIndex, into: $0) }
+        return x
+    }
+
     /// Calls `body(row, stream)` for every row of `samples` with
     /// `RandomStream(seed, purpose, firstIndex + row)`: the loop every
     /// implementation shares.

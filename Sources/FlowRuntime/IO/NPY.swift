@@ -191,13 +191,14 @@ public enum NPY {
 
     /// Reads a `.npy` file. - Throws: `.io` (cannot read, malformed), `.unsupported` (dtype).
     public static func read(path: String) throws -> NumericArray {
-        do { return try decode(try FileBytes.read(path: path)) } catch let FlowError.io(m) { throw FlowError.io("\(path): \(m)") }
+        let bytes = try ONNXFiles.read(path)
+        do { return try decode(bytes) } catch let FlowError.io(m) { throw FlowError.io("\(path): \(m)") }
     }
 
     /// Writes a `.npy` file (atomically: a temporary file renamed into place).
     public static func write(_ array: NumericArray, as type: ElementType = .float32, fortranOrder: Bool = false,
                              to path: String) throws {
-        try FileBytes.write(encode(array, as: type, fortranOrder: fortranOrder), to: path)
+        try ONNXFiles.writeAtomically(encode(array, as: type, fortranOrder: fortranOrder), to: path)
     }
 }
 
@@ -212,42 +213,5 @@ extension Substring {
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return s
-    }
-}
-
-/// Whole-file reads and atomic writes with Glibc (FlowRuntime does not use Foundation).
-enum FileBytes {
-    /// Largest file read into memory.
-    static let maxSize = 1 << 34
-
-    static func errorText() -> String { String(cString: strerror(errno)) }
-
-    static func read(path: String) throws -> [UInt8] {
-        guard let f = fopen(path, "rb") else { throw FlowError.io("cannot open \(path): \(errorText())") }
-        defer { fclose(f) }
-        guard fseek(f, 0, SEEK_END) == 0 else { throw FlowError.io("cannot seek \(path): \(errorText())") }
-        let size = ftell(f)
-        guard size >= 0, size <= maxSize else { throw FlowError.io("\(path): size \(size) is not readable (limit 16 GiB)") }
-        rewind(f)
-        var bytes = [UInt8](repeating: 0, count: size)
-        let got = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, f) }
-        guard got == size else { throw FlowError.io("\(path): read \(got) of \(size) bytes") }
-        return bytes
-    }
-
-    static func write(_ bytes: [UInt8], to path: String) throws {
-        let tmp = path + ".tmp\(getpid())"
-        guard let f = fopen(tmp, "wb") else { throw FlowError.io("cannot create \(tmp): \(errorText())") }
-        let put = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, bytes.count, f) }
-        let closed = fclose(f)
-        guard put == bytes.count, closed == 0 else {
-            unlink(tmp)
-            throw FlowError.io("cannot write \(path): \(errorText())")
-        }
-        guard rename(tmp, path) == 0 else {
-            let e = errorText()
-            unlink(tmp)
-            throw FlowError.io("cannot move \(tmp) to \(path): \(e)")
-        }
     }
 }

@@ -54,12 +54,4 @@ extension Density {
         }
         return out
     }
-
-    /// `count` samples (`[count, dimension]`), sample i drawn with stream
-    /// index `firstIndex + i`.
-    public func samples(count: Int, seed: UInt64, firstIndex: UInt64 = 0) -> Tensor {
-        var x = Tensor(shape: [count, dimension])
-        x.scalars.withUnsafeMutableBufferPointer { sample(seed: seed, firstIndex: firstIndex, into: $0) }
-        return x
-    }
 }

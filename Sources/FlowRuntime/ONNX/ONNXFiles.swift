@@ -33,10 +33,21 @@ enum ONNXFiles {
     /// Writes `bytes` to a temporary file beside `path`, then renames it over
     /// `path`, so a failure never leaves a truncated file.
     /// - Throws: `.io` naming the path.
+    ///   The temporary name is unique (mkstemp), so concurrent saves to one
+    ///   path from several threads or processes never interleave: the last
+    ///   rename wins with a complete file.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let temporary = "\(path).tmp.\(getpid())"
-        guard let file = fopen(temporary, "wb") else {
+        var template = Array("\(path).tmp.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let temporary = String(cString: template)
+        guard fd >= 0 else {
             throw FlowError.io("cannot create '\(temporary)': \(String(cString: strerror(errno)))")
+        }
+        fchmod(fd, 0o644)  // mkstemp creates 0600; saved models are ordinary files
+        guard let file = fdopen(fd, "wb") else {
+            close(fd)
+            unlink(temporary)
+            throw FlowError.io("cannot open '\(temporary)': \(String(cString: strerror(errno)))")
         }
         let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, bytes.count, file) }
         let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0

@@ -107,7 +107,9 @@ extension ONNXImporter {
         case "Equal", "Greater", "Less": try compare(n)
         case "Where": try whereNode(n)
         case "LayerNormalization": try layerNorm(n)
-        case "ReduceMean", "ReduceSum": try reduce(n)
+        case "ReduceMean", "ReduceSum":
+            if n.opType == "ReduceMean", try fuseLayerNorm(n, index: index) { return }
+            try reduce(n)
         default:
             throw unsupported(n, "this op is not supported")
         }

@@ -40,7 +40,7 @@ extension ONNXImporter {
     /// into the layer producing `z`).
     func matchActivation(from z: String, exclusive: Bool) -> ActivationMatch? {
         guard let zReaders = readers[z], !zReaders.isEmpty else { return nil }
-        let candidates = [silu(z), softplus(z), scaledSoftplus(z), gelu(z), single(z)].compactMap { $0 }
+        let candidates = [silu(z), softplus(z), scaledSoftplus(z), unthresholdedScaledSoftplus(z), gelu(z), single(z)].compactMap { $0 }
         for m in candidates {
             if m.nodes.contains(where: { done.contains($0) }) { continue }
             if exclusive && !zReaders.allSatisfy({ m.nodes.contains($0) }) { continue }
@@ -77,8 +77,8 @@ extension ONNXImporter {
         for m in readers[z] ?? [] where m >= 0 && node(m).opType == "Mul" {
             guard let beta = other(node(m), z).flatMap(scalar), beta > 0, let bz = node(m).outputs.first,
                   let bzReaders = readers[bz], bzReaders.count == 2,
-                  let sp = bzReaders.first(where: { node($0).opType == "Softplus" }),
-                  let g = bzReaders.first(where: { node($0).opType == "Greater" }),
+                  let sp = bzReaders.first(where: { $0 >= 0 && node($0).opType == "Softplus" }),
+                  let g = bzReaders.first(where: { $0 >= 0 && node($0).opType == "Greater" }),
                   node(g).inputs.first == bz, let threshold = node(g).inputs.count == 2 ? scalar(node(g).inputs[1]) : nil,
                   let dv = soleReader(node(sp).outputs[0]), node(dv).opType == "Div", node(dv).inputs.first == node(sp).outputs[0],
                   node(dv).inputs.count == 2, scalar(node(dv).inputs[1]) == beta,
@@ -87,6 +87,21 @@ extension ONNXImporter {
             else { continue }
             return ActivationMatch(function: .softplus(beta: beta, threshold: threshold), nodes: [m, sp, g, dv, w],
                                    output: node(w).outputs[0])
+        }
+        return nil
+    }
+
+    /// `Div(Softplus(Mul(z, β)), β)`: the legacy exporter's Softplus with
+    /// β ≠ 1 (it drops the threshold).
+    private func unthresholdedScaledSoftplus(_ z: String) -> ActivationMatch? {
+        for m in readers[z] ?? [] where m >= 0 && node(m).opType == "Mul" {
+            guard let beta = other(node(m), z).flatMap(scalar), beta > 0,
+                  let sp = soleReader(node(m).outputs[0]), node(sp).opType == "Softplus",
+                  let dv = soleReader(node(sp).outputs[0]), node(dv).opType == "Div",
+                  node(dv).inputs.count == 2, node(dv).inputs[0] == node(sp).outputs[0], scalar(node(dv).inputs[1]) == beta
+            else { continue }
+            return ActivationMatch(function: .softplus(beta: beta, threshold: .infinity), nodes: [m, sp, dv],
+                                   output: node(dv).outputs[0])
         }
         return nil
     }

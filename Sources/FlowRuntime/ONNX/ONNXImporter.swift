@@ -89,6 +89,19 @@ struct ONNXImporter {
         guard g.nodes.count <= 1 << 20, g.initializers.count <= 1 << 20 else {
             throw FlowError.invalidModel("the graph has too many nodes or initializers")
         }
+        // Static single assignment: every node defines at least one output,
+        // and no name is defined twice (the pattern matchers rely on it).
+        var defined = Set(g.initializers.map(\.name)).union(g.inputs.map(\.name))
+        for (i, n) in g.nodes.enumerated() {
+            guard let first = n.outputs.first, !first.isEmpty else {
+                throw FlowError.invalidModel("node \(i) '\(n.name)' (\(n.opType)) has no output")
+            }
+            for o in n.outputs where !o.isEmpty {
+                guard defined.insert(o).inserted else {
+                    throw FlowError.invalidModel("node \(i) '\(n.name)' (\(n.opType)) redefines value '\(o)'")
+                }
+            }
+        }
         var initial: [String: Imported] = [:]
         for t in g.initializers {
             switch try ONNXTensorDecoding.decode(t, directory: directory) {
@@ -129,7 +142,10 @@ struct ONNXImporter {
         guard case .batched(let id, true) = out else {
             throw FlowError.shapeMismatch("the output '\(name)' does not have a batch axis")
         }
-        return try builder.finish(output: id)
+        var graph = try builder.finish(output: id)
+        // The output keeps its ONNX name (IR values are named after nodes).
+        if !graph.values.contains(where: { $0.name == name }) { graph.values[graph.output].name = name }
+        return graph
     }
 
     // MARK: Inputs by role

@@ -80,6 +80,21 @@ extension ONNXProtoModel {
             p.pointee.has_raw_data = 1
             p.pointee.raw_data = arena.binary(raw)
         }
+        (p.pointee.n_float_data, p.pointee.float_data) = arena.array(t.floats)
+        (p.pointee.n_int32_data, p.pointee.int32_data) = arena.array(t.int32s)
+        (p.pointee.n_int64_data, p.pointee.int64_data) = arena.array(t.int64s)
+        (p.pointee.n_double_data, p.pointee.double_data) = arena.array(t.doubles)
+        if t.isExternal {
+            p.pointee.has_data_location = 1
+            p.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+            let entries = t.external.sorted { $0.key < $1.key }.map { k, v -> UnsafeMutablePointer<Onnx__StringStringEntryProto>? in
+                let e = arena.message(Onnx__StringStringEntryProto.self, onnx__string_string_entry_proto__init)
+                e.pointee.key = arena.string(k)
+                e.pointee.value = arena.string(v)
+                return e
+            }
+            (p.pointee.n_external_data, p.pointee.external_data) = arena.array(entries)
+        }
         return p
     }
 

@@ -69,6 +69,7 @@ struct ONNXProtoModel {
         guard bytes.count > 0, let base = bytes.baseAddress else {
             throw FlowError.invalidModel("the ONNX data is empty")
         }
+        try checkNesting(bytes)
         guard let message = onnx__model_proto__unpack(nil, bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
             throw FlowError.invalidModel("the data (\(bytes.count) bytes) is not a valid ONNX protobuf (truncated or corrupt)")
         }

@@ -85,7 +85,11 @@ public struct SolverOptions: Sendable, Equatable {
     /// Threads over batch chunks (results do not depend on it).
     public var threads: Int = Parallel.defaultThreads
     /// Samples per chunk: the unit of threading. Each chunk integrates its
-    /// samples independently; the value changes speed, never results.
+    /// samples independently, so results are bit-identical for any thread
+    /// count. The integrator's arithmetic is per sample; the only coupling
+    /// left is the network's own: a row's GEMM result may depend on how many
+    /// rows share the call (≈1e-7 relative with OpenBLAS), so another chunk
+    /// size can change results at that level (rarely, a borderline step count).
     public var chunkSize: Int = 1024
 
     public init(tableau: ButcherTableau, control: StepControl) {

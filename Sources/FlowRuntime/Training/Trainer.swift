@@ -20,7 +20,9 @@ import Glibc
 /// immutable snapshot (EMA weights) that stays valid while training goes on.
 public final class Trainer {
     public let configuration: TrainerConfiguration
-    public let loss: InterpolantLoss
+    /// Settable inside the module so that `PathLengthOptimizer` can move the
+    /// schedule between updates (the held-out set keeps its initial schedule).
+    public internal(set) var loss: InterpolantLoss
     /// ρ0, sampled for x0.
     public let base: any SampleSource
     /// The state dimension d.
@@ -58,6 +60,9 @@ public final class Trainer {
     public internal(set) var lastHeldOutLoss: LossReport?
     /// The learning rate of the last update.
     public internal(set) var lastLearningRate = 0.0
+    /// Mini-batch OT pairing of x0 and x1 inside each chunk (nil = the
+    /// independent coupling, the default). See `MinibatchCoupling`.
+    public var coupling: MinibatchCoupling? = nil
     /// The step `lastHeldOutLoss` was evaluated at (−1: never).
     var heldOutStep = -1
 
@@ -256,7 +261,7 @@ public final class Trainer {
         let baseSeed = Self.derivedSeed(seed, .trainingBase), dataSeed = Self.derivedSeed(seed, .dataset)
         let scale = 1 / Float(b)
         let chunks = self.chunks, loss = self.loss, base = self.base, data = self.data
-        let rows = trainRows, net = differentiator, stream = streamBatch
+        let rows = trainRows, net = differentiator, stream = streamBatch, coupling = self.coupling
         Parallel.forEachChunk(count: b, chunkSize: cs, threads: configuration.threads) { c, range in
             let chunk = chunks[c], n = range.count
             let first = UInt64(step) &* UInt64(b) &+ UInt64(range.lowerBound)
@@ -282,6 +287,7 @@ public final class Trainer {
             case .stream:
                 stream.withUnsafeBufferPointer { x1.update(from: $0.baseAddress! + range.lowerBound * d, count: n * d) }
             }
+            coupling?.pair(x0: x0, x1: x1, count: n, dimension: d)
             chunk.times.withUnsafeBufferPointer { tb in
                 let t = UnsafeBufferPointer(rebasing: tb[0..<n])
                 loss.interpolate(times: t, x0: x0, x1: x1, dimension: d, points: xt, targets: u)

@@ -1,29 +1,12 @@
 /* C test suite for libflowrt: every exported function with valid and
  * invalid arguments, checking values, status codes and messages.
  * Prints one line per failure and ends with "N passed, N failed". */
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) { passed++; }                                                \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-               printf(__VA_ARGS__); printf("\n"); }                            \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                           \
-    do {                                                                       \
-        flowrt_status s_ = (call);                                             \
-        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
-              (int)s_, flowrt_status_string(s_), (int)(expected),              \
-              flowrt_last_error_message());                                    \
-    } while (0)
 
 /* The last error message contains `needle`. */
 static void check_message(const char *needle, int line) {

@@ -1,29 +1,14 @@
 /* C tests of the flows section of flowrt.h: sampling, transport, encoding,
  * log-densities, solver params, statistics, progress and every error code.
  * Prints one line per failure and ends with "N passed, N failed". */
-#include "flowrt.h"
+#include "check.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int passed = 0, failed = 0;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) { passed++; }                                                \
-        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-               printf(__VA_ARGS__); printf("\n"); }                            \
-    } while (0)
-
-#define CHECK_STATUS(call, expected)                                           \
-    do {                                                                       \
-        flowrt_status s_ = (call);                                             \
-        CHECK(s_ == (expected), "%s returned %d (%s), expected %d: %s", #call, \
-              (int)s_, flowrt_status_string(s_), (int)(expected),              \
-              flowrt_last_error_message());                                    \
-    } while (0)
 
 #define N 64
 #define D 2
@@ -141,6 +126,20 @@ int main(void) {
         CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, (flowrt_solver_stats *)&old), FLOWRT_OK);
         CHECK(old.samples == 4 && old.guard == 12345, "partial stats write");
     }
+
+    /* A caller compiled before max_step was appended: its struct_size is accepted. */
+    sp.struct_size = (uint32_t)offsetof(flowrt_solver_params, max_step);
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, NULL), FLOWRT_OK);
+    sp = flowrt_solver_default_params();
+    sp.max_step = -1;
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    sp = flowrt_solver_default_params();
+    sp.max_step = 0.05;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_STATUS(flowrt_flow_sample(flow, 4, 1, &sp, y, NULL, &st), FLOWRT_OK);
+    CHECK(st.steps >= 4 * 20, "max_step 0.05 gives >= 20 steps per sample (%llu)", (unsigned long long)st.steps);
+    sp = flowrt_solver_default_params();
 
     /* Errors. */
     CHECK_STATUS(flowrt_flow_sample(NULL, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);

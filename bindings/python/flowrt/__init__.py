@@ -8,13 +8,25 @@ needed.
 """
 from __future__ import annotations
 
-from . import _capi
+from . import _capi, datasets
 from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOError_, NonFinite, ONNXError,
                       OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
 from ._flow import Flow, SolverStats
 from ._model import Model
+from ._trainer import Losses, Trainer
 
 __version__ = _capi.flowrt_version_string().decode()
 
-__all__ = ["Model", "Flow", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+
+def load(path, x_name=None, t_name=None) -> Flow:
+    """Loads a flow from an ONNX file (see `Flow.load`)."""
+    return Flow.load(path, x_name=x_name, t_name=t_name)
+
+
+def load_model(path, x_name=None, t_name=None) -> Model:
+    """Loads a velocity network from an ONNX file (see `Model.load`)."""
+    return Model.load(path, x_name=x_name, t_name=t_name)
+
+# flowrt.dask is imported on demand (it needs dask).
+__all__ = ["load", "load_model", "datasets", "Model", "Flow", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]

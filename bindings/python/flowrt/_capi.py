@@ -137,3 +137,98 @@ flowrt_flow_encode = _declare("flowrt_flow_encode", c_int, c_void_p, c_size_t, c
 #     const flowrt_solver_params *params, double *log_prob, double *std_error, flowrt_solver_stats *stats);
 flowrt_flow_log_prob = _declare("flowrt_flow_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double,
                                 POINTER(flowrt_solver_params), c_double_p, c_double_p, POINTER(flowrt_solver_stats))
+
+# ---- built-in datasets (section: Built-in datasets) ----
+# flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+flowrt_dataset_sample = _declare("flowrt_dataset_sample", c_int, c_char_p, c_size_t, c_uint64, c_float_p)
+# flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
+flowrt_dataset_log_prob = _declare("flowrt_dataset_log_prob", c_int, c_char_p, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
+flowrt_dataset_info = _declare("flowrt_dataset_info", c_int, c_char_p, POINTER(c_size_t), c_double_p)
+
+# ---- ONNX (section: ONNX) ----
+
+
+class flowrt_onnx_options(Structure):
+    """typedef struct flowrt_onnx_options { uint32_t struct_size; const char *x_name; const char *t_name;
+    const char *directory; } flowrt_onnx_options;"""
+    _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
+
+
+c_char_pp = POINTER(ctypes.c_void_p)  # char ** (freed with flowrt_buffer_free)
+
+# flowrt_onnx_options flowrt_onnx_default_options(void);
+flowrt_onnx_default_options = _declare("flowrt_onnx_default_options", flowrt_onnx_options)
+# flowrt_status flowrt_model_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_model **out);
+flowrt_model_load_onnx = _declare("flowrt_model_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
+                                  POINTER(c_void_p))
+# flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t size, const flowrt_onnx_options *options,
+#                                             flowrt_model **out);
+flowrt_model_load_onnx_buffer = _declare("flowrt_model_load_onnx_buffer", c_int, c_void_p, c_size_t,
+                                         POINTER(flowrt_onnx_options), POINTER(c_void_p))
+# flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
+flowrt_model_save_onnx = _declare("flowrt_model_save_onnx", c_int, c_void_p, c_char_p)
+# flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
+flowrt_model_export_onnx_buffer = _declare("flowrt_model_export_onnx_buffer", c_int, c_void_p, POINTER(c_void_p),
+                                           POINTER(c_size_t))
+# flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
+flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_char_pp)
+# flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
+flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_char_pp)
+# size_t flowrt_model_metadata_count(const flowrt_model *model);
+flowrt_model_metadata_count = _declare("flowrt_model_metadata_count", c_size_t, c_void_p)
+# flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
+flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_char_pp)
+# flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
+flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_char_pp)
+# flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
+flowrt_flow_save_onnx = _declare("flowrt_flow_save_onnx", c_int, c_void_p, c_char_p)
+# flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_flow **out);
+flowrt_flow_load_onnx = _declare("flowrt_flow_load_onnx", c_int, c_char_p, POINTER(flowrt_onnx_options),
+                                 POINTER(c_void_p))
+# flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
+flowrt_flow_model = _declare("flowrt_flow_model", c_int, c_void_p, POINTER(c_void_p))
+
+# ---- training (section: training) ----
+OPTIMIZERS = {"adam": 0, "adamw": 1}
+LR_SCHEDULES = {"constant": 0, "cosine": 1, "step": 2}
+
+
+class flowrt_trainer_params(Structure):
+    """typedef struct flowrt_trainer_params { ... } flowrt_trainer_params;"""
+    _fields_ = [("struct_size", c_uint32), ("interpolant", c_int32), ("learning_rate", c_double),
+                ("batch_size", c_uint32), ("optimizer", c_int32), ("weight_decay", c_double),
+                ("warmup_steps", c_uint32), ("lr_schedule", c_int32), ("total_steps", c_uint64),
+                ("lr_min_factor", c_double), ("step_every", c_uint64), ("step_factor", c_double),
+                ("grad_clip", c_double), ("ema_decay", c_double), ("heldout_fraction", c_double),
+                ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double)]
+
+
+# flowrt_trainer_params flowrt_trainer_default_params(void);
+flowrt_trainer_default_params = _declare("flowrt_trainer_default_params", flowrt_trainer_params)
+# flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
+#                                     const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create = _declare("flowrt_trainer_create", c_int, c_void_p, c_float_p, c_size_t, c_size_t,
+                                 POINTER(flowrt_trainer_params), POINTER(c_void_p))
+# flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
+flowrt_trainer_step = _declare("flowrt_trainer_step", c_int, c_void_p, c_double_p)
+# flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t steps, flowrt_progress_fn progress, void *user_data);
+flowrt_trainer_fit = _declare("flowrt_trainer_fit", c_int, c_void_p, c_uint64, progress_fn, c_void_p)
+# flowrt_status flowrt_trainer_model(const flowrt_trainer *trainer, flowrt_model **out);
+flowrt_trainer_model = _declare("flowrt_trainer_model", c_int, c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_trainer_loss(const flowrt_trainer *trainer, double *train_loss, double *heldout_loss,
+#                                   double *train_regression, double *heldout_regression);
+flowrt_trainer_loss = _declare("flowrt_trainer_loss", c_int, c_void_p, c_double_p, c_double_p, c_double_p,
+                               c_double_p)
+# uint64_t flowrt_trainer_step_count(const flowrt_trainer *trainer);
+flowrt_trainer_step_count = _declare("flowrt_trainer_step_count", c_uint64, c_void_p)
+# flowrt_status flowrt_trainer_save_checkpoint(const flowrt_trainer *trainer, const char *path);
+flowrt_trainer_save_checkpoint = _declare("flowrt_trainer_save_checkpoint", c_int, c_void_p, c_char_p)
+# flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer, const char *path);
+flowrt_trainer_load_checkpoint = _declare("flowrt_trainer_load_checkpoint", c_int, c_void_p, c_char_p)
+# void flowrt_trainer_free(flowrt_trainer *trainer);
+flowrt_trainer_free = _declare("flowrt_trainer_free", None, c_void_p)
+# flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
+#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
+                                    POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))

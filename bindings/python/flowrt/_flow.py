@@ -98,6 +98,33 @@ class Flow(_Handle):
         self.base = base
 
     @classmethod
+    def _from_handle(cls, h) -> "Flow":
+        self = cls.__new__(cls)
+        _Handle.__init__(self, h)
+        m = ctypes.c_void_p()
+        check(_capi.flowrt_flow_model(h, ctypes.byref(m)))
+        self.model = Model(m)
+        meta = self.model.metadata
+        self.interpolant = meta.get("flowrt.interpolant", "trig")
+        self.base = "normal"
+        return self
+
+    @classmethod
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Flow":
+        """Loads a flow saved by `save` (or any velocity network exported to
+        ONNX, with the trig interpolant and a standard normal base)."""
+        from ._model import onnx_options
+        o = onnx_options(x_name, t_name)
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
+        return cls._from_handle(h)
+
+    def save(self, path) -> None:
+        """Saves the flow as one self-contained ONNX file that onnxruntime runs
+        and `flowrt.load` reads back (interpolant and base in its metadata)."""
+        check(_capi.flowrt_flow_save_onnx(self._handle, str(path).encode()))
+
+    @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
             interpolant: str = "trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`)."""
@@ -107,6 +134,35 @@ class Flow(_Handle):
     @property
     def dim(self) -> int:
         return int(_capi.flowrt_flow_dim(self._handle))
+
+    def fit(self, X, steps: int = 5000, batch_size: int = 1024, lr: float = 2e-3, progress=False, callback=None,
+            warmup: int | None = None, schedule: str = "cosine", ema: float = 0.999, clip: float = 1.0,
+            heldout: float = 0.1, seed: int = 0, threads: int = 0, **trainer_options):
+        """Trains the flow's velocity on samples X [n, dim] with the quadratic
+        interpolant loss (no ODE solve), starting from the current weights,
+        then swaps in the EMA weights. Returns the final `Losses`.
+        See `flowrt.Trainer` for every option; defaults: Adam, lr 2e-3 with
+        cosine decay over `steps` after a warmup of min(200, steps/10)."""
+        from ._trainer import Trainer
+        if warmup is None:
+            warmup = min(200, max(0, int(steps) // 10))
+        with Trainer(self.model, X, interpolant=self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
+                     schedule=schedule, total_steps=max(1, int(steps)), ema=ema, clip=clip, heldout=heldout,
+                     seed=seed, threads=threads, **trainer_options) as trainer:
+            try:
+                losses = trainer.fit(steps, progress=progress, callback=callback)
+            finally:
+                self._replace_model(trainer.model())
+        return losses
+
+    def _replace_model(self, model: Model) -> None:
+        p = _capi.flowrt_flow_default_params()
+        p.interpolant = _capi.INTERPOLANTS[self.interpolant]
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        self.close()
+        self._h = h
+        self.model = model
 
     def velocity(self, t, X) -> np.ndarray:
         """The velocity v̂(t, X), float32 [n, dim]."""
@@ -128,15 +184,17 @@ class Flow(_Handle):
         return _stats_value(stats) if return_stats else None
 
     def sample(self, n: int, seed: int = 0, return_log_prob: bool = False, progress=False, callback=None,
-               return_stats=False, **solver):
+               return_stats=False, first_index: int = 0, **solver):
         """n samples of the model density (float32 [n, dim]); with
-        `return_log_prob`, also log ρ1 of each (float64 [n]) from the same pass."""
+        `return_log_prob`, also log ρ1 of each (float64 [n]) from the same pass.
+        Sample i depends only on (seed, first_index + i), so ranges of one
+        stream can be drawn separately (e.g. by Dask workers)."""
         n = int(n)
         x = np.empty((n, self.dim), np.float32)
         lp = np.empty(n, np.float64) if return_log_prob else None
         divergence = solver.pop("divergence", None)
-        st = self._run(lambda p, s: _capi.flowrt_flow_sample(self._handle, n, seed, p, fptr(x),
-                                                             dptr(lp) if lp is not None else None, s),
+        st = self._run(lambda p, s: _capi.flowrt_flow_sample_range(self._handle, int(first_index), n, seed, p, fptr(x),
+                                                                   dptr(lp) if lp is not None else None, s),
                        "sample", progress, callback, return_stats, solver, divergence)
         out = (x, lp) if return_log_prob else x
         return (*out, st) if return_stats and return_log_prob else ((out, st) if return_stats else out)

@@ -42,6 +42,24 @@ class _Handle:
             pass
 
 
+def _take_string(fn, *args) -> str:
+    """Calls a `char **` getter and frees the library's copy."""
+    p = ctypes.c_void_p()
+    check(fn(*args, ctypes.byref(p)))
+    try:
+        return ctypes.string_at(p.value).decode("utf-8")
+    finally:
+        _capi.flowrt_buffer_free(p)
+
+
+def onnx_options(x_name=None, t_name=None, directory=None):
+    o = _capi.flowrt_onnx_default_options()
+    o.x_name = x_name.encode() if x_name else None
+    o.t_name = t_name.encode() if t_name else None
+    o.directory = str(directory).encode() if directory else None
+    return o
+
+
 class Model(_Handle):
     """A velocity network v̂(t, x). Immutable and thread-safe.
 
@@ -93,3 +111,51 @@ class Model(_Handle):
         div = np.empty(x.shape[0], np.float64)
         check(_capi.flowrt_model_divergence(self._handle, x.shape[0], dptr(tt), fptr(x), None, dptr(div)))
         return div
+
+    @classmethod
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Model":
+        """Loads a velocity network from an ONNX file (e.g. PyTorch's export).
+        Inputs are matched by role (x, and t as [B,1], [B] or a scalar, or one
+        [x, t] input) unless named."""
+        o = onnx_options(x_name, t_name)
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_model_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def from_onnx_bytes(cls, data: bytes, x_name=None, t_name=None, directory=None) -> "Model":
+        """Loads a model from ONNX bytes (external data resolved against `directory`)."""
+        o = onnx_options(x_name, t_name, directory)
+        buf = ctypes.create_string_buffer(bytes(data), len(data))
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_model_load_onnx_buffer(buf, len(data), ctypes.byref(o), ctypes.byref(h)))
+        return cls(h)
+
+    def save(self, path) -> None:
+        """Writes a self-contained ONNX file (atomically: temporary file, then rename)."""
+        check(_capi.flowrt_model_save_onnx(self._handle, str(path).encode()))
+
+    def to_onnx_bytes(self) -> bytes:
+        p, n = ctypes.c_void_p(), ctypes.c_size_t()
+        check(_capi.flowrt_model_export_onnx_buffer(self._handle, ctypes.byref(p), ctypes.byref(n)))
+        try:
+            return ctypes.string_at(p.value, n.value)
+        finally:
+            _capi.flowrt_buffer_free(p)
+
+    @property
+    def input_names(self) -> tuple[str, str]:
+        return tuple(_take_string(_capi.flowrt_model_input_name, self._handle, i) for i in (0, 1))
+
+    @property
+    def output_name(self) -> str:
+        return _take_string(_capi.flowrt_model_output_name, self._handle)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata (ONNX metadata_props), e.g. flowrt.interpolant."""
+        out = {}
+        for i in range(_capi.flowrt_model_metadata_count(self._handle)):
+            key = _take_string(_capi.flowrt_model_metadata_key, self._handle, i)
+            out[key] = _take_string(_capi.flowrt_model_metadata, self._handle, key.encode())
+        return out

@@ -1,0 +1,67 @@
+// The score and the SDE sampler of a flowrt_flow.
+import CFlowRT
+import FlowRuntime
+
+@_cdecl("flowrt_flow_score")
+public func flowrt_flow_score(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?, _ x: UnsafePointer<Float>?,
+                              _ scoreOut: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    guarded("flowrt_flow_score") {
+        let flow = try flowObject(handle)
+        let points = try inputPoints(x, n, flow.dimension, "x")
+        let times = try require(t, "t")
+        let out = try require(scoreOut, "score_out")
+        let s = try flow.score(times: Array(UnsafeBufferPointer(start: times, count: points.shape[0])), points: points)
+        s.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_sde_default_params")
+public func flowrt_sde_default_params() -> flowrt_sde_params {
+    flowrt_sde_params(struct_size: UInt32(MemoryLayout<flowrt_sde_params>.size),
+                      method: Int32(FLOWRT_SDE_HEUN.rawValue), steps: 200, epsilon: 1, taper: 0.1,
+                      diffusion: nil, diffusion_user_data: nil, threads: 0)
+}
+
+/// The host's diffusion callback (called on the calling thread only).
+private struct HostDiffusion: @unchecked Sendable {
+    let function: flowrt_diffusion_fn
+    let userData: UnsafeMutableRawPointer?
+}
+
+@_cdecl("flowrt_flow_sample_sde")
+public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePointer<flowrt_sde_params>?, _ seed: UInt64,
+                                   _ firstIndex: UInt64, _ n: Int, _ xOut: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    guarded("flowrt_flow_sample_sde") {
+        let flow = try flowObject(handle)
+        let n = try count(n, "n")
+        let nd = try checkedProduct(n, flow.dimension, "x_out")
+        let out = try require(xOut, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
+        let p = try readParams(params, defaults: flowrt_sde_default_params(),
+                               minimumSize: MemoryLayout<flowrt_sde_params>.size, "params")
+        let method: SDEOptions.Method
+        switch UInt32(bitPattern: p.method) {
+        case FLOWRT_SDE_HEUN.rawValue: method = .heun
+        case FLOWRT_SDE_EULER_MARUYAMA.rawValue: method = .eulerMaruyama
+        default: throw FlowError.invalidArgument("params->method = \(p.method) is not a flowrt_sde_method")
+        }
+        let diffusion: Diffusion
+        if let fn = p.diffusion {
+            let host = HostDiffusion(function: fn, userData: p.diffusion_user_data)
+            diffusion = .custom { host.function(host.userData, $0) }
+        } else {
+            diffusion = .constant(p.epsilon)
+        }
+        var options = SDEOptions(method: method, steps: Int(p.steps), diffusion: diffusion, taperScale: p.taper)
+        options.threads = p.threads == 0 ? Parallel.defaultThreads : Int(p.threads)
+        do { try options.validate() } catch let FlowError.invalidArgument(m) { throw FlowError.invalidArgument("params: \(m)") }
+        let r = try flow.sampleSDE(count: n, seed: seed, options: options, firstIndex: firstIndex)
+        r.points.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: nd) }
+        if !r.nonFiniteSamples.isEmpty {
+            return report("flowrt_flow_sample_sde", FLOWRT_SOLVER_INCOMPLETE,
+                          "\(r.nonFiniteSamples.count) of \(n) samples became non-finite (first: \(r.nonFiniteSamples[0])); lower epsilon or raise steps")
+        }
+        return FLOWRT_OK
+    }
+}

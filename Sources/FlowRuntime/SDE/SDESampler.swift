@@ -1,0 +1,221 @@
+/// The diffusion coefficient ε(t) ≥ 0 of the sampling SDE.
+///
+/// Whatever is chosen, the sampler multiplies it by the **taper**
+/// τ(t) = min(1, |α(α'β − αβ')| / taperScale), which is 1 away from the
+/// singular ends of the score and falls linearly to 0 as α → 0 (t → 1). Since
+/// the score grows like 1/α there, ε·τ·s stays bounded, the noise √(2ετ)
+/// vanishes, and the end of the path is the probability-flow ODE. For the
+/// trig schedule with the default taperScale 0.1, τ < 1 for t > 0.96; for the
+/// linear schedule for t > 0.9.
+public enum Diffusion: Sendable {
+    /// ε(t) = ε0 (before the taper).
+    case constant(Double)
+    /// ε(t) given by a function of t, e.g. a host callback (before the taper).
+    /// It is called once per time of the grid, on the calling thread, and
+    /// must return a finite value ≥ 0.
+    case custom(@Sendable (Double) -> Double)
+
+    /// ε(t) before the taper.
+    public func value(at t: Double) -> Double {
+        switch self {
+        case .constant(let e): return e
+        case .custom(let f): return f(t)
+        }
+    }
+}
+
+/// How to integrate dX = [v + ε s] dt + √(2ε) dW.
+public struct SDEOptions: Sendable {
+    /// Euler–Maruyama (one field evaluation per step, weak order 1) or the
+    /// stochastic Heun predictor–corrector for additive noise (two per step).
+    public enum Method: String, Sendable, CaseIterable { case eulerMaruyama = "euler-maruyama", heun }
+    public var method: Method
+    /// Uniform steps over [t0, 1] (default 200). The last is always a
+    /// deterministic Heun step of the probability-flow ODE (no score, no noise).
+    public var steps: Int
+    /// ε(t) before the taper (default ε0 = 1).
+    public var diffusion: Diffusion
+    /// The taper width in units of |α(α'β − αβ')| (default 0.1; see `Diffusion`).
+    public var taperScale: Double
+    /// Worker threads (results do not depend on it).
+    public var threads: Int = Parallel.defaultThreads
+    /// Samples per work unit (results do not depend on it: each sample's
+    /// arithmetic and Brownian path are its own).
+    public var chunkSize: Int = 256
+
+    public init(method: Method = .heun, steps: Int = 200, diffusion: Diffusion = .constant(1), taperScale: Double = 0.1) {
+        self.method = method
+        self.steps = steps
+        self.diffusion = diffusion
+        self.taperScale = taperScale
+    }
+
+    /// - Throws: `.invalidArgument` naming the first bad field.
+    public func validate() throws {
+        guard steps >= 1, steps <= 1_000_000 else { throw FlowError.invalidArgument("SDE steps \(steps) must be in 1...10^6") }
+        guard taperScale > 0, taperScale.isFinite else {
+            throw FlowError.invalidArgument("SDE taper scale \(taperScale) must be finite and > 0")
+        }
+        guard threads > 0, threads <= 1024 else { throw FlowError.invalidArgument("threads \(threads) must be in 1...1024") }
+        guard chunkSize > 0 else { throw FlowError.invalidArgument("chunk size must be > 0") }
+        if case .constant(let e) = diffusion, !(e >= 0 && e.isFinite) {
+            throw FlowError.invalidArgument("diffusion ε0 = \(e) must be finite and ≥ 0")
+        }
+    }
+}
+
+/// What an SDE run returns.
+public struct SDEResult: Sendable {
+    /// X_1, `[n, d]`.
+    public var points: Tensor
+    /// Field evaluations per sample (every sample takes the same steps).
+    public var evaluationsPerSample: Int
+    /// Rows that became non-finite (kept as they are); empty when all finished.
+    public var nonFiniteSamples: [Int]
+}
+
+/// Sampling with the SDE that has the same marginals ρ_t as the flow
+/// (DESIGN.md §1):
+///
+///     dX = [v(t, X) + ε(t) s_t(X)] dt + √(2 ε(t)) dW,
+///
+/// with s from the velocity (`ScoreField`, Gaussian base) and ε tapered near
+/// α = 0 (`Diffusion`). The grid is uniform; every step but the last is
+/// Euler–Maruyama or stochastic Heun
+///
+///     X̃ = X + h b(t, X) + g ΔW,   X' = X + (h/2)[b(t, X) + b(t + h, X̃)] + g ΔW,
+///
+/// with b = v + ε s, ΔW = √h z, and g = √(2ε(t)) (Euler–Maruyama) or
+/// √(ε(t) + ε(t + h)) (Heun: the trapezoidal variance of ∫√(2ε) dW). The last
+/// step is a Heun step of the ODE dX = v dt.
+///
+/// **Reproducibility.** Sample i (of the whole run) draws its increments
+/// from `RandomStream(seed, .brownian, firstIndex + i)`, d normals per step
+/// in step order; nothing else is random (base points come from the caller
+/// or from the base with `.baseSample`). Results are bit-identical for any
+/// thread count and chunk size, and a run of rows [a, b) equals rows [a, b)
+/// of a larger run with the same `firstIndex` origin.
+public struct SDESampler: Sendable {
+    public let score: ScoreField
+    public let options: SDEOptions
+
+    /// - Throws: `.invalidArgument` for bad options.
+    public init(score: ScoreField, options: SDEOptions = SDEOptions()) throws {
+        try options.validate()
+        self.score = score
+        self.options = options
+    }
+
+    /// Draws `count` base samples (sample i from `RandomStream(seed,
+    /// .baseSample, firstIndex + i)`, as `Flow.sample`) and integrates the
+    /// SDE from t = 0 to 1.
+    /// - Cost: `evaluationsPerSample` field evaluations of each sample:
+    ///   (steps − 1) · (1 or 2) + 2.
+    /// - Throws: as `integrate`.
+    public func sample(count: Int, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
+        let d = score.field.dimension
+        guard count > 0, !count.multipliedReportingOverflow(by: d).overflow, count * d < 1 << 40 else {
+            throw FlowError.invalidArgument("sample count \(count) must be > 0 and count × dim < 2^40")
+        }
+        var x0 = Tensor(shape: [count, d])
+        let b = score.base
+        for i in 0..<count {
+            var rng = RandomStream(seed: seed, purpose: .baseSample, index: firstIndex &+ UInt64(i))
+            for j in 0..<d { x0.scalars[i * d + j] = Float(b.mean[j] + b.standardDeviation[j] * rng.nextNormal()) }
+        }
+        return try integrate(points: x0, from: 0, seed: seed, firstIndex: firstIndex)
+    }
+
+    /// Integrates the SDE from time `t0` ∈ [0, 1) to 1 for `points` (`[n, d]`).
+    /// - Throws: `.shapeMismatch`, `.nonFinite` (points, or ε(t) from a
+    ///   custom diffusion), `.invalidArgument` (t0, negative ε).
+    public func integrate(points: Tensor, from t0: Double, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
+        guard t0 >= 0, t0 < 1 else { throw FlowError.invalidArgument("SDE start time \(t0) must be in [0, 1)") }
+        let field = score.field, d = field.dimension
+        let n = try Transport.checkPoints(points, dimension: d)
+        let steps = options.steps, h = (1 - t0) / Double(steps)
+        let grid = (0...steps).map { $0 == steps ? 1.0 : t0 + Double($0) * h }
+        let coefficients = grid.map { score.schedule.coefficients(at: $0) }
+        // ε(t_k)·τ(t_k) on the grid, validated once.
+        var epsilon = [Double](repeating: 0, count: steps + 1)
+        for k in 0..<steps {
+            let e = options.diffusion.value(at: grid[k])
+            guard e.isFinite else { throw FlowError.nonFinite("diffusion ε(\(grid[k])) = \(e)") }
+            guard e >= 0 else { throw FlowError.invalidArgument("diffusion ε(\(grid[k])) = \(e) must be ≥ 0") }
+            let s = abs(ScoreField.singularFactor(coefficients[k]))
+            epsilon[k] = e * Swift.min(1, s / options.taperScale)
+        }
+        let method = options.method, base = score.base
+        var state = points.scalars
+        let nonFinite = Mutex()
+        var bad: [Int] = []
+        state.withUnsafeMutableBufferPointer { all in
+            let allBase = all.baseAddress!
+            Parallel.forEachChunk(count: n, chunkSize: options.chunkSize, threads: options.threads) { _, range in
+                let m = range.count, x = allBase + range.lowerBound * d
+                var streams = (0..<m).map {
+                    RandomStream(seed: seed, purpose: .brownian, index: firstIndex &+ UInt64(range.lowerBound + $0))
+                }
+                let ws = field.makeWorkspace()
+                var times = [Double](repeating: 0, count: m)
+                var b1 = [Float](repeating: 0, count: m * d), b2 = b1, predictor = b1, noise = b1
+                /// drift[r] = v + ε s at time index k for the rows of `at`.
+                func drift(_ k: Int, _ at: UnsafeMutablePointer<Float>, _ out: inout [Float], score useScore: Bool) {
+                    for r in 0..<m { times[r] = grid[k] }
+                    times.withUnsafeBufferPointer { tb in
+                        out.withUnsafeMutableBufferPointer { ob in
+                            field.velocity(times: tb, points: UnsafeBufferPointer(start: at, count: m * d), into: ob, workspace: ws)
+                            guard useScore, epsilon[k] > 0 else { return }
+                            let c = coefficients[k], e = epsilon[k]
+                            var s = [Float](repeating: 0, count: d)
+                            for r in 0..<m {
+                                s.withUnsafeMutableBufferPointer { sb in
+                                    base.scoreFromVelocity(c, x: at + r * d, v: ob.baseAddress! + r * d, into: sb.baseAddress!, scale: e)
+                                }
+                                for j in 0..<d { ob[r * d + j] += s[j] }
+                            }
+                        }
+                    }
+                }
+                for k in 0..<steps {
+                    let last = k == steps - 1
+                    let g: Double
+                    if last { g = 0 }
+                    else if method == .eulerMaruyama { g = (2 * epsilon[k]).squareRoot() }
+                    else { g = (epsilon[k] + epsilon[k + 1]).squareRoot() }
+                    if g > 0 {
+                        let scale = g * h.squareRoot()
+                        for r in 0..<m { for j in 0..<d { noise[r * d + j] = Float(scale * streams[r].nextNormal()) } }
+                    } else {
+                        for i in 0..<(m * d) { noise[i] = 0 }
+                    }
+                    drift(k, x, &b1, score: !last)
+                    let hf = Float(h)
+                    if method == .eulerMaruyama && !last {
+                        for i in 0..<(m * d) { x[i] += hf * b1[i] + noise[i] }
+                        continue
+                    }
+                    for i in 0..<(m * d) { predictor[i] = x[i] + hf * b1[i] + noise[i] }
+                    predictor.withUnsafeMutableBufferPointer { drift(k + 1, $0.baseAddress!, &b2, score: !last) }
+                    for i in 0..<(m * d) { x[i] += 0.5 * hf * (b1[i] + b2[i]) + noise[i] }
+                }
+                for r in 0..<m where !(0..<d).allSatisfy({ x[r * d + $0].isFinite }) {
+                    nonFinite.withLock { bad.append(range.lowerBound + r) }
+                }
+            }
+        }
+        let perStep = method == .eulerMaruyama ? 1 : 2
+        return SDEResult(points: Tensor(shape: [n, d], scalars: state),
+                         evaluationsPerSample: (steps - 1) * perStep + 2, nonFiniteSamples: bad.sorted())
+    }
+}
+
+extension Flow {
+    /// `count` samples by the SDE with the flow's marginals (see
+    /// `SDESampler`); requires a Gaussian base and a known schedule.
+    /// - Throws: `.unsupported` (no Gaussian base or schedule), as `SDESampler`.
+    public func sampleSDE(count: Int, seed: UInt64, options: SDEOptions = SDEOptions(),
+                          firstIndex: UInt64 = 0) throws -> SDEResult {
+        try SDESampler(score: scoreField(), options: options).sample(count: count, seed: seed, firstIndex: firstIndex)
+    }
+}

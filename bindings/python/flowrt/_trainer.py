@@ -1,0 +1,113 @@
+"""Layer 3: Trainer (the quadratic interpolant loss, no ODE in training)."""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _capi
+from ._arrays import points
+from ._errors import check
+from ._model import Model, _Handle
+from ._progress import Progress
+
+
+@dataclass
+class Losses:
+    """Latest losses: G of the last minibatch and of the held-out set, and
+    the regression form E|v − ∂tI|² = G + E|∂tI|² of each (NaN when not
+    available)."""
+    train: float
+    heldout: float
+    train_regression: float
+    heldout_regression: float
+    steps: int
+
+
+class Trainer(_Handle):
+    """Trains a copy of `model` on `X` [n, dim]. Results depend only on the
+    data, the model and the settings (seed included), never on `threads`.
+
+    Settings (C defaults when omitted): interpolant ("trig" | "linear"), lr,
+    batch_size, optimizer ("adam" | "adamw"), weight_decay, warmup,
+    schedule ("constant" | "cosine" | "step"), total_steps (cosine horizon),
+    lr_min_factor, step_every, step_factor, clip, ema, heldout (fraction),
+    seed, threads, time_beta=(a, b).
+    """
+    _free = staticmethod(_capi.flowrt_trainer_free)
+
+    def __init__(self, model: Model, X, interpolant: str = "trig", lr: float | None = None,
+                 batch_size: int | None = None, optimizer: str | None = None, weight_decay: float | None = None,
+                 warmup: int | None = None, schedule: str | None = None, total_steps: int | None = None,
+                 lr_min_factor: float | None = None, step_every: int | None = None,
+                 step_factor: float | None = None, clip: float | None = None, ema: float | None = None,
+                 heldout: float | None = None, seed: int | None = None, threads: int | None = None,
+                 time_beta: tuple[float, float] | None = None):
+        x = points(X, model.dim)
+        p = _capi.flowrt_trainer_default_params()
+        if interpolant not in _capi.INTERPOLANTS:
+            raise ValueError(f"interpolant must be one of {sorted(_capi.INTERPOLANTS)}")
+        p.interpolant = _capi.INTERPOLANTS[interpolant]
+        if optimizer is not None:
+            if optimizer not in _capi.OPTIMIZERS:
+                raise ValueError(f"optimizer must be one of {sorted(_capi.OPTIMIZERS)}")
+            p.optimizer = _capi.OPTIMIZERS[optimizer]
+        if schedule is not None:
+            if schedule not in _capi.LR_SCHEDULES:
+                raise ValueError(f"schedule must be one of {sorted(_capi.LR_SCHEDULES)}")
+            p.lr_schedule = _capi.LR_SCHEDULES[schedule]
+        for value, field in ((lr, "learning_rate"), (batch_size, "batch_size"), (weight_decay, "weight_decay"),
+                             (warmup, "warmup_steps"), (total_steps, "total_steps"),
+                             (lr_min_factor, "lr_min_factor"), (step_every, "step_every"),
+                             (step_factor, "step_factor"), (clip, "grad_clip"), (ema, "ema_decay"),
+                             (heldout, "heldout_fraction"), (seed, "seed"), (threads, "threads")):
+            if value is not None:
+                setattr(p, field, value)
+        if time_beta is not None:
+            p.time_beta_a, p.time_beta_b = time_beta
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_trainer_create(model._handle, x.ctypes.data_as(_capi.c_float_p), x.shape[0], x.shape[1],
+                                          ctypes.byref(p), ctypes.byref(h)))
+        super().__init__(h)
+        self.interpolant = interpolant
+        self.dim = model.dim
+
+    def step(self) -> float:
+        """One optimisation step; returns the minibatch's G before the update."""
+        loss = ctypes.c_double()
+        check(_capi.flowrt_trainer_step(self._handle, ctypes.byref(loss)))
+        return loss.value
+
+    def fit(self, steps: int, progress=False, callback=None) -> Losses:
+        """Runs `steps` steps. `progress=True` shows a bar (tqdm if installed);
+        `callback(step, steps, loss)` may return True to stop; Ctrl-C stops
+        training after the current step (completed steps are kept) and
+        re-raises KeyboardInterrupt."""
+        prog = Progress(show=bool(progress), callback=callback, desc="fit", unit="steps")
+        try:
+            status = _capi.flowrt_trainer_fit(self._handle, int(steps), prog.c_callback, None)
+        finally:
+            prog.close()
+        prog.raise_if_interrupted()
+        if status != _capi.CANCELLED or callback is None:
+            check(status)
+        return self.losses
+
+    @property
+    def losses(self) -> Losses:
+        v = [ctypes.c_double() for _ in range(4)]
+        check(_capi.flowrt_trainer_loss(self._handle, *[ctypes.byref(x) for x in v]))
+        return Losses(*[x.value for x in v], steps=int(_capi.flowrt_trainer_step_count(self._handle)))
+
+    def model(self) -> Model:
+        """A snapshot of the current (EMA) weights, independent of further training."""
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_trainer_model(self._handle, ctypes.byref(h)))
+        return Model(h)
+
+    def save_checkpoint(self, path) -> None:
+        check(_capi.flowrt_trainer_save_checkpoint(self._handle, str(path).encode()))
+
+    def load_checkpoint(self, path) -> None:
+        check(_capi.flowrt_trainer_load_checkpoint(self._handle, str(path).encode()))
