@@ -101,7 +101,7 @@ class flowrt_solver_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("rtol", c_double), ("atol", c_double),
                 ("fixed_steps", c_uint32), ("max_steps", c_uint32), ("divergence", c_int32), ("probes", c_uint32),
                 ("probe_kind", c_int32), ("seed", c_uint64), ("threads", c_uint32), ("progress", progress_fn),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p), ("max_step", c_double)]
 
 
 class flowrt_solver_stats(Structure):
@@ -232,3 +232,25 @@ flowrt_trainer_free = _declare("flowrt_trainer_free", None, c_void_p)
 #     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
 flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
                                     POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+
+# ---- densities and SDE (section: densities and SDE) ----
+SDE_METHODS = {"heun": 0, "euler_maruyama": 1}
+# typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+diffusion_fn = ctypes.CFUNCTYPE(c_double, c_void_p, c_double)
+
+
+class flowrt_sde_params(Structure):
+    """typedef struct flowrt_sde_params { ... } flowrt_sde_params;"""
+    _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("steps", c_uint32), ("epsilon", c_double),
+                ("taper", c_double), ("diffusion", diffusion_fn), ("diffusion_user_data", c_void_p),
+                ("threads", c_uint32)]
+
+
+# flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x, float *score_out);
+flowrt_flow_score = _declare("flowrt_flow_score", c_int, c_void_p, c_size_t, c_double_p, c_float_p, c_float_p)
+# flowrt_sde_params flowrt_sde_default_params(void);
+flowrt_sde_default_params = _declare("flowrt_sde_default_params", flowrt_sde_params)
+# flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params, uint64_t seed,
+#                                      uint64_t first_index, size_t n, float *x_out);
+flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
+                                  c_uint64, c_size_t, c_float_p)

@@ -29,11 +29,10 @@ class SolverStats:
         return self.evaluations / max(1, self.samples)
 
 
-_SOLVER_KEYS = ("method", "rtol", "atol", "steps", "max_steps", "probes", "probe_kind", "probe_seed", "threads")
 
 
 def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=None, divergence=None,
-                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None):
+                  probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None, max_step=None):
     """A flowrt_solver_params from keyword arguments; None keeps the C default
     (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, exact divergence)."""
     p = _capi.flowrt_solver_default_params()
@@ -43,7 +42,8 @@ def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=N
     if method != "dopri5" and not steps:
         steps = 100
     for name, field in (("rtol", "rtol"), ("atol", "atol"), ("steps", "fixed_steps"), ("max_steps", "max_steps"),
-                        ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads")):
+                        ("probes", "probes"), ("probe_seed", "seed"), ("threads", "threads"),
+                        ("max_step", "max_step")):
         value = locals()[name]
         if value is not None:
             setattr(p, field, value)
@@ -198,6 +198,38 @@ class Flow(_Handle):
                        "sample", progress, callback, return_stats, solver, divergence)
         out = (x, lp) if return_log_prob else x
         return (*out, st) if return_stats and return_log_prob else ((out, st) if return_stats else out)
+
+    def score(self, t, X) -> np.ndarray:
+        """The score ∇ log ρ_t(X) (float32 [n, dim]) from the velocity, for the
+        Gaussian base: s = (β'x − βv)/(α(α'β − αβ')). Refused (InvalidArgument)
+        at singular times such as t = 1, where α = 0."""
+        x = points(X, self.dim)
+        tt = times(t, x.shape[0])
+        s = np.empty_like(x)
+        check(_capi.flowrt_flow_score(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(s)))
+        return s
+
+    def sample_sde(self, n: int, seed: int = 0, epsilon: float = 1.0, steps: int = 200, method: str = "heun",
+                   taper: float | None = None, diffusion=None, first_index: int = 0, threads: int = 0) -> np.ndarray:
+        """n samples from the SDE dX = [v + ε(t) s] dt + √(2ε(t)) dW, which has
+        the flow's marginals for any ε ≥ 0. `diffusion(t) -> ε` overrides the
+        constant `epsilon`; ε is tapered to 0 as α → 0 (`taper`), and the last
+        step is an ODE step. Brownian increments of sample i depend only on
+        (seed, first_index + i)."""
+        if method not in _capi.SDE_METHODS:
+            raise ValueError(f"method must be one of {sorted(_capi.SDE_METHODS)}")
+        p = _capi.flowrt_sde_default_params()
+        p.method, p.steps, p.epsilon, p.threads = _capi.SDE_METHODS[method], int(steps), float(epsilon), int(threads)
+        if taper is not None:
+            p.taper = float(taper)
+        keep = None
+        if diffusion is not None:
+            keep = _capi.diffusion_fn(lambda _user, t: float(diffusion(t)))
+            p.diffusion = keep
+        x = np.empty((int(n), self.dim), np.float32)
+        check(_capi.flowrt_flow_sample_sde(self._handle, ctypes.byref(p), int(seed), int(first_index), int(n), fptr(x)))
+        del keep
+        return x
 
     def transport(self, X, t_from: float, t_to: float, progress=False, callback=None, return_stats=False, **solver):
         """Points X [n, dim] moved along the flow from `t_from` to `t_to`."""
