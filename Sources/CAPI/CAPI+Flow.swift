@@ -134,12 +134,7 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let m = try modelObject(model)
         let p = try readParams(params, defaults: defaultFlowParams(),
                                minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
-        let schedule: any Schedule
-        switch UInt32(bitPattern: p.interpolant) {
-        case FLOWRT_INTERPOLANT_TRIG.rawValue: schedule = TrigSchedule()
-        case FLOWRT_INTERPOLANT_LINEAR.rawValue: schedule = LinearSchedule()
-        default: throw FlowError.invalidArgument("params->interpolant = \(p.interpolant) is not a flowrt_interpolant")
-        }
+        let schedule = try interpolantSchedule(p.interpolant)
         guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
             throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")
         }
