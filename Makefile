@@ -226,3 +226,13 @@ bench-quality: deps
 # The Python binding's per-call overhead against the C call (issue 7).
 bench-python:
 	bash bench/python/run.sh
+
+# The densities-and-SDE section's C suite (issue 8) joins the C suites above.
+C_TESTS += test_sde
+C_TEST_BINS += bindings/c/tests/test_sde
+test-c: bindings/c/tests/test_sde
+
+# Beyond the ODE: schedules and OT coupling vs kinetic energy, NFE, NLL (bench/paths).
+.PHONY: bench-paths
+bench-paths: build
+	bash bench/paths/run.sh

@@ -27,7 +27,11 @@
  *     set to one thread when the first model is built (FlowRuntime
  *     parallelises over batch chunks itself). Nothing else is global; there
  *     is no global random generator: every random draw takes a seed.
- *   - Status codes are append-only.
+ *   - Status codes are append-only. Any fallible call may also return
+ *     FLOWRT_INTERNAL (a bug; the message says where).
+ *   - Exception to "nothing is retained": a density made from host
+ *     callbacks (flowrt_density_create_callbacks) keeps its function
+ *     pointers and user_data until it and every flow using it are freed.
  */
 #ifndef FLOWRT_H
 #define FLOWRT_H
@@ -127,16 +131,17 @@ typedef int (*flowrt_progress_fn)(void *user_data, uint64_t done, uint64_t total
 /** A velocity network. Immutable after creation; thread-safe. */
 typedef struct flowrt_model flowrt_model;
 
+/** Hidden-layer activations of native MLPs (PyTorch's definitions). */
 typedef enum flowrt_activation {
-    FLOWRT_ACT_SILU = 0,
+    FLOWRT_ACT_SILU = 0,       /**< x·σ(x) */
     FLOWRT_ACT_TANH = 1,
     FLOWRT_ACT_RELU = 2,
-    FLOWRT_ACT_GELU = 3,
-    FLOWRT_ACT_SOFTPLUS = 4,
+    FLOWRT_ACT_GELU = 3,       /**< exact (erf) form */
+    FLOWRT_ACT_SOFTPLUS = 4,   /**< β = 1, threshold 20 */
     FLOWRT_ACT_SIGMOID = 5,
-    FLOWRT_ACT_ELU = 6,
+    FLOWRT_ACT_ELU = 6,        /**< α = 1 */
     FLOWRT_ACT_SELU = 7,
-    FLOWRT_ACT_LEAKY_RELU = 8
+    FLOWRT_ACT_LEAKY_RELU = 8  /**< negative slope 0.01 */
 } flowrt_activation;
 
 typedef enum flowrt_time_encoding {
@@ -149,12 +154,13 @@ typedef enum flowrt_time_encoding {
 /** Architecture of a native MLP velocity v(t, x). */
 typedef struct flowrt_mlp_params {
     uint32_t struct_size;    /**< sizeof(flowrt_mlp_params). */
-    uint32_t dim;            /**< State dimension d (required; default 2). */
+    uint32_t dim;            /**< State dimension d, 1..65536 (default 2). */
     uint32_t depth;          /**< Hidden layers (default 3). */
     uint32_t width;          /**< Units per hidden layer (default 256). */
     int32_t activation;      /**< flowrt_activation (default SILU). */
     int32_t time_encoding;   /**< flowrt_time_encoding (default CONCAT). */
-    uint32_t time_frequencies; /**< Sinusoidal frequencies K (default 16). */
+    uint32_t time_frequencies; /**< Sinusoidal frequencies K, 1..1024; used with
+                                  FLOWRT_TIME_SINUSOIDAL only (default 16). */
     int32_t residual;        /**< Non-zero: residual blocks with LayerNorm (default 0). */
     uint64_t seed;           /**< Initialisation seed (default 0). */
 } flowrt_mlp_params;
@@ -179,7 +185,9 @@ static inline flowrt_mlp_params flowrt_mlp_default_params(void) {
  *  @param params  in, non-NULL.
  *  @param out     out, non-NULL: receives the model; free with flowrt_model_free.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, bad
- *          struct_size, zero dim/depth/width, unknown activation or encoding).
+ *          struct_size, dim or width outside 1..65536, depth outside 1..1024,
+ *          time_frequencies outside 1..1024 with SINUSOIDAL, unknown
+ *          activation or encoding).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
 
@@ -209,7 +217,9 @@ FLOWRT_API flowrt_status flowrt_model_velocity(const flowrt_model *model, size_t
  *  batched forward-mode pass with d tangents (about (1 + d) forward passes).
  *  @param v    out, [n, dim], or NULL if the velocity is not wanted.
  *  @param div  out, [n].
- *  Other parameters and return codes as flowrt_model_velocity. Thread-safe. */
+ *  Other parameters and return codes as flowrt_model_velocity, plus
+ *  FLOWRT_NON_FINITE when a divergence overflows (the network is not finite
+ *  there). Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size_t n,
                                                  const double *t, const float *x,
                                                  float *v, double *div);
@@ -316,11 +326,17 @@ FLOWRT_API flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *mod
  *  @param index  0 (x) or 1 (t).
  *  @param name   out, non-NULL: a NUL-terminated copy, released with
  *                flowrt_buffer_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index > 1). Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index > 1);
+ *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
 
 /** Name of the model's output value (the ONNX output name of an imported
- *  model). `name` as flowrt_model_input_name. Thread-safe. */
+ *  model).
+ *  @param model  in, non-NULL.
+ *  @param name   out, non-NULL: a NUL-terminated copy, released with
+ *                flowrt_buffer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_OUT_OF_MEMORY.
+ *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
 
 /** Number of metadata entries (ONNX metadata_props of an imported model,
@@ -329,7 +345,8 @@ FLOWRT_API size_t flowrt_model_metadata_count(const flowrt_model *model);
 
 /** The key of metadata entry `index` (keys in byte-wise sorted order).
  *  @param key  out, non-NULL: NUL-terminated copy, released with flowrt_buffer_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index ≥ count). Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, index ≥ count);
+ *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
 
 /** The metadata value stored under `key`.
@@ -337,7 +354,7 @@ FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, si
  *  @param value  out, non-NULL: NUL-terminated copy, released with
  *                flowrt_buffer_free; NULL when the key is absent.
  *  @return FLOWRT_OK (also when absent: check *value); FLOWRT_INVALID_ARGUMENT
- *          (NULL). Thread-safe. */
+ *          (NULL); FLOWRT_OUT_OF_MEMORY. Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
 
 /* ---------------------------------------------------------------------------
@@ -508,6 +525,8 @@ FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow or x_out, n == 0,
  *          n * dim too large, bad params: struct_size, method, tolerances,
  *          fixed_steps == 0 with a fixed-step method, probes, kinds);
+ *          FLOWRT_NON_FINITE (a host base density failed to sample or, with
+ *          log_prob_out, to evaluate);
  *          FLOWRT_CANCELLED (progress returned non-zero; outputs undefined);
  *          FLOWRT_SOLVER_INCOMPLETE (some samples hit max_steps or became
  *          non-finite: outputs are written, those samples hold their last
@@ -566,13 +585,15 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
                                               double *std_error, flowrt_solver_stats *stats);
 
 /** Saves a flow as one self-contained ONNX file: the network plus metadata
- *  (flowrt.interpolant, flowrt.base, flowrt.dim, flowrt.time_convention and
- *  the model's own flowrt.* entries), written to a temporary file and renamed,
- *  so an existing file is never left truncated.
+ *  (flowrt.interpolant, flowrt.base, flowrt.dimension, flowrt.time_convention
+ *  and the model's own flowrt.* entries), written to a temporary file and
+ *  renamed, so an existing file is never left truncated.
  *  @param flow  in, non-NULL.
  *  @param path  in, non-NULL.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR
- *          (cannot write; the previous file, if any, is intact).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED
+ *          (a base other than the standard normal, e.g. from
+ *          flowrt_flow_create_with_base, or an op opset 17 cannot express);
+ *          FLOWRT_IO_ERROR (cannot write; the previous file, if any, is intact).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
 
@@ -592,7 +613,8 @@ FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_on
  *  (what flowrt_flow_save_onnx writes): for flowrt_model_export_onnx_buffer
  *  or flowrt_model_metadata.
  *  @param out  out, non-NULL: a new model reference; free with flowrt_model_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL). Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (the
+ *          flow's base is not the standard normal). Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
 
 /* ---------------------------------------------------------------------------
@@ -882,6 +904,39 @@ FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, 
 FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
                                                       const flowrt_density *base, flowrt_flow **out);
 
+/** Creates a trainer whose targets x1 are drawn from `target` and whose x0
+ *  are drawn from `base` (NULL: N(0, I)): e.g. two empirical densities for
+ *  data-to-data transport, or a host density as the base. Sample k of
+ *  training draws from the densities with index k (reproducible for any
+ *  thread count); `heldout` fresh target samples (independent seed) form
+ *  the held-out set (params->heldout_fraction is ignored).
+ *  @param init     in, non-NULL: the starting model (copied).
+ *  @param target   in, non-NULL; @param base in, nullable. Both may be
+ *                  sample-only; their callbacks are called from worker
+ *                  threads. The trainer keeps its own references.
+ *  @param params   in, nullable (NULL = defaults).
+ *  @param out      out, non-NULL; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, bad params);
+ *          FLOWRT_SHAPE_MISMATCH (dimensions differ); FLOWRT_INVALID_MODEL.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
+                                                              const flowrt_density *base, size_t heldout,
+                                                              const flowrt_trainer_params *params, flowrt_trainer **out);
+
+typedef enum flowrt_coupling {
+    /** x0 and x1 drawn independently (the default). */
+    FLOWRT_COUPLING_INDEPENDENT = 0,
+    /** Mini-batch optimal transport: inside each chunk of 256 samples, x1 is
+     *  re-paired to x0 by the exact assignment minimising Σ|x0 − x1|²
+     *  (Hungarian, O(256³) per chunk). Straighter paths, fewer solver steps. */
+    FLOWRT_COUPLING_EXACT_OT = 1
+} flowrt_coupling;
+
+/** Sets how a trainer pairs x0 and x1 for the following steps.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, unknown coupling).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
+
 /** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
  *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
  *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
@@ -892,7 +947,8 @@ FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model,
  *  @param x          in, [n, dim], finite.
  *  @param score_out  out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
- *          [0, 1] or singular); FLOWRT_NON_FINITE; FLOWRT_UNSUPPORTED (the
+ *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x);
+ *          FLOWRT_UNSUPPORTED (the
  *          flow's base is not Gaussian). Cost: one network evaluation.
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
@@ -945,8 +1001,9 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  x0 from the base (sample i from the stream (seed, first_index + i), as
  *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
  *  to 1, Brownian increments of sample i from the stream (seed,
- *  first_index + i). Any split of a batch into ranges, and any thread
- *  count, gives bit-identical samples.
+ *  first_index + i). Any thread count gives bit-identical samples; any
+ *  split of a batch into ranges gives the same samples to the network's
+ *  float rounding (the batch size changes matrix-multiply blocking).
  *  @param params  in, nullable (NULL = defaults).
  *  @param x_out   out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,

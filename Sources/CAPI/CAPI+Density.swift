@@ -150,12 +150,50 @@ public func flowrt_flow_create_with_base(_ model: OpaquePointer?, _ params: Unsa
         }
         // The standard flow first (it validates the model and params), then
         // the same field and schedule over the given base.
+        var p = try readParams(params, defaults: defaultFlowParams(),
+                               minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
+        p.struct_size = UInt32(MemoryLayout<flowrt_flow_params>.size)
+        p.base = Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue)  // ignored: `base` replaces it
         var standard: OpaquePointer? = nil
-        let status = flowrt_flow_create(model, params, &standard)
+        let status = flowrt_flow_create(model, &p, &standard)
         guard status == FLOWRT_OK else { return status }
         defer { flowrt_flow_free(standard) }
         let flow = try flowObject(standard)
         out.pointee = retainHandle(FlowHandle(try Flow(field: flow.field, base: density, schedule: flow.schedule)))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_create_from_densities")
+public func flowrt_trainer_create_from_densities(_ initial: OpaquePointer?, _ target: OpaquePointer?, _ base: OpaquePointer?,
+                                                 _ heldOut: Int, _ params: UnsafePointer<flowrt_trainer_params>?,
+                                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_trainer_create_from_densities") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let model = try modelObject(initial, "init")
+        let data = try densityObject(target, "target").source
+        let baseSource = try base.map { try densityObject($0, "base").source }
+        let held = try count(heldOut, "heldout", allowZero: true)
+        let p = try readParams(params, defaults: defaultTrainerParams(),
+                               minimumSize: MemoryLayout<flowrt_trainer_params>.size, "params")
+        let (config, loss) = try trainerSettings(p)
+        let trainer = try Trainer(graph: model.graph, data: .source(data, heldOut: held), base: baseSource,
+                                  loss: loss, configuration: config, metadata: model.metadata)
+        out.pointee = retainHandle(TrainerHandle(trainer))
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_trainer_set_coupling")
+public func flowrt_trainer_set_coupling(_ handle: OpaquePointer?, _ coupling: Int32) -> flowrt_status {
+    guarded("flowrt_trainer_set_coupling") {
+        let trainer = try trainerObject(handle)
+        switch UInt32(bitPattern: coupling) {
+        case FLOWRT_COUPLING_INDEPENDENT.rawValue: trainer.coupling = nil
+        case FLOWRT_COUPLING_EXACT_OT.rawValue: trainer.coupling = .exact
+        default: throw FlowError.invalidArgument("coupling = \(coupling) is not a flowrt_coupling")
+        }
         return FLOWRT_OK
     }
 }

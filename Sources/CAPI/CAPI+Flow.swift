@@ -109,6 +109,13 @@ func finish(_ function: StaticString, _ statistics: SolverStatistics,
     return statistics.isComplete ? FLOWRT_OK : report(function, FLOWRT_SOLVER_INCOMPLETE, statistics.incompleteDescription)
 }
 
+/// A NaN log-density from a run whose samples all finished means the base
+/// density's log-density failed (a host callback reported an error).
+func requireFiniteLogDensities(_ values: [Double], statistics: SolverStatistics) throws {
+    guard statistics.isComplete, let i = values.firstIndex(where: \.isNaN) else { return }
+    throw FlowError.nonFinite("the base log-density of sample \(i) is NaN (a host log-density callback failed?)")
+}
+
 /// `[n, d]` input points as a tensor, checked (non-NULL, sizes, finite).
 func inputPoints(_ x: UnsafePointer<Float>?, _ n: Int, _ d: Int, _ name: String) throws -> Tensor {
     let n = try count(n, "n")
@@ -127,12 +134,7 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let m = try modelObject(model)
         let p = try readParams(params, defaults: defaultFlowParams(),
                                minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
-        let schedule: any Schedule
-        switch UInt32(bitPattern: p.interpolant) {
-        case FLOWRT_INTERPOLANT_TRIG.rawValue: schedule = TrigSchedule()
-        case FLOWRT_INTERPOLANT_LINEAR.rawValue: schedule = LinearSchedule()
-        default: throw FlowError.invalidArgument("params->interpolant = \(p.interpolant) is not a flowrt_interpolant")
-        }
+        let schedule = try interpolantSchedule(p.interpolant)
         guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
             throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")
         }
@@ -185,6 +187,7 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
         r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
         if let lp = logProbOut, let values = r.logDensities {
             values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
+            try requireFiniteLogDensities(values, statistics: r.statistics)
         }
         return try finish(function, r.statistics, stats)
     }
@@ -235,6 +238,7 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
         let r = try flow.logDensity(points: points, time: t, method: call.divergence, solver: call.options,
                                     progress: call.progress)
         r.logDensities.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        try requireFiniteLogDensities(r.logDensities, statistics: r.statistics)
         if let se = stdError {
             let values = r.standardErrors ?? [Double](repeating: 0, count: points.shape[0])
             values.withUnsafeBufferPointer { se.update(from: $0.baseAddress!, count: $0.count) }

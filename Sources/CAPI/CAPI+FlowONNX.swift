@@ -17,11 +17,9 @@ public func flowrt_flow_load_onnx(_ path: UnsafePointer<CChar>?, _ options: Unsa
     guarded("flowrt_flow_load_onnx") {
         let out = try require(out, "out")
         out.pointee = nil
-        var model: OpaquePointer? = nil
-        let status = flowrt_model_load_onnx(path, options, &model)
-        guard status == FLOWRT_OK else { return status }  // message already recorded
-        defer { flowrt_model_free(model) }
-        out.pointee = retainHandle(FlowHandle(try Flow(model: try modelObject(model))))
+        let path = String(cString: try require(path, "path"))
+        let (opts, _) = try importOptions(options)
+        out.pointee = retainHandle(FlowHandle(try Flow(model: try Model.loadONNX(path: path, options: opts))))
         return FLOWRT_OK
     }
 }

@@ -108,17 +108,23 @@ func requireFinite(_ p: UnsafePointer<Double>, _ n: Int, _ name: String) throws 
     }
 }
 
-/// Reads a versioned params struct: starts from `defaults`, then copies the
-/// caller's first `struct_size` bytes. A struct_size smaller than the first
-/// public version's size (`minimumSize`) or larger than this library's struct
-/// is rejected.
-func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> T {
-    guard let p else { return defaults }
-    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+/// The `struct_size` a caller wrote at the start of a versioned params
+/// struct, checked to lie between the first public version's size
+/// (`minimumSize`) and this library's `sizeof`.
+func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, minimumSize: Int, _ name: String) throws -> Int {
+    let size = Int(p.load(as: UInt32.self))
     guard size >= minimumSize, size <= MemoryLayout<T>.size else {
         throw FlowError.invalidArgument(
-            "\(name)->struct_size = \(size); expected sizeof(\(T.self)) = \(MemoryLayout<T>.size) (use flowrt_*_default_params())")
+            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(minimumSize)...\(MemoryLayout<T>.size)); use flowrt_*_default_params()")
     }
+    return size
+}
+
+/// Reads a versioned params struct: starts from `defaults`, then copies the
+/// caller's first `struct_size` bytes. NULL means the defaults.
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> T {
+    guard let p else { return defaults }
+    let size = try structSize(UnsafeRawPointer(p), T.self, minimumSize: minimumSize, name)
     var out = defaults
     withUnsafeMutableBytes(of: &out) { dst in
         dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
@@ -126,16 +132,11 @@ func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name
     return out
 }
 
-/// Writes `defaults` into the caller's struct up to its `struct_size`
-/// (which must lie between the first public version's size and this
-/// library's), keeping the caller's struct_size.
+/// Writes `defaults` into the caller's struct up to its `struct_size`,
+/// keeping the caller's struct_size.
 func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> flowrt_status {
     let p = try require(p, name)
-    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
-    guard size >= minimumSize, size <= MemoryLayout<T>.size else {
-        throw FlowError.invalidArgument(
-            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(minimumSize)...\(MemoryLayout<T>.size))")
-    }
+    let size = try structSize(UnsafeRawPointer(p), T.self, minimumSize: minimumSize, name)
     var d = defaults
     withUnsafeBytes(of: &d) { src in
         UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: size)

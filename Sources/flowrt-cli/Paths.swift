@@ -18,6 +18,8 @@ struct Paths: ParsableCommand {
     @Option(help: "Fourier terms K of the optimised schedule.") var terms = 4
     @Option(help: "Samples for the kinetic energy, NFE and NLL.") var evalCount = 2000
     @Option(help: "Variants, comma separated: trig, linear, fourier, linear-ot.") var variants = "trig,linear,fourier,linear-ot"
+    @Option(help: "Adam step of the Fourier coefficients.") var pathLr = 0.001
+    @Option(help: "Network updates per schedule update.") var pathInner = 8
     @Option(help: "Worker threads (0 = all processors).") var threads = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
 
@@ -33,11 +35,13 @@ struct Paths: ParsableCommand {
         for variant in variants.split(separator: ",").map(String.init) {
             let start = Date()
             let graph = try VelocityMLP(dimension: 2, hiddenWidths: [width, width, width], seed: seed).makeGraph()
-            let config = TrainerConfiguration(
+            var config = TrainerConfiguration(
                 batchSize: batch,
                 learningRate: LearningRateSchedule(learningRate: 2e-3, warmupSteps: 100,
                                                    decay: .cosine(totalSteps: steps, minimumFactor: 0.05)),
                 emaDecay: 0.999, seed: seed, threads: nThreads)
+            // OT pairs inside chunks of 128 (the Hungarian step is O(n³) per chunk).
+            if variant == "linear-ot" { config.chunkSize = 128 }
             let data = TrainingData.source(dataset.source, heldOut: 0)
             var label = variant
             let model: Model
@@ -53,8 +57,15 @@ struct Paths: ParsableCommand {
                 // alone on the final schedule.
                 let optimizer = try PathLengthOptimizer(
                     graph: graph, data: data, schedule: FourierSchedule(terms: terms), trainerConfiguration: config,
-                    configuration: PathLengthConfiguration(warmupSteps: steps / 5, networkStepsPerUpdate: 4, batchSize: 2048))
-                while optimizer.trainer.stepCount < steps * 3 / 5 { try optimizer.step() }
+                    configuration: PathLengthConfiguration(learningRate: pathLr, warmupSteps: steps / 5, networkStepsPerUpdate: pathInner, batchSize: 2048))
+                var reports = 0
+                while optimizer.trainer.stepCount < steps * 3 / 5 {
+                    let r = try optimizer.step()
+                    if let e = r.kineticEnergy, reports % 50 == 0 {
+                        FileHandle.standardError.write("step \(r.networkSteps): kinetic energy estimate \(e), schedule a=\(r.schedule.alphaCoefficients) b=\(r.schedule.betaCoefficients)\n".data(using: .utf8)!)
+                    }
+                    reports += 1
+                }
                 try optimizer.trainer.fit(steps: steps - optimizer.trainer.stepCount)
                 model = try optimizer.trainer.model()
                 let s = optimizer.schedule

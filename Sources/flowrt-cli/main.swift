@@ -17,6 +17,8 @@ struct FlowRTCommand: ParsableCommand {
             LogProb.self,
             Encode.self,
             Paths.self,
+            ScoreCommand.self,
+            SampleSDE.self,
             // (subcommands: add one line per command file)
         ])
 }

@@ -187,6 +187,18 @@ final class ONNXBadFileTests: XCTestCase {
         }, "deep graphs")
     }
 
+    /// Folding two small constants into a huge broadcast is refused: a few
+    /// bytes of file may not ask for 10⁸ floats.
+    func testBroadcastOfConstantsIsBounded() {
+        var m = Self.model()
+        m.graph.initializers += [Self.tensor("col", [10_000, 1], [Float](repeating: 1, count: 10_000)),
+                                 Self.tensor("row", [1, 10_000], [Float](repeating: 1, count: 10_000))]
+        m.graph.nodes.insert(Self.node("Mul", ["col", "row"], "outer"), at: 0)
+        assertError(m.serialized(), { e in
+            if case .invalidModel(let s) = e { return s.contains("too many elements") }; return false
+        }, "outer product of constants")
+    }
+
     func testUndefinedInputAndMissingOpset() {
         var m = Self.model()
         m.graph.nodes[1].inputs = ["nowhere", "w"]

@@ -22,9 +22,9 @@ OUT=$(mktemp)
   echo "Kinetic energy: E ∫|v̂(t, X_t)|² dt along RK4 trajectories (100 steps, 2000 samples ± s.e.);"
   echo "NFE: mean network evaluations per sample of dopri5 at rtol = atol = 1e-5 (2000 samples);"
   echo "NLL: exact log-likelihood of 2000 fresh samples (dopri5 1e-5); NLL − H is the excess over the true entropy."
-  echo "fourier: \`PathLengthOptimizer\` (ascent on G over K = 4 sine coefficients, 4 network updates per schedule update)"
+  echo "fourier: \`PathLengthOptimizer\` (ascent on G over K = 4 sine coefficients, 8 network updates per schedule update, Adam step 0.001)"
   echo "for 60% of the updates after a 20% warmup, then the network alone on the learned schedule."
-  echo "linear-ot: exact mini-batch OT pairing (Hungarian) inside each chunk of 256."
+  echo "linear-ot: exact mini-batch OT pairing (Hungarian) inside each chunk of 128."
   echo
 } > "$OUT"
 first=1

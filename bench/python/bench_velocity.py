@@ -11,17 +11,10 @@ import numpy as np
 
 import flowrt
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "forward"))
+from peers import best_of  # noqa: E402  (one timing helper for both benches)
+
 ITERS = {1: 20000, 64: 2000, 1024: 100, 16384: 8}
-
-
-def best_of(fn, iters, reps=5):
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / iters)
-    return best
 
 
 def main(c_driver):

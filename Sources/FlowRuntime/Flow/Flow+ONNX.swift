@@ -1,13 +1,12 @@
 /// A saved flow is a complete flow: the network plus `flowrt.*` metadata
-/// naming the interpolant, the base density, the dimension and the time
-/// convention, so `loadONNX` rebuilds the same flow.
+/// naming the interpolant and the base density (the exporter adds
+/// flowrt.dimension and flowrt.time_convention), so `loadONNX` rebuilds the
+/// same flow.
 extension Flow {
     /// Metadata keys written and read by flow files.
     public enum MetadataKey {
         public static let interpolant = "flowrt.interpolant"
         public static let base = "flowrt.base"
-        public static let dimension = "flowrt.dim"
-        public static let timeConvention = "flowrt.time_convention"
     }
 
     /// The model with the flow's description merged into its metadata.
@@ -23,8 +22,6 @@ extension Flow {
         var meta = model.metadata
         meta[MetadataKey.interpolant] = schedule?.name ?? "trig"
         meta[MetadataKey.base] = "standard_normal"
-        meta[MetadataKey.dimension] = String(dimension)
-        meta[MetadataKey.timeConvention] = "t in [0, 1]; 0 = base density, 1 = data"
         return try model.withMetadata(meta)
     }
 

@@ -28,8 +28,10 @@ struct IntConstant {
 }
 
 /// Largest tensor (elements) the importer creates by folding (ConstantOfShape,
-/// Expand, Where, …): beyond it the model is rejected rather than allocated.
-let foldedElementLimit = 1 << 24
+/// Expand, Where, broadcasts, …) unless an input of the fold is already that
+/// large: beyond it the model is rejected rather than allocated, so a few
+/// bytes of file cannot ask for gigabytes.
+let foldedElementLimit = 1 << 20
 
 /// The element count of `shape`, checked against overflow and `limit`.
 /// - Throws: `.invalidModel` naming `what`.
@@ -52,7 +54,8 @@ enum ConstantBroadcast {
             }
             out = b
         }
-        let n = try checkedCount(out, "node '\(node)'")
+        let largest = shapes.map { $0.checkedElementCount ?? 0 }.max() ?? 0
+        let n = try checkedCount(out, limit: Swift.max(foldedElementLimit, largest), "node '\(node)'")
         let r = out.count
         var maps = [[Int]](repeating: [], count: shapes.count)
         for (k, s) in shapes.enumerated() {

@@ -1,8 +1,9 @@
 /// Export of a `Model` as one self-contained ONNX file.
 extension Model {
-    /// The ONNX IR version and ai.onnx opset of exported files (accepted by
-    /// onnxruntime ≥ 1.12 and `onnx.checker` with `full_check`).
+    /// The ONNX IR version of exported files (onnxruntime ≥ 1.12 and
+    /// `onnx.checker` with `full_check` accept it).
     public static let onnxExportIRVersion: Int64 = 8
+    /// The ai.onnx opset of exported files.
     public static let onnxExportOpset: Int64 = 17
 
     /// The network as a serialized ONNX model: inputs x `[batch, d]` and t

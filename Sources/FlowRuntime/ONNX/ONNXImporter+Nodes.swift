@@ -309,6 +309,10 @@ extension ONNXImporter {
         let a = try input(n, 0), b = try input(n, 1)
         switch (a, b) {
         case (.float(let x, _), .float(let y, _)):
+            guard let shape = ShapeInference.broadcast(x.shape, y.shape) else {
+                throw FlowError.shapeMismatch("node '\(currentNode)': shapes \(x.shape) and \(y.shape) do not broadcast")
+            }
+            _ = try checkedCount(shape, limit: Swift.max(foldedElementLimit, x.count, y.count), "node '\(currentNode)'")
             try set(n, .float(try GraphBuilder.broadcast(f, x, y, node: currentNode), trainable: false))
         case (.ints(let x), .ints(let y)):
             try set(n, .ints(try intArithmetic(n, f, x, y)))

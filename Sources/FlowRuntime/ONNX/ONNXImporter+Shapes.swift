@@ -35,7 +35,8 @@ extension ONNXImporter {
             }
             var out = shapes[0]
             out[a] = shapes.map { $0[a] }.reduce(0, +)
-            let total = try checkedCount(out, "node '\(currentNode)'")
+            let largest = shapes.map(\.elementCount).max() ?? 0
+            let total = try checkedCount(out, limit: Swift.max(foldedElementLimit, largest), "node '\(currentNode)'")
             let outer = out[..<a].reduce(1, *)
             let allFloat = inputs.allSatisfy { if case .float = $0 { return true }; return false }
             let allInts = inputs.allSatisfy { if case .ints = $0 { return true }; return false }
@@ -282,7 +283,7 @@ extension ONNXImporter {
         let extent = shape[axis]
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         let outShape = Array(shape[..<axis]) + idx.shape + Array(shape[(axis + 1)...])
-        _ = try checkedCount(outShape, "node '\(currentNode)'")
+        _ = try checkedCount(outShape, limit: Swift.max(foldedElementLimit, shape.elementCount), "node '\(currentNode)'")
         var map: [Int] = []
         for o in 0..<outer {
             for i in indices {

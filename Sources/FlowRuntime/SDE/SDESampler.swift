@@ -93,8 +93,11 @@ public struct SDEResult: Sendable {
 /// from `RandomStream(seed, .brownian, firstIndex + i)`, d normals per step
 /// in step order; nothing else is random (base points come from the caller
 /// or from the base with `.baseSample`). Results are bit-identical for any
-/// thread count and chunk size, and a run of rows [a, b) equals rows [a, b)
-/// of a larger run with the same `firstIndex` origin.
+/// thread count. A run of rows [a, b) equals rows [a, b) of a larger run
+/// with the same `firstIndex` origin, and any chunk size gives the same
+/// samples, exactly for fields whose rows are computed independently (the
+/// analytic mixture) and to GEMM rounding for networks (the batch size
+/// changes BLAS blocking).
 public struct SDESampler: Sendable {
     public let score: ScoreField
     public let options: SDEOptions

@@ -4,7 +4,7 @@ import Glibc
 
 /// Settings of the outer (schedule) player of `PathLengthOptimizer`.
 public struct PathLengthConfiguration: Sendable, Equatable {
-    /// Adam step size of the Fourier coefficients (default 0.003). The
+    /// Adam step size of the Fourier coefficients (default 0.001). The
     /// ascent must be slow next to the network: a schedule that moves
     /// faster than the network can follow is steered toward paths where the
     /// network is wrong (G at a stale network overestimates min G), and the
@@ -15,7 +15,7 @@ public struct PathLengthConfiguration: Sendable, Equatable {
     /// Network-only updates before the schedule starts to move (default 300),
     /// so that the first ascent directions come from a trained velocity.
     public var warmupSteps: Int
-    /// Network updates per schedule update after the warmup (default 4).
+    /// Network updates per schedule update after the warmup (default 8).
     public var networkStepsPerUpdate: Int
     /// Samples (t, x0, x1) per schedule update (default: the trainer's batch size).
     public var batchSize: Int?
@@ -23,8 +23,8 @@ public struct PathLengthConfiguration: Sendable, Equatable {
     /// the ascent running away while the network lags.
     public var coefficientBound: Double
 
-    public init(learningRate: Double = 0.003, optimizer: OptimizerConfiguration = OptimizerConfiguration(),
-                warmupSteps: Int = 300, networkStepsPerUpdate: Int = 4, batchSize: Int? = nil,
+    public init(learningRate: Double = 0.001, optimizer: OptimizerConfiguration = OptimizerConfiguration(),
+                warmupSteps: Int = 300, networkStepsPerUpdate: Int = 8, batchSize: Int? = nil,
                 coefficientBound: Double = 2) {
         self.learningRate = learningRate
         self.optimizer = optimizer

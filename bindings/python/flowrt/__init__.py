@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import _capi, datasets
 from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOError_, NonFinite, ONNXError,
                       OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
+from ._density import Density
 from ._flow import Flow, SolverStats
 from ._model import Model
 from ._trainer import Losses, Trainer
@@ -28,5 +29,5 @@ def load_model(path, x_name=None, t_name=None) -> Model:
     return Model.load(path, x_name=x_name, t_name=t_name)
 
 # flowrt.dask is imported on demand (it needs dask).
-__all__ = ["load", "load_model", "datasets", "Model", "Flow", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+__all__ = ["load", "load_model", "datasets", "Model", "Flow", "Density", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]

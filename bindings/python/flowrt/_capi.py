@@ -43,9 +43,8 @@ def _defaults(struct, init):
     """A params struct filled by its flowrt_*_init (struct_size = its ctypes size)."""
     p = struct()
     p.struct_size = ctypes.sizeof(struct)
-    status = init(ctypes.byref(p))
-    if status != OK:
-        raise RuntimeError(f"{init.__name__}: {flowrt_last_error_message().decode()}")
+    from ._errors import check
+    check(init(ctypes.byref(p)))
     return p
 
 
@@ -150,6 +149,10 @@ flowrt_flow_dim = _declare("flowrt_flow_dim", c_size_t, c_void_p)
 #     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
 flowrt_flow_sample = _declare("flowrt_flow_sample", c_int, c_void_p, c_size_t, c_uint64, POINTER(flowrt_solver_params),
                               c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
+#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
+                                    POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))
 # flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in, double t_from,
 #     double t_to, const flowrt_solver_params *params, float *x_out, flowrt_solver_stats *stats);
 flowrt_flow_transport = _declare("flowrt_flow_transport", c_int, c_void_p, c_size_t, c_float_p, c_double, c_double,
@@ -180,7 +183,7 @@ class flowrt_onnx_options(Structure):
     _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
 
 
-c_char_pp = POINTER(ctypes.c_void_p)  # char ** (freed with flowrt_buffer_free)
+c_void_pp = POINTER(ctypes.c_void_p)  # char ** (strings freed with flowrt_buffer_free)
 
 # flowrt_status flowrt_onnx_options_init(flowrt_onnx_options *params);
 flowrt_onnx_options_init = _declare("flowrt_onnx_options_init", c_int, POINTER(flowrt_onnx_options))
@@ -202,15 +205,15 @@ flowrt_model_save_onnx = _declare("flowrt_model_save_onnx", c_int, c_void_p, c_c
 flowrt_model_export_onnx_buffer = _declare("flowrt_model_export_onnx_buffer", c_int, c_void_p, POINTER(c_void_p),
                                            POINTER(c_size_t))
 # flowrt_status flowrt_model_input_name(const flowrt_model *model, size_t index, char **name);
-flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_char_pp)
+flowrt_model_input_name = _declare("flowrt_model_input_name", c_int, c_void_p, c_size_t, c_void_pp)
 # flowrt_status flowrt_model_output_name(const flowrt_model *model, char **name);
-flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_char_pp)
+flowrt_model_output_name = _declare("flowrt_model_output_name", c_int, c_void_p, c_void_pp)
 # size_t flowrt_model_metadata_count(const flowrt_model *model);
 flowrt_model_metadata_count = _declare("flowrt_model_metadata_count", c_size_t, c_void_p)
 # flowrt_status flowrt_model_metadata_key(const flowrt_model *model, size_t index, char **key);
-flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_char_pp)
+flowrt_model_metadata_key = _declare("flowrt_model_metadata_key", c_int, c_void_p, c_size_t, c_void_pp)
 # flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
-flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_char_pp)
+flowrt_model_metadata = _declare("flowrt_model_metadata", c_int, c_void_p, c_char_p, c_void_pp)
 # flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
 flowrt_flow_save_onnx = _declare("flowrt_flow_save_onnx", c_int, c_void_p, c_char_p)
 # flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options, flowrt_flow **out);
@@ -263,10 +266,6 @@ flowrt_trainer_save_checkpoint = _declare("flowrt_trainer_save_checkpoint", c_in
 flowrt_trainer_load_checkpoint = _declare("flowrt_trainer_load_checkpoint", c_int, c_void_p, c_char_p)
 # void flowrt_trainer_free(flowrt_trainer *trainer);
 flowrt_trainer_free = _declare("flowrt_trainer_free", None, c_void_p)
-# flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
-#     const flowrt_solver_params *params, float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
-flowrt_flow_sample_range = _declare("flowrt_flow_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
-                                    POINTER(flowrt_solver_params), c_float_p, c_double_p, POINTER(flowrt_solver_stats))
 
 # ---- densities and SDE (section: densities and SDE) ----
 SDE_METHODS = {"heun": 0, "euler_maruyama": 1}
@@ -294,3 +293,44 @@ def flowrt_sde_default_params():
 #                                      uint64_t first_index, size_t n, float *x_out);
 flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
                                   c_uint64, c_size_t, c_float_p)
+
+# typedef struct flowrt_density flowrt_density;
+# typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+#                                         size_t n, size_t dim, float *out);
+density_sample_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_size_t, c_float_p)
+# typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x, double *out);
+density_log_prob_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+#     flowrt_density_log_prob_fn log_prob, void *user_data, flowrt_density **out);
+flowrt_density_create_callbacks = _declare("flowrt_density_create_callbacks", c_int, c_size_t, density_sample_fn,
+                                           density_log_prob_fn, c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+#                                                     flowrt_density **out);
+flowrt_density_create_diagonal_normal = _declare("flowrt_density_create_diagonal_normal", c_int, c_size_t,
+                                                 c_double_p, c_double_p, POINTER(c_void_p))
+# flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x, flowrt_density **out);
+flowrt_density_create_empirical = _declare("flowrt_density_create_empirical", c_int, c_size_t, c_size_t, c_float_p,
+                                           POINTER(c_void_p))
+# void flowrt_density_free(flowrt_density *density);
+flowrt_density_free = _declare("flowrt_density_free", None, c_void_p)
+# size_t flowrt_density_dim(const flowrt_density *density);
+flowrt_density_dim = _declare("flowrt_density_dim", c_size_t, c_void_p)
+# int flowrt_density_has_log_prob(const flowrt_density *density);
+flowrt_density_has_log_prob = _declare("flowrt_density_has_log_prob", c_int, c_void_p)
+# flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+#                                     size_t n, float *out);
+flowrt_density_sample = _declare("flowrt_density_sample", c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_float_p)
+# flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x, double *out);
+flowrt_density_log_prob = _declare("flowrt_density_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double_p)
+# flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+#                                            const flowrt_density *base, flowrt_flow **out);
+flowrt_flow_create_with_base = _declare("flowrt_flow_create_with_base", c_int, c_void_p, POINTER(flowrt_flow_params),
+                                        c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
+#     const flowrt_density *base, size_t heldout, const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_densities", c_int, c_void_p, c_void_p,
+                                                c_void_p, c_size_t, POINTER(flowrt_trainer_params), POINTER(c_void_p))
+# typedef enum flowrt_coupling
+COUPLINGS = {"independent": 0, "exact-ot": 1}
+# flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
+flowrt_trainer_set_coupling = _declare("flowrt_trainer_set_coupling", c_int, c_void_p, c_int32)

@@ -82,16 +82,21 @@ class Flow(_Handle):
     """
     _free = staticmethod(_capi.flowrt_flow_free)
 
-    def __init__(self, model: Model, interpolant: str = "trig", base: str = "normal"):
+    def __init__(self, model: Model, interpolant: str = "trig", base="normal"):
+        """`base`: "normal" (standard normal) or a `flowrt.Density`."""
+        from ._density import Density
         if interpolant not in _capi.INTERPOLANTS:
             raise ValueError(f"interpolant must be one of {sorted(_capi.INTERPOLANTS)}, got {interpolant!r}")
-        if base not in _capi.BASES:
-            raise ValueError(f"base must be one of {sorted(_capi.BASES)}, got {base!r}")
+        if not isinstance(base, Density) and base not in _capi.BASES:
+            raise ValueError(f"base must be 'normal' or a flowrt.Density, got {base!r}")
         p = _capi.flowrt_flow_default_params()
         p.interpolant = _capi.INTERPOLANTS[interpolant]
-        p.base = _capi.BASES[base]
         h = ctypes.c_void_p()
-        check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        if isinstance(base, Density):
+            check(_capi.flowrt_flow_create_with_base(model._handle, ctypes.byref(p), base._handle, ctypes.byref(h)))
+        else:
+            p.base = _capi.BASES[base]
+            check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
         super().__init__(h)
         self.model = model
         self.interpolant = interpolant
@@ -144,6 +149,9 @@ class Flow(_Handle):
         See `flowrt.Trainer` for every option; defaults: Adam, lr 2e-3 with
         cosine decay over `steps` after a warmup of min(200, steps/10)."""
         from ._trainer import Trainer
+        if not isinstance(self.base, str):
+            raise NotImplementedError("fit trains from the standard normal base; this flow has a custom base "
+                                      "(train with the Swift Trainer's base option, or fit a normal-base flow)")
         if warmup is None:
             warmup = min(200, max(0, int(steps) // 10))
         with Trainer(self.model, X, interpolant=self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
@@ -169,8 +177,9 @@ class Flow(_Handle):
         return self.model.velocity(t, X)
 
     def _run(self, fn, desc, progress, callback, return_stats, solver, divergence=None):
-        prog = Progress(show=bool(progress), callback=callback, desc=desc, unit="samples") \
-            if (progress or callback) else None
+        # Always installed (a cheap call per solver step): it is how Ctrl-C
+        # reaches a running call.
+        prog = Progress(show=bool(progress), callback=callback, desc=desc, unit="samples")
         params = solver_params(divergence=divergence, progress=prog, **solver)
         stats = _stats()
         try:
