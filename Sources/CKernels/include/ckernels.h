@@ -66,9 +66,12 @@ void fr_mul_rows_k(const float *d, const float *in, float *out,
 /// y[r*n + i] += b[i] for r < rows, i < n (bias over a batch).
 void fr_add_row_vector(float *y, const float *b, size_t rows, size_t n);
 
-/// y[r*out + j] = Σ_k x[r*in + k] w[j*in + k] for r < m, j < out (row-major
-/// W [out, in]), for small m; no aliasing.
-void fr_gemm_small(const float *x, const float *w, float *y, size_t m, size_t out, size_t in);
+/// y[r*out + j] = Σ_k x[r*in + k] w[j*in + k] (+ bias[j] if bias is not NULL)
+/// for r < m, j < out (row-major W [out, in]), for small m; no aliasing.
+void fr_gemm_small(const float *x, const float *w, const float *bias, float *y, size_t m, size_t out, size_t in);
+
+/// y[j] = Σ_k w[j*in + k] x[k] (+ bias[j]) for j < out: fr_gemm_small for m = 1.
+void fr_gemv_rows(const float *w, const float *x, const float *bias, float *y, size_t out, size_t in);
 
 /// Sum of squares of x (double accumulator, fixed order).
 double fr_sum_squares(const float *x, size_t n);

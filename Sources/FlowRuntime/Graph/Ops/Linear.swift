@@ -15,10 +15,10 @@ extension Executor {
         let inDim = graph.values[xin].shape.last!
         let outDim = graph.values[node.output].shape.last!
         let rows = batch * (plan.sizes[xin] / inDim)
-        if rows <= BLAS.smallRows {
-            // Small batches: the small-m kernel (beta = 0), then the bias.
-            BLAS.gemm(transB: transposed, m: rows, n: outDim, k: inDim, a: data(xin, ws), b: data(node.inputs[1], ws), c: out)
-            if node.inputs.count == 3 { fr_add_row_vector(out, data(node.inputs[2], ws), rows, outDim) }
+        if rows <= BLAS.smallRows && transposed {
+            // Small batches: one pass computes x·Wᵀ + b (weights stay in L1).
+            BLAS.smallLinear(m: rows, n: outDim, k: inDim, a: data(xin, ws), b: data(node.inputs[1], ws),
+                             bias: node.inputs.count == 3 ? UnsafePointer(data(node.inputs[2], ws)) : nil, c: out)
         } else {
             var beta: Float = 0
             if node.inputs.count == 3 {
