@@ -340,7 +340,9 @@ void fr_gemm_small(const float *restrict x, const float *restrict w, const float
 }
 
 // y[j] = Σ_k W[j, k] x[k] (+ bias[j]) for one row: the m = 1 case of
-// fr_gemm_small without the row loop (measured faster at batch 1).
+// fr_gemm_small without the row loop (4.95 µs vs 5.15 µs per batch-1 call).
+// The inner block repeats fr_gemm_small's on purpose: factored into a shared
+// static inline helper, clang no longer vectorised the clones (8.9 µs).
 FR_CLONES
 void fr_gemv_rows(const float *restrict w, const float *restrict x, const float *restrict bias,
                   float *restrict y, size_t out, size_t in) {
