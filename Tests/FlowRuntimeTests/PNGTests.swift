@@ -62,7 +62,7 @@ final class PNGTests: XCTestCase {
     func testWriteIsAtomicAndReportsErrors() throws {
         let path = NSTemporaryDirectory() + "flowrt-png-\(getpid()).png"
         try PNGImage(width: 3, height: 2).write(to: path)
-        XCTAssertEqual(try ONNXFiles.read(path), PNGImage(width: 3, height: 2).encoded())
+        XCTAssertEqual(try FileIO.read(path), PNGImage(width: 3, height: 2).encoded())
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(path).tmp.\(getpid())"))
         try? FileManager.default.removeItem(atPath: path)
         XCTAssertThrowsError(try PNGImage(width: 1, height: 1).write(to: "/nonexistent-dir/x.png")) {

@@ -56,16 +56,16 @@ final class TrainerTests: XCTestCase {
         let t = try Trainer(graph: try smallGraph(), data: .samples(data), configuration: config())
         try t.fit(steps: 1)
         try t.saveCheckpoint(to: path)
-        var bytes = try ONNXFiles.read(path)
+        var bytes = try FileIO.read(path)
         let other = try Trainer(graph: try VelocityMLP(dimension: 2, hiddenWidths: [8]).makeGraph(), data: .samples(data))
         XCTAssertThrowsError(try other.loadCheckpoint(from: path)) {
             guard case FlowError.shapeMismatch = $0 else { return XCTFail("\($0)") }
         }
         XCTAssertEqual(other.stepCount, 0)
         bytes[bytes.count / 2] ^= 0x40
-        try ONNXFiles.writeAtomically(bytes, to: path)
+        try FileIO.writeAtomically(bytes, to: path)
         XCTAssertThrowsError(try t.loadCheckpoint(from: path)) { XCTAssertTrue("\($0)".contains("CRC")) }
-        try ONNXFiles.writeAtomically(Array(bytes.prefix(100)), to: path)
+        try FileIO.writeAtomically(Array(bytes.prefix(100)), to: path)
         XCTAssertThrowsError(try t.loadCheckpoint(from: path)) {
             guard case FlowError.invalidModel = $0 else { return XCTFail("\($0)") }
         }

@@ -56,12 +56,12 @@ public enum CSV {
 
     /// Reads a CSV file. - Throws: `.io`.
     public static func read(path: String) throws -> NumericArray {
-        let bytes = try ONNXFiles.read(path)
+        let bytes = try FileIO.read(path)
         do { return try decode(String(decoding: bytes, as: UTF8.self)) } catch let FlowError.io(m) { throw FlowError.io("\(path): \(m)") }
     }
 
     /// Writes a CSV file atomically. - Throws: `.io`.
     public static func write(_ array: NumericArray, header: [String]? = nil, float32: Bool = false, to path: String) throws {
-        try ONNXFiles.writeAtomically(Array(encode(array, header: header, float32: float32).utf8), to: path)
+        try FileIO.writeAtomically(Array(encode(array, header: header, float32: float32).utf8), to: path)
     }
 }

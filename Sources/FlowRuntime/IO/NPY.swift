@@ -192,14 +192,14 @@ public enum NPY {
 
     /// Reads a `.npy` file. - Throws: `.io` (cannot read, malformed), `.unsupported` (dtype).
     public static func read(path: String) throws -> NumericArray {
-        let bytes = try ONNXFiles.read(path)
+        let bytes = try FileIO.read(path)
         do { return try decode(bytes) } catch let FlowError.io(m) { throw FlowError.io("\(path): \(m)") }
     }
 
     /// Writes a `.npy` file (atomically: a temporary file renamed into place).
     public static func write(_ array: NumericArray, as type: ElementType = .float32, fortranOrder: Bool = false,
                              to path: String) throws {
-        try ONNXFiles.writeAtomically(encode(array, as: type, fortranOrder: fortranOrder), to: path)
+        try FileIO.writeAtomically(encode(array, as: type, fortranOrder: fortranOrder), to: path)
     }
 }
 

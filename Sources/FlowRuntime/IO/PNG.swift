@@ -65,7 +65,7 @@ public struct PNGImage: Sendable, Equatable {
     /// Writes the file atomically (temporary file, then rename).
     /// - Throws: `.io` naming the path.
     public func write(to path: String) throws {
-        try ONNXFiles.writeAtomically(encoded(), to: path)
+        try FileIO.writeAtomically(encoded(), to: path)
     }
 }
 

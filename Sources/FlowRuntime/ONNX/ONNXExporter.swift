@@ -31,7 +31,7 @@ extension Model {
     /// so a failure never leaves a truncated file.
     /// - Throws: as `onnxData()`, and `.io` when the file cannot be written.
     public func saveONNX(path: String) throws {
-        try ONNXFiles.writeAtomically(try onnxData(), to: path)
+        try FileIO.writeAtomically(try onnxData(), to: path)
     }
 }
 

@@ -28,9 +28,9 @@ extension Model {
     ///   node and opset), `.shapeMismatch`.
     /// - Complexity: O(file size + weights).
     public static func loadONNX(path: String, options: ONNXImportOptions = .init()) throws -> Model {
-        let bytes = try ONNXFiles.read(path)
+        let bytes = try FileIO.read(path)
         return try bytes.withUnsafeBytes {
-            try loadONNX(bytes: $0, directory: ONNXFiles.directory(of: path), options: options)
+            try loadONNX(bytes: $0, directory: FileIO.directory(of: path), options: options)
         }
     }
 

@@ -119,7 +119,7 @@ enum ONNXTensorDecoding {
             throw FlowError.invalidArgument(
                 "tensor '\(name)': the model keeps its weights in '\(location)'; load it from a path (or give the folder) to read external data")
         }
-        let path = try ONNXFiles.externalPath(location, in: directory, tensor: name)
+        let path = try ONNXExternalData.path(location, in: directory, tensor: name)
         func integer(_ key: String) throws -> Int? {
             guard let s = t.external[key] else { return nil }
             guard let v = Int(s), v >= 0 else {
@@ -135,7 +135,7 @@ enum ONNXTensorDecoding {
             throw FlowError.invalidModel("tensor '\(name)': external length \(length) does not match \(need) bytes for its shape")
         }
         do {
-            return try ONNXFiles.read(path, offset: offset, count: length)
+            return try FileIO.read(path, offset: offset, count: length)
         } catch let e as FlowError {
             throw FlowError.io("tensor '\(name)': external data: \(e.message)")
         }

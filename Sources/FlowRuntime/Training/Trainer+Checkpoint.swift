@@ -44,7 +44,7 @@ extension Trainer {
             }
         }
         w.u32(Checksum.crc32(w.data))
-        try ONNXFiles.writeAtomically(w.data, to: path)
+        try FileIO.writeAtomically(w.data, to: path)
     }
 
     /// Restores a state saved by `saveCheckpoint` into this trainer, whose
@@ -54,7 +54,7 @@ extension Trainer {
     ///   `.shapeMismatch` when its parameters do not match the network's.
     ///   On error the trainer is unchanged.
     public func loadCheckpoint(from path: String) throws {
-        let bytes = try ONNXFiles.read(path)
+        let bytes = try FileIO.read(path)
         guard bytes.count >= 12, Array(bytes.prefix(8)) == Self.checkpointMagic else {
             throw FlowError.invalidModel("'\(path)' is not a FlowRuntime checkpoint")
         }

@@ -2,9 +2,10 @@
 import Glibc
 #endif
 
-/// Whole-file reads and atomic writes for the ONNX importer and exporter
-/// (Glibc only: FlowRuntime does not link Foundation).
-enum ONNXFiles {
+/// Whole-file reads and atomic writes for every file FlowRuntime touches
+/// (ONNX models and external data, .npy, CSV, PNG, checkpoints), with the C
+/// library only: FlowRuntime does not link Foundation.
+enum FileIO {
     /// Reads `count` bytes at `offset` of `path` (the whole file when `count`
     /// is nil), checking the range against the file size before allocating.
     /// - Throws: `.io` when the file cannot be opened or read, or the range
@@ -67,18 +68,5 @@ enum ONNXFiles {
     static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    /// Resolves an external-data `location` against `directory`.
-    /// - Throws: `.invalidModel` when the location is absolute, empty, or has
-    ///   a `..` component (it would escape the model's folder).
-    static func externalPath(_ location: String, in directory: String, tensor: String) throws -> String {
-        let parts = location.split(separator: "/", omittingEmptySubsequences: false)
-        guard !location.isEmpty, !location.hasPrefix("/"), !location.contains("\0"),
-              !parts.contains(where: { $0 == ".." }) else {
-            throw FlowError.invalidModel(
-                "tensor '\(tensor)': external data location '\(location)' must be a relative path inside the model's folder")
-        }
-        return directory + "/" + location
     }
 }
