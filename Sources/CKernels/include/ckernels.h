@@ -73,6 +73,22 @@ void fr_gemm_small(const float *x, const float *w, const float *bias, float *y, 
 /// y[j] = Σ_k w[j*in + k] x[k] (+ bias[j]) for j < out: fr_gemm_small for m = 1.
 void fr_gemv_rows(const float *w, const float *x, const float *bias, float *y, size_t out, size_t in);
 
+/// Prepacked weights for fr_gemm_packed: W in column panels of 16 outputs,
+/// k-major (see gemm_packed.c). W is [out, in] row-major, or [in, out] when
+/// in_out_layout is nonzero. fr_packed_count gives the floats needed (out
+/// rounded up to 16, times in); the buffer should be 64-byte aligned.
+size_t fr_packed_count(size_t out, size_t in);
+void fr_pack_weights(const float *w, int in_out_layout, float *wp, size_t out, size_t in);
+
+/// Whether fr_gemm_packed has a fast kernel on this CPU (AVX-512F).
+int fr_packed_supported(void);
+
+/// y[r*out + j] = bias[j] (or 0) + Σ_k x[r*in + k] W[j, k], each output summed
+/// by fused multiply-adds in increasing k, so rows do not depend on m.
+/// wp from fr_pack_weights; no aliasing.
+void fr_gemm_packed(const float *x, const float *wp, const float *bias, float *y,
+                    size_t m, size_t out, size_t in);
+
 /// Sum of squares of x (double accumulator, fixed order).
 double fr_sum_squares(const float *x, size_t n);
 

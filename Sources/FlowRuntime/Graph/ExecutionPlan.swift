@@ -19,7 +19,7 @@ final class ExecutionPlan: @unchecked Sendable {
     /// The largest per-sample size of a batched value (sizes tangent chunks).
     let widestBatchedSize: Int
 
-    init(_ graph: Graph) throws {
+    init(_ graph: Graph, packWeights: Bool = PackedWeights.available) throws {
         self.graph = graph
         var sizes = [Int]()
         for v in graph.values {
@@ -59,7 +59,7 @@ final class ExecutionPlan: @unchecked Sendable {
                 }
             }
         }
-        self.parameters = ParameterStore(graph.parameters)
+        self.parameters = ParameterStore(graph, packWeights: packWeights)
         self.widestBatchedSize = zip(graph.values, sizes).filter { $0.0.isBatched }.map(\.1).max() ?? 1
     }
 }
@@ -68,18 +68,56 @@ final class ExecutionPlan: @unchecked Sendable {
 final class ParameterStore: @unchecked Sendable {
     let pointers: [UnsafeMutablePointer<Float>]
     let counts: [Int]
+    /// Per node: a Linear node's weights packed for `fr_gemm_packed`, or nil
+    /// (another op, weights computed by the graph, or no packed kernel here).
+    let packed: [UnsafeMutablePointer<Float>?]
+    /// What `repack` rebuilds: node, parameter, layout.
+    private let packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)]
 
-    init(_ parameters: [Graph.Parameter]) {
+    /// - Parameter packWeights: keep packed copies of Linear weights (default:
+    ///   when the CPU has the packed kernel). Tests turn it off to compare
+    ///   against the unpacked path.
+    init(_ graph: Graph, packWeights: Bool = PackedWeights.available) {
         var ps = [UnsafeMutablePointer<Float>]()
-        for p in parameters {
+        for p in graph.parameters {
             let ptr = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(p.tensor.count, 1))
             p.tensor.scalars.withUnsafeBufferPointer { ptr.update(from: $0.baseAddress!, count: $0.count) }
             ps.append(ptr)
         }
         pointers = ps
-        counts = parameters.map(\.tensor.count)
+        counts = graph.parameters.map(\.tensor.count)
+        var packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)] = []
+        var packed = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
+        if packWeights {
+            for (n, node) in graph.nodes.enumerated() {
+                guard case .linear(let transposed, _) = node.operation,
+                      case .parameter(let p) = graph.values[node.inputs[1]].source else { continue }
+                let shape = graph.parameters[p].tensor.shape
+                guard shape.count == 2, shape.allSatisfy({ $0 > 0 }) else { continue }
+                let (outDim, inDim) = transposed ? (shape[0], shape[1]) : (shape[1], shape[0])
+                let bytes = fr_packed_count(outDim, inDim) * MemoryLayout<Float>.stride
+                packed[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    .bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
+                packing.append((n, p, outDim, inDim, !transposed))
+            }
+        }
+        self.packed = packed
+        self.packing = packing
+        for p in Set(packing.map(\.parameter)) { repack(parameter: p) }
     }
-    deinit { for p in pointers { p.deallocate() } }
+
+    deinit {
+        for p in pointers { p.deallocate() }
+        for p in packed { p?.deallocate() }
+    }
+
+    /// Rebuilds the packed copies of parameter `p` after it changed. Not
+    /// thread-safe: call between evaluations (trainers do, after each update).
+    func repack(parameter p: Int) {
+        for e in packing where e.parameter == p {
+            fr_pack_weights(pointers[p], e.inOutLayout ? 1 : 0, packed[e.node]!, e.out, e.in)
+        }
+    }
 
     /// The current values as graph parameters (names and flags from `template`).
     func snapshot(_ template: [Graph.Parameter]) -> [Graph.Parameter] {
@@ -89,6 +127,13 @@ final class ParameterStore: @unchecked Sendable {
             return q
         }
     }
+}
+
+/// The packed small-and-large-batch GEMM kernel (`fr_gemm_packed`): used for
+/// every Linear forward and JVP when the CPU has AVX-512F; elsewhere Linear
+/// runs on `fr_gemm_small` and OpenBLAS.
+enum PackedWeights {
+    static let available: Bool = fr_packed_supported() != 0
 }
 
 /// Per-caller buffers of a graph evaluation: values, derivative caches,

@@ -106,8 +106,12 @@ struct Executor {
             let inDim = graph.values[xin].shape.last!
             let outDim = graph.values[node.output].shape.last!
             let rows = batch * k * (plan.sizes[xin] / inDim)
-            BLAS.gemm(transB: transposed, m: rows, n: outDim, k: inDim,
-                      a: tangent(xin, ws)!, b: data(node.inputs[1], ws), c: out)
+            if let wp = params.packed[n] {
+                fr_gemm_packed(tangent(xin, ws)!, wp, nil, out, rows, outDim, inDim)
+            } else {
+                BLAS.gemm(transB: transposed, m: rows, n: outDim, k: inDim,
+                          a: tangent(xin, ws)!, b: data(node.inputs[1], ws), c: out)
+            }
             if activation != .identity {
                 fr_mul_rows_k(ws.aux[n].pointer, out, out, batch, k, outSize)
             }

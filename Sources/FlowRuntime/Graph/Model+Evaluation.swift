@@ -131,8 +131,8 @@ public final class GraphDifferentiator: @unchecked Sendable {
     let store: ParameterStore
 
     public init(graph: Graph) throws {
-        plan = try ExecutionPlan(graph)
-        store = ParameterStore(graph.parameters)
+        plan = try ExecutionPlan(graph, packWeights: false)
+        store = ParameterStore(graph)
     }
 
     public var graph: Graph { plan.graph }
@@ -142,8 +142,10 @@ public final class GraphDifferentiator: @unchecked Sendable {
     public var trainableIndices: [Int] { graph.parameters.indices.filter { graph.parameters[$0].isTrainable } }
 
     /// Mutable access to parameter `i`'s elements (optimisers update in place).
+    /// Not thread-safe: call between evaluations.
     public func withParameter<R>(_ i: Int, _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeMutableBufferPointer(start: store.pointers[i], count: store.counts[i]))
+        defer { store.repack(parameter: i) }
+        return try body(UnsafeMutableBufferPointer(start: store.pointers[i], count: store.counts[i]))
     }
 
     /// The current parameters as graph parameters.

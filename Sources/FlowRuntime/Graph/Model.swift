@@ -19,10 +19,15 @@ public final class Model: VelocityField, @unchecked Sendable {
     private let pool = WorkspacePool()
 
     /// - Throws: `FlowError.invalidModel` when the graph is inconsistent.
-    public init(graph: Graph, metadata: [String: String] = [:]) throws {
+    public convenience init(graph: Graph, metadata: [String: String] = [:]) throws {
+        try self.init(graph: graph, metadata: metadata, packWeights: PackedWeights.available)
+    }
+
+    /// `packWeights: false` runs Linear layers on the unpacked kernels (tests).
+    init(graph: Graph, metadata: [String: String] = [:], packWeights: Bool) throws {
         self.graph = graph
         self.metadata = metadata
-        self.plan = try ExecutionPlan(graph)
+        self.plan = try ExecutionPlan(graph, packWeights: packWeights)
     }
 
     public var dimension: Int { graph.dimension }

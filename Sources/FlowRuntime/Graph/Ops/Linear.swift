@@ -3,7 +3,9 @@ import CKernels
 /// Linear: y = f(x · Wᵀ + b) over the last axis (W `[out, in]`), or
 /// y = f(x · W + b) (W `[in, out]`, MatMul layout).
 ///
-/// Forward fills y with the bias rows and runs one SGEMM with beta = 1; the
+/// Forward runs `fr_gemm_packed` on the weights the parameter store packed
+/// (bias folded in), or, without that kernel, `fr_gemm_small` for small
+/// batches and otherwise bias rows then one SGEMM with beta = 1; the
 /// activation runs in place on the cache-hot result. When derivatives are
 /// recorded, f'(z) is stored for the JVP (ẏ = f'(z) ⊙ ẋ Wᵀ, one SGEMM over
 /// batch·k rows) and the VJP (g_z = g ⊙ f'(z); g_x = g_z W; g_W = g_zᵀ x;
@@ -15,10 +17,15 @@ extension Executor {
         let inDim = graph.values[xin].shape.last!
         let outDim = graph.values[node.output].shape.last!
         let rows = batch * (plan.sizes[xin] / inDim)
-        if rows <= BLAS.smallRows && transposed {
+        let bias = node.inputs.count == 3 ? UnsafePointer(data(node.inputs[2], ws)) : nil
+        if let wp = params.packed[n] {
+            // Prepacked weights: one pass computes x·Wᵀ + b at any batch, and a
+            // row's result does not depend on the other rows.
+            fr_gemm_packed(data(xin, ws), wp, bias, out, rows, outDim, inDim)
+        } else if rows <= BLAS.smallRows && transposed {
             // Small batches: one pass computes x·Wᵀ + b (weights stay in L1).
             BLAS.smallLinear(m: rows, n: outDim, k: inDim, a: data(xin, ws), b: data(node.inputs[1], ws),
-                             bias: node.inputs.count == 3 ? UnsafePointer(data(node.inputs[2], ws)) : nil, c: out)
+                             bias: bias, c: out)
         } else {
             var beta: Float = 0
             if node.inputs.count == 3 {

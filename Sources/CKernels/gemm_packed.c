@@ -1,0 +1,148 @@
+// Small-batch linear layers on prepacked weights; see include/ckernels.h.
+//
+// W [out, in] (PyTorch layout; or [in, out], MatMul's) is packed once into column panels of 16
+// outputs, k-major: panel p holds wp[(p·in + k)·16 + c] = W[16p + c, k]
+// (zero for c past `out`). A tile of MR rows × NP panels keeps MR·NP
+// accumulators in zmm registers; each k step loads NP weight vectors and
+// broadcasts MR inputs, so the weights stream through L1 once per row block
+// and the FMA units, not the loads, set the pace.
+//
+// Every output is bias[j] (or 0) followed by one fused multiply-add per k in
+// increasing k: the same sequence of roundings whatever the tile shape, so a
+// sample's outputs are bitwise identical alone or inside any batch.
+#include "ckernels.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__) && !defined(FLOWRT_NO_CLONES)
+#define FR_HAVE_AVX512_KERNEL 1
+#include <immintrin.h>
+#endif
+
+#define FR_PANEL 16
+
+size_t fr_packed_count(size_t out, size_t in) {
+    return (out + FR_PANEL - 1) / FR_PANEL * FR_PANEL * in;
+}
+
+void fr_pack_weights(const float *w, int in_out_layout, float *wp, size_t out, size_t in) {
+    size_t panels = (out + FR_PANEL - 1) / FR_PANEL;
+    for (size_t p = 0; p < panels; p++) {
+        float *dst = wp + p * in * FR_PANEL;
+        for (size_t k = 0; k < in; k++) {
+            for (size_t c = 0; c < FR_PANEL; c++) {
+                size_t j = p * FR_PANEL + c;
+                float v = 0.0f;
+                if (j < out) v = in_out_layout ? w[k * out + j] : w[j * in + k];
+                dst[k * FR_PANEL + c] = v;
+            }
+        }
+    }
+}
+
+#ifdef FR_HAVE_AVX512_KERNEL
+
+int fr_packed_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
+#define FR_AVX512 __attribute__((target("avx512f")))
+
+// One tile: rows [0, MR) of x (row stride in) times panels [0, NP) of wp
+// (panel stride in·16) into y (row stride ldy); `cols` (≤ NP·16) outputs are
+// valid. MR and NP are constants at every call site, so clang unrolls the
+// r and p loops and keeps c[][] in registers.
+static inline __attribute__((always_inline)) FR_AVX512
+void fr_tile(const float *restrict x, const float *restrict wp, const float *restrict bias,
+             float *restrict y, size_t in, size_t ldy, size_t cols, const int MR, const int NP) {
+    __m512 c[8][8];
+    __mmask16 mask[8];
+    for (int p = 0; p < NP; p++) {
+        size_t left = cols > (size_t)p * FR_PANEL ? cols - (size_t)p * FR_PANEL : 0;
+        mask[p] = left >= FR_PANEL ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+        __m512 b = bias ? _mm512_maskz_loadu_ps(mask[p], bias + p * FR_PANEL) : _mm512_setzero_ps();
+        for (int r = 0; r < MR; r++) c[r][p] = b;
+    }
+    const size_t pstride = in * FR_PANEL;
+    for (size_t k = 0; k < in; k++) {
+        __m512 w[8];
+        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_ps(wp + p * pstride + k * FR_PANEL);
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(x[r * in + k]);
+            for (int p = 0; p < NP; p++) c[r][p] = _mm512_fmadd_ps(a, w[p], c[r][p]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int p = 0; p < NP; p++)
+            _mm512_mask_storeu_ps(y + r * ldy + p * FR_PANEL, mask[p], c[r][p]);
+}
+
+#define FR_TILE_CASE(MR_, NP_) \
+    case (MR_) * 16 + (NP_): fr_tile(x, wp, bias, y, in, ldy, cols, MR_, NP_); return;
+
+// Runtime (MR, NP) → the unrolled instance. Accumulators: MR·NP ≤ 16, and
+// at least 8 where the shape allows, to cover the FMA latency.
+static FR_AVX512 void fr_tile_dispatch(int mr, int np, const float *x, const float *wp, const float *bias,
+                                        float *y, size_t in, size_t ldy, size_t cols) {
+    switch (mr * 16 + np) {
+    FR_TILE_CASE(1, 8) FR_TILE_CASE(1, 4) FR_TILE_CASE(1, 2) FR_TILE_CASE(1, 1)
+    FR_TILE_CASE(2, 4) FR_TILE_CASE(2, 2) FR_TILE_CASE(2, 1)
+    FR_TILE_CASE(3, 4) FR_TILE_CASE(3, 2) FR_TILE_CASE(3, 1)
+    FR_TILE_CASE(4, 2) FR_TILE_CASE(4, 1)
+    FR_TILE_CASE(5, 2) FR_TILE_CASE(5, 1)
+    FR_TILE_CASE(6, 2) FR_TILE_CASE(6, 1)
+    FR_TILE_CASE(7, 2) FR_TILE_CASE(7, 1)
+    FR_TILE_CASE(8, 2) FR_TILE_CASE(8, 1)
+    default: __builtin_unreachable();
+    }
+}
+
+#undef FR_TILE_CASE
+
+// Widest panel group for a row block of `mr` rows.
+static inline int fr_panels_for(int mr) { return mr == 1 ? 8 : (mr <= 3 ? 4 : 2); }
+
+FR_AVX512
+void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
+                    float *restrict y, size_t m, size_t out, size_t in) {
+    const size_t panels = (out + FR_PANEL - 1) / FR_PANEL;
+    // Row blocks of 8, the last one shorter; panel groups outermost so a
+    // group's weights stay in L1 while every row block passes over them.
+    const int tail = (int)(m % 8);
+    const size_t full = m / 8;
+    const int npMax = fr_panels_for(full ? 8 : tail);
+    for (size_t p = 0; p < panels;) {
+        int np = npMax;
+        while ((size_t)np > panels - p) np /= 2;
+        size_t j = p * FR_PANEL;
+        size_t cols = out - j < (size_t)np * FR_PANEL ? out - j : (size_t)np * FR_PANEL;
+        const float *wpp = wp + p * in * FR_PANEL;
+        const float *bp = bias ? bias + j : NULL;
+        for (size_t b = 0; b < full; b++)
+            fr_tile_dispatch(8, np, x + b * 8 * in, wpp, bp, y + b * 8 * out + j, in, out, cols);
+        if (tail)  // fr_panels_for(tail) >= np here, so the tail tile has the group's width.
+            fr_tile_dispatch(tail, np, x + full * 8 * in, wpp, bp, y + full * 8 * out + j, in, out, cols);
+        p += (size_t)np;
+    }
+}
+
+#else
+
+int fr_packed_supported(void) { return 0; }
+
+void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
+                    float *restrict y, size_t m, size_t out, size_t in) {
+    // Reference order (bias, then one fused multiply-add per k); only reached
+    // if a caller ignores fr_packed_supported().
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < out; j++) {
+            const float *w = wp + (j / FR_PANEL) * in * FR_PANEL + j % FR_PANEL;
+            float s = bias ? bias[j] : 0.0f;
+            for (size_t k = 0; k < in; k++) s = __builtin_fmaf(x[r * in + k], w[k * FR_PANEL], s);
+            y[r * out + j] = s;
+        }
+}
+
+#endif
