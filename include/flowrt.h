@@ -1003,7 +1003,9 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  to 1, Brownian increments of sample i from the stream (seed,
  *  first_index + i). Any thread count gives bit-identical samples; any
  *  split of a batch into ranges gives the same samples to the network's
- *  float rounding (the batch size changes matrix-multiply blocking).
+ *  float rounding: bitwise on CPUs with AVX-512F, where each Linear output
+ *  is summed in one fixed order whatever the batch; elsewhere the batch size
+ *  changes matrix-multiply blocking.
  *  @param params  in, nullable (NULL = defaults).
  *  @param x_out   out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
