@@ -1,16 +1,20 @@
 """PyTorch eager side of bench/train: the same training as `flowrt train
 --toy checkerboard` (2->256x3->2 SiLU MLP on concat[x, t], trig interpolant
-loss G, Adam, warmup + cosine, gradient-norm clip 1, EMA 0.999, held-out G
-of the EMA weights on 32768 fixed draws every 250 steps).
+loss G, Adam, warmup + cosine, gradient-norm clip 1, EMA 0.999), scoring the
+EMA weights every --eval-every steps on the shared held-out file (heldout.py)
+outside the timed region.
 
-Prints one line per evaluation: step, elapsed seconds, held-out G, and at the
-end steps/s over the timed steps (after 50 warm-up steps)."""
+Prints `step S train_seconds T heldout G` per evaluation and at the end
+steps/s over the steps after the first 50."""
 import argparse
 import math
 import time
 
+import numpy as np
 import torch
 from torch import nn
+
+from heldout import interpolate as heldout_rows, loss
 
 
 def checkerboard(n, gen):
@@ -35,7 +39,7 @@ def main():
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--heldout", type=int, default=32768)
+    p.add_argument("--heldout", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -55,43 +59,43 @@ def main():
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, rate)
 
-    m = args.heldout
-    held_t = torch.rand(m, 1, generator=gen)
-    held_x, held_u = interpolate(held_t, torch.randn(m, 2, generator=gen), checkerboard(m, gen))
+    held_xt, held_t, held_u = heldout_rows(np.load(args.heldout))
+    held_in = torch.from_numpy(np.concatenate([held_xt, held_t[:, None].astype(np.float32)], axis=1))
 
     def held_out():
         with torch.no_grad():
             saved = [q.detach().clone() for q in net.parameters()]
             for q, e in zip(net.parameters(), ema):
                 q.copy_(e)
-            v = net(torch.cat([held_x, held_t], dim=1))
-            g = ((v * v).sum(1) - 2 * (held_u * v).sum(1)).mean().item()
+            v = net(held_in).numpy()
             for q, s_ in zip(net.parameters(), saved):
                 q.copy_(s_)
-        return g
+        return loss(v, held_u)
 
-    start = time.perf_counter()
-    timed_start = None
+    elapsed, timed, block_start = 0.0, 0.0, time.perf_counter()
     for s in range(args.steps):
-        if s == 50:
-            timed_start = time.perf_counter()
         x1 = checkerboard(args.batch, gen)
         x0 = torch.randn(args.batch, 2, generator=gen)
         t = torch.rand(args.batch, 1, generator=gen)
         xt, u = interpolate(t, x0, x1)
         v = net(torch.cat([xt, t], dim=1))
-        loss = ((v * v).sum(1) - 2 * (u * v).sum(1)).mean()
+        loss_ = ((v * v).sum(1) - 2 * (u * v).sum(1)).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
         with torch.no_grad():
             d = min(0.999, (1 + s) / (10 + s))
             torch._foreach_lerp_(ema, [q.detach() for q in net.parameters()], 1 - d)
-        if (s + 1) % args.eval_every == 0 or s == args.steps - 1:
-            print(f"step {s + 1} elapsed {time.perf_counter() - start:.3f} heldout {held_out():.5f}", flush=True)
-    timed = time.perf_counter() - timed_start
+        if s + 1 == 50 or (s + 1) % args.eval_every == 0 or s == args.steps - 1:
+            dt = time.perf_counter() - block_start
+            elapsed += dt
+            if s + 1 > 50:
+                timed += dt
+            if s + 1 != 50:
+                print(f"step {s + 1} train_seconds {elapsed:.3f} heldout {held_out():.5f}", flush=True)
+            block_start = time.perf_counter()
     print(f"steps/s {(args.steps - 50) / timed:.1f}")
 
 
