@@ -65,6 +65,14 @@ static void probe(const flowrt_model *m, float v[8]) {
     CHECK_STATUS(flowrt_model_velocity(m, 4, t, x, v), FLOWRT_OK);
 }
 
+/* The probe velocities of a trainer's current EMA snapshot. */
+static void probe_trainer(const flowrt_trainer *t, float v[8]) {
+    flowrt_model *m = NULL;
+    CHECK_STATUS(flowrt_trainer_model(t, &m), FLOWRT_OK);
+    if (m) probe(m, v);
+    flowrt_model_free(m);
+}
+
 static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
 
 /* max |a − b|: an ONNX round trip keeps velocities within 1e-5, not bitwise. */
@@ -80,13 +88,10 @@ static double max_diff(const float *a, const float *b, size_t n) {
 static void train(const flowrt_model *init, const float *data, const flowrt_trainer_params *params, int steps,
                   float v[8], double *loss) {
     flowrt_trainer *t = NULL;
-    flowrt_model *m = NULL;
     CHECK_STATUS(flowrt_trainer_create(init, data, N, D, params, &t), FLOWRT_OK);
     CHECK_STATUS(flowrt_trainer_fit(t, (uint64_t)steps, NULL, NULL), FLOWRT_OK);
     CHECK_STATUS(flowrt_trainer_loss(t, loss, NULL, NULL, NULL), FLOWRT_OK);
-    CHECK_STATUS(flowrt_trainer_model(t, &m), FLOWRT_OK);
-    if (m) probe(m, v);
-    flowrt_model_free(m);
+    probe_trainer(t, v);
     flowrt_trainer_free(t);
 }
 
@@ -151,12 +156,7 @@ int main(void) {
     bad = tp; bad.schedule_fn = failing_schedule; bad.schedule_user_data = &mode; mode = 0;
     CHECK_STATUS(flowrt_trainer_create(init, data, N, D, &bad, &t), FLOWRT_OK);
     CHECK_STATUS(flowrt_trainer_step(t, &loss), FLOWRT_OK);
-    {
-        flowrt_model *m = NULL;
-        CHECK_STATUS(flowrt_trainer_model(t, &m), FLOWRT_OK);
-        if (m) probe(m, v_before);
-        flowrt_model_free(m);
-    }
+    probe_trainer(t, v_before);
     for (mode = 1; mode <= 3; mode++) {
         CHECK_STATUS(flowrt_trainer_step(t, &loss), FLOWRT_NON_FINITE);
         CHECK(strstr(flowrt_last_error_message(), "schedule 'custom' is not finite at t = ") != NULL,
@@ -166,12 +166,7 @@ int main(void) {
     CHECK(strstr(flowrt_last_error_message(), "β' = inf") != NULL, "values named: %s", flowrt_last_error_message());
     CHECK(flowrt_trainer_step_count(t) == 1, "failed steps are not counted (%llu)",
           (unsigned long long)flowrt_trainer_step_count(t));
-    {
-        flowrt_model *m = NULL;
-        CHECK_STATUS(flowrt_trainer_model(t, &m), FLOWRT_OK);
-        if (m) probe(m, v_after);
-        flowrt_model_free(m);
-    }
+    probe_trainer(t, v_after);
     CHECK(same(v_before, v_after, 8), "failed steps leave the weights unchanged");
     mode = 0;
     CHECK_STATUS(flowrt_trainer_fit(t, 2, NULL, NULL), FLOWRT_OK);
