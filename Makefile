@@ -236,3 +236,8 @@ test-c: bindings/c/tests/test_sde
 .PHONY: bench-paths
 bench-paths: build
 	bash bench/paths/run.sh
+
+# Host-supplied interpolant schedules (FLOWRT_INTERPOLANT_CUSTOM) join the C suites above.
+C_TESTS += test_schedule
+C_TEST_BINS += bindings/c/tests/test_schedule
+test-c: bindings/c/tests/test_schedule

@@ -31,7 +31,9 @@
  *     FLOWRT_INTERNAL (a bug; the message says where).
  *   - Exception to "nothing is retained": a density made from host
  *     callbacks (flowrt_density_create_callbacks) keeps its function
- *     pointers and user_data until it and every flow using it are freed.
+ *     pointers and user_data until it and every flow using it are freed;
+ *     a trainer or flow with a host schedule (FLOWRT_INTERPOLANT_CUSTOM)
+ *     keeps schedule_fn and schedule_user_data until it is freed.
  */
 #ifndef FLOWRT_H
 #define FLOWRT_H
@@ -373,8 +375,37 @@ typedef enum flowrt_interpolant {
     /** α = cos(πt/2), β = sin(πt/2) (the InterFlow paper's default). */
     FLOWRT_INTERPOLANT_TRIG = 0,
     /** α = 1 − t, β = t. */
-    FLOWRT_INTERPOLANT_LINEAR = 1
+    FLOWRT_INTERPOLANT_LINEAR = 1,
+    /** A host-supplied schedule: the params' schedule_fn (see
+     *  flowrt_schedule_fn). Saved flows record it as "custom". */
+    FLOWRT_INTERPOLANT_CUSTOM = 2
 } flowrt_interpolant;
+
+/** Host interpolant schedule: writes (α(t), β(t), α'(t), β'(t)) for
+ *  t ∈ [0, 1] to coefficients[0..3] (primes are d/dt) and returns 0;
+ *  non-zero means failure.
+ *
+ *  Contract:
+ *    - A pure function of t, safe to call from several threads at once:
+ *      trainers call it from their worker threads (threads > 1), flows from
+ *      the calling thread of flowrt_flow_score / flowrt_flow_sample_sde.
+ *    - Boundary conditions α(0) = 1, β(0) = 0, α(1) = 0, β(1) = 1 (within
+ *      1e-9) and finite values at t = 0, 1/64, …, 1 are checked once, when
+ *      the trainer or flow is created: a violation makes the create call fail
+ *      with FLOWRT_INVALID_ARGUMENT (boundary, including a failure at t = 0
+ *      or 1) or FLOWRT_NON_FINITE, and a message naming the values.
+ *    - Failure at run time: coefficients[] holds NaN when the call starts,
+ *      and a non-zero return sets all four to NaN. A non-finite coefficient
+ *      (failure, or a NaN/∞ written) makes the calling operation return
+ *      FLOWRT_NON_FINITE with a message naming the schedule and t
+ *      (flowrt_trainer_step/fit: that step's update is not applied;
+ *      flowrt_flow_score, flowrt_flow_sample_sde: nothing is written).
+ *      The library never stores NaN weights because of it.
+ *    - Sampling, transport, encoding and log-densities never call it: they
+ *      need only the velocity.
+ *  `user_data` is the params' schedule_user_data; it and the function must
+ *  stay valid until every trainer and flow created with them is freed. */
+typedef int (*flowrt_schedule_fn)(void *user_data, double t, double coefficients[4]);
 
 typedef enum flowrt_base_density {
     /** N(0, I_d). */
@@ -386,6 +417,13 @@ typedef struct flowrt_flow_params {
     uint32_t struct_size;  /**< sizeof(flowrt_flow_params). */
     int32_t interpolant;   /**< flowrt_interpolant the model was trained with (default TRIG). */
     int32_t base;          /**< flowrt_base_density (default STANDARD_NORMAL). */
+    flowrt_schedule_fn schedule_fn; /**< The schedule when interpolant is
+                                FLOWRT_INTERPOLANT_CUSTOM (required then), NULL
+                                otherwise (default NULL). Used by the score and
+                                the SDE sampler only. (Appended in 0.1: a
+                                struct_size without it, 12, is accepted and
+                                means NULL.) */
+    void *schedule_user_data; /**< Passed to schedule_fn (default NULL). */
 } flowrt_flow_params;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set
@@ -499,7 +537,10 @@ typedef struct flowrt_solver_stats {
  *  @param out     out, non-NULL: receives the flow (NULL on failure); free
  *                 with flowrt_flow_free.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model or out, bad
- *          struct_size, unknown interpolant or base).
+ *          struct_size, unknown interpolant or base, CUSTOM without
+ *          schedule_fn, schedule_fn with another interpolant, a schedule_fn
+ *          violating the boundary conditions); FLOWRT_NON_FINITE (schedule_fn
+ *          failed or was not finite at a checked time).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params,
                                             flowrt_flow **out);
@@ -587,7 +628,9 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
 /** Saves a flow as one self-contained ONNX file: the network plus metadata
  *  (flowrt.interpolant, flowrt.base, flowrt.dimension, flowrt.time_convention
  *  and the model's own flowrt.* entries), written to a temporary file and
- *  renamed, so an existing file is never left truncated.
+ *  renamed, so an existing file is never left truncated. A host schedule
+ *  (FLOWRT_INTERPOLANT_CUSTOM) is recorded as flowrt.interpolant = "custom":
+ *  the file cannot hold the function (see flowrt_flow_load_onnx).
  *  @param flow  in, non-NULL.
  *  @param path  in, non-NULL.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED
@@ -600,6 +643,14 @@ FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const ch
 /** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
  *  the interpolant named in its flowrt.interpolant metadata ("trig" when
  *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *
+ *  A file that records "custom" (saved from a flow with a host schedule)
+ *  loads without its schedule: sampling, transport, encoding and
+ *  log-densities work as for any flow (they need only the velocity), while
+ *  flowrt_flow_score and flowrt_flow_sample_sde return FLOWRT_UNSUPPORTED.
+ *  To get them, rebuild the flow with the schedule: flowrt_model_load_onnx,
+ *  then flowrt_flow_create with interpolant = FLOWRT_INTERPOLANT_CUSTOM and
+ *  the same schedule_fn. Saving the loaded flow again records "custom".
  *  @param path     in, non-NULL.
  *  @param options  in, nullable (see flowrt_onnx_options).
  *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
@@ -704,6 +755,13 @@ typedef struct flowrt_trainer_params {
     uint32_t threads;          /**< Worker threads; 0 = all processors (default 0). Never changes results. */
     double time_beta_a;        /**< t ~ Beta(a, b) when both are > 0; 0 and 0 = U[0, 1] (default 0). */
     double time_beta_b;        /**< See time_beta_a (default 0). */
+    flowrt_schedule_fn schedule_fn; /**< The schedule when interpolant is
+                                    FLOWRT_INTERPOLANT_CUSTOM (required then),
+                                    NULL otherwise (default NULL); called for
+                                    every sample of every step, from worker
+                                    threads. (Appended in 0.1: a struct_size
+                                    without it is accepted and means NULL.) */
+    void *schedule_user_data;  /**< Passed to schedule_fn (default NULL). */
 } flowrt_trainer_params;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set
@@ -734,9 +792,12 @@ static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
  *  @param params  in, nullable: NULL means the defaults.
  *  @param out     out, non-NULL: the trainer; free with flowrt_trainer_free.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, zero size, bad
- *          struct_size, a field out of range, no training rows left);
+ *          struct_size, a field out of range, no training rows left,
+ *          interpolant and schedule_fn as for flowrt_flow_create);
  *          FLOWRT_SHAPE_MISMATCH (dim differs from the model's);
- *          FLOWRT_NON_FINITE (NaN/Inf in data); FLOWRT_INVALID_MODEL.
+ *          FLOWRT_NON_FINITE (NaN/Inf in data; schedule_fn failed or was
+ *          not finite at a checked time or for the held-out set);
+ *          FLOWRT_INVALID_MODEL.
  *  Thread-safe (creates an independent object). */
 FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
                                                const flowrt_trainer_params *params, flowrt_trainer **out);
@@ -746,7 +807,9 @@ FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const f
  *  @param loss     out, nullable: the minibatch's mean G before the update.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer);
  *          FLOWRT_NON_FINITE (the loss or gradient overflowed: the weights
- *          are left unchanged; lower learning_rate or set grad_clip).
+ *          are left unchanged; lower learning_rate or set grad_clip; or a
+ *          host schedule_fn failed or gave a non-finite value: the message
+ *          names the schedule and t, the weights are left unchanged).
  *  Not thread-safe: one thread at a time per trainer. */
 FLOWRT_API flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
 
@@ -917,7 +980,8 @@ FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model,
  *  @param params   in, nullable (NULL = defaults).
  *  @param out      out, non-NULL; free with flowrt_trainer_free.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, bad params);
- *          FLOWRT_SHAPE_MISMATCH (dimensions differ); FLOWRT_INVALID_MODEL.
+ *          FLOWRT_SHAPE_MISMATCH (dimensions differ); FLOWRT_NON_FINITE
+ *          (schedule_fn, as flowrt_trainer_create); FLOWRT_INVALID_MODEL.
  *  Thread-safe (creates an independent object). */
 FLOWRT_API flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
                                                               const flowrt_density *base, size_t heldout,
@@ -947,9 +1011,11 @@ FLOWRT_API flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, in
  *  @param x          in, [n, dim], finite.
  *  @param score_out  out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
- *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x);
- *          FLOWRT_UNSUPPORTED (the
- *          flow's base is not Gaussian). Cost: one network evaluation.
+ *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x; a host
+ *          schedule_fn failed or gave a non-finite value);
+ *          FLOWRT_UNSUPPORTED (the flow's base is not Gaussian, or it was
+ *          loaded from a file recording a "custom" schedule, which the file
+ *          cannot hold: see flowrt_flow_load_onnx). Cost: one network evaluation.
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
                                            float *score_out);
@@ -1009,8 +1075,10 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  @param params  in, nullable (NULL = defaults).
  *  @param x_out   out, [n, dim].
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
- *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite);
- *          FLOWRT_UNSUPPORTED (base not Gaussian); FLOWRT_SOLVER_INCOMPLETE
+ *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite; a host schedule_fn
+ *          failed or gave a non-finite value on the time grid);
+ *          FLOWRT_UNSUPPORTED (base not Gaussian, or no schedule, as
+ *          flowrt_flow_score); FLOWRT_SOLVER_INCOMPLETE
  *          (some samples became NaN/Inf; outputs are still written).
  *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
  *  per sample. Thread-safe. */

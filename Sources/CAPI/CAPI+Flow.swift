@@ -15,7 +15,7 @@ func flowObject(_ handle: OpaquePointer?) throws -> Flow {
 func defaultFlowParams() -> flowrt_flow_params {
     flowrt_flow_params(struct_size: UInt32(MemoryLayout<flowrt_flow_params>.size),
                        interpolant: Int32(FLOWRT_INTERPOLANT_TRIG.rawValue),
-                       base: Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue))
+                       base: Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue), schedule_fn: nil, schedule_user_data: nil)
 }
 
 func defaultSolverParams() -> flowrt_solver_params {
@@ -132,9 +132,8 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let out = try require(out, "out")
         out.pointee = nil
         let m = try modelObject(model)
-        let p = try readParams(params, defaults: defaultFlowParams(),
-                               minimumSize: MemoryLayout<flowrt_flow_params>.size, "params")
-        let schedule = try interpolantSchedule(p.interpolant)
+        let p = try readParams(params, defaults: defaultFlowParams(), minimumSize: flowParamsFirstSize, "params")
+        let schedule = try interpolantSchedule(p.interpolant, function: p.schedule_fn, userData: p.schedule_user_data)
         guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
             throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")
         }

@@ -16,7 +16,7 @@ public func flowrt_onnx_options_init(_ params: UnsafeMutablePointer<flowrt_onnx_
 
 @_cdecl("flowrt_flow_params_init")
 public func flowrt_flow_params_init(_ params: UnsafeMutablePointer<flowrt_flow_params>?) -> flowrt_status {
-    guarded("flowrt_flow_params_init") { try initParams(params, defaults: defaultFlowParams(), minimumSize: MemoryLayout<flowrt_flow_params>.size, "params") }
+    guarded("flowrt_flow_params_init") { try initParams(params, defaults: defaultFlowParams(), minimumSize: flowParamsFirstSize, "params") }
 }
 
 @_cdecl("flowrt_solver_params_init")
@@ -26,7 +26,7 @@ public func flowrt_solver_params_init(_ params: UnsafeMutablePointer<flowrt_solv
 
 @_cdecl("flowrt_trainer_params_init")
 public func flowrt_trainer_params_init(_ params: UnsafeMutablePointer<flowrt_trainer_params>?) -> flowrt_status {
-    guarded("flowrt_trainer_params_init") { try initParams(params, defaults: defaultTrainerParams(), minimumSize: MemoryLayout<flowrt_trainer_params>.size, "params") }
+    guarded("flowrt_trainer_params_init") { try initParams(params, defaults: defaultTrainerParams(), minimumSize: trainerParamsFirstSize, "params") }
 }
 
 @_cdecl("flowrt_sde_params_init")

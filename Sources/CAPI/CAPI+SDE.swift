@@ -10,6 +10,7 @@ public func flowrt_flow_score(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePoi
         let points = try inputPoints(x, n, flow.dimension, "x")
         let times = try require(t, "t")
         let out = try require(scoreOut, "score_out")
+        try requireRebuiltSchedule(flow, for: "the score")
         let s = try flow.score(times: Array(UnsafeBufferPointer(start: times, count: points.shape[0])), points: points)
         s.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
         return FLOWRT_OK
@@ -37,6 +38,7 @@ public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePoi
         let nd = try checkedProduct(n, flow.dimension, "x_out")
         let out = try require(xOut, "x_out")
         guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
+        try requireRebuiltSchedule(flow, for: "the SDE sampler")
         let p = try readParams(params, defaults: defaultSDEParams(),
                                minimumSize: MemoryLayout<flowrt_sde_params>.size, "params")
         let method: SDEOptions.Method

@@ -19,22 +19,13 @@ func defaultTrainerParams() -> flowrt_trainer_params {
         optimizer: Int32(FLOWRT_OPTIMIZER_ADAM.rawValue), weight_decay: 0, warmup_steps: 0,
         lr_schedule: Int32(FLOWRT_LR_CONSTANT.rawValue), total_steps: 0, lr_min_factor: 0.01,
         step_every: 1000, step_factor: 0.5, grad_clip: 0, ema_decay: 0.999, heldout_fraction: 0.1,
-        seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0)
-}
-
-/// The schedule of a `flowrt_interpolant` code (shared by trainers and flows).
-func interpolantSchedule(_ code: Int32) throws -> any Schedule {
-    switch UInt32(bitPattern: code) {
-    case FLOWRT_INTERPOLANT_TRIG.rawValue: return TrigSchedule()
-    case FLOWRT_INTERPOLANT_LINEAR.rawValue: return LinearSchedule()
-    default: throw FlowError.invalidArgument("params->interpolant = \(code) is not a flowrt_interpolant")
-    }
+        seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0, schedule_fn: nil, schedule_user_data: nil)
 }
 
 /// Converts C params into the Swift configuration and schedule; every range
 /// check happens in `TrainerConfiguration.validate()` or here.
 func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration, InterpolantLoss) {
-    let schedule = try interpolantSchedule(p.interpolant)
+    let schedule = try interpolantSchedule(p.interpolant, function: p.schedule_fn, userData: p.schedule_user_data)
     let kind: OptimizerConfiguration.Kind
     switch UInt32(bitPattern: p.optimizer) {
     case FLOWRT_OPTIMIZER_ADAM.rawValue: kind = .adam
@@ -86,8 +77,7 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         let total = try checkedProduct(rows, d, "data")
         let x = try require(data, "data")
         try requireFinite(x, total, "data")
-        let p = try readParams(params, defaults: defaultTrainerParams(),
-                               minimumSize: MemoryLayout<flowrt_trainer_params>.size, "params")
+        let p = try readParams(params, defaults: defaultTrainerParams(), minimumSize: trainerParamsFirstSize, "params")
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
                                   loss: loss, configuration: config, metadata: model.metadata)

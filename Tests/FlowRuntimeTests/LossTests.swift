@@ -26,7 +26,7 @@ final class LossTests: XCTestCase {
         let loss = InterpolantLoss(schedule: TrigSchedule())
         let t = [0.0, 0.5, 1.0], x0: [Float] = [1, 2, 3, 4, 5, 6], x1: [Float] = [-1, 0, 1, 1, 2, 2]
         var xt = [Float](repeating: 0, count: 6), ut = xt
-        t.withUnsafeBufferPointer { loss.interpolate(times: $0, x0: x0, x1: x1, dimension: 2, points: &xt, targets: &ut) }
+        _ = t.withUnsafeBufferPointer { loss.interpolate(times: $0, x0: x0, x1: x1, dimension: 2, points: &xt, targets: &ut) }
         let c = Float(0.5.squareRoot()), h = Float.pi / 2
         XCTAssertEqual(xt[0], 1); XCTAssertEqual(xt[4], 2); XCTAssertEqual(xt[5], 2)  // t = 0 → x0, t = 1 → x1
         XCTAssertEqual(xt[2], c * 3 + c * 1, accuracy: 1e-6)

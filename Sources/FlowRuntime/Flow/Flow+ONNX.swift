@@ -2,11 +2,29 @@
 /// naming the interpolant and the base density (the exporter adds
 /// flowrt.dimension and flowrt.time_convention), so `loadONNX` rebuilds the
 /// same flow.
+///
+/// The one exception is a host-supplied schedule (`CallbackSchedule`): a
+/// file records only its name, "custom". Loading such a file gives a flow
+/// without a schedule: sampling, transport, encoding and log-densities need
+/// only the velocity and work; the score and the SDE sampler throw
+/// `.unsupported` until the flow is rebuilt from its model with the schedule
+/// (`Flow(field: model, schedule: CallbackSchedule { … })`).
 extension Flow {
     /// Metadata keys written and read by flow files.
     public enum MetadataKey {
         public static let interpolant = "flowrt.interpolant"
         public static let base = "flowrt.base"
+    }
+
+    /// The name `flowrt.interpolant` records for a host-supplied schedule
+    /// (`CallbackSchedule`'s default name).
+    public static let customInterpolant = "custom"
+
+    /// The interpolant's name: the schedule's, or, for a flow loaded from a
+    /// file whose schedule cannot be rebuilt, what its model's metadata
+    /// records ("custom"); nil when neither is known.
+    public var interpolantName: String? {
+        schedule?.name ?? (field as? Model)?.metadata[MetadataKey.interpolant]
     }
 
     /// The model with the flow's description merged into its metadata.
@@ -20,7 +38,8 @@ extension Flow {
             throw FlowError.unsupported("only flows with a standard normal base can be saved as ONNX for now")
         }
         var meta = model.metadata
-        meta[MetadataKey.interpolant] = schedule?.name ?? "trig"
+        // A flow loaded without its schedule keeps the name its file recorded.
+        meta[MetadataKey.interpolant] = interpolantName ?? "trig"
         meta[MetadataKey.base] = "standard_normal"
         return try model.withMetadata(meta)
     }
@@ -32,15 +51,17 @@ extension Flow {
 
     /// A flow around a loaded model, with the interpolant its metadata names
     /// (`trig` when absent, e.g. a network exported by PyTorch) and a
-    /// standard normal base.
+    /// standard normal base. For "custom" (a host-supplied schedule) the
+    /// flow has no schedule: see the type's comment.
     /// - Throws: `.invalidModel` for an unknown interpolant or base in the metadata.
     public convenience init(model: Model) throws {
-        let schedule: any Schedule
+        let schedule: (any Schedule)?
         switch model.metadata[MetadataKey.interpolant] ?? "trig" {
         case "trig": schedule = TrigSchedule()
         case "linear": schedule = LinearSchedule()
+        case Self.customInterpolant: schedule = nil
         case let other:
-            throw FlowError.invalidModel("\(MetadataKey.interpolant) = '\(other)' is not an interpolant this version can rebuild (trig, linear)")
+            throw FlowError.invalidModel("\(MetadataKey.interpolant) = '\(other)' is not an interpolant this version can rebuild (trig, linear, or custom without its schedule)")
         }
         let base = model.metadata[MetadataKey.base] ?? "standard_normal"
         guard base == "standard_normal" else {

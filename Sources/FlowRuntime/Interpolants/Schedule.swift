@@ -5,6 +5,9 @@ public struct InterpolantCoefficients: Sendable, Equatable {
     public init(alpha: Double, beta: Double, alphaDot: Double, betaDot: Double) {
         self.alpha = alpha; self.beta = beta; self.alphaDot = alphaDot; self.betaDot = betaDot
     }
+
+    /// Whether α, β, α' and β' are all finite.
+    public var isFinite: Bool { alpha.isFinite && beta.isFinite && alphaDot.isFinite && betaDot.isFinite }
 }
 
 /// A schedule: a pure function of t ∈ [0, 1] with α(0)=1, α(1)=0, β(0)=0,
@@ -30,12 +33,26 @@ extension Schedule {
                 "schedule '\(name)' must have α(0)=1, β(0)=0, α(1)=0, β(1)=1; got α(0)=\(c0.alpha), β(0)=\(c0.beta), α(1)=\(c1.alpha), β(1)=\(c1.beta)")
         }
         for i in 0..<points {
-            let t = Double(i) / Double(points - 1)
-            let c = coefficients(at: t)
-            guard c.alpha.isFinite, c.beta.isFinite, c.alphaDot.isFinite, c.betaDot.isFinite else {
-                throw FlowError.nonFinite("schedule '\(name)' is not finite at t = \(t)")
-            }
+            _ = try finiteCoefficients(at: Double(i) / Double(points - 1))
         }
+    }
+
+    /// `coefficients(at:)`, checked: what code that cannot trust the
+    /// schedule (a host-supplied one signals failure with NaN) calls.
+    /// - Throws: `.nonFinite` from `nonFiniteError(at:_:)` when α, β, α' or β' is NaN or ±∞.
+    public func finiteCoefficients(at t: Double) throws -> InterpolantCoefficients {
+        let c = coefficients(at: t)
+        guard c.isFinite else { throw nonFiniteError(at: t, c) }
+        return c
+    }
+
+    /// The error for non-finite coefficients `c` at time `t`, naming the
+    /// schedule, t and the values (and, for a `CallbackSchedule`, its host
+    /// callback as the likely cause).
+    public func nonFiniteError(at t: Double, _ c: InterpolantCoefficients) -> FlowError {
+        let host = self is CallbackSchedule ? ": did its host callback fail?" : ""
+        return FlowError.nonFinite(
+            "schedule '\(name)' is not finite at t = \(t) (α = \(c.alpha), β = \(c.beta), α' = \(c.alphaDot), β' = \(c.betaDot))\(host)")
     }
 }
 

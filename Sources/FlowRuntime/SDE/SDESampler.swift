@@ -130,15 +130,16 @@ public struct SDESampler: Sendable {
     }
 
     /// Integrates the SDE from time `t0` ∈ [0, 1) to 1 for `points` (`[n, d]`).
-    /// - Throws: `.shapeMismatch`, `.nonFinite` (points, or ε(t) from a
-    ///   custom diffusion), `.invalidArgument` (t0, negative ε).
+    /// - Throws: `.shapeMismatch`, `.nonFinite` (points, ε(t) from a
+    ///   custom diffusion, or the schedule on the grid), `.invalidArgument`
+    ///   (t0, negative ε).
     public func integrate(points: Tensor, from t0: Double, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
         guard t0 >= 0, t0 < 1 else { throw FlowError.invalidArgument("SDE start time \(t0) must be in [0, 1)") }
         let field = score.field, d = field.dimension
         let n = try Transport.checkPoints(points, dimension: d)
         let steps = options.steps, h = (1 - t0) / Double(steps)
         let grid = (0...steps).map { $0 == steps ? 1.0 : t0 + Double($0) * h }
-        let coefficients = grid.map { score.schedule.coefficients(at: $0) }
+        let coefficients = try grid.map { try score.schedule.finiteCoefficients(at: $0) }
         // ε(t_k)·τ(t_k) on the grid, validated once.
         var epsilon = [Double](repeating: 0, count: steps + 1)
         for k in 0..<steps {

@@ -88,7 +88,8 @@ public struct ScoreField: Sendable {
     /// - Cost: one field evaluation of n samples plus O(n d).
     /// - Throws: `.shapeMismatch` for mismatched buffers, `.invalidArgument`
     ///   for a time outside [0, 1] or where the score is singular (see above),
-    ///   `.nonFinite` for a NaN/∞ time or point.
+    ///   `.nonFinite` for a NaN/∞ time or point, or where the schedule is not
+    ///   finite (a failed host schedule).
     public func evaluate(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                          into scores: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace? = nil) throws {
         let n = times.count, d = field.dimension
@@ -100,7 +101,7 @@ public struct ScoreField: Sendable {
             guard (0...1).contains(times[i]) else {
                 throw FlowError.invalidArgument("score: time \(i) = \(times[i]) is outside [0, 1]")
             }
-            let s = Self.singularFactor(schedule.coefficients(at: times[i]))
+            let s = Self.singularFactor(try schedule.finiteCoefficients(at: times[i]))
             guard abs(s) >= minimumSingularFactor else {
                 throw FlowError.invalidArgument(
                     "score: singular at t = \(times[i]) (|α(α'β − αβ')| = \(abs(s)) < \(minimumSingularFactor)); the score is not recoverable from the velocity where α → 0 (t → 1)")
@@ -164,6 +165,10 @@ extension Flow {
     /// - Throws: `.unsupported` without a Gaussian base or a schedule.
     public func scoreField() throws -> ScoreField {
         guard let schedule else {
+            if interpolantName == Self.customInterpolant {
+                throw FlowError.unsupported(
+                    "the score needs the interpolant schedule the flow was trained with; this flow's file records a custom (host-supplied) schedule, which a file cannot hold: rebuild the flow from its model with that schedule")
+            }
             throw FlowError.unsupported("the score needs the interpolant schedule the flow was trained with")
         }
         guard let gaussian = GaussianBase(base) else {

@@ -17,16 +17,25 @@ public struct InterpolantLoss: Sendable {
 
     /// x_t and ∂_tI for `times.count` rows: `x0`, `x1`, `points`, `targets`
     /// are `[n, d]`. - Cost: O(n d) plus n schedule evaluations.
+    /// - Returns: the first time at which the schedule's coefficients were
+    ///   not finite, with those coefficients (the row is then NaN), or nil;
+    ///   callers turn it into `schedule.nonFiniteError(at:_:)` (this runs on
+    ///   worker threads, where it cannot throw).
+    @discardableResult
     public func interpolate(times: UnsafeBufferPointer<Double>, x0: UnsafePointer<Float>, x1: UnsafePointer<Float>,
-                            dimension d: Int, points: UnsafeMutablePointer<Float>, targets: UnsafeMutablePointer<Float>) {
+                            dimension d: Int, points: UnsafeMutablePointer<Float>,
+                            targets: UnsafeMutablePointer<Float>) -> NonFiniteSchedule? {
+        var firstNonFinite: NonFiniteSchedule? = nil
         for i in 0..<times.count {
             let c = schedule.coefficients(at: times[i])
+            if firstNonFinite == nil, !c.isFinite { firstNonFinite = NonFiniteSchedule(time: times[i], coefficients: c) }
             let a = Float(c.alpha), b = Float(c.beta), ad = Float(c.alphaDot), bd = Float(c.betaDot)
             for j in (i * d)..<((i + 1) * d) {
                 points[j] = a * x0[j] + b * x1[j]
                 targets[j] = ad * x0[j] + bd * x1[j]
             }
         }
+        return firstNonFinite
     }
 
     /// Sums over n rows of |v|² − 2 u·v and |v − u|² (Double accumulation),
@@ -47,6 +56,14 @@ public struct InterpolantLoss: Sendable {
         }
         return LossReport(quadratic: g, regression: r)
     }
+}
+
+/// Where a schedule gave non-finite coefficients (see `InterpolantLoss.interpolate`).
+public struct NonFiniteSchedule: Sendable, Equatable {
+    /// The first such time.
+    public var time: Double
+    /// (α, β, α', β') there, at least one of them NaN or ±∞.
+    public var coefficients: InterpolantCoefficients
 }
 
 /// A loss value in both forms (means over a batch, or sums while reducing).

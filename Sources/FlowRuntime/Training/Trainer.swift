@@ -75,7 +75,8 @@ public final class Trainer {
     ///   - metadata: extra metadata for exported models.
     /// - Throws: `.invalidArgument` for a bad configuration or too few
     ///   samples, `.shapeMismatch` when dimensions disagree, `.nonFinite`
-    ///   for NaN/Inf data, `.invalidModel` for an inconsistent graph.
+    ///   for NaN/Inf data or a schedule not finite at a held-out time,
+    ///   `.invalidModel` for an inconsistent graph.
     /// - Cost: builds the held-out set (O(held-out · d)).
     public init(graph: Graph, data: TrainingData, base: (any SampleSource)? = nil,
                 loss: InterpolantLoss = InterpolantLoss(), configuration: TrainerConfiguration = TrainerConfiguration(),
@@ -155,9 +156,10 @@ public final class Trainer {
         var x0 = [Float](repeating: 0, count: m * d)
         x0.withUnsafeMutableBufferPointer { base.sample(seed: Self.derivedSeed(heldSeed, .trainingBase), firstIndex: 0, into: $0) }
         var points = [Float](repeating: 0, count: m * d), targets = points
-        times.withUnsafeBufferPointer { t in
+        let nonFinite = times.withUnsafeBufferPointer { t in
             loss.interpolate(times: t, x0: x0, x1: heldOutRows, dimension: d, points: &points, targets: &targets)
         }
+        if let bad = nonFinite { throw loss.schedule.nonFiniteError(at: bad.time, bad.coefficients) }
         heldOutTimes = times
         heldOutPoints = points
         heldOutTargets = targets
@@ -186,8 +188,10 @@ public final class Trainer {
     /// Makes one update and returns the minibatch's mean losses (raw
     /// weights, before the update).
     /// - Throws: `.nonFinite` when the loss or gradient is not finite (the
-    ///   weights are left unchanged: lower the learning rate or clip);
-    ///   errors of a streaming callback; `.nonFinite` for a streamed NaN.
+    ///   weights are left unchanged: lower the learning rate or clip), or
+    ///   the schedule is not finite at a sampled time (a failed host
+    ///   schedule; named in the message, weights unchanged); errors of a
+    ///   streaming callback; `.nonFinite` for a streamed NaN.
     /// - Cost: one forward and one backward pass over `batchSize` samples.
     @discardableResult
     public func step() throws -> LossReport {
@@ -257,6 +261,8 @@ public final class Trainer {
         while chunks.count < chunkCount { chunks.append(TrainingChunk()) }
         let partial = UnsafeMutableBufferPointer<LossReport>.allocate(capacity: chunkCount)
         defer { partial.deallocate() }
+        let nonFinite = UnsafeMutableBufferPointer<NonFiniteSchedule?>.allocate(capacity: chunkCount)
+        defer { nonFinite.deallocate() }
         let seed = configuration.seed
         let baseSeed = Self.derivedSeed(seed, .trainingBase), dataSeed = Self.derivedSeed(seed, .dataset)
         let scale = 1 / Float(b)
@@ -290,11 +296,17 @@ public final class Trainer {
             coupling?.pair(x0: x0, x1: x1, count: n, dimension: d)
             chunk.times.withUnsafeBufferPointer { tb in
                 let t = UnsafeBufferPointer(rebasing: tb[0..<n])
-                loss.interpolate(times: t, x0: x0, x1: x1, dimension: d, points: xt, targets: u)
+                nonFinite.initializeElement(at: c, to: loss.interpolate(times: t, x0: x0, x1: x1, dimension: d,
+                                                                        points: xt, targets: u))
                 let v = net.forward(times: t, points: xt, workspace: chunk.workspace)
                 partial[c] = InterpolantLoss.sums(velocities: v, targets: u, count: n * d, gradient: g, gradientScale: scale)
                 net.backward(outputGradient: g, workspace: chunk.workspace)
             }
+        }
+        // A schedule that failed (e.g. a host callback) is named before the
+        // NaN loss it causes; the weights are not updated.
+        if let bad = nonFinite.lazy.compactMap({ $0 }).first {
+            throw FlowError.nonFinite("step \(step): \(loss.schedule.nonFiniteError(at: bad.time, bad.coefficients).message)")
         }
         var total = LossReport.zero
         for c in 0..<chunkCount { total = total + partial[c] }

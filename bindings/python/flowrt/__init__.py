@@ -19,9 +19,10 @@ from ._trainer import Losses, Trainer
 __version__ = _capi.flowrt_version_string().decode()
 
 
-def load(path, x_name=None, t_name=None) -> Flow:
-    """Loads a flow from an ONNX file (see `Flow.load`)."""
-    return Flow.load(path, x_name=x_name, t_name=t_name)
+def load(path, x_name=None, t_name=None, interpolant=None) -> Flow:
+    """Loads a flow from an ONNX file (see `Flow.load`; `interpolant` gives a
+    file that records a "custom" schedule its schedule callable back)."""
+    return Flow.load(path, x_name=x_name, t_name=t_name, interpolant=interpolant)
 
 
 def load_model(path, x_name=None, t_name=None) -> Model:

@@ -98,16 +98,23 @@ flowrt_model_divergence = _declare("flowrt_model_divergence", c_int, c_void_p, c
                                    c_float_p, c_double_p)
 
 # ---- flows (include/flowrt.h, section: flows) ----
-INTERPOLANTS = {"trig": 0, "linear": 1}
+# typedef enum flowrt_interpolant
+INTERPOLANTS = {"trig": 0, "linear": 1, "custom": 2}
 BASES = {"normal": 0}
 SOLVER_METHODS = {"dopri5": 0, "euler": 1, "heun": 2, "midpoint": 3, "rk4": 4}
 DIVERGENCES = {"exact": 0, "hutchinson": 1}
 PROBE_KINDS = {"rademacher": 0, "gaussian": 1}
 
 
+# typedef int (*flowrt_schedule_fn)(void *user_data, double t, double coefficients[4]);
+schedule_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_double, c_double_p)
+
+
 class flowrt_flow_params(Structure):
-    """typedef struct flowrt_flow_params { uint32_t struct_size; int32_t interpolant; int32_t base; }"""
-    _fields_ = [("struct_size", c_uint32), ("interpolant", c_int32), ("base", c_int32)]
+    """typedef struct flowrt_flow_params { uint32_t struct_size; int32_t interpolant; int32_t base;
+    flowrt_schedule_fn schedule_fn; void *schedule_user_data; }"""
+    _fields_ = [("struct_size", c_uint32), ("interpolant", c_int32), ("base", c_int32),
+                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p)]
 
 
 class flowrt_solver_params(Structure):
@@ -234,7 +241,8 @@ class flowrt_trainer_params(Structure):
                 ("warmup_steps", c_uint32), ("lr_schedule", c_int32), ("total_steps", c_uint64),
                 ("lr_min_factor", c_double), ("step_every", c_uint64), ("step_factor", c_double),
                 ("grad_clip", c_double), ("ema_decay", c_double), ("heldout_fraction", c_double),
-                ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double)]
+                ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double),
+                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p)]
 
 
 # flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);

@@ -11,6 +11,7 @@ from ._arrays import dptr, fptr, points, times
 from ._errors import check
 from ._model import Model, _Handle
 from ._progress import Progress
+from ._schedule import apply as apply_interpolant, checker
 
 
 @dataclass
@@ -82,24 +83,27 @@ class Flow(_Handle):
     """
     _free = staticmethod(_capi.flowrt_flow_free)
 
-    def __init__(self, model: Model, interpolant: str = "trig", base="normal"):
-        """`base`: "normal" (standard normal) or a `flowrt.Density`."""
+    def __init__(self, model: Model, interpolant="trig", base="normal"):
+        """`interpolant`: "trig", "linear", or a callable
+        t -> (alpha, beta, dalpha, dbeta) with alpha(0) = beta(1) = 1 and
+        alpha(1) = beta(0) = 0 (checked here; see `flowrt.Trainer`).
+        `base`: "normal" (standard normal) or a `flowrt.Density`."""
         from ._density import Density
-        if interpolant not in _capi.INTERPOLANTS:
-            raise ValueError(f"interpolant must be one of {sorted(_capi.INTERPOLANTS)}, got {interpolant!r}")
         if not isinstance(base, Density) and base not in _capi.BASES:
             raise ValueError(f"base must be 'normal' or a flowrt.Density, got {base!r}")
         p = _capi.flowrt_flow_default_params()
-        p.interpolant = _capi.INTERPOLANTS[interpolant]
+        name, schedule = apply_interpolant(p, interpolant)
         h = ctypes.c_void_p()
         if isinstance(base, Density):
-            check(_capi.flowrt_flow_create_with_base(model._handle, ctypes.byref(p), base._handle, ctypes.byref(h)))
+            status = _capi.flowrt_flow_create_with_base(model._handle, ctypes.byref(p), base._handle, ctypes.byref(h))
         else:
             p.base = _capi.BASES[base]
-            check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+            status = _capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h))
+        checker(schedule)(status)
         super().__init__(h)
         self.model = model
-        self.interpolant = interpolant
+        self.interpolant = name
+        self._schedule = schedule  # the C flow calls it: alive as long as self
         self.base = base
 
     @classmethod
@@ -111,18 +115,29 @@ class Flow(_Handle):
         self.model = Model(m)
         meta = self.model.metadata
         self.interpolant = meta.get("flowrt.interpolant", "trig")
+        self._schedule = None
         self.base = "normal"
         return self
 
     @classmethod
-    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Flow":
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None, interpolant=None) -> "Flow":
         """Loads a flow saved by `save` (or any velocity network exported to
-        ONNX, with the trig interpolant and a standard normal base)."""
+        ONNX, with the trig interpolant and a standard normal base).
+
+        A file saved from a flow with a Python schedule records only
+        "custom": it loads without the schedule (sampling, transport,
+        encoding and log_prob work; score and sample_sde raise Unsupported)
+        unless `interpolant` gives it again (a callable, or a name that
+        overrides the file's)."""
         from ._model import onnx_options
         o = onnx_options(x_name, t_name)
         h = ctypes.c_void_p()
         check(_capi.flowrt_flow_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
-        return cls._from_handle(h)
+        flow = cls._from_handle(h)
+        if interpolant is None:
+            return flow
+        with flow:
+            return cls(flow.model, interpolant=interpolant)
 
     def save(self, path) -> None:
         """Saves the flow as one self-contained ONNX file that onnxruntime runs
@@ -131,8 +146,9 @@ class Flow(_Handle):
 
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
-            interpolant: str = "trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
-        """A flow with a fresh MLP velocity (see `Model.mlp`)."""
+            interpolant="trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
+        """A flow with a fresh MLP velocity (see `Model.mlp`); `interpolant`
+        as in `Flow()`."""
         return cls(Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options),
                    interpolant=interpolant, base=base)
 
@@ -154,7 +170,10 @@ class Flow(_Handle):
                                       "(train with the Swift Trainer's base option, or fit a normal-base flow)")
         if warmup is None:
             warmup = min(200, max(0, int(steps) // 10))
-        with Trainer(self.model, X, interpolant=self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
+        if self.interpolant == "custom" and self._schedule is None:
+            raise ValueError("this flow was loaded from a file that records a custom schedule, which a file cannot "
+                             "hold: load it with flowrt.load(path, interpolant=<the schedule callable>) to train it")
+        with Trainer(self.model, X, interpolant=self._schedule or self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
                      schedule=schedule, total_steps=max(1, int(steps)), ema=ema, clip=clip, heldout=heldout,
                      seed=seed, threads=threads, **trainer_options) as trainer:
             try:
@@ -165,9 +184,9 @@ class Flow(_Handle):
 
     def _replace_model(self, model: Model) -> None:
         p = _capi.flowrt_flow_default_params()
-        p.interpolant = _capi.INTERPOLANTS[self.interpolant]
+        apply_interpolant(p, self._schedule or self.interpolant)
         h = ctypes.c_void_p()
-        check(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        checker(self._schedule)(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
         self.close()
         self._h = h
         self.model = model
@@ -215,7 +234,7 @@ class Flow(_Handle):
         x = points(X, self.dim)
         tt = times(t, x.shape[0])
         s = np.empty_like(x)
-        check(_capi.flowrt_flow_score(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(s)))
+        checker(self._schedule)(_capi.flowrt_flow_score(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(s)))
         return s
 
     def sample_sde(self, n: int, seed: int = 0, epsilon: float = 1.0, steps: int = 200, method: str = "heun",
@@ -236,7 +255,8 @@ class Flow(_Handle):
             keep = _capi.diffusion_fn(lambda _user, t: float(diffusion(t)))
             p.diffusion = keep
         x = np.empty((int(n), self.dim), np.float32)
-        check(_capi.flowrt_flow_sample_sde(self._handle, ctypes.byref(p), int(seed), int(first_index), int(n), fptr(x)))
+        checker(self._schedule)(_capi.flowrt_flow_sample_sde(self._handle, ctypes.byref(p), int(seed), int(first_index),
+                                                             int(n), fptr(x)))
         del keep
         return x
 

@@ -18,36 +18,39 @@ from ._density import Density
 from ._errors import check
 from ._flow import Flow
 from ._model import Model, _Handle
+from ._schedule import apply as apply_interpolant, checker
 from ._trainer import Trainer
 
 
-def flow_with_base(model: Model, base: Density, interpolant: str = "trig") -> Flow:
+def flow_with_base(model: Model, base: Density, interpolant="trig") -> Flow:
     """The same as `flowrt.Flow(model, interpolant, base=base)`."""
     return Flow(model, interpolant=interpolant, base=base)
 
 
 def trainer_from_densities(model: Model, target: Density, base: Density | None = None, heldout: int = 0,
-                           interpolant: str = "trig", coupling: str = "independent", lr: float | None = None,
+                           interpolant="trig", coupling: str = "independent", lr: float | None = None,
                            batch_size: int | None = None, ema: float | None = None, seed: int | None = None,
                            threads: int | None = None) -> Trainer:
     """A `flowrt.Trainer` drawing x1 from `target` and x0 from `base`
     (default N(0, I)): with two `Density.empirical` sets, data-to-data
     transport. `coupling="exact-ot"` pairs x0 and x1 by mini-batch optimal
-    transport."""
+    transport. `interpolant` as in `flowrt.Trainer` (a name or a callable)."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {sorted(COUPLINGS)}, got {coupling!r}")
     p = _capi.flowrt_trainer_default_params()
-    p.interpolant = _capi.INTERPOLANTS[interpolant]
+    name, schedule = apply_interpolant(p, interpolant)
     for value, field in ((lr, "learning_rate"), (batch_size, "batch_size"), (ema, "ema_decay"), (seed, "seed"),
                          (threads, "threads")):
         if value is not None:
             setattr(p, field, value)
     h = c_void_p()
-    check(_capi.flowrt_trainer_create_from_densities(model._handle, target._handle, base._handle if base else None,
-                                               int(heldout), ctypes.byref(p), ctypes.byref(h)))
+    checker(schedule)(_capi.flowrt_trainer_create_from_densities(model._handle, target._handle,
+                                                                 base._handle if base else None, int(heldout),
+                                                                 ctypes.byref(p), ctypes.byref(h)))
     trainer = Trainer.__new__(Trainer)
     _Handle.__init__(trainer, h)
-    trainer.interpolant, trainer.dim = interpolant, model.dim
+    trainer.interpolant, trainer.dim = name, model.dim
     trainer._densities = (target, base)  # the C trainer uses their callbacks
+    trainer._schedule, trainer._check = schedule, checker(schedule)  # and the schedule's
     check(_capi.flowrt_trainer_set_coupling(h, COUPLINGS[coupling]))
     return trainer
