@@ -15,6 +15,8 @@
  *   - Params structs start with `uint32_t struct_size`, are obtained from
  *     flowrt_*_default_params() and passed by const pointer; fields are only
  *     ever appended, so a struct from an older header stays valid.
+ *     struct_size must be the sizeof of some version of the header (any
+ *     other value is FLOWRT_INVALID_ARGUMENT: it would cut a field).
  *   - Tensors cross as caller-owned, contiguous, row-major buffers plus
  *     sizes: x is [n, dim] floats, t is [n] doubles. Nothing is retained
  *     after a call returns. Bytes the library allocates for the caller are

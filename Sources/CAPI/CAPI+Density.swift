@@ -150,7 +150,7 @@ public func flowrt_flow_create_with_base(_ model: OpaquePointer?, _ params: Unsa
         }
         // The standard flow first (it validates the model and params), then
         // the same field and schedule over the given base.
-        var p = try readParams(params, defaults: defaultFlowParams(), minimumSize: flowParamsFirstSize, "params")
+        var p = try readParams(params, defaults: defaultFlowParams(), firstSize: flowParamsFirstSize, "params")
         p.struct_size = UInt32(MemoryLayout<flowrt_flow_params>.size)
         p.base = Int32(FLOWRT_BASE_STANDARD_NORMAL.rawValue)  // ignored: `base` replaces it
         var standard: OpaquePointer? = nil
@@ -174,7 +174,7 @@ public func flowrt_trainer_create_from_densities(_ initial: OpaquePointer?, _ ta
         let data = try densityObject(target, "target").source
         let baseSource = try base.map { try densityObject($0, "base").source }
         let held = try count(heldOut, "heldout", allowZero: true)
-        let p = try readParams(params, defaults: defaultTrainerParams(), minimumSize: trainerParamsFirstSize, "params")
+        let p = try readParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params")
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .source(data, heldOut: held), base: baseSource,
                                   loss: loss, configuration: config, metadata: model.metadata)

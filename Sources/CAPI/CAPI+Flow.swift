@@ -39,7 +39,7 @@ struct SolverCall {
 
     init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
         let p = try readParams(pointer, defaults: defaultSolverParams(),
-                               minimumSize: solverParamsFirstSize, "params")
+                               firstSize: solverParamsFirstSize, "params")
         let tableau: ButcherTableau
         switch UInt32(bitPattern: p.method) {
         case FLOWRT_SOLVER_DOPRI5.rawValue: tableau = .dopri5
@@ -132,7 +132,7 @@ public func flowrt_flow_create(_ model: OpaquePointer?, _ params: UnsafePointer<
         let out = try require(out, "out")
         out.pointee = nil
         let m = try modelObject(model)
-        let p = try readParams(params, defaults: defaultFlowParams(), minimumSize: flowParamsFirstSize, "params")
+        let p = try readParams(params, defaults: defaultFlowParams(), firstSize: flowParamsFirstSize, "params")
         let schedule = try interpolantSchedule(p.interpolant, function: p.schedule_fn, userData: p.schedule_user_data)
         guard UInt32(bitPattern: p.base) == FLOWRT_BASE_STANDARD_NORMAL.rawValue else {
             throw FlowError.invalidArgument("params->base = \(p.base) is not a flowrt_base_density")

@@ -42,7 +42,7 @@ public func flowrt_model_create_mlp(_ params: UnsafePointer<flowrt_mlp_params>?,
         let out = try require(out, "out")
         out.pointee = nil
         let p = try readParams(try require(params, "params"), defaults: defaultMLPParams(),
-                               minimumSize: MemoryLayout<flowrt_mlp_params>.size, "params")
+                               firstSize: MemoryLayout<flowrt_mlp_params>.size, "params")
         guard p.dim > 0 else { throw FlowError.invalidArgument("params->dim must be > 0") }
         guard p.depth > 0, p.depth <= 1024 else { throw FlowError.invalidArgument("params->depth = \(p.depth) must be in 1...1024") }
         guard p.width > 0 else { throw FlowError.invalidArgument("params->width must be > 0") }

@@ -12,7 +12,7 @@ func defaultONNXOptions() -> flowrt_onnx_options {
 /// Import options and the external-data folder from a nullable options struct.
 func importOptions(_ p: UnsafePointer<flowrt_onnx_options>?) throws -> (ONNXImportOptions, directory: String?) {
     let o = try readParams(p, defaults: defaultONNXOptions(),
-                           minimumSize: MemoryLayout<flowrt_onnx_options>.size, "options")
+                           firstSize: MemoryLayout<flowrt_onnx_options>.size, "options")
     return (ONNXImportOptions(xName: o.x_name.map { String(cString: $0) }, tName: o.t_name.map { String(cString: $0) }),
             o.directory.map { String(cString: $0) })
 }

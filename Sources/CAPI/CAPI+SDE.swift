@@ -40,7 +40,7 @@ public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePoi
         guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
         try requireRebuiltSchedule(flow, for: "the SDE sampler")
         let p = try readParams(params, defaults: defaultSDEParams(),
-                               minimumSize: MemoryLayout<flowrt_sde_params>.size, "params")
+                               firstSize: MemoryLayout<flowrt_sde_params>.size, "params")
         let method: SDEOptions.Method
         switch UInt32(bitPattern: p.method) {
         case FLOWRT_SDE_HEUN.rawValue: method = .heun

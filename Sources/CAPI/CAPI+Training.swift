@@ -77,7 +77,7 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         let total = try checkedProduct(rows, d, "data")
         let x = try require(data, "data")
         try requireFinite(x, total, "data")
-        let p = try readParams(params, defaults: defaultTrainerParams(), minimumSize: trainerParamsFirstSize, "params")
+        let p = try readParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params")
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
                                   loss: loss, configuration: config, metadata: model.metadata)

@@ -109,22 +109,25 @@ func requireFinite(_ p: UnsafePointer<Double>, _ n: Int, _ name: String) throws 
 }
 
 /// The `struct_size` a caller wrote at the start of a versioned params
-/// struct, checked to lie between the first public version's size
-/// (`minimumSize`) and this library's `sizeof`.
-func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, minimumSize: Int, _ name: String) throws -> Int {
+/// struct, checked to be the first public version's size (`firstSize`) or
+/// this library's `sizeof` (every struct has been appended to at most once).
+func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, firstSize: Int, _ name: String) throws -> Int {
     let size = Int(p.load(as: UInt32.self))
-    guard size >= minimumSize, size <= MemoryLayout<T>.size else {
+    // Exactly a size some version of the header had: anything in between
+    // would cut an appended field (a pointer, say) in half.
+    guard size == firstSize || size == MemoryLayout<T>.size else {
+        let known = firstSize == MemoryLayout<T>.size ? "\(firstSize)" : "\(firstSize) or \(MemoryLayout<T>.size)"
         throw FlowError.invalidArgument(
-            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(minimumSize)...\(MemoryLayout<T>.size)); use flowrt_*_default_params()")
+            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(known)); use flowrt_*_default_params()")
     }
     return size
 }
 
 /// Reads a versioned params struct: starts from `defaults`, then copies the
 /// caller's first `struct_size` bytes. NULL means the defaults.
-func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> T {
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> T {
     guard let p else { return defaults }
-    let size = try structSize(UnsafeRawPointer(p), T.self, minimumSize: minimumSize, name)
+    let size = try structSize(UnsafeRawPointer(p), T.self, firstSize: firstSize, name)
     var out = defaults
     withUnsafeMutableBytes(of: &out) { dst in
         dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
@@ -134,9 +137,9 @@ func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, minimumSize: Int, _ name
 
 /// Writes `defaults` into the caller's struct up to its `struct_size`,
 /// keeping the caller's struct_size.
-func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, minimumSize: Int, _ name: String) throws -> flowrt_status {
+func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> flowrt_status {
     let p = try require(p, name)
-    let size = try structSize(UnsafeRawPointer(p), T.self, minimumSize: minimumSize, name)
+    let size = try structSize(UnsafeRawPointer(p), T.self, firstSize: firstSize, name)
     var d = defaults
     withUnsafeBytes(of: &d) { src in
         UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: size)

@@ -195,6 +195,10 @@ int main(void) {
         t = NULL;
         old.struct_size = (uint32_t)tsize - 1;
         CHECK_STATUS(flowrt_trainer_create(init, data, N, D, &old, &t), FLOWRT_INVALID_ARGUMENT);
+        /* A size between two versions would cut schedule_fn in half. */
+        old.struct_size = (uint32_t)(offsetof(flowrt_trainer_params, schedule_fn) + 4);
+        CHECK_STATUS(flowrt_trainer_create(init, data, N, D, &old, &t), FLOWRT_INVALID_ARGUMENT);
+        CHECK_STATUS(flowrt_trainer_params_init(&old), FLOWRT_INVALID_ARGUMENT);
 
         memset(&oldf, 0xAB, sizeof oldf);
         oldf.struct_size = (uint32_t)fsize;
@@ -204,6 +208,9 @@ int main(void) {
         CHECK_STATUS(flowrt_flow_create(init, &oldf, &f), FLOWRT_OK);
         flowrt_flow_free(f);
         f = NULL;
+        oldf.struct_size = (uint32_t)(offsetof(flowrt_flow_params, schedule_fn) + 4);
+        CHECK_STATUS(flowrt_flow_create(init, &oldf, &f), FLOWRT_INVALID_ARGUMENT);
+        CHECK(strstr(flowrt_last_error_message(), "struct_size") != NULL, "message names struct_size: %s", flowrt_last_error_message());
     }
 
     /* 5. Flows: the trig callback gives the TRIG flow's scores and SDE
