@@ -23,6 +23,7 @@ def main():
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--heldout", required=True)
+    p.add_argument("--plain", action="store_true", help="Adam at a constant rate only: no warmup, decay, clip or EMA")
     args = p.parse_args()
     xt, t, u = interpolate(np.load(args.heldout))
     # A fresh checkerboard sample per step on the PyTorch side; here one
@@ -30,9 +31,13 @@ def main():
     # in expectation.
     data = flowrt.datasets.sample("checkerboard", args.steps * args.batch, seed=1)
     model = flowrt.Model.mlp(2, hidden=256, depth=3, activation="silu", seed=0)
-    trainer = flowrt.Trainer(model, data, lr=args.lr, batch_size=args.batch, warmup=args.warmup,
-                             schedule="cosine", total_steps=args.steps, lr_min_factor=0.01, clip=1.0,
-                             ema=0.999, heldout=0.0, seed=0, threads=args.threads)
+    if args.plain:
+        recipe = dict(warmup=0, schedule="constant", clip=0.0, ema=0.0)
+    else:
+        recipe = dict(warmup=args.warmup, schedule="cosine", total_steps=args.steps, lr_min_factor=0.01,
+                      clip=1.0, ema=0.999)
+    trainer = flowrt.Trainer(model, data, lr=args.lr, batch_size=args.batch, heldout=0.0, seed=0,
+                             threads=args.threads, **recipe)
     trained, elapsed, timed = 0, 0.0, 0.0
     while trained < args.steps:
         block = min(args.eval_every, args.steps - trained)

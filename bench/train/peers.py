@@ -40,6 +40,7 @@ def main():
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--heldout", required=True)
+    p.add_argument("--plain", action="store_true", help="Adam at a constant rate only: no warmup, decay, clip or EMA")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -48,10 +49,13 @@ def main():
     width = 256
     net = nn.Sequential(nn.Linear(3, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
                         nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 2))
-    ema = [q.detach().clone() for q in net.parameters()]
+    # The weights scored: an EMA, or (--plain) the parameters themselves.
+    ema = [q.detach() if args.plain else q.detach().clone() for q in net.parameters()]
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
 
     def rate(s):  # matches LearningRateSchedule: warmup then cosine to 1% at `steps`
+        if args.plain:
+            return 1.0
         if s < args.warmup:
             return (s + 1) / args.warmup
         p_ = min(1.0, (s - args.warmup) / max(1, args.steps - args.warmup))
@@ -82,12 +86,14 @@ def main():
         loss_ = ((v * v).sum(1) - 2 * (u * v).sum(1)).mean()
         opt.zero_grad(set_to_none=True)
         loss_.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        if not args.plain:
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        sched.step()
-        with torch.no_grad():
-            d = min(0.999, (1 + s) / (10 + s))
-            torch._foreach_lerp_(ema, [q.detach() for q in net.parameters()], 1 - d)
+        if not args.plain:
+            sched.step()
+            with torch.no_grad():
+                d = min(0.999, (1 + s) / (10 + s))
+                torch._foreach_lerp_(ema, [q.detach() for q in net.parameters()], 1 - d)
         if s + 1 == 50 or (s + 1) % args.eval_every == 0 or s == args.steps - 1:
             dt = time.perf_counter() - block_start
             elapsed += dt
