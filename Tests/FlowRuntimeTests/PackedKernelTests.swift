@@ -34,7 +34,7 @@ final class PackedKernelTests: XCTestCase {
             let g = try graph(dim: dim, width: width, width2: width2, seed: UInt64(width))
             let packed = try Model(graph: g)
             let plain = try Model(graph: g, packWeights: false)
-            XCTAssertNotNil(packed.plan.parameters.packed.first { $0 != nil } as Any)
+            XCTAssertTrue(packed.plan.parameters.packed.contains { $0 != nil }, "nothing was packed")
             let n = 300
             let x = random([n, dim], seed: 7)
             let t = (0..<n).map { Double($0 % 17) / 16 }
@@ -73,5 +73,24 @@ final class PackedKernelTests: XCTestCase {
         } }
         let expected = updated.velocity(t: t, x: x).scalars
         for (a, b) in zip(out, expected) { XCTAssertEqual(a, b, accuracy: 2e-5 * max(1, abs(b))) }
+    }
+
+    /// Packing pads outputs to 16; a thin, long layer (out = 1, in = 2^21)
+    /// is left unpacked rather than allocating 16× its weights, and still runs.
+    func testThinHugeLayerIsNotPacked() throws {
+        var b = GraphBuilder(dimension: 1)
+        let inDim = 1 << 21
+        let w = Tensor(shape: [inDim, 1], scalars: (0..<inDim).map { Float($0 % 7) - 3 })
+        let h = try b.linear(b.x, weight: w, bias: nil, name: "wide")
+        let out = try b.linear(h, weight: Tensor(shape: [1, inDim], scalars: [Float](repeating: 1e-3, count: inDim)),
+                               bias: nil, name: "thin")
+        let model = try Model(graph: try b.finish(output: out))
+        let packed = model.plan.parameters.packed
+        if PackedWeights.available { XCTAssertNotNil(packed[0], "the [2^21, 1] layer pads nothing and is packed") }
+        XCTAssertNil(packed[1], "the [1, 2^21] layer would pad 16× and must stay unpacked")
+        // v = 1e-3 Σ_k (k mod 7 − 3) x: exact in float for x = 1 up to rounding of the sum.
+        let v = model.velocity(t: [0.5], x: Tensor(shape: [1, 1], scalars: [1])).scalars[0]
+        let exact = (0..<inDim).reduce(0.0) { $0 + Double($1 % 7 - 3) } * 1e-3
+        XCTAssertEqual(Double(v), exact, accuracy: 1e-2)
     }
 }

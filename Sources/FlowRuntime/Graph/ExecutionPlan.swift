@@ -95,7 +95,12 @@ final class ParameterStore: @unchecked Sendable {
                 let shape = graph.parameters[p].tensor.shape
                 guard shape.count == 2, shape.allSatisfy({ $0 > 0 }) else { continue }
                 let (outDim, inDim) = transposed ? (shape[0], shape[1]) : (shape[1], shape[0])
-                let bytes = fr_packed_count(outDim, inDim) * MemoryLayout<Float>.stride
+                // Panels pad `out` to a multiple of 16: allow that for small
+                // layers (a 256→2 output layer), never more than 2× a big one,
+                // so a hostile file cannot make packing allocate 16× its weights.
+                let padded = fr_packed_count(outDim, inDim)
+                guard padded <= 2 * outDim * inDim || padded <= 1 << 20 else { continue }
+                let bytes = padded * MemoryLayout<Float>.stride
                 packed[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
                     .bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
                 packing.append((n, p, outDim, inDim, !transposed))
