@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(
             name: "FlowRuntimeTests",
-            dependencies: ["FlowRuntime"],
+            dependencies: ["FlowRuntime", "CKernels"],
             path: "Tests/FlowRuntimeTests"),
     ]
 )

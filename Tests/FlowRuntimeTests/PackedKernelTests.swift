@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 @testable import FlowRuntime
 
@@ -59,12 +60,16 @@ final class PackedKernelTests: XCTestCase {
         }
     }
 
-    /// A trainer's parameter updates reach the packed copies.
+    /// A trainer's parameter updates reach the packed copies (the reference
+    /// is an unpacked model with the updated weights).
     func testDifferentiatorRepacksAfterUpdates() throws {
         let g = try graph(dim: 2, width: 32, width2: 24, seed: 3)
         let diff = try GraphDifferentiator(graph: g)
+        XCTAssertEqual(diff.store.packed.contains { $0 != nil }, PackedWeights.available)
         for p in diff.trainableIndices { diff.withParameter(p) { w in for i in w.indices { w[i] *= -1.5 } } }
-        let updated = try Model(graph: g, packWeights: false).replacingParameters(diff.parameters)
+        var updatedGraph = g
+        updatedGraph.parameters = diff.parameters
+        let updated = try Model(graph: updatedGraph, packWeights: false)
         let x = random([5, 2], seed: 9)
         let t = [0.1, 0.3, 0.5, 0.7, 0.9]
         let ws = GraphWorkspace()
@@ -73,6 +78,70 @@ final class PackedKernelTests: XCTestCase {
         } }
         let expected = updated.velocity(t: t, x: x).scalars
         for (a, b) in zip(out, expected) { XCTAssertEqual(a, b, accuracy: 2e-5 * max(1, abs(b))) }
+    }
+
+    /// One weight tensor used by two Linear nodes in both layouts (a square
+    /// W as x·Wᵀ and as x·W): both packed copies follow an update.
+    func testTiedWeightInBothLayoutsIsRepacked() throws {
+        var b = GraphBuilder(dimension: 20)
+        let w = b.parameter("tied", random([20, 20], seed: 4, scale: 0.3))
+        let h = try b.apply(.linear(weightTransposed: true, activation: .tanh), [b.x, w], name: "a")
+        let y = try b.apply(.linear(weightTransposed: false, activation: .identity), [h, w], name: "b")
+        let g = try b.finish(output: y)
+        let diff = try GraphDifferentiator(graph: g)
+        for p in diff.trainableIndices { diff.withParameter(p) { w in for i in w.indices { w[i] = w[i] * 0.5 + 0.01 } } }
+        var updatedGraph = g
+        updatedGraph.parameters = diff.parameters
+        let expected = try Model(graph: updatedGraph, packWeights: false)
+        let x = random([3, 20], seed: 5)
+        let t = [0.2, 0.4, 0.6]
+        let ws = GraphWorkspace()
+        let out = t.withUnsafeBufferPointer { tb in x.scalars.withUnsafeBufferPointer { xb in
+            Array(UnsafeBufferPointer(start: diff.forward(times: tb, points: xb.baseAddress!, workspace: ws), count: 60))
+        } }
+        for (a, e) in zip(out, expected.velocity(t: t, x: x).scalars) { XCTAssertEqual(a, e, accuracy: 2e-5 * max(1, abs(e))) }
+    }
+
+    /// The kernel alone, bitwise against a fused-multiply-add reference in the
+    /// promised order, on every tile shape and panel tail, with canaries
+    /// around the output to catch a stray masked lane.
+    func testKernelAgainstFMAReference() throws {
+        try XCTSkipUnless(PackedWeights.available, "no AVX-512F")
+        var rng = RandomStream(seed: 77, purpose: .custom, index: 0)
+        let canary: Float = -12345.5
+        for inOut in [false, true] {
+            for m in [0, 1, 2, 3, 4, 7, 8, 9, 12, 15, 16, 17, 33] {
+                for outDim in [1, 15, 16, 17, 31, 33, 127, 129, 257] {
+                    for inDim in [1, 2, 17] {
+                        for withBias in [false, true] {
+                            let w = (0..<(outDim * inDim)).map { _ in Float(rng.nextNormal()) }
+                            let x = (0..<(m * inDim)).map { _ in Float(rng.nextNormal()) }
+                            let bias = (0..<outDim).map { _ in Float(rng.nextNormal()) }
+                            var wp = [Float](repeating: .nan, count: fr_packed_count(outDim, inDim))
+                            fr_pack_weights(w, inOut ? 1 : 0, &wp, outDim, inDim)
+                            var y = [Float](repeating: canary, count: m * outDim + 32)
+                            y.withUnsafeMutableBufferPointer { yb in
+                                fr_gemm_packed(x, wp, withBias ? bias : nil, yb.baseAddress! + 16, m, outDim, inDim)
+                            }
+                            let shape = "m \(m) out \(outDim) in \(inDim) bias \(withBias) [in,out] \(inOut)"
+                            XCTAssertTrue(y[..<16].allSatisfy { $0 == canary } && y[(16 + m * outDim)...].allSatisfy { $0 == canary },
+                                          "wrote outside y: \(shape)")
+                            var mismatches = 0
+                            for r in 0..<m {
+                                for j in 0..<outDim {
+                                    var s: Float = withBias ? bias[j] : 0
+                                    for k in 0..<inDim {
+                                        s = s.addingProduct(x[r * inDim + k], inOut ? w[k * outDim + j] : w[j * inDim + k])
+                                    }
+                                    if s.bitPattern != y[16 + r * outDim + j].bitPattern { mismatches += 1 }
+                                }
+                            }
+                            XCTAssertEqual(mismatches, 0, shape)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Packing pads outputs to 16; a thin, long layer (out = 1, in = 2^21)

@@ -71,6 +71,8 @@ final class ParameterStore: @unchecked Sendable {
     /// Per node: a Linear node's weights packed for `fr_gemm_packed`, or nil
     /// (another op, weights computed by the graph, or no packed kernel here).
     let packed: [UnsafeMutablePointer<Float>?]
+    /// Whether Linear weights are packed (asked for, and the CPU has the kernel).
+    let packsWeights: Bool
     /// What `repack` rebuilds: node, parameter, layout.
     private let packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)]
 
@@ -88,7 +90,8 @@ final class ParameterStore: @unchecked Sendable {
         counts = graph.parameters.map(\.tensor.count)
         var packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)] = []
         var packed = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
-        if packWeights {
+        packsWeights = packWeights && PackedWeights.available
+        if packsWeights {
             for (n, node) in graph.nodes.enumerated() {
                 guard case .linear(let transposed, _) = node.operation,
                       case .parameter(let p) = graph.values[node.inputs[1]].source else { continue }

@@ -117,7 +117,7 @@ extension Model {
             throw FlowError.shapeMismatch("replacement parameters do not match the graph's")
         }
         g.parameters = parameters
-        return try Model(graph: g, metadata: metadata)
+        return try Model(graph: g, metadata: metadata, packWeights: plan.parameters.packsWeights)
     }
 }
 

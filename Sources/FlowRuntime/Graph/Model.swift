@@ -23,7 +23,8 @@ public final class Model: VelocityField, @unchecked Sendable {
         try self.init(graph: graph, metadata: metadata, packWeights: PackedWeights.available)
     }
 
-    /// `packWeights: false` runs Linear layers on the unpacked kernels (tests).
+    /// `packWeights: false` runs Linear layers on the unpacked kernels (tests);
+    /// true packs only where the CPU has the packed kernel.
     init(graph: Graph, metadata: [String: String] = [:], packWeights: Bool) throws {
         self.graph = graph
         self.metadata = metadata
@@ -49,7 +50,7 @@ public final class Model: VelocityField, @unchecked Sendable {
 
     /// A copy with other metadata.
     public func withMetadata(_ metadata: [String: String]) throws -> Model {
-        try Model(graph: graph, metadata: metadata)
+        try Model(graph: graph, metadata: metadata, packWeights: plan.parameters.packsWeights)
     }
 }
 
