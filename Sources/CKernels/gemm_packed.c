@@ -104,28 +104,32 @@ static FR_AVX512 void fr_tile_dispatch(int mr, int np, const float *x, const flo
 // Widest panel group for a row block of `mr` rows.
 static inline int fr_panels_for(int mr) { return mr == 1 ? 8 : (mr <= 3 ? 4 : 2); }
 
-FR_AVX512
-void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
-                    float *restrict y, size_t m, size_t out, size_t in) {
+// `blocks` row blocks of `mr` rows over every panel, panel groups outermost
+// so that a group's weights stay in L1 while the row blocks pass over them.
+static FR_AVX512 void fr_gemm_rows(const float *x, const float *wp, const float *bias, float *y,
+                                   size_t blocks, int mr, size_t out, size_t in) {
     const size_t panels = (out + FR_PANEL - 1) / FR_PANEL;
-    // Row blocks of 8, the last one shorter; panel groups outermost so a
-    // group's weights stay in L1 while every row block passes over them.
-    const int tail = (int)(m % 8);
-    const size_t full = m / 8;
-    const int npMax = fr_panels_for(full ? 8 : tail);
     for (size_t p = 0; p < panels;) {
-        int np = npMax;
+        int np = fr_panels_for(mr);
         while ((size_t)np > panels - p) np /= 2;
         size_t j = p * FR_PANEL;
         size_t cols = out - j < (size_t)np * FR_PANEL ? out - j : (size_t)np * FR_PANEL;
-        const float *wpp = wp + p * in * FR_PANEL;
-        const float *bp = bias ? bias + j : NULL;
-        for (size_t b = 0; b < full; b++)
-            fr_tile_dispatch(8, np, x + b * 8 * in, wpp, bp, y + b * 8 * out + j, in, out, cols);
-        if (tail)  // fr_panels_for(tail) >= np here, so the tail tile has the group's width.
-            fr_tile_dispatch(tail, np, x + full * 8 * in, wpp, bp, y + full * 8 * out + j, in, out, cols);
+        for (size_t b = 0; b < blocks; b++)
+            fr_tile_dispatch(mr, np, x + b * (size_t)mr * in, wp + p * in * FR_PANEL, bias ? bias + j : NULL,
+                             y + b * (size_t)mr * out + j, in, out, cols);
         p += (size_t)np;
     }
+}
+
+FR_AVX512
+void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
+                    float *restrict y, size_t m, size_t out, size_t in) {
+    // Blocks of 8 rows, then the m % 8 left over in one pass of their own,
+    // with the wider panel groups a short block needs to cover FMA latency.
+    const size_t full = m / 8;
+    const int tail = (int)(m % 8);
+    if (full) fr_gemm_rows(x, wp, bias, y, full, 8, out, in);
+    if (tail) fr_gemm_rows(x + full * 8 * in, wp, bias, y + full * 8 * out, 1, tail, out, in);
 }
 
 #else
