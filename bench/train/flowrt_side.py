@@ -5,26 +5,16 @@ Trains in blocks of --eval-every steps (one flowrt_trainer_fit call each);
 after each block scores the EMA weights on the shared held-out file, outside
 the timed region. Prints `step S train_seconds T heldout G` per block and
 `steps/s R` over the steps after the first 50."""
-import argparse
 import time
 
 import numpy as np
 
 import flowrt
-from heldout import interpolate, loss
+from heldout import interpolate, loss, parse_arguments
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=1024)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--heldout", required=True)
-    p.add_argument("--plain", action="store_true", help="Adam at a constant rate only: no warmup, decay, clip or EMA")
-    args = p.parse_args()
+    args = parse_arguments()
     xt, t, u = interpolate(np.load(args.heldout))
     # A fresh checkerboard sample per step on the PyTorch side; here one
     # sample of the same size drawn up front (not timed), each point seen once

@@ -6,7 +6,6 @@ outside the timed region.
 
 Prints `step S train_seconds T heldout G` per evaluation and at the end
 steps/s over the steps after the first 50."""
-import argparse
 import math
 import time
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from heldout import interpolate as heldout_rows, loss
+from heldout import interpolate as heldout_rows, loss, parse_arguments
 
 
 def checkerboard(n, gen):
@@ -32,16 +31,7 @@ def interpolate(t, x0, x1):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=1024)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--heldout", required=True)
-    p.add_argument("--plain", action="store_true", help="Adam at a constant rate only: no warmup, decay, clip or EMA")
-    args = p.parse_args()
+    args = parse_arguments()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
