@@ -68,10 +68,8 @@ void fr_add_row_vector(float *y, const float *b, size_t rows, size_t n);
 
 /// y[r*out + j] = Σ_k x[r*in + k] w[j*in + k] (+ bias[j] if bias is not NULL)
 /// for r < m, j < out (row-major W [out, in]), for small m; no aliasing.
+/// The Linear kernel where fr_gemm_packed is not available.
 void fr_gemm_small(const float *x, const float *w, const float *bias, float *y, size_t m, size_t out, size_t in);
-
-/// y[j] = Σ_k w[j*in + k] x[k] (+ bias[j]) for j < out: fr_gemm_small for m = 1.
-void fr_gemv_rows(const float *w, const float *x, const float *bias, float *y, size_t out, size_t in);
 
 /// Prepacked weights for fr_gemm_packed: W in column panels of 16 outputs,
 /// k-major (see gemm_packed.c). W is [out, in] row-major, or [in, out] when

@@ -74,7 +74,8 @@ final class ParameterStore: @unchecked Sendable {
     /// Whether Linear weights are packed (asked for, and the CPU has the kernel).
     let packsWeights: Bool
     /// What `repack` rebuilds: node, parameter, layout.
-    private let packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)]
+    private let packing: [PackedLinear]
+    private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
 
     /// - Parameter packWeights: keep packed copies of Linear weights (default:
     ///   when the CPU has the packed kernel). Tests turn it off to compare
@@ -88,7 +89,7 @@ final class ParameterStore: @unchecked Sendable {
         }
         pointers = ps
         counts = graph.parameters.map(\.tensor.count)
-        var packing: [(node: Int, parameter: Int, out: Int, in: Int, inOutLayout: Bool)] = []
+        var packing: [PackedLinear] = []
         var packed = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
         packsWeights = packWeights && PackedWeights.available
         if packsWeights {
@@ -106,7 +107,7 @@ final class ParameterStore: @unchecked Sendable {
                 let bytes = padded * MemoryLayout<Float>.stride
                 packed[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
                     .bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
-                packing.append((n, p, outDim, inDim, !transposed))
+                packing.append(PackedLinear(node: n, parameter: p, out: outDim, in: inDim, inOutLayout: !transposed))
             }
         }
         self.packed = packed

@@ -18,14 +18,6 @@ enum BLAS {
     /// 256-wide layers here (measured: 3-6x faster for m = 8..32, slower at 64).
     static let smallRows = 32
 
-    /// Small-batch linear layer: C[m×n] = A[m×k] · B[n×k]ᵀ + bias (bias
-    /// nullable), for m ≤ `smallRows`, in one pass (no separate bias sweep).
-    @inline(__always)
-    static func smallLinear(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                            bias: UnsafePointer<Float>?, c: UnsafeMutablePointer<Float>) {
-        if m == 1 { fr_gemv_rows(b, a, bias, c, n, k) } else { fr_gemm_small(a, b, bias, c, m, n, k) }
-    }
-
     /// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major.
     /// `transA`: A is stored [k×m] and used transposed; likewise `transB`
     /// (B stored [n×k]).

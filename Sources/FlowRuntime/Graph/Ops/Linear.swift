@@ -24,8 +24,7 @@ extension Executor {
             fr_gemm_packed(data(xin, ws), wp, bias, out, rows, outDim, inDim)
         } else if rows <= BLAS.smallRows && transposed {
             // Small batches: one pass computes x·Wᵀ + b (weights stay in L1).
-            BLAS.smallLinear(m: rows, n: outDim, k: inDim, a: data(xin, ws), b: data(node.inputs[1], ws),
-                             bias: bias, c: out)
+            fr_gemm_small(data(xin, ws), data(node.inputs[1], ws), bias, out, rows, outDim, inDim)
         } else {
             var beta: Float = 0
             if node.inputs.count == 3 {
