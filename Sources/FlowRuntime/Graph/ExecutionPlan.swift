@@ -49,7 +49,7 @@ final class ExecutionPlan: @unchecked Sendable {
         for (i, node) in graph.nodes.enumerated() {
             guard node.output < graph.values.count, graph.values[node.output].source == .node(i),
                   node.inputs.allSatisfy({ $0 < node.output || graph.values[$0].source == .inputX
-                      || graph.values[$0].source == .inputT }) else {
+                      || graph.values[$0].source == .inputT || graph.values[$0].source == .inputContext }) else {
                 throw FlowError.invalidModel("node '\(node.name)' is out of topological order")
             }
             for p in node.inputs {
@@ -68,8 +68,9 @@ final class ExecutionPlan: @unchecked Sendable {
 final class ParameterStore: @unchecked Sendable {
     let pointers: [UnsafeMutablePointer<Float>]
     let counts: [Int]
-    /// Per node: a Linear node's weights packed for `fr_gemm_packed`, or nil
-    /// (another op, weights computed by the graph, or no packed kernel here).
+    /// Per node: the weight an op asked to have packed for `fr_gemm_packed`
+    /// (`GraphOp.weightPacking`), or nil (no request, weights computed by the
+    /// graph, or no packed kernel here).
     let packed: [UnsafeMutablePointer<Float>?]
     /// Whether Linear weights are packed (asked for, and the CPU has the kernel).
     let packsWeights: Bool
@@ -94,20 +95,19 @@ final class ParameterStore: @unchecked Sendable {
         packsWeights = packWeights && PackedWeights.available
         if packsWeights {
             for (n, node) in graph.nodes.enumerated() {
-                guard case .linear(let transposed, _) = node.operation,
-                      case .parameter(let p) = graph.values[node.inputs[1]].source else { continue }
-                let shape = graph.parameters[p].tensor.shape
-                guard shape.count == 2, shape.allSatisfy({ $0 > 0 }) else { continue }
-                let (outDim, inDim) = transposed ? (shape[0], shape[1]) : (shape[1], shape[0])
+                guard let request = node.operation.op.weightPacking(node.inputs.map { graph.values[$0] }),
+                      case .parameter(let p) = graph.values[node.inputs[request.input]].source,
+                      request.out > 0, request.in > 0 else { continue }
                 // Panels pad `out` to a multiple of 16: allow that for small
                 // layers (a 256→2 output layer), never more than 2× a big one,
                 // so a hostile file cannot make packing allocate 16× its weights.
-                let padded = fr_packed_count(outDim, inDim)
-                guard padded <= 2 * outDim * inDim || padded <= 1 << 20 else { continue }
+                let padded = fr_packed_count(request.out, request.in)
+                guard padded <= 2 * request.out * request.in || padded <= 1 << 20 else { continue }
                 let bytes = padded * MemoryLayout<Float>.stride
                 packed[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
                     .bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
-                packing.append(PackedLinear(node: n, parameter: p, out: outDim, in: inDim, inOutLayout: !transposed))
+                packing.append(PackedLinear(node: n, parameter: p, out: request.out, in: request.in,
+                                            inOutLayout: request.inOutLayout))
             }
         }
         self.packed = packed
@@ -154,6 +154,9 @@ public final class GraphWorkspace: FieldWorkspace {
     var gradients: [FloatBuffer] = []
     var scratch = FloatBuffer()
     var scratch2 = FloatBuffer()
+    /// Ops' second scratch (`OpContext.scratch2`); `scratch2` belongs to
+    /// callers that span several passes (the divergence's basis).
+    var scratch3 = FloatBuffer()
     /// Gradients of parameters, accumulated by `backward`.
     var parameterGradients: [FloatBuffer] = []
     /// Batch of the last forward pass.

@@ -9,9 +9,11 @@
 ///   `[batch] + shape`) or a *parameter* (one tensor for all samples, layout
 ///   `shape`). Every axis stored in an `Operation` counts the per-sample axes
 ///   only: axis 0 is the first axis after the batch.
-/// - Inputs: `x` with per-sample shape `[dim]` and `t` with per-sample shape
-///   `[]` or `[1]` (both are `batch` contiguous floats). One output with
-///   per-sample shape `[dim]`.
+/// - Inputs: `x` with a per-sample shape of any rank (`[d]` for vectors,
+///   `[C, H, W]` for images; `d` = its element count), `t` with per-sample
+///   shape `[]` or `[1]` (both are `batch` contiguous floats), and
+///   optionally a context `c` (per-sample `[m]` floats, or `[]` holding an
+///   integer class label as a float). One output with x's element count.
 /// - Every operation has a forward pass, a JVP pushing k tangents per sample
 ///   (tangent layout `[batch, k] + shape`), and a VJP (gradients of inputs
 ///   and parameters). Values that do not depend on `x` carry no tangent.
@@ -26,11 +28,17 @@ public struct Graph: Sendable {
     public let x: ValueID
     /// The value id of input `t` (per-sample `[]` or `[1]`).
     public let t: ValueID
-    /// The value id of the output (per-sample `[dim]`).
+    /// The value id of the output (per-sample: x's shape).
     public let output: ValueID
+    /// The value id of the context input, if the network is conditional.
+    public internal(set) var context: ValueID? = nil
 
-    /// The state dimension d.
+    /// The state dimension d (elements per sample).
     public var dimension: Int { values[x].shape.elementCount }
+    /// The per-sample shape of x (`[d]`, or e.g. `[C, H, W]` for images).
+    public var sampleShape: [Int] { values[x].shape }
+    /// Context elements per sample (0 for an unconditional network).
+    public var contextDimension: Int { context.map { Swift.max(1, values[$0].shape.elementCount) } ?? 0 }
 }
 
 /// Index of a value in `Graph.values`.
@@ -40,7 +48,7 @@ extension Graph {
     /// A tensor in the graph.
     public struct Value: Sendable, Equatable {
         public enum Source: Sendable, Equatable {
-            case inputX, inputT
+            case inputX, inputT, inputContext
             /// Index into `Graph.parameters`.
             case parameter(Int)
             /// Index into `Graph.nodes`.
@@ -79,51 +87,6 @@ extension Graph {
     }
 }
 
-/// The operations of the IR. Each is implemented in `Graph/Ops/<Name>.swift`
-/// with its forward, JVP and VJP.
-public enum Operation: Sendable, Equatable {
-    /// y = f(x · Wᵀ + b) over the last axis: inputs `[x, W]` or `[x, W, b]`,
-    /// x batched `[..., in]`, W a parameter `[out, in]` (`weightTransposed`,
-    /// PyTorch's layout) or `[in, out]`, b a parameter `[out]`. Gemm and
-    /// MatMul(+Add) import to this; `activation` fuses a pointwise function.
-    case linear(weightTransposed: Bool, activation: UnaryFunction)
-    /// Broadcasting elementwise binary operation (numpy rules on per-sample
-    /// shapes; a parameter broadcasts over the batch).
-    case binary(BinaryFunction)
-    /// Pointwise function.
-    case unary(UnaryFunction)
-    /// Concatenation along a per-sample axis.
-    case concat(axis: Int)
-    /// Layer normalisation over the trailing per-sample axes from `axis`:
-    /// inputs `[x, scale, bias]` (scale, bias parameters of the normalised shape)
-    /// or `[x]`. y = (x − mean) / sqrt(var + epsilon) · scale + bias.
-    case layerNorm(axis: Int, epsilon: Float)
-    /// Mean over per-sample axes.
-    case reduceMean(axes: [Int], keepDims: Bool)
-    /// Sum over per-sample axes.
-    case reduceSum(axes: [Int], keepDims: Bool)
-    /// New per-sample shape with the same element count.
-    case reshape(shape: [Int])
-}
-
-/// Elementwise binary functions with numpy broadcasting.
-public enum BinaryFunction: String, Sendable, Equatable, CaseIterable {
-    case add = "Add", sub = "Sub", mul = "Mul", div = "Div"
-}
-
-/// Pointwise functions. The derivative of each is known in closed form; the
-/// kernels live in the C target CKernels (vectorised per ISA).
-public enum UnaryFunction: Sendable, Equatable, Hashable {
-    case identity, relu, sigmoid, tanh, silu, selu, gelu, geluTanh
-    case leakyRelu(slope: Float)
-    case elu(alpha: Float)
-    /// (1/β) log(1 + exp(βx)), and x where βx > threshold (PyTorch's definition).
-    case softplus(beta: Float, threshold: Float)
-    case erf, exp, log, sqrt, neg, sin, cos, square, reciprocal, abs
-    /// x^p for a constant p.
-    case pow(Float)
-}
-
 extension Graph {
     /// Whether a value depends on `x` (and so carries a tangent in a JVP).
     /// - Complexity: O(values).
@@ -137,17 +100,8 @@ extension Graph {
     }
 
     /// Number of multiply-adds ×2 (FLOPs) of one forward pass per sample,
-    /// counting linear layers only (what the benchmarks report).
+    /// as each op counts them (Linear, Conv, MatMul; pointwise ops count 0).
     public var flopsPerSample: Int {
-        var f = 0
-        for node in nodes {
-            if case .linear(let transposed, _) = node.operation {
-                let w = values[node.inputs[1]].shape
-                let rows = values[node.inputs[0]].shape.dropLast().reduce(1, *)
-                let (o, i) = transposed ? (w[0], w[1]) : (w[1], w[0])
-                f += 2 * rows * o * i
-            }
-        }
-        return f
+        nodes.reduce(0) { $0 + $1.operation.op.flops($1.inputs.map { values[$0] }, output: values[$1.output]) }
     }
 }

@@ -1,19 +1,5 @@
-/// Constant folding: operations whose inputs are all parameters become a new
-/// constant at build time (the importer's Div-by-constant chains, scales).
+/// Constant folding helpers (each op folds itself through `GraphOp.fold`).
 extension GraphBuilder {
-    static func fold(_ op: Operation, _ inputs: [Tensor], node: String) throws -> Tensor {
-        switch op {
-        case .unary(let f):
-            return Tensor(shape: inputs[0].shape, scalars: inputs[0].scalars.map { f($0) })
-        case .binary(let f):
-            guard inputs.count == 2 else { throw FlowError.invalidModel("node '\(node)': \(f.rawValue) takes 2 inputs") }
-            return try Self.broadcast(f, inputs[0], inputs[1], node: node)
-        default:
-            throw FlowError.unsupported(
-                "node '\(node)': \(op.kindName) of constants only; fold it before building (the ONNX importer does)")
-        }
-    }
-
     /// numpy-broadcast `a op b` on whole tensors.
     public static func broadcast(_ f: BinaryFunction, _ a: Tensor, _ b: Tensor, node: String = "") throws -> Tensor {
         guard let shape = ShapeInference.broadcast(a.shape, b.shape), let n = shape.checkedElementCount, n < (1 << 31) else {

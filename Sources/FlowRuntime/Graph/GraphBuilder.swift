@@ -13,10 +13,17 @@ public struct GraphBuilder {
     ///   - dimension: d, the per-sample shape of `x` is `[d]`.
     ///   - timeShape: per-sample shape of `t`: `[1]` (default) or `[]`.
     public init(dimension: Int, timeShape: [Int] = [1], xName: String = "x", tName: String = "t") {
-        precondition(dimension > 0 && (timeShape == [1] || timeShape == []))
+        self.init(sampleShape: [dimension], timeShape: timeShape, xName: xName, tName: tName)
+    }
+
+    /// - Parameters:
+    ///   - sampleShape: the per-sample shape of `x` (`[d]`, `[C, H, W]`, …).
+    ///   - timeShape: per-sample shape of `t`: `[1]` (default) or `[]`.
+    public init(sampleShape: [Int], timeShape: [Int] = [1], xName: String = "x", tName: String = "t") {
+        precondition(sampleShape.allSatisfy { $0 > 0 } && (timeShape == [1] || timeShape == []))
         graph = Graph(
             values: [
-                .init(name: xName, shape: [dimension], isBatched: true, source: .inputX),
+                .init(name: xName, shape: sampleShape, isBatched: true, source: .inputX),
                 .init(name: tName, shape: timeShape, isBatched: true, source: .inputT),
             ],
             nodes: [], parameters: [], x: 0, t: 1, output: 0)
@@ -24,6 +31,19 @@ public struct GraphBuilder {
 
     public var x: ValueID { graph.x }
     public var t: ValueID { graph.t }
+    public var context: ValueID? { graph.context }
+
+    /// Adds the context input: per-sample `shape` floats (`[m]` for a
+    /// vector, `[]` for a class label carried as a float).
+    /// - Precondition: no context yet.
+    @discardableResult
+    public mutating func addContext(shape: [Int], name: String = "c") -> ValueID {
+        precondition(graph.context == nil, "the graph already has a context input")
+        let id = graph.values.count
+        graph.values.append(.init(name: uniqueName(name), shape: shape, isBatched: true, source: .inputContext))
+        graph.context = id
+        return id
+    }
 
     /// The per-sample (batched) or full (parameter) shape of a value.
     public func shape(of v: ValueID) -> [Int] { graph.values[v].shape }
@@ -63,10 +83,10 @@ public struct GraphBuilder {
         // Fold when no input is batched.
         if !infos.contains(where: \.isBatched) {
             let tensors = inputs.map { constant($0)! }
-            let folded = try Self.fold(op, tensors, node: nodeName)
+            let folded = try op.op.fold(tensors, node: nodeName)
             return parameter(nodeName, folded, trainable: false)
         }
-        let shape = try ShapeInference.outputShape(op, infos, node: nodeName)
+        let shape = try op.op.outputShape(infos, node: nodeName)
         let id = graph.values.count
         graph.values.append(.init(name: uniqueName(nodeName), shape: shape, isBatched: true,
                                   source: .node(graph.nodes.count)))
@@ -80,42 +100,28 @@ public struct GraphBuilder {
     }
 
     /// Finishes the graph; removes nodes and parameters the output does not use.
-    /// - Throws: `.shapeMismatch` unless the output is batched with per-sample
-    ///   shape `[dimension]` (a `[1, d]`-style shape is reshaped).
+    /// - Throws: `.shapeMismatch` unless the output is batched with x's
+    ///   element count (another shape of that count, e.g. `[1, d]`, is
+    ///   reshaped to x's).
     public func finish(output: ValueID) throws -> Graph {
         var b = self
         var out = output
-        let d = graph.dimension
+        let shape = graph.sampleShape
         let info = graph.values[output]
         guard info.isBatched else {
             throw FlowError.shapeMismatch("the output '\(info.name)' does not depend on the batch")
         }
-        if info.shape != [d] {
-            guard info.shape.elementCount == d else {
+        if info.shape != shape {
+            guard info.shape.elementCount == shape.elementCount else {
                 throw FlowError.shapeMismatch(
-                    "the output '\(info.name)' has per-sample shape \(info.shape); expected [\(d)] to match x")
+                    "the output '\(info.name)' has per-sample shape \(info.shape); expected \(shape) to match x")
             }
-            out = try b.apply(.reshape(shape: [d]), [output], name: "output_reshape")
+            out = try b.apply(.reshape(shape: shape), [output], name: "output_reshape")
         }
         var g = b.graph
-        g = Graph(values: g.values, nodes: g.nodes, parameters: g.parameters, x: g.x, t: g.t, output: out)
+        g = Graph(values: g.values, nodes: g.nodes, parameters: g.parameters, x: g.x, t: g.t, output: out,
+                  context: g.context)
         return g.pruned()
-    }
-}
-
-extension Operation {
-    /// A short name for messages and node names.
-    public var kindName: String {
-        switch self {
-        case .linear: return "Linear"
-        case .binary(let f): return f.rawValue
-        case .unary(let f): return "\(f)"
-        case .concat: return "Concat"
-        case .layerNorm: return "LayerNorm"
-        case .reduceMean: return "ReduceMean"
-        case .reduceSum: return "ReduceSum"
-        case .reshape: return "Reshape"
-        }
     }
 }
 
@@ -127,6 +133,7 @@ extension Graph {
         live[output] = true
         live[x] = true
         live[t] = true
+        if let context { live[context] = true }
         for node in nodes.reversed() where live[node.output] {
             for i in node.inputs { live[i] = true }
         }
@@ -137,7 +144,7 @@ extension Graph {
         // Inputs first, then parameters, then nodes in order.
         for (i, v) in values.enumerated() where live[i] {
             switch v.source {
-            case .inputX, .inputT:
+            case .inputX, .inputT, .inputContext:
                 newValueID[i] = newValues.count
                 newValues.append(v)
             default: break
@@ -162,6 +169,7 @@ extension Graph {
                                   output: id, name: node.name))
         }
         return Graph(values: newValues, nodes: newNodes, parameters: newParams,
-                     x: newValueID[x], t: newValueID[t], output: newValueID[output])
+                     x: newValueID[x], t: newValueID[t], output: newValueID[output],
+                     context: context.map { newValueID[$0] })
     }
 }

@@ -35,7 +35,8 @@ extension Model {
     }
 }
 
-/// Translates IR nodes to ONNX nodes (opset 17).
+/// Translates IR nodes to ONNX nodes (opset 17): the graph's inputs,
+/// outputs and initializers here, each node by its op (`GraphOp.exportONNX`).
 struct ONNXExporter {
     typealias P = ONNXProtoModel
     let graph: Graph
@@ -88,9 +89,6 @@ struct ONNXExporter {
                             attributes: attributes))
     }
 
-    static func int(_ v: Int64) -> P.Attribute { .init(type: 2, f: nil, i: v, s: nil, t: nil, floats: [], ints: []) }
-    static func float(_ v: Float) -> P.Attribute { .init(type: 1, f: v, i: nil, s: nil, t: nil, floats: [], ints: []) }
-    static func ints(_ v: [Int64]) -> P.Attribute { .init(type: 7, f: nil, i: nil, s: nil, t: nil, floats: [], ints: v) }
 
     mutating func run() throws -> P.Graph {
         for p in graph.values.indices {
@@ -98,7 +96,7 @@ struct ONNXExporter {
                 initializers.append(Self.floatTensor(name(p), graph.parameters[i].tensor))
             }
         }
-        for n in graph.nodes { try export(n) }
+        for n in graph.nodes { try n.operation.op.exportONNX(&self, n) }
         var outName = name(graph.output)
         if graph.output == graph.x || graph.output == graph.t {
             outName = fresh("v")
@@ -118,117 +116,11 @@ struct ONNXExporter {
         let r = graph.values[v].shape.count
         return Int64((a < 0 ? a + r : a) + 1)
     }
+}
 
-    mutating func export(_ n: Graph.Node) throws {
-        let out = name(n.output)
-        let inputs = n.inputs.map(name)
-        switch n.operation {
-        case .linear(let transposed, let activation):
-            let pre = activation == .identity ? out : fresh(out + "/linear")
-            let x = n.inputs[0]
-            if graph.values[x].shape.count == 1 {
-                node("Gemm", inputs, pre, ["transB": Self.int(transposed ? 1 : 0), "alpha": Self.float(1), "beta": Self.float(1)])
-            } else {
-                var w = inputs[1]
-                if transposed {
-                    w = fresh(w + "/T")
-                    node("Transpose", [inputs[1]], w, ["perm": Self.ints([1, 0])])
-                }
-                let mm = inputs.count == 3 ? fresh(out + "/matmul") : pre
-                node("MatMul", [inputs[0], w], mm)
-                if inputs.count == 3 { node("Add", [mm, inputs[2]], pre) }
-            }
-            if activation != .identity { try unary(activation, pre, out) }
-        case .binary(let f):
-            node(f.rawValue, inputs, out)
-        case .unary(let f):
-            try unary(f, inputs[0], out)
-        case .concat(let axis):
-            node("Concat", inputs, out, ["axis": Self.int(onnxAxis(axis, of: n.inputs[0]))])
-        case .layerNorm(let axis, let eps):
-            var ins = inputs
-            let normalized = Array(graph.values[n.inputs[0]].shape[Int(onnxAxis(axis, of: n.inputs[0]) - 1)...])
-            if ins.count == 1 {
-                let ones = fresh(out + "/scale")
-                initializers.append(Self.floatTensor(ones, Tensor(shape: normalized, repeating: 1)))
-                ins.append(ones)
-            }
-            node("LayerNormalization", ins, out, ["axis": Self.int(onnxAxis(axis, of: n.inputs[0])), "epsilon": Self.float(eps)])
-        case .reduceMean(let axes, let keep):
-            node("ReduceMean", inputs, out, ["axes": Self.ints(axes.map { onnxAxis($0, of: n.inputs[0]) }),
-                                             "keepdims": Self.int(keep ? 1 : 0)])
-        case .reduceSum(let axes, let keep):
-            let a = int64Initializer(out + "/axes", axes.map { onnxAxis($0, of: n.inputs[0]) })
-            node("ReduceSum", inputs + [a], out, ["keepdims": Self.int(keep ? 1 : 0)])
-        case .reshape(let shape):
-            let s = int64Initializer(out + "/shape", [-1] + shape.map(Int64.init))
-            node("Reshape", inputs + [s], out)
-        }
-    }
-
-    /// Emits `f` from `x` to `y` with opset-17 ops.
-    mutating func unary(_ f: UnaryFunction, _ x: String, _ y: String) throws {
-        func tmp(_ s: String) -> String { fresh("\(y)/\(s)") }
-        switch f {
-        case .identity: node("Identity", [x], y)
-        case .relu: node("Relu", [x], y)
-        case .sigmoid: node("Sigmoid", [x], y)
-        case .tanh: node("Tanh", [x], y)
-        case .selu: node("Selu", [x], y)
-        case .erf: node("Erf", [x], y)
-        case .exp: node("Exp", [x], y)
-        case .log: node("Log", [x], y)
-        case .sqrt: node("Sqrt", [x], y)
-        case .neg: node("Neg", [x], y)
-        case .sin: node("Sin", [x], y)
-        case .cos: node("Cos", [x], y)
-        case .abs: node("Abs", [x], y)
-        case .reciprocal: node("Reciprocal", [x], y)
-        case .square: node("Mul", [x, x], y)
-        case .pow(let p): node("Pow", [x, scalar(p)], y)
-        case .leakyRelu(let slope): node("LeakyRelu", [x], y, ["alpha": Self.float(slope)])
-        case .elu(let alpha): node("Elu", [x], y, ["alpha": Self.float(alpha)])
-        case .silu:
-            let s = tmp("sigmoid")
-            node("Sigmoid", [x], s)
-            node("Mul", [x, s], y)
-        case .gelu:
-            let a = tmp("scaled"), e = tmp("erf"), p = tmp("erf_plus_1"), q = tmp("x_times")
-            node("Div", [x, scalar(Float(2).squareRoot())], a)
-            node("Erf", [a], e)
-            node("Add", [e, scalar(1)], p)
-            node("Mul", [x, p], q)
-            node("Mul", [q, scalar(0.5)], y)
-        case .geluTanh:
-            // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
-            let x2 = tmp("x2"), x3 = tmp("x3"), a = tmp("cubic"), b = tmp("inner"), c = tmp("scaled"),
-                th = tmp("tanh"), p = tmp("tanh_plus_1"), q = tmp("x_times")
-            node("Mul", [x, x], x2)
-            node("Mul", [x2, x], x3)
-            node("Mul", [x3, scalar(0.044715)], a)
-            node("Add", [x, a], b)
-            node("Mul", [b, scalar(Float((2 / Double.pi).squareRoot()))], c)
-            node("Tanh", [c], th)
-            node("Add", [th, scalar(1)], p)
-            node("Mul", [x, p], q)
-            node("Mul", [q, scalar(0.5)], y)
-        case .softplus(let beta, let threshold):
-            // (1/β) log(1 + exp(βx)), and x where βx > threshold.
-            let bx = beta == 1 ? x : tmp("beta_x")
-            if beta != 1 { node("Mul", [x, scalar(beta)], bx) }
-            let finite = threshold.isFinite
-            let sp = beta == 1 && !finite ? y : tmp("softplus")
-            node("Softplus", [bx], sp)
-            var smooth = sp
-            if beta != 1 {
-                smooth = finite ? tmp("scaled") : y
-                node("Div", [sp, scalar(beta)], smooth)
-            }
-            if finite {
-                let g = tmp("above")
-                node("Greater", [bx, scalar(threshold)], g)
-                node("Where", [g, x, smooth], y)
-            }
-        }
-    }
+extension ONNXProtoModel.Attribute {
+    static func int(_ v: Int64) -> Self { .init(type: 2, f: nil, i: v, s: nil, t: nil, floats: [], ints: []) }
+    static func float(_ v: Float) -> Self { .init(type: 1, f: v, i: nil, s: nil, t: nil, floats: [], ints: []) }
+    static func ints(_ v: [Int64]) -> Self { .init(type: 7, f: nil, i: nil, s: nil, t: nil, floats: [], ints: v) }
+    static func string(_ v: String) -> Self { .init(type: 3, f: nil, i: nil, s: v, t: nil, floats: [], ints: []) }
 }

@@ -1,8 +1,70 @@
-/// Broadcasting Add, Sub, Mul, Div.
+/// Broadcasting Add, Sub, Mul, Div (numpy rules on per-sample shapes; a
+/// parameter broadcasts over the batch).
 ///
 /// JVP: add ȧ + ḃ; sub ȧ − ḃ; mul ȧ b + a ḃ; div (ȧ − z ḃ) / b.
 /// VJP (reduced over broadcast axes): add (g, g); sub (g, −g);
 /// mul (g b, g a); div (g / b, −g z / b).
+struct BinaryOp: GraphOp {
+    var function: BinaryFunction
+
+    var kindName: String { function.rawValue }
+
+    func outputShape(_ inputs: [Graph.Value], node: String) throws -> [Int] {
+        guard inputs.count == 2 else {
+            throw FlowError.invalidModel("node '\(node)': \(kindName) takes 2 inputs, got \(inputs.count)")
+        }
+        let a = inputs[0], b = inputs[1]
+        let rank = Swift.max(a.isBatched ? a.shape.count : 0, b.isBatched ? b.shape.count : 0)
+        func ps(_ v: Graph.Value) throws -> [Int] {
+            if v.isBatched { return v.shape }
+            guard let s = ShapeInference.perSampleShape(ofParameter: v.shape, againstRank: rank) else {
+                throw FlowError.shapeMismatch("node '\(node)': constant \(v.name) of shape \(v.shape) does not broadcast over the batch")
+            }
+            return s
+        }
+        let sa = try ps(a), sb = try ps(b)
+        guard let s = ShapeInference.broadcast(sa, sb) else {
+            throw FlowError.shapeMismatch("node '\(node)': shapes \(sa) and \(sb) do not broadcast")
+        }
+        return s
+    }
+
+    func fold(_ inputs: [Tensor], node: String) throws -> Tensor {
+        guard inputs.count == 2 else { throw FlowError.invalidModel("node '\(node)': \(kindName) takes 2 inputs") }
+        return try GraphBuilder.broadcast(function, inputs[0], inputs[1], node: node)
+    }
+
+    func forward(_ c: OpContext) { c.executor.binaryForward(c.node, function, out: c.out, batch: c.batch, ws: c.ws) }
+    func jvp(_ c: OpContext) { c.executor.binaryJVP(c.node, function, out: c.out, batch: c.batch, k: c.k, ws: c.ws) }
+    func vjp(_ c: OpContext) { c.executor.binaryVJP(c.node, function, g: c.out, batch: c.batch, ws: c.ws) }
+
+    func exportONNX(_ e: inout ONNXExporter, _ n: Graph.Node) throws {
+        e.node(function.rawValue, n.inputs.map(e.name), e.name(n.output))
+    }
+
+    static var onnxImports: [String: ONNXImportRule] {
+        var rules: [String: ONNXImportRule] = [:]
+        for f in BinaryFunction.allCases {
+            rules[f.rawValue] = { importer, n, index in
+                if try importer.fuseStandaloneActivation(n, index: index) { return }
+                try importer.binary(n, f)
+            }
+        }
+        return rules
+    }
+}
+
+extension Operation {
+    /// Broadcasting elementwise binary operation.
+    public static func binary(_ f: BinaryFunction) -> Operation { Operation(BinaryOp(function: f)) }
+}
+
+/// Elementwise binary functions with numpy broadcasting.
+public enum BinaryFunction: String, Sendable, Equatable, CaseIterable {
+    case add = "Add", sub = "Sub", mul = "Mul", div = "Div"
+}
+
+
 extension Executor {
     /// Full iteration shape and an operand's strides in it.
     /// `lead` is `[batch]` for values and `[batch, k]` for tangents; a primal
@@ -103,5 +165,98 @@ extension BinaryFunction {
         case .mul: return .mul
         case .div: return .div
         }
+    }
+}
+
+// MARK: ONNX import
+
+extension ONNXImporter {
+    /// Add/Sub/Mul/Div on any mix of batched values and constants.
+    mutating func binary(_ n: Node, _ f: BinaryFunction) throws {
+        let a = try input(n, 0), b = try input(n, 1)
+        switch (a, b) {
+        case (.float(let x, _), .float(let y, _)):
+            guard let shape = ShapeInference.broadcast(x.shape, y.shape) else {
+                throw FlowError.shapeMismatch("node '\(currentNode)': shapes \(x.shape) and \(y.shape) do not broadcast")
+            }
+            _ = try checkedCount(shape, limit: Swift.max(foldedElementLimit, x.count, y.count), "node '\(currentNode)'")
+            try set(n, .float(try GraphBuilder.broadcast(f, x, y, node: currentNode), trainable: false))
+        case (.ints(let x), .ints(let y)):
+            try set(n, .ints(try intArithmetic(n, f, x, y)))
+        case (.ints, _), (_, .ints):
+            throw unsupported(n, "mixing integer and float operands")
+        default:
+            let (ids, axis) = try aligned(n, [a, b])
+            try set(n, .batched(try builder.apply(.binary(f), ids, name: currentNode), batchAxis: axis))
+        }
+    }
+
+    /// IR operands for an ONNX broadcasting op over batched values and float
+    /// constants: constants and values without a batch axis whose rank equals
+    /// the result's lose their leading (batch-aligned) extent-1 axis.
+    mutating func aligned(_ n: Node, _ operands: [Imported]) throws -> ([ValueID], batchAxis: Bool) {
+        var rank = 0, anyAxis = false
+        for o in operands {
+            switch o {
+            case .batched(let id, let axis): rank = Swift.max(rank, onnxRank(id, axis)); anyAxis = anyAxis || axis
+            case .float(let t, _): rank = Swift.max(rank, t.rank)
+            case .ints: throw unsupported(n, "mixing integer and float operands")
+            }
+        }
+        var ids: [ValueID] = []
+        for (k, o) in operands.enumerated() {
+            switch o {
+            case .batched(let id, let axis):
+                if axis {
+                    guard onnxRank(id, axis) == rank else {
+                        throw unsupported(n, "a batched operand of rank \(onnxRank(id, axis)) broadcast to rank \(rank) (its batch axis would move)")
+                    }
+                    ids.append(id)
+                } else if anyAxis && onnxRank(id, axis) == rank {
+                    let s = builder.shape(of: id)
+                    guard s.first == 1 else { throw unsupported(n, "a value of shape \(s) broadcast against the batch axis") }
+                    ids.append(try builder.apply(.reshape(shape: Array(s.dropFirst())), [id], name: "\(currentNode)/squeeze\(k)"))
+                } else {
+                    ids.append(id)
+                }
+            case .float(var t, let trainable):
+                if anyAxis && t.rank == rank {
+                    guard t.shape.first == 1 else {
+                        throw FlowError.shapeMismatch("node '\(currentNode)': constant of shape \(t.shape) does not broadcast over the batch")
+                    }
+                    t = t.reshaped(Array(t.shape.dropFirst()))
+                }
+                ids.append(param(t, trainable: trainable && t.count > 1, n.inputs[k]))
+            case .ints: break
+            }
+        }
+        return (ids, anyAxis)
+    }
+
+    func intArithmetic(_ n: Node, _ f: BinaryFunction, _ x: IntConstant, _ y: IntConstant) throws -> IntConstant {
+        let (shape, map) = try ConstantBroadcast.indices([x.shape, y.shape], node: currentNode)
+        var out = [SymbolicInt]()
+        out.reserveCapacity(map[0].count)
+        for e in map[0].indices {
+            let a = x.values[map[0][e]], b = y.values[map[1][e]]
+            switch (a, b) {
+            case (.known(let p), .known(let q)):
+                switch f {
+                case .add: out.append(.known(p &+ q))
+                case .sub: out.append(.known(p &- q))
+                case .mul: out.append(.known(p &* q))
+                case .div:
+                    guard q != 0 else { throw invalid(n, "integer division by zero") }
+                    out.append(.known(p / q))
+                }
+            case (.batch, .known(let q)) where (f == .mul || f == .div) && q == 1, (.batch, .known(let q)) where (f == .add || f == .sub) && q == 0:
+                out.append(.batch)
+            case (.known(let p), .batch) where (f == .mul && p == 1) || (f == .add && p == 0):
+                out.append(.batch)
+            default:
+                throw unsupported(n, "integer arithmetic on the batch size (\(a) \(f.rawValue) \(b))")
+            }
+        }
+        return IntConstant(shape: shape, values: out)
     }
 }

@@ -1,0 +1,163 @@
+/// Batched matrix product of two batched values (attention's Q·Kᵀ and P·V):
+/// per sample, A `[..., M, K]` · B `[..., K, N]` → `[..., M, N]`, the
+/// leading axes broadcast (numpy `matmul` rules). `transposeB` reads B as
+/// `[..., N, K]` (so Q·Kᵀ needs no Transpose node).
+///
+/// JVP: Ȧ B + A Ḃ. VJP: g_A += g Bᵀ, g_B += Aᵀ g (summed over broadcast axes).
+/// A MatMul with a constant 2-D right operand imports as `Linear` instead.
+struct MatMulOp: GraphOp {
+    var transposeB: Bool = false
+
+    var kindName: String { "MatMul" }
+
+    /// (leading shape, M, K, N) and the two operands' leading shapes.
+    struct Geometry {
+        var lead: [Int], m: Int, k: Int, n: Int
+        var leadA: [Int], leadB: [Int]
+    }
+
+    func geometry(_ a: [Int], _ b: [Int]) -> Geometry? {
+        guard a.count >= 2, b.count >= 2 else { return nil }
+        let m = a[a.count - 2], k = a[a.count - 1]
+        let (kb, n) = transposeB ? (b[b.count - 1], b[b.count - 2]) : (b[b.count - 2], b[b.count - 1])
+        guard k == kb else { return nil }
+        let la = Array(a.dropLast(2)), lb = Array(b.dropLast(2))
+        guard let lead = ShapeInference.broadcast(la, lb) else { return nil }
+        return Geometry(lead: lead, m: m, k: k, n: n, leadA: la, leadB: lb)
+    }
+
+    func outputShape(_ inputs: [Graph.Value], node: String) throws -> [Int] {
+        guard inputs.count == 2 else { throw FlowError.invalidModel("node '\(node)': MatMul takes 2 inputs") }
+        guard inputs[0].isBatched, inputs[1].isBatched else {
+            throw FlowError.unsupported("node '\(node)': MatMul of a batched value with a constant of rank > 2")
+        }
+        guard let g = geometry(inputs[0].shape, inputs[1].shape) else {
+            throw FlowError.shapeMismatch("node '\(node)': MatMul of \(inputs[0].shape) and \(inputs[1].shape)\(transposeB ? "ᵀ" : "")")
+        }
+        return g.lead + [g.m, g.n]
+    }
+
+    func flops(_ inputs: [Graph.Value], output: Graph.Value) -> Int {
+        guard let g = geometry(inputs[0].shape, inputs[1].shape) else { return 0 }
+        return 2 * g.lead.reduce(1, *) * g.m * g.n * g.k
+    }
+
+    /// Calls `body(aOffset, bOffset, cOffset)` for every matrix of the
+    /// leading axes (per sample), in row-major order of the output.
+    private func forEachMatrix(_ g: Geometry, _ body: (Int, Int, Int) -> Void) {
+        let count = g.lead.reduce(1, *)
+        let sa = Strided.strides(of: g.leadA, broadcastTo: g.lead)
+        let sb = Strided.strides(of: g.leadB, broadcastTo: g.lead)
+        let sizeA = g.m * g.k, sizeB = g.k * g.n, sizeC = g.m * g.n
+        var index = [Int](repeating: 0, count: g.lead.count)
+        for i in 0..<count {
+            var oa = 0, ob = 0
+            for (d, e) in index.enumerated() { oa += e * sa[d]; ob += e * sb[d] }
+            body(oa * sizeA, ob * sizeB, i * sizeC)
+            var d = g.lead.count - 1
+            while d >= 0 { index[d] += 1; if index[d] < g.lead[d] { break }; index[d] = 0; d -= 1 }
+        }
+    }
+
+    /// C (=, or += with `accumulate`) A·B' for every sample `s` and matrix,
+    /// where `a(s)`, `b(s)`, `c(s)` give each sample's base pointers.
+    private func multiply(_ g: Geometry, samples: Int, accumulate: Bool,
+                          a: (Int) -> UnsafePointer<Float>, b: (Int) -> UnsafePointer<Float>,
+                          c: (Int) -> UnsafeMutablePointer<Float>) {
+        for s in 0..<samples {
+            let pa = a(s), pb = b(s), pc = c(s)
+            forEachMatrix(g) { oa, ob, oc in
+                BLAS.gemm(transB: transposeB, m: g.m, n: g.n, k: g.k, a: pa + oa, b: pb + ob,
+                          beta: accumulate ? 1 : 0, c: pc + oc)
+            }
+        }
+    }
+
+    func forward(_ c: OpContext) {
+        let g = geometry(c.shape(0), c.shape(1))!
+        let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
+        let a = c.input(0), b = c.input(1), out = c.out
+        multiply(g, samples: c.batch, accumulate: false,
+                 a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
+    }
+
+    func jvp(_ c: OpContext) {
+        let g = geometry(c.shape(0), c.shape(1))!
+        let (sa, sb, so, k) = (c.size(0), c.size(1), c.outputSize, c.k)
+        let a = c.input(0), b = c.input(1), out = c.out
+        out.update(repeating: 0, count: c.batch * k * so)
+        // Tangent row r = sample·k + j pairs with primal sample r / k.
+        if let ta = c.tangent(0) {
+            multiply(g, samples: c.batch * k, accumulate: true,
+                     a: { UnsafePointer(ta + $0 * sa) }, b: { UnsafePointer(b + ($0 / k) * sb) }, c: { out + $0 * so })
+        }
+        if let tb = c.tangent(1) {
+            multiply(g, samples: c.batch * k, accumulate: true,
+                     a: { UnsafePointer(a + ($0 / k) * sa) }, b: { UnsafePointer(tb + $0 * sb) }, c: { out + $0 * so })
+        }
+    }
+
+    func vjp(_ c: OpContext) {
+        let g = geometry(c.shape(0), c.shape(1))!
+        let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
+        let a = c.input(0), b = c.input(1), gy = c.out
+        let ga = c.gradient(0), gb = c.gradient(1)
+        for s in 0..<c.batch {
+            let pa = a + s * sa, pb = b + s * sb, pg = gy + s * so
+            forEachMatrix(g) { oa, ob, oc in
+                if let ga {
+                    // g_A [M, K] += g [M, N] · B'ᵀ: B' = B [K, N] → transB; B' = Bᵀ (B stored [N, K]) → B as is.
+                    BLAS.gemm(transB: !transposeB, m: g.m, n: g.k, k: g.n, a: pg + oc, b: pb + ob, beta: 1, c: ga + s * sa + oa)
+                }
+                if let gb {
+                    if transposeB {  // B stored [N, K]: g_B += gᵀ A
+                        BLAS.gemm(transA: true, m: g.n, n: g.k, k: g.m, a: pg + oc, b: pa + oa, beta: 1, c: gb + s * sb + ob)
+                    } else {         // g_B [K, N] += Aᵀ g
+                        BLAS.gemm(transA: true, m: g.k, n: g.n, k: g.m, a: pa + oa, b: pg + oc, beta: 1, c: gb + s * sb + ob)
+                    }
+                }
+            }
+        }
+    }
+
+    func exportONNX(_ e: inout ONNXExporter, _ n: Graph.Node) throws {
+        var b = e.name(n.inputs[1])
+        if transposeB {
+            let r = e.graph.values[n.inputs[1]].shape.count + 1
+            var perm = (0..<Int64(r)).map { $0 }
+            perm.swapAt(r - 1, r - 2)
+            let t = e.fresh(b + "/T")
+            e.node("Transpose", [b], t, ["perm": .ints(perm)])
+            b = t
+        }
+        e.node("MatMul", [e.name(n.inputs[0]), b], e.name(n.output))
+    }
+
+    static var onnxImports: [String: ONNXImportRule] { ["MatMul": { i, n, index in try i.matMul(n, index: index) }] }
+}
+
+extension Operation {
+    /// Per-sample batched matrix product of two batched values.
+    public static func matMul(transposeB: Bool = false) -> Operation { Operation(MatMulOp(transposeB: transposeB)) }
+}
+
+// MARK: ONNX import
+
+extension ONNXImporter {
+    /// MatMul: with a constant 2-D right operand, a Linear layer (fused with
+    /// a following bias Add); with two batched operands, a batched MatMul.
+    mutating func matMul(_ n: Node, index: Int) throws {
+        let lhs = try input(n, 0), rhs = try input(n, 1)
+        switch (lhs, rhs) {
+        case (.batched(let a, true), .float(let w, let trainable)) where w.rank == 2:
+            try emitLinear(n, index: index, x: a, weight: w, trainable: trainable, transposed: false, bias: nil)
+        case (.batched, .batched):
+            let (ids, axis) = try aligned(n, [lhs, rhs])
+            try set(n, .batched(try builder.apply(.matMul(), ids, name: currentNode), batchAxis: axis))
+        case (.float, .float):
+            throw unsupported(n, "MatMul of two constants")
+        default:
+            throw unsupported(n, "MatMul of these operands (a batched value times a constant of rank \(constantShape(rhs)?.count ?? 0), or a constant times a batched value)")
+        }
+    }
+}
