@@ -490,22 +490,63 @@ def run_case(name, out, results, manifest):
         results[fname] = rec
 
 
-def op_table(manifest):
-    fams = {}
-    for fname, d in manifest.items():
-        fam = CASES[fname.split("__")[0]][0]
-        for op in d["op_histogram"]:
-            fams.setdefault(op, set()).add(fam)
-    families = sorted({CASES[f.split("__")[0]][0] for f in manifest})
-    lines = ["| op | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
-    for op in sorted(fams):
-        row = []
+FORM_OPS = ["Conv", "Einsum", "GroupNormalization", "InstanceNormalization", "LayerNormalization", "Resize",
+            "Pad", "Slice", "Split", "Squeeze", "Unsqueeze", "Transpose", "Gather", "Softmax", "Gelu", "Gemm",
+            "Expand", "ConstantOfShape", "Cast", "Concat", "Attention"]
+SHAPE_OPS = {"GroupNormalization", "InstanceNormalization", "LayerNormalization", "Gather"}
+
+
+def family_of(fname):
+    return CASES[fname.split("__")[0]][0]
+
+
+def short(fname):
+    return fname[:-len(".onnx")]
+
+
+def ops_summary(manifest):
+    """Markdown: which ops every family uses (count per file) and the distinct forms
+    (attributes, constant inputs) of the ops a runtime has to get right."""
+    out = []
+    families = list(dict.fromkeys(family_of(f) for f in manifest))
+    all_ops = sorted({op for d in manifest.values() for op in d["op_histogram"]})
+    out.append("### Op types across all files (number of files using each, per family)\n")
+    out.append("| op | " + " | ".join(families) + " |")
+    out.append("|---|" + "---:|" * len(families))
+    for op in all_ops:
+        cells = []
         for fam in families:
-            files = [f for f in manifest if CASES[f.split("__")[0]][0] == fam and op in manifest[f]["op_histogram"]]
-            total = [manifest[f]["op_histogram"][op] for f in files]
-            row.append(f"{len(files)} files" if files else "")
-        lines.append(f"| {op} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
+            files = [f for f in manifest if family_of(f) == fam]
+            n = sum(op in manifest[f]["op_histogram"] for f in files)
+            cells.append(f"{n}/{len(files)}" if n else "")
+        out.append(f"| {op} | " + " | ".join(cells) + " |")
+    for fam in families:
+        files = [f for f in manifest if family_of(f) == fam]
+        out.append(f"\n### {fam}: node counts per file\n")
+        out.append("| op | " + " | ".join(short(f) for f in files) + " |")
+        out.append("|---|" + "---:|" * len(files))
+        ops = sorted({op for f in files for op in manifest[f]["op_histogram"]})
+        for op in ops:
+            out.append(f"| {op} | " + " | ".join(str(manifest[f]["op_histogram"].get(op, "")) for f in files) + " |")
+        out.append(f"\n{fam}: forms of note (attributes; constant inputs, shown as values when small):\n")
+        for op in FORM_OPS:
+            forms = {}
+            for f in files:
+                for fm in manifest[f]["op_forms"].get("ai.onnx." + op, []):
+                    attrs = fm["attrs"]
+                    if op == "Conv":
+                        key = ", ".join(f"{k}={attrs.get(k)}" for k in ("kernel_shape", "strides", "pads", "group", "dilations"))
+                    else:
+                        consts = fm["const_inputs"]
+                        if op not in SHAPE_OPS:
+                            consts = [c if not isinstance(c, str) or not c.startswith("float32[") else "W" for c in consts]
+                        key = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()) if v is not None)
+                        if any(c not in (None, "W") for c in consts):
+                            key += f"; const inputs {consts}"
+                    forms.setdefault(key, set()).add(f.split("__", 1)[1][:-5])
+            for key, where in sorted(forms.items()):
+                out.append(f"- {op}: {key} ({', '.join(sorted(where))})")
+    return "\n".join(out) + "\n"
 
 
 def main():
@@ -541,8 +582,10 @@ def main():
         res_path.write_text(json.dumps({"versions": versions, "input_seed": INPUT_SEED, "weight_seed": WEIGHT_SEED,
                                         "files": sort(results)}, indent=1))
         man_path.write_text(json.dumps({"versions": versions, "files": sort(manifest)}, indent=1))
+    summary = ops_summary(manifest)
+    (out / "ops_summary.md").write_text(summary)
     print()
-    print(op_table(manifest))
+    print(summary)
     failed = [f"{k}: {v['error_type']}: {v['error']}" for k, v in results.items() if not v.get("ok")]
     print("\nexport failures:" if failed else "\nno export failures", *failed, sep="\n  ")
     total = sum(p.stat().st_size for p in out.iterdir() if p.suffix in (".onnx", ".json"))
