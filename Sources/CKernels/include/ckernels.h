@@ -90,6 +90,95 @@ void fr_gemm_packed(const float *x, const float *wp, const float *bias, float *y
 /// Sum of squares of x (double accumulator, fixed order).
 double fr_sum_squares(const float *x, size_t n);
 
+/* ======================================================================
+ * Dense kernels: general GEMM, 2-D convolution, row softmax, GroupNorm
+ * (gemm.c, conv.c, normalize.c). All float32, row-major; images NCHW.
+ *
+ * Every kernel has an AVX-512F path, chosen at run time, and a portable
+ * path that computes the same sums (same order of k) with separate
+ * multiply and add, so the two agree within float rounding. Scratch
+ * buffers are the caller's: sizes from the *_scratch_floats functions,
+ * 64-byte aligned, not shared between concurrent calls, contents
+ * undefined on return. No output may alias an input. Thread-safe for
+ * distinct outputs and scratch buffers.
+ * ====================================================================== */
+
+/// Forces the portable paths of the dense kernels below (nonzero) or lets
+/// them use AVX-512F where the CPU has it (0, the default); returns the
+/// previous setting. For tests and benchmarks: not to be changed while any
+/// dense kernel runs on another thread.
+int fr_dense_force_portable(int force);
+
+/// Whether the dense kernels below currently take their AVX-512F path.
+int fr_dense_avx512_active(void);
+
+/// C = op(A)·op(B) + beta·C with op(A) [m, k], op(B) [k, n], C [m, n]:
+/// op(A)[i, p] = trans_a ? a[p*lda + i] : a[i*lda + p], and likewise b.
+/// beta = 0: C is only written (may hold NaN on entry); beta = 1: C is
+/// accumulated into; other beta scale C first. Each C[i, j] is beta·C (or 0)
+/// followed by one multiply-add per p in increasing p, so row i does not
+/// depend on m nor on the other rows. k = 0 gives beta·C.
+/// scratch: fr_gemm_scratch_floats(m, n, k) floats, 64-byte aligned; B is
+/// packed into it block by block (at most 256 k × 256 n, 256 KiB). A is read
+/// in place (broadcast), never packed. C must not overlap A, B or scratch.
+void fr_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+             const float *a, size_t lda, const float *b, size_t ldb,
+             float beta, float *c, size_t ldc, float *scratch);
+size_t fr_gemm_scratch_floats(size_t m, size_t n, size_t k);
+
+/// Geometry of a 2-D convolution (Conv1d: h = 1, kh = 1). Every field is a
+/// count of elements. cin and cout are divisible by groups; the caller gives
+/// oh and ow, which imply the bottom and right padding (input positions out
+/// of [0, h) × [0, w) read as zero). Strides and dilations are ≥ 1.
+typedef struct {
+    size_t cin, h, w, cout, kh, kw, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups, oh, ow;
+} fr_conv2d_geometry;
+
+/// Scratch floats (64-byte aligned) any of the three conv kernels needs for
+/// g: one tile of the implicit im2col, (cin/groups)·kh·kw rows × 64 output
+/// positions for the forward pass, × 256 positions for the backward passes
+/// (plus a 256 × 256 GEMM packing block), whatever the batch size.
+size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g);
+
+/// y[n, cout, oh, ow] = bias + conv(x, w), overwritten.
+/// x [n, cin, h, w]; w [cout, cin/groups, kh, kw] (PyTorch/ONNX layout);
+/// bias [cout] or NULL. Each output is bias (or 0) then one multiply-add per
+/// (ci, ky, kx) in increasing order, so a sample's output is bitwise the
+/// same alone or in any batch. No aliasing.
+void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias,
+                       float *y, size_t n, float *scratch);
+
+/// gx[n, cin, h, w] += convᵀ(gy, w): the gradient of fr_conv2d_forward with
+/// respect to x, ACCUMULATED into gx (zero it first for a plain result); also
+/// ConvTranspose's forward pass. gy [n, cout, oh, ow]. No aliasing.
+void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, const float *w, float *gx,
+                              size_t n, float *scratch);
+
+/// gw[cout, cin/groups, kh, kw] += Σ_n gy ⋆ x: the weight gradient,
+/// ACCUMULATED into gw. x [n, cin, h, w], gy [n, cout, oh, ow]. The bias
+/// gradient is the plain sum of gy over n, oh, ow (not computed here).
+void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw,
+                               size_t n, float *scratch);
+
+/// y[r, :] = softmax(x[r, :]) = exp(x - max) / Σ exp(x - max) for r < rows,
+/// exp from fr_unary_forward(FR_EXP) (< 4 ulp). A row of -inf gives NaN
+/// (0/0), as PyTorch does. x and y may alias exactly.
+void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
+/// channels: per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
+/// variance, two passes, sums in double), written to stats[(s*groups + g)*2]
+/// = μ, [.. + 1] = rstd when stats is not NULL; then
+/// v = (x - μ)·rstd·gamma[ch] + beta[ch] (gamma/beta [c] or NULL for 1/0),
+/// pre_activation_or_null[i] = v if not NULL, and y = silu ? v·σ(v) : v
+/// (SiLU from fr_unary_forward(FR_SILU)). x and y may alias exactly; the
+/// other buffers must not overlap.
+void fr_group_norm_forward(const float *x, const float *gamma, const float *beta, float *y, float *stats,
+                           float *pre_activation_or_null, size_t n, size_t c, size_t spatial, size_t groups,
+                           float eps, int silu);
+
+/* ===================== end of dense kernels =========================== */
+
 #ifdef __cplusplus
 }
 #endif

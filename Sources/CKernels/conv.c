@@ -1,0 +1,368 @@
+// 2-D convolution on the GEMM register-tile engine (dense_engine.h); see
+// include/ckernels.h for the contract.
+//
+// Per sample and group, with K = (cin/groups)·kh·kw and k = (ci·kh + ky)·kw + kx:
+//   forward          Y[co, pos] = bias[co] + Σ_k W[co, k] · X̂[k, pos]
+//   backward input   Ĝ[k, pos]  = Σ_co W[co, k] · GY[co, pos], scattered into gx
+//   backward weight  GW[co, k] += Σ_pos GY[co, pos] · X̂[k, pos]
+// where X̂ is the im2col of the sample: X̂[k, oy·ow + ox] = x[ci, oy·sh - pt +
+// ky·dh, ox·sw - pl + kx·dw], zero outside the image. X̂ is never built
+// whole: the forward pass gathers it one block of 64 output positions (and
+// at most FR_CONV_KC rows of k, whole input channels) at a time straight
+// into the engine's k-major panels of 16 positions, so the rows of the tile
+// are output channels (weights broadcast in place, row-major) and the
+// output lands in NCHW directly. 1×1, stride-1, unpadded convolutions read
+// x in place. The gather uses one masked load per output row a panel
+// touches when the horizontal stride is 1, and a masked gather otherwise.
+#include "ckernels.h"
+#include "dense_engine.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#ifdef FR_DENSE_HAVE_AVX512
+#include <immintrin.h>
+#endif
+
+#define FR_CONV_NB 64      // output positions per forward / backward-input block
+#define FR_CONV_KC 512     // rows of k per forward block (rounded to whole channels)
+#define FR_CONV_COLS 65536 // floats of im2col per backward-weight block (K × positions)
+#define FR_CONV_PB 256     // at most this many positions per backward-weight block
+
+static inline size_t fr_min(size_t a, size_t b) { return a < b ? a : b; }
+static inline size_t fr_max(size_t a, size_t b) { return a > b ? a : b; }
+
+// Geometry of one sample-group, derived once per call.
+typedef struct {
+    size_t cin_g, cout_g, khkw, k, hw, ohw;
+    ptrdiff_t h, w, ow, sh, sw, dh, dw, pt, pl, kw;
+    int direct;  // 1×1, stride 1, no padding, same size: X̂ is x itself
+} fr_conv_plan;
+
+static fr_conv_plan fr_conv_plan_of(const fr_conv2d_geometry *g) {
+    fr_conv_plan p;
+    p.cin_g = g->cin / g->groups;
+    p.cout_g = g->cout / g->groups;
+    p.khkw = g->kh * g->kw;
+    p.k = p.cin_g * p.khkw;
+    p.hw = g->h * g->w;
+    p.ohw = g->oh * g->ow;
+    p.h = (ptrdiff_t)g->h; p.w = (ptrdiff_t)g->w; p.ow = (ptrdiff_t)g->ow;
+    p.sh = (ptrdiff_t)g->stride_h; p.sw = (ptrdiff_t)g->stride_w;
+    p.dh = (ptrdiff_t)g->dil_h; p.dw = (ptrdiff_t)g->dil_w;
+    p.pt = (ptrdiff_t)g->pad_top; p.pl = (ptrdiff_t)g->pad_left;
+    p.kw = (ptrdiff_t)g->kw;
+    p.direct = g->kh == 1 && g->kw == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 &&
+               g->pad_left == 0 && g->oh == g->h && g->ow == g->w;
+    return p;
+}
+
+// Input channels per forward block: whole channels, about FR_CONV_KC rows.
+static size_t fr_conv_channels_per_block(const fr_conv_plan *p) {
+    return fr_min(p->cin_g, fr_max(1, FR_CONV_KC / p->khkw));
+}
+
+// Positions per backward-weight block: a multiple of 16 with K × positions
+// ≤ FR_CONV_COLS (at least 16).
+static size_t fr_conv_weight_positions(const fr_conv_plan *p) {
+    size_t pb = FR_CONV_COLS / fr_max(1, p->k) / 16 * 16;
+    return fr_min(FR_CONV_PB, fr_max(16, pb));
+}
+
+size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
+    fr_conv_plan p = fr_conv_plan_of(g);
+    size_t forward = fr_conv_channels_per_block(&p) * p.khkw * FR_CONV_NB;
+    size_t backward_input = p.k * FR_CONV_NB;
+    size_t pb = fr_conv_weight_positions(&p);
+    size_t backward_weight = p.k * pb + fr_gemm_scratch_floats(p.cout_g, p.k, pb);
+    return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
+}
+
+// One output row's run of positions inside a block: positions [l, l + len)
+// of the block are (oy, ox .. ox + len).
+typedef struct { size_t l, len; ptrdiff_t oy, ox; } fr_conv_run;
+
+// Splits positions [p0, p0 + np) into runs along output rows; returns the count.
+static size_t fr_conv_runs(const fr_conv_plan *p, size_t p0, size_t np, fr_conv_run *runs) {
+    size_t count = 0, l = 0;
+    ptrdiff_t oy = (ptrdiff_t)(p0 / (size_t)p->ow), ox = (ptrdiff_t)(p0 % (size_t)p->ow);
+    while (l < np) {
+        size_t len = fr_min((size_t)(p->ow - ox), np - l);
+        runs[count++] = (fr_conv_run){l, len, oy, ox};
+        l += len;
+        ox = 0;
+        oy++;
+    }
+    return count;
+}
+
+// The in-image part of a run for kernel offset (ky, kx): run positions
+// [t0, t1) read input row iy at columns ix0 + t·sw. Returns 0 if none.
+static inline int fr_conv_clip(const fr_conv_plan *p, const fr_conv_run *run, ptrdiff_t ky, ptrdiff_t kx,
+                               ptrdiff_t *iy, ptrdiff_t *ix0, size_t *t0, size_t *t1) {
+    *iy = run->oy * p->sh - p->pt + ky * p->dh;
+    if (*iy < 0 || *iy >= p->h) return 0;
+    *ix0 = run->ox * p->sw - p->pl + kx * p->dw;
+    ptrdiff_t lo = *ix0 < 0 ? (-*ix0 + p->sw - 1) / p->sw : 0;
+    ptrdiff_t hi = *ix0 >= p->w ? 0 : (p->w - 1 - *ix0) / p->sw + 1;
+    if (hi > (ptrdiff_t)run->len) hi = (ptrdiff_t)run->len;
+    if (hi <= lo) return 0;
+    *t0 = (size_t)lo;
+    *t1 = (size_t)hi;
+    return 1;
+}
+
+// ---------------------------------------------------------------------------
+// Gather: X̂ rows k for input channels [c0, c0 + cb) and positions
+// [p0, p0 + np), panel by panel: panel q (positions p0 + 16q ...) row kk at
+// dst + q·pstride + kk·kstride, 16 lanes, zero past np.
+
+static void fr_gather_portable(const fr_conv_plan *p, const float *xs, size_t p0, size_t np, size_t c0,
+                               size_t cb, float *dst, size_t kstride, size_t pstride) {
+    fr_conv_run runs[FR_DENSE_PANEL];
+    for (size_t q = 0; q * FR_DENSE_PANEL < np; q++) {
+        size_t lanes = fr_min(FR_DENSE_PANEL, np - q * FR_DENSE_PANEL);
+        size_t nr = fr_conv_runs(p, p0 + q * FR_DENSE_PANEL, lanes, runs);
+        float *dq = dst + q * pstride;
+        for (size_t ci = 0; ci < cb; ci++) {
+            const float *xc = xs + (c0 + ci) * p->hw;
+            for (ptrdiff_t ky = 0; ky < (ptrdiff_t)p->khkw / p->kw; ky++)
+                for (ptrdiff_t kx = 0; kx < p->kw; kx++) {
+                    float *row = dq + ((ci * p->khkw) + (size_t)(ky * p->kw + kx)) * kstride;
+                    for (size_t l = 0; l < FR_DENSE_PANEL; l++) row[l] = 0.0f;
+                    for (size_t r = 0; r < nr; r++) {
+                        ptrdiff_t iy, ix0;
+                        size_t t0, t1;
+                        if (!fr_conv_clip(p, &runs[r], ky, kx, &iy, &ix0, &t0, &t1)) continue;
+                        const float *xr = xc + iy * p->w + ix0;
+                        for (size_t t = t0; t < t1; t++) row[runs[r].l + t] = xr[(ptrdiff_t)t * p->sw];
+                    }
+                }
+        }
+    }
+}
+
+#ifdef FR_DENSE_HAVE_AVX512
+
+static inline __mmask16 fr_lanes(size_t lo, size_t hi) {
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float *xs, size_t p0, size_t np,
+                                             size_t c0, size_t cb, float *dst, size_t kstride, size_t pstride) {
+    fr_conv_run runs[FR_DENSE_PANEL];
+    const ptrdiff_t kh = (ptrdiff_t)p->khkw / p->kw;
+    for (size_t q = 0; q * FR_DENSE_PANEL < np; q++) {
+        size_t lanes = fr_min(FR_DENSE_PANEL, np - q * FR_DENSE_PANEL);
+        size_t nr = fr_conv_runs(p, p0 + q * FR_DENSE_PANEL, lanes, runs);
+        float *dq = dst + q * pstride;
+        const float *xc0 = xs + c0 * p->hw;
+        if (p->sw == 1 && nr <= 4) {
+            // One masked load per run: lane l of run r reads base_r[l].
+            for (ptrdiff_t ky = 0; ky < kh; ky++)
+                for (ptrdiff_t kx = 0; kx < p->kw; kx++) {
+                    __mmask16 mk[4];
+                    ptrdiff_t off[4];
+                    size_t used = 0;
+                    for (size_t r = 0; r < nr; r++) {
+                        ptrdiff_t iy, ix0;
+                        size_t t0, t1;
+                        if (!fr_conv_clip(p, &runs[r], ky, kx, &iy, &ix0, &t0, &t1)) continue;
+                        mk[used] = fr_lanes(runs[r].l + t0, runs[r].l + t1);
+                        off[used] = iy * p->w + ix0 - (ptrdiff_t)runs[r].l;
+                        used++;
+                    }
+                    float *row = dq + (size_t)(ky * p->kw + kx) * kstride;
+                    for (size_t ci = 0; ci < cb; ci++) {
+                        // Masked-off lanes are not accessed (no fault), so the
+                        // base may point before the plane.
+                        uintptr_t plane = (uintptr_t)(xc0 + ci * p->hw);
+                        __m512 v = _mm512_setzero_ps();
+                        for (size_t u = 0; u < used; u++)
+                            v = _mm512_mask_loadu_ps(v, mk[u], (const float *)(plane + (uintptr_t)(off[u] * 4)));
+                        _mm512_storeu_ps(row + ci * p->khkw * kstride, v);
+                    }
+                }
+        } else {
+            int32_t iyb[FR_DENSE_PANEL], ixb[FR_DENSE_PANEL];
+            for (size_t r = 0; r < nr; r++)
+                for (size_t t = 0; t < runs[r].len; t++) {
+                    iyb[runs[r].l + t] = (int32_t)(runs[r].oy * p->sh - p->pt);
+                    ixb[runs[r].l + t] = (int32_t)(((ptrdiff_t)t + runs[r].ox) * p->sw - p->pl);
+                }
+            for (size_t l = lanes; l < FR_DENSE_PANEL; l++) iyb[l] = ixb[l] = -1;
+            const __m512i viy = _mm512_loadu_si512(iyb), vix = _mm512_loadu_si512(ixb);
+            const __m512i vh = _mm512_set1_epi32((int32_t)p->h), vw = _mm512_set1_epi32((int32_t)p->w);
+            const __m512i zero = _mm512_setzero_si512();
+            for (ptrdiff_t ky = 0; ky < kh; ky++) {
+                __m512i iy = _mm512_add_epi32(viy, _mm512_set1_epi32((int32_t)(ky * p->dh)));
+                __mmask16 mrow = _mm512_cmpge_epi32_mask(iy, zero) & _mm512_cmplt_epi32_mask(iy, vh);
+                __m512i rowoff = _mm512_mullo_epi32(iy, vw);
+                for (ptrdiff_t kx = 0; kx < p->kw; kx++) {
+                    __m512i ix = _mm512_add_epi32(vix, _mm512_set1_epi32((int32_t)(kx * p->dw)));
+                    __mmask16 mk = mrow & _mm512_cmpge_epi32_mask(ix, zero) & _mm512_cmplt_epi32_mask(ix, vw);
+                    __m512i idx = _mm512_add_epi32(rowoff, ix);
+                    float *row = dq + (size_t)(ky * p->kw + kx) * kstride;
+                    for (size_t ci = 0; ci < cb; ci++) {
+                        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, xc0 + ci * p->hw, 4);
+                        _mm512_storeu_ps(row + ci * p->khkw * kstride, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#endif
+
+static void fr_gather(const fr_conv_plan *p, const float *xs, size_t p0, size_t np, size_t c0, size_t cb,
+                      float *dst, size_t kstride, size_t pstride, int avx512) {
+#ifdef FR_DENSE_HAVE_AVX512
+    if (avx512) {
+        fr_gather_avx512(p, xs, p0, np, c0, cb, dst, kstride, pstride);
+        return;
+    }
+#else
+    (void)avx512;
+#endif
+    fr_gather_portable(p, xs, p0, np, c0, cb, dst, kstride, pstride);
+}
+
+// ---------------------------------------------------------------------------
+// Scatter-add (col2im): gxs[ci, iy, ix] += Ĝ[k, pos] for the block's
+// positions [p0, p0 + np), Ĝ row k at dcol + k·ldd. The same C body is
+// compiled for AVX-512F (auto-vectorised) and for the baseline.
+
+static inline __attribute__((always_inline)) void fr_col2im_body(const fr_conv_plan *p, const float *dcol,
+                                                                 size_t ldd, size_t p0, size_t np, float *gxs) {
+    fr_conv_run runs[FR_CONV_NB];
+    size_t nr = fr_conv_runs(p, p0, np, runs);
+    const ptrdiff_t kh = (ptrdiff_t)p->khkw / p->kw;
+    for (size_t ci = 0; ci < p->cin_g; ci++) {
+        float *gc = gxs + ci * p->hw;
+        for (ptrdiff_t ky = 0; ky < kh; ky++)
+            for (ptrdiff_t kx = 0; kx < p->kw; kx++) {
+                const float *d = dcol + (ci * p->khkw + (size_t)(ky * p->kw + kx)) * ldd;
+                for (size_t r = 0; r < nr; r++) {
+                    ptrdiff_t iy, ix0;
+                    size_t t0, t1;
+                    if (!fr_conv_clip(p, &runs[r], ky, kx, &iy, &ix0, &t0, &t1)) continue;
+                    float *restrict gr = gc + iy * p->w + ix0;
+                    const float *restrict dr = d + runs[r].l;
+                    if (p->sw == 1)
+                        for (size_t t = t0; t < t1; t++) gr[t] += dr[t];
+                    else
+                        for (size_t t = t0; t < t1; t++) gr[(ptrdiff_t)t * p->sw] += dr[t];
+                }
+            }
+    }
+}
+
+#ifdef FR_DENSE_HAVE_AVX512
+static FR_DENSE_AVX512 void fr_col2im_avx512(const fr_conv_plan *p, const float *dcol, size_t ldd, size_t p0,
+                                             size_t np, float *gxs) {
+    fr_col2im_body(p, dcol, ldd, p0, np, gxs);
+}
+#endif
+
+static void fr_col2im_portable(const fr_conv_plan *p, const float *dcol, size_t ldd, size_t p0, size_t np,
+                               float *gxs) {
+    fr_col2im_body(p, dcol, ldd, p0, np, gxs);
+}
+
+// ---------------------------------------------------------------------------
+
+void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias, float *y,
+                       size_t n, float *scratch) {
+    const fr_conv_plan p = fr_conv_plan_of(g);
+    if (p.ohw == 0 || p.cout_g == 0) return;
+    const int avx512 = fr_dense_use_avx512();
+    const size_t cb = fr_conv_channels_per_block(&p);
+    for (size_t s = 0; s < n; s++)
+        for (size_t gi = 0; gi < g->groups; gi++) {
+            const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
+            float *ys = y + (s * g->cout + gi * p.cout_g) * p.ohw;
+            const float *wg = w + gi * p.cout_g * p.k;
+            const float *bg = bias ? bias + gi * p.cout_g : NULL;
+            if (p.k == 0) {  // no input channels: the bias alone
+                for (size_t co = 0; co < p.cout_g; co++)
+                    for (size_t j = 0; j < p.ohw; j++) ys[co * p.ohw + j] = bg ? bg[co] : 0.0f;
+                continue;
+            }
+            for (size_t j0 = 0; j0 < p.ohw; j0 += FR_CONV_NB) {
+                size_t nb = fr_min(FR_CONV_NB, p.ohw - j0);
+                for (size_t c0 = 0; c0 < p.cin_g; c0 += cb) {
+                    size_t cn = fr_min(cb, p.cin_g - c0), kc = cn * p.khkw;
+                    int init = c0 > 0 ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
+                    const float *wb = wg + c0 * p.khkw;
+                    if (p.direct) {
+                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, xs + c0 * p.hw + j0, p.hw, FR_DENSE_PANEL,
+                                       ys + j0, p.ohw, init, bg);
+                    } else {
+                        fr_gather(&p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
+                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL,
+                                       ys + j0, p.ohw, init, bg);
+                    }
+                }
+            }
+        }
+}
+
+void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, const float *w, float *gx, size_t n,
+                              float *scratch) {
+    const fr_conv_plan p = fr_conv_plan_of(g);
+    if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
+    const int avx512 = fr_dense_use_avx512();
+    const size_t ldd = FR_CONV_NB;
+    for (size_t s = 0; s < n; s++)
+        for (size_t gi = 0; gi < g->groups; gi++) {
+            const float *gys = gy + (s * g->cout + gi * p.cout_g) * p.ohw;
+            float *gxs = gx + (s * g->cin + gi * p.cin_g) * p.hw;
+            const float *wg = w + gi * p.cout_g * p.k;
+            for (size_t j0 = 0; j0 < p.ohw; j0 += FR_CONV_NB) {
+                size_t nb = fr_min(FR_CONV_NB, p.ohw - j0);
+                // Rows k of Wᵀ: A[k, co] = w[co·K + k], read in place (transposed).
+                if (p.direct) {
+                    fr_dense_block(p.k, nb, p.cout_g, wg, p.k, 1, gys + j0, p.ohw, FR_DENSE_PANEL, gxs + j0, p.hw,
+                                   FR_INIT_LOAD, NULL);
+                    continue;
+                }
+                fr_dense_block(p.k, nb, p.cout_g, wg, p.k, 1, gys + j0, p.ohw, FR_DENSE_PANEL, scratch, ldd,
+                               FR_INIT_ZERO, NULL);
+#ifdef FR_DENSE_HAVE_AVX512
+                if (avx512) {
+                    fr_col2im_avx512(&p, scratch, ldd, j0, nb, gxs);
+                    continue;
+                }
+#else
+                (void)avx512;
+#endif
+                fr_col2im_portable(&p, scratch, ldd, j0, nb, gxs);
+            }
+        }
+}
+
+void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw, size_t n,
+                               float *scratch) {
+    const fr_conv_plan p = fr_conv_plan_of(g);
+    if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
+    const int avx512 = fr_dense_use_avx512();
+    const size_t pb = fr_conv_weight_positions(&p);
+    float *col = scratch, *pack = scratch + p.k * pb;
+    for (size_t s = 0; s < n; s++)
+        for (size_t gi = 0; gi < g->groups; gi++) {
+            const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
+            const float *gys = gy + (s * g->cout + gi * p.cout_g) * p.ohw;
+            float *gwg = gw + gi * p.cout_g * p.k;
+            for (size_t j0 = 0; j0 < p.ohw; j0 += pb) {
+                size_t nb = fr_min(pb, p.ohw - j0);
+                // GW [cout_g, K] += GY[:, block] · X̂[:, block]ᵀ: X̂ is op(B) transposed.
+                if (p.direct) {
+                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, xs + j0, p.hw, 1.0f, gwg, p.k, pack);
+                } else {
+                    fr_gather(&p, xs, j0, nb, 0, p.cin_g, col, pb, FR_DENSE_PANEL, avx512);
+                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, col, pb, 1.0f, gwg, p.k, pack);
+                }
+            }
+        }
+}

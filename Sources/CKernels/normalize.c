@@ -1,0 +1,173 @@
+// Row softmax and GroupNorm (+ SiLU); see include/ckernels.h for the contract.
+//
+// exp and SiLU come from fr_unary_forward (kernels.c), so these kernels
+// agree with the runtime's elementwise Exp and SiLU nodes; the AVX-512F
+// paths here vectorise the reductions (max, sum; GroupNorm's two-pass
+// statistics in double) and the affine apply.
+#include "ckernels.h"
+#include "dense_engine.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef FR_DENSE_HAVE_AVX512
+#include <immintrin.h>
+
+static inline __mmask16 fr_tail_mask(size_t left) {
+    return (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// Softmax
+
+static void fr_softmax_row_portable(const float *x, float *y, size_t cols) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < cols; i++) mx = x[i] > mx ? x[i] : mx;
+    for (size_t i = 0; i < cols; i++) y[i] = x[i] - mx;
+    fr_unary_forward(FR_EXP, 0.0f, 0.0f, y, y, cols);
+    float sum = 0.0f;
+    for (size_t i = 0; i < cols; i++) sum += y[i];
+    for (size_t i = 0; i < cols; i++) y[i] = y[i] / sum;
+}
+
+#ifdef FR_DENSE_HAVE_AVX512
+static FR_DENSE_AVX512 void fr_softmax_row_avx512(const float *x, float *y, size_t cols) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (size_t i = 0; i < cols; i += 16) {
+        __mmask16 mk = fr_tail_mask(cols - i);
+        vmax = _mm512_mask_max_ps(vmax, mk, vmax, _mm512_maskz_loadu_ps(mk, x + i));
+    }
+    // A NaN anywhere makes the row NaN (x - max propagates it below).
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    for (size_t i = 0; i < cols; i += 16) {
+        __mmask16 mk = fr_tail_mask(cols - i);
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mx));
+    }
+    fr_unary_forward(FR_EXP, 0.0f, 0.0f, y, y, cols);
+    __m512 vsum = _mm512_setzero_ps();
+    for (size_t i = 0; i < cols; i += 16) vsum = _mm512_add_ps(vsum, _mm512_maskz_loadu_ps(fr_tail_mask(cols - i), y + i));
+    const __m512 sum = _mm512_set1_ps(_mm512_reduce_add_ps(vsum));
+    for (size_t i = 0; i < cols; i += 16) {
+        __mmask16 mk = fr_tail_mask(cols - i);
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_div_ps(_mm512_maskz_loadu_ps(mk, y + i), sum));
+    }
+}
+#endif
+
+void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
+    if (cols == 0) return;
+#ifdef FR_DENSE_HAVE_AVX512
+    if (fr_dense_use_avx512()) {
+        for (size_t r = 0; r < rows; r++) fr_softmax_row_avx512(x + r * cols, y + r * cols, cols);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++) fr_softmax_row_portable(x + r * cols, y + r * cols, cols);
+}
+
+// ---------------------------------------------------------------------------
+// GroupNorm
+
+// Mean and biased variance of x[0 .. count), two passes, sums in double.
+static void fr_moments_portable(const float *x, size_t count, double *mean, double *var) {
+    double s = 0.0;
+    for (size_t i = 0; i < count; i++) s += (double)x[i];
+    double mu = s / (double)count, q = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        double d = (double)x[i] - mu;
+        q += d * d;
+    }
+    *mean = mu;
+    *var = q / (double)count;
+}
+
+// v = (x - μ)·scale + shift for one channel, μ = mu + mu_lo (the double
+// mean split in two floats: x - mu is exact near the mean, so a large
+// offset costs no accuracy); pre and y as in the contract.
+static void fr_affine_portable(const float *x, float mu, float mu_lo, float scale, float shift, float *pre,
+                               float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        float v = ((x[i] - mu) - mu_lo) * scale + shift;
+        if (pre) pre[i] = v;
+        y[i] = v;
+    }
+}
+
+#ifdef FR_DENSE_HAVE_AVX512
+static FR_DENSE_AVX512 void fr_moments_avx512(const float *x, size_t count, double *mean, double *var) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < count; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(fr_tail_mask(count - i), x + i);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    }
+    double mu = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)count;
+    const __m512d vmu = _mm512_set1_pd(mu);
+    __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
+    for (size_t i = 0; i < count; i += 16) {
+        __mmask16 mk = fr_tail_mask(count - i);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        __m512d d0 = _mm512_maskz_sub_pd((__mmask8)mk, _mm512_cvtps_pd(_mm512_castps512_ps256(v)), vmu);
+        __m512d d1 = _mm512_maskz_sub_pd((__mmask8)(mk >> 8),
+                                         _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))),
+                                         vmu);
+        q0 = _mm512_fmadd_pd(d0, d0, q0);
+        q1 = _mm512_fmadd_pd(d1, d1, q1);
+    }
+    *mean = mu;
+    *var = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1)) / (double)count;
+}
+
+static FR_DENSE_AVX512 void fr_affine_avx512(const float *x, float mu, float mu_lo, float scale, float shift,
+                                             float *pre, float *y, size_t count) {
+    const __m512 vmu = _mm512_set1_ps(mu), vlo = _mm512_set1_ps(mu_lo);
+    const __m512 vs = _mm512_set1_ps(scale), vb = _mm512_set1_ps(shift);
+    for (size_t i = 0; i < count; i += 16) {
+        __mmask16 mk = fr_tail_mask(count - i);
+        __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vmu), vlo);
+        __m512 v = _mm512_fmadd_ps(d, vs, vb);
+        if (pre) _mm512_mask_storeu_ps(pre + i, mk, v);
+        _mm512_mask_storeu_ps(y + i, mk, v);
+    }
+}
+#endif
+
+void fr_group_norm_forward(const float *x, const float *gamma, const float *beta, float *y, float *stats,
+                           float *pre_activation_or_null, size_t n, size_t c, size_t spatial, size_t groups,
+                           float eps, int silu) {
+    if (groups == 0 || c == 0) return;
+    const size_t cg = c / groups, count = cg * spatial;
+    const int avx512 = fr_dense_use_avx512();
+    for (size_t s = 0; s < n; s++)
+        for (size_t gi = 0; gi < groups; gi++) {
+            const size_t base = (s * c + gi * cg) * spatial;
+            double mean = 0.0, var = 0.0;
+            if (count > 0) {
+#ifdef FR_DENSE_HAVE_AVX512
+                if (avx512) fr_moments_avx512(x + base, count, &mean, &var);
+                else
+#endif
+                    fr_moments_portable(x + base, count, &mean, &var);
+            }
+            const double rstd = 1.0 / sqrt(var + (double)eps);
+            if (stats) {
+                stats[(s * groups + gi) * 2] = (float)mean;
+                stats[(s * groups + gi) * 2 + 1] = (float)rstd;
+            }
+            const float mu = (float)mean, mu_lo = (float)(mean - (double)mu);
+            for (size_t ch = 0; ch < cg; ch++) {
+                const size_t cc = gi * cg + ch, off = base + ch * spatial;
+                const float scale = (float)(rstd * (gamma ? (double)gamma[cc] : 1.0));
+                const float shift = beta ? beta[cc] : 0.0f;
+                float *pre = pre_activation_or_null ? pre_activation_or_null + off : NULL;
+#ifdef FR_DENSE_HAVE_AVX512
+                if (avx512) fr_affine_avx512(x + off, mu, mu_lo, scale, shift, pre, y + off, spatial);
+                else
+#endif
+                    fr_affine_portable(x + off, mu, mu_lo, scale, shift, pre, y + off, spatial);
+            }
+            if (silu) fr_unary_forward(FR_SILU, 0.0f, 0.0f, y + base, y + base, count);
+        }
+    (void)avx512;
+}

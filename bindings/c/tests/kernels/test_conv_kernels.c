@@ -1,0 +1,443 @@
+// Dense kernels of CKernels (fr_gemm, fr_conv2d_*, fr_softmax_rows,
+// fr_group_norm_forward) against naive double-precision references.
+//
+// Build and run from the repository root:
+//   clang -std=c99 -Wall -Wextra -Werror -pedantic -O2 bindings/c/tests/kernels/test_conv_kernels.c \
+//     Sources/CKernels/*.c -ISources/CKernels/include -lm -o /tmp/test_conv_kernels && /tmp/test_conv_kernels
+//
+// Tolerances. A float result r of a sum of terms t_i is accepted when
+// |r - ref| <= 1e-5 * scale, scale = sum |t_i| (the output's magnitude before
+// cancellation; for GEMM and convolutions every product, bias and prior
+// value of an accumulated output count as terms). Softmax: relative error
+// <= 1e-5 (relative to max(|ref|, 1e-6)); GroupNorm:
+// |r - ref| <= 1e-5 * max(1, |ref|). Every kernel runs on its AVX-512F path
+// (when the CPU has it) and on its portable path, each checked against the
+// reference and against each other; conv forward is also checked to give a
+// sample bitwise the same output alone and inside a batch of up to 3, and
+// GEMM a row alone the same as inside the product.
+#define _POSIX_C_SOURCE 200112L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckernels.h"
+
+static int passed = 0, failed = 0;
+
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (cond) { passed++; }                                                \
+        else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
+               printf(__VA_ARGS__); printf("\n"); }                            \
+    } while (0)
+
+static const double TOL = 1e-5;
+
+// ---------------------------------------------------------------------------
+// Random numbers (xorshift64*, fixed seed) and buffers.
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static size_t rng_int(size_t lo, size_t hi) { return lo + (size_t)(rng_next() % (uint64_t)(hi - lo + 1)); }
+
+static float rng_float(void) { return (float)((double)(rng_next() >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+
+static float *fbuf(size_t count) {
+    size_t bytes = (count == 0 ? 1 : count) * sizeof(float);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) { printf("out of memory\n"); exit(2); }
+    return p;
+}
+
+static float *frand(size_t count) {
+    float *p = fbuf(count);
+    for (size_t i = 0; i < count; i++) p[i] = rng_float();
+    return p;
+}
+
+static float *fcopy(const float *src, size_t count) {
+    float *p = fbuf(count);
+    memcpy(p, src, count * sizeof(float));
+    return p;
+}
+
+// Worst |got - ref| / scale over count outputs (scale floored at 1e-30).
+static double worst(const float *got, const double *ref, const double *scale, size_t count) {
+    double w = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        double e = fabs((double)got[i] - ref[i]) / (scale[i] > 1e-30 ? scale[i] : 1e-30);
+        if (!(e <= w)) w = e;  // NaN sticks
+    }
+    return w;
+}
+
+// Worst |a - b| / scale between two float results.
+static double worst_pair(const float *a, const float *b, const double *scale, size_t count) {
+    double w = 0.0;
+    for (size_t i = 0; i < count; i++) {
+        double e = fabs((double)a[i] - (double)b[i]) / (scale[i] > 1e-30 ? scale[i] : 1e-30);
+        if (!(e <= w)) w = e;
+    }
+    return w;
+}
+
+static int have_avx512;
+
+// Runs `body` on the AVX-512F path (if any) and the portable path.
+#define BOTH_PATHS(path_var, ...)                                              \
+    for (int path_var = have_avx512 ? 0 : 1; path_var < 2; path_var++) {       \
+        fr_dense_force_portable(path_var);                                     \
+        __VA_ARGS__                                                            \
+    }                                                                          \
+    fr_dense_force_portable(0)
+
+static const char *path_name(int portable) { return portable ? "portable" : "avx512"; }
+
+// ---------------------------------------------------------------------------
+// GEMM
+
+static void test_gemm_case(int ta, int tb, size_t m, size_t n, size_t k, float beta) {
+    size_t lda = (ta ? m : k) + rng_int(0, 3), ldb = (tb ? k : n) + rng_int(0, 3), ldc = n + rng_int(0, 3);
+    size_t arows = ta ? k : m, brows = tb ? n : k;
+    float *a = frand(arows * lda), *b = frand(brows * ldb), *c0 = frand(m * ldc);
+    double *ref = malloc(m * n * sizeof(double)), *scale = malloc(m * n * sizeof(double));
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = beta != 0.0f ? (double)beta * c0[i * ldc + j] : 0.0, sc = fabs(s);
+            for (size_t p = 0; p < k; p++) {
+                double t = (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+                s += t;
+                sc += fabs(t);
+            }
+            ref[i * n + j] = s;
+            scale[i * n + j] = sc;
+        }
+    float *scratch = fbuf(fr_gemm_scratch_floats(m, n, k));
+    float *results[2] = {NULL, NULL};
+    BOTH_PATHS(portable, {
+        float *c = fcopy(c0, m * ldc);
+        if (beta == 0.0f)
+            for (size_t i = 0; i < m * ldc; i++) c[i] = NAN;  // beta 0 must not read C
+        fr_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, scratch);
+        float *packed = fbuf(m * n);
+        int pad_ok = 1;
+        for (size_t i = 0; i < m; i++) {
+            memcpy(packed + i * n, c + i * ldc, n * sizeof(float));
+            for (size_t j = n; j < ldc; j++)
+                if (memcmp(&c[i * ldc + j], beta == 0.0f ? &(float){NAN} : &c0[i * ldc + j], sizeof(float)))
+                    pad_ok = 0;
+        }
+        double e = worst(packed, ref, scale, m * n);
+        CHECK(e <= TOL, "gemm %s ta=%d tb=%d m=%zu n=%zu k=%zu beta=%g: error %.3g", path_name(portable), ta, tb,
+              m, n, k, beta, e);
+        CHECK(pad_ok, "gemm %s m=%zu n=%zu k=%zu wrote outside C's columns", path_name(portable), m, n, k);
+        results[portable] = packed;
+        free(c);
+    });
+    if (results[0] && results[1]) {
+        double e = worst_pair(results[0], results[1], scale, m * n);
+        CHECK(e <= TOL, "gemm avx512 vs portable m=%zu n=%zu k=%zu: %.3g", m, n, k, e);
+    }
+    // Row independence: row i alone (m = 1) equals row i of the product.
+    if (results[0] && m > 1) {
+        size_t i = rng_int(0, m - 1);
+        float *row = fbuf(n);
+        for (size_t j = 0; j < n; j++) row[j] = beta == 0.0f ? NAN : c0[i * ldc + j];
+        fr_gemm(ta, tb, 1, n, k, ta ? a + i : a + i * lda, lda, b, ldb, beta, row, n, scratch);
+        CHECK(memcmp(row, results[0] + i * n, n * sizeof(float)) == 0, "gemm row %zu alone differs (m=%zu n=%zu k=%zu)",
+              i, m, n, k);
+        free(row);
+    }
+    free(results[0]);
+    free(results[1]);
+    free(a); free(b); free(c0); free(ref); free(scale); free(scratch);
+}
+
+static void test_gemm(void) {
+    static const size_t fixed[][3] = {
+        {1, 1, 1}, {1, 17, 3}, {17, 1, 5}, {3, 5, 1}, {8, 16, 8}, {9, 33, 7}, {15, 31, 300}, {64, 48, 513},
+        {784, 784, 32}, {256, 256, 1024}, {1024, 256, 256}, {784, 32, 784}, {7, 300, 260}, {33, 600, 2},
+    };
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++)
+        for (int t = 0; t < 4; t++) test_gemm_case(t & 1, t >> 1, fixed[f][0], fixed[f][1], fixed[f][2], t == 3 ? 1.0f : 0.0f);
+    for (int trial = 0; trial < 120; trial++) {
+        size_t m = rng_int(1, 40), n = rng_int(1, 70), k = rng_int(1, 40);
+        static const float betas[3] = {0.0f, 1.0f, 0.5f};
+        test_gemm_case((int)rng_int(0, 1), (int)rng_int(0, 1), m, n, k, betas[rng_int(0, 2)]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Convolution
+
+typedef struct {
+    fr_conv2d_geometry g;
+    size_t n;
+    int bias;
+} conv_case;
+
+// In-image input index for output (oy, ox) and kernel (ky, kx), or -1.
+static ptrdiff_t conv_in(const fr_conv2d_geometry *g, size_t oy, size_t ox, size_t ky, size_t kx) {
+    ptrdiff_t iy = (ptrdiff_t)(oy * g->stride_h + ky * g->dil_h) - (ptrdiff_t)g->pad_top;
+    ptrdiff_t ix = (ptrdiff_t)(ox * g->stride_w + kx * g->dil_w) - (ptrdiff_t)g->pad_left;
+    if (iy < 0 || ix < 0 || iy >= (ptrdiff_t)g->h || ix >= (ptrdiff_t)g->w) return -1;
+    return iy * (ptrdiff_t)g->w + ix;
+}
+
+static void describe(const conv_case *c, char *buf, size_t size) {
+    const fr_conv2d_geometry *g = &c->g;
+    snprintf(buf, size, "n=%zu cin=%zu %zux%zu cout=%zu k=%zux%zu s=%zu,%zu pad=%zu,%zu dil=%zu,%zu groups=%zu out=%zux%zu%s",
+             c->n, g->cin, g->h, g->w, g->cout, g->kh, g->kw, g->stride_h, g->stride_w, g->pad_top, g->pad_left,
+             g->dil_h, g->dil_w, g->groups, g->oh, g->ow, c->bias ? " bias" : "");
+}
+
+static void test_conv_case(const conv_case *cc) {
+    const fr_conv2d_geometry *g = &cc->g;
+    const size_t n = cc->n, cin_g = g->cin / g->groups, cout_g = g->cout / g->groups;
+    const size_t xs = g->cin * g->h * g->w, ys = g->cout * g->oh * g->ow, ws = g->cout * cin_g * g->kh * g->kw;
+    const size_t hw = g->h * g->w, ohw = g->oh * g->ow, khkw = g->kh * g->kw;
+    char what[256];
+    describe(cc, what, sizeof what);
+    float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
+    float *gy = frand(n * ys), *gx0 = frand(n * xs), *gw0 = frand(ws);
+    double *yref = calloc(n * ys, sizeof(double)), *yscale = calloc(n * ys, sizeof(double));
+    double *gxref = calloc(n * xs, sizeof(double)), *gxscale = calloc(n * xs, sizeof(double));
+    double *gwref = calloc(ws, sizeof(double)), *gwscale = calloc(ws, sizeof(double));
+    for (size_t i = 0; i < n * xs; i++) { gxref[i] = gx0[i]; gxscale[i] = fabs(gx0[i]); }
+    for (size_t i = 0; i < ws; i++) { gwref[i] = gw0[i]; gwscale[i] = fabs(gw0[i]); }
+    for (size_t s = 0; s < n; s++)
+        for (size_t co = 0; co < g->cout; co++) {
+            size_t gi = co / cout_g;
+            for (size_t oy = 0; oy < g->oh; oy++)
+                for (size_t ox = 0; ox < g->ow; ox++) {
+                    size_t yi = (s * g->cout + co) * ohw + oy * g->ow + ox;
+                    double acc = bias ? bias[co] : 0.0, sc = fabs(acc);
+                    for (size_t ci = 0; ci < cin_g; ci++)
+                        for (size_t ky = 0; ky < g->kh; ky++)
+                            for (size_t kx = 0; kx < g->kw; kx++) {
+                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
+                                if (at < 0) continue;
+                                size_t xi = (s * g->cin + gi * cin_g + ci) * hw + (size_t)at;
+                                size_t wi = (co * cin_g + ci) * khkw + ky * g->kw + kx;
+                                double t = (double)w[wi] * x[xi];
+                                acc += t; sc += fabs(t);
+                                double tx = (double)w[wi] * gy[yi];
+                                gxref[xi] += tx; gxscale[xi] += fabs(tx);
+                                double tw = (double)gy[yi] * x[xi];
+                                gwref[wi] += tw; gwscale[wi] += fabs(tw);
+                            }
+                    yref[yi] = acc;
+                    yscale[yi] = sc;
+                }
+        }
+    float *scratch = fbuf(fr_conv2d_scratch_floats(g));
+    float *yout[2] = {NULL, NULL}, *gxout[2] = {NULL, NULL}, *gwout[2] = {NULL, NULL};
+    BOTH_PATHS(portable, {
+        float *y = fbuf(n * ys);
+        for (size_t i = 0; i < n * ys; i++) y[i] = NAN;
+        fr_conv2d_forward(g, x, w, bias, y, n, scratch);
+        double e = worst(y, yref, yscale, n * ys);
+        CHECK(e <= TOL, "conv forward %s %s: error %.3g", path_name(portable), what, e);
+        if (!portable) {
+            // Each sample alone gives bitwise the batch's output.
+            float *one = fbuf(ys);
+            for (size_t s = 0; s < n; s++) {
+                fr_conv2d_forward(g, x + s * xs, w, bias, one, 1, scratch);
+                CHECK(memcmp(one, y + s * ys, ys * sizeof(float)) == 0, "conv forward sample %zu alone differs: %s",
+                      s, what);
+            }
+            free(one);
+        }
+        yout[portable] = y;
+
+        float *gx = fcopy(gx0, n * xs);
+        fr_conv2d_backward_input(g, gy, w, gx, n, scratch);
+        e = worst(gx, gxref, gxscale, n * xs);
+        CHECK(e <= TOL, "conv backward input %s %s: error %.3g", path_name(portable), what, e);
+        gxout[portable] = gx;
+
+        float *gw = fcopy(gw0, ws);
+        fr_conv2d_backward_weight(g, x, gy, gw, n, scratch);
+        e = worst(gw, gwref, gwscale, ws);
+        CHECK(e <= TOL, "conv backward weight %s %s: error %.3g", path_name(portable), what, e);
+        gwout[portable] = gw;
+    });
+    if (yout[0] && yout[1]) {
+        CHECK(worst_pair(yout[0], yout[1], yscale, n * ys) <= TOL, "conv forward avx512 vs portable: %s", what);
+        CHECK(worst_pair(gxout[0], gxout[1], gxscale, n * xs) <= TOL, "conv backward input avx512 vs portable: %s", what);
+        CHECK(worst_pair(gwout[0], gwout[1], gwscale, ws) <= TOL, "conv backward weight avx512 vs portable: %s", what);
+    }
+    for (int p = 0; p < 2; p++) { free(yout[p]); free(gxout[p]); free(gwout[p]); }
+    free(x); free(w); free(bias); free(gy); free(gx0); free(gw0); free(scratch);
+    free(yref); free(yscale); free(gxref); free(gxscale); free(gwref); free(gwscale);
+}
+
+// Output size for the given bottom/right padding (0 if the kernel does not fit).
+static size_t conv_out(size_t in, size_t k, size_t stride, size_t pad_lo, size_t pad_hi, size_t dil) {
+    size_t span = dil * (k - 1) + 1, padded = in + pad_lo + pad_hi;
+    return padded < span ? 0 : (padded - span) / stride + 1;
+}
+
+static conv_case make_conv(size_t n, size_t cin, size_t cout, size_t groups, size_t h, size_t w, size_t kh, size_t kw,
+                           size_t sh, size_t sw, size_t pt, size_t pb, size_t pl, size_t pr, size_t dh, size_t dw, int bias) {
+    conv_case c;
+    c.n = n;
+    c.bias = bias;
+    c.g = (fr_conv2d_geometry){cin, h, w, cout, kh, kw, sh, sw, pt, pl, dh, dw, groups,
+                               conv_out(h, kh, sh, pt, pb, dh), conv_out(w, kw, sw, pl, pr, dw)};
+    return c;
+}
+
+static void test_conv(void) {
+    // Shapes of the MNIST U-Net and the engine's block edges.
+    conv_case fixed[] = {
+        make_conv(2, 32, 32, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        make_conv(1, 64, 64, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+        make_conv(2, 32, 96, 1, 28, 28, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),   // 1×1: x read in place
+        make_conv(1, 64, 40, 1, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0),   // K = 576: two k blocks
+        make_conv(3, 8, 16, 1, 28, 28, 4, 4, 2, 2, 1, 1, 1, 1, 1, 1, 1),   // downsampling
+        make_conv(2, 6, 6, 6, 13, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),     // depthwise
+        make_conv(2, 4, 6, 2, 1, 40, 1, 3, 1, 1, 0, 0, 2, 1, 1, 2, 1),     // Conv1d, groups 2
+        make_conv(1, 3, 5, 1, 20, 23, 1, 1, 2, 1, 0, 0, 1, 0, 1, 1, 1),    // 1×1 with stride/pad
+        make_conv(1, 3, 9, 1, 7, 7, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 0),      // valid conv
+        make_conv(1, 2, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),      // 1×1 image
+        make_conv(1, 1, 1, 1, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 0),      // pads exceed the image
+        make_conv(1, 3, 17, 1, 17, 300, 3, 3, 1, 1, 1, 0, 0, 2, 1, 1, 1),  // wide rows, many blocks
+    };
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++) test_conv_case(&fixed[f]);
+    static const size_t kernels[][2] = {{1, 1}, {3, 3}, {1, 3}, {3, 1}, {4, 4}, {2, 3}};
+    int done = 0;
+    while (done < 300) {
+        size_t cin_g = rng_int(1, 5), cout_g = rng_int(1, 12), which = rng_int(0, 2);
+        size_t groups = which == 0 ? 1 : (which == 1 ? 2 : rng_int(1, 6));
+        if (which == 2) cout_g = rng_int(1, 2), cin_g = 1;  // depthwise (multiplier 1 or 2)
+        size_t k = rng_int(0, 5);
+        size_t h = rng_int(1, 19), w = rng_int(1, 23);
+        if (rng_int(0, 4) == 0) h = 1;  // Conv1d
+        size_t kh = kernels[k][0], kw = kernels[k][1];
+        if (h == 1) kh = 1;
+        conv_case c = make_conv(rng_int(1, 3), cin_g * groups, cout_g * groups, groups, h, w, kh, kw, rng_int(1, 2),
+                                rng_int(1, 2), rng_int(0, 2), rng_int(0, 2), rng_int(0, 2), rng_int(0, 2),
+                                rng_int(1, 2), rng_int(1, 2), (int)rng_int(0, 1));
+        if (h == 1) c.g.pad_top = 0, c.g.stride_h = 1, c.g.oh = 1;
+        if (c.g.oh == 0 || c.g.ow == 0) continue;
+        test_conv_case(&c);
+        done++;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Softmax and GroupNorm
+
+static void test_softmax(void) {
+    static const size_t shapes[][2] = {{1, 1}, {3, 17}, {5, 16}, {2, 784}, {784, 784}, {7, 1000}, {1, 3}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        size_t rows = shapes[t][0], cols = shapes[t][1];
+        float *x = frand(rows * cols);
+        for (size_t i = 0; i < rows * cols; i++) x[i] *= 20.0f;
+        double *ref = malloc(rows * cols * sizeof(double)), *scale = malloc(rows * cols * sizeof(double));
+        for (size_t r = 0; r < rows; r++) {
+            double mx = -INFINITY, sum = 0.0;
+            for (size_t i = 0; i < cols; i++) mx = fmax(mx, x[r * cols + i]);
+            for (size_t i = 0; i < cols; i++) sum += exp((double)x[r * cols + i] - mx);
+            for (size_t i = 0; i < cols; i++) {
+                ref[r * cols + i] = exp((double)x[r * cols + i] - mx) / sum;
+                scale[r * cols + i] = fmax(1e-6, ref[r * cols + i]);  // relative, floored far below 1
+            }
+        }
+        BOTH_PATHS(portable, {
+            float *y = fbuf(rows * cols);
+            fr_softmax_rows(x, y, rows, cols);
+            double e = worst(y, ref, scale, rows * cols);
+            CHECK(e <= TOL, "softmax %s %zux%zu: relative error %.3g", path_name(portable), rows, cols, e);
+            float *inplace = fcopy(x, rows * cols);
+            fr_softmax_rows(inplace, inplace, rows, cols);
+            CHECK(memcmp(inplace, y, rows * cols * sizeof(float)) == 0, "softmax %s in place differs", path_name(portable));
+            free(inplace);
+            free(y);
+        });
+        free(x); free(ref); free(scale);
+    }
+}
+
+static void test_group_norm_case(size_t n, size_t c, size_t spatial, size_t groups, int affine, int silu, float offset) {
+    const size_t total = n * c * spatial, cg = c / groups;
+    const float eps = 1e-5f;
+    float *x = frand(total), *gamma = affine ? frand(c) : NULL, *beta = affine ? frand(c) : NULL;
+    for (size_t i = 0; i < total; i++) x[i] += offset;
+    double *ref = malloc(total * sizeof(double)), *pref = malloc(total * sizeof(double));
+    double *sref = malloc(n * groups * 2 * sizeof(double)), *scale = malloc(total * sizeof(double));
+    double *sscale = malloc(n * groups * 2 * sizeof(double));
+    for (size_t s = 0; s < n; s++)
+        for (size_t gi = 0; gi < groups; gi++) {
+            size_t base = (s * c + gi * cg) * spatial, count = cg * spatial;
+            double mean = 0.0, var = 0.0;
+            for (size_t i = 0; i < count; i++) mean += x[base + i];
+            mean /= (double)count;
+            for (size_t i = 0; i < count; i++) var += ((double)x[base + i] - mean) * ((double)x[base + i] - mean);
+            var /= (double)count;
+            double rstd = 1.0 / sqrt(var + (double)eps);
+            sref[(s * groups + gi) * 2] = mean;
+            sref[(s * groups + gi) * 2 + 1] = rstd;
+            sscale[(s * groups + gi) * 2] = fmax(1.0, fabs(mean));
+            sscale[(s * groups + gi) * 2 + 1] = fmax(1.0, rstd);
+            for (size_t i = 0; i < count; i++) {
+                size_t ch = gi * cg + i / spatial;
+                double v = ((double)x[base + i] - mean) * rstd * (gamma ? gamma[ch] : 1.0) + (beta ? beta[ch] : 0.0);
+                pref[base + i] = v;
+                ref[base + i] = silu ? v / (1.0 + exp(-v)) : v;
+                scale[base + i] = fmax(1.0, fabs(v));
+            }
+        }
+    float *outs[2] = {NULL, NULL};
+    BOTH_PATHS(portable, {
+        float *y = fbuf(total), *pre = fbuf(total), *stats = fbuf(n * groups * 2);
+        fr_group_norm_forward(x, gamma, beta, y, stats, pre, n, c, spatial, groups, eps, silu);
+        double ey = worst(y, ref, scale, total), ep = worst(pre, pref, scale, total);
+        double es = worst(stats, sref, sscale, n * groups * 2);
+        CHECK(ey <= TOL && ep <= TOL && es <= TOL,
+              "group norm %s n=%zu c=%zu spatial=%zu groups=%zu affine=%d silu=%d offset=%g: y %.3g pre %.3g stats %.3g",
+              path_name(portable), n, c, spatial, groups, affine, silu, offset, ey, ep, es);
+        float *inplace = fcopy(x, total);
+        fr_group_norm_forward(inplace, gamma, beta, inplace, NULL, NULL, n, c, spatial, groups, eps, silu);
+        CHECK(memcmp(inplace, y, total * sizeof(float)) == 0, "group norm %s in place differs", path_name(portable));
+        free(inplace); free(pre); free(stats);
+        outs[portable] = y;
+    });
+    if (outs[0] && outs[1])
+        CHECK(worst_pair(outs[0], outs[1], scale, total) <= TOL, "group norm avx512 vs portable c=%zu spatial=%zu", c, spatial);
+    free(outs[0]); free(outs[1]);
+    free(x); free(gamma); free(beta); free(ref); free(pref); free(sref); free(scale); free(sscale);
+}
+
+static void test_group_norm(void) {
+    test_group_norm_case(2, 32, 784, 8, 1, 1, 0.0f);
+    test_group_norm_case(1, 64, 196, 32, 1, 0, 0.0f);
+    test_group_norm_case(3, 6, 7, 3, 0, 1, 0.0f);
+    test_group_norm_case(1, 5, 1, 5, 1, 1, 0.0f);
+    test_group_norm_case(1, 4, 65536, 2, 1, 0, 1000.0f);  // large spatial size, large mean
+    test_group_norm_case(2, 16, 33, 4, 0, 0, -300.0f);
+}
+
+int main(void) {
+    __builtin_cpu_init();
+    have_avx512 = __builtin_cpu_supports("avx512f") && fr_dense_avx512_active();
+    printf("AVX-512F path: %s\n", have_avx512 ? "tested" : "not available (portable path only)");
+    test_gemm();
+    printf("gemm done (%d passed, %d failed)\n", passed, failed);
+    test_conv();
+    printf("conv done (%d passed, %d failed)\n", passed, failed);
+    test_softmax();
+    test_group_norm();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
