@@ -90,6 +90,29 @@ extension Model {
         return v
     }
 
+    /// Convenience: velocities of a batch of a conditional network.
+    /// `x: [n] + sampleShape` or `[n, d]`, `t: [n]`, `context: [n, m]`
+    /// (class labels as floats for label contexts; nil gives zeros).
+    public func velocity(t: [Double], x: Tensor, context: Tensor?) -> Tensor {
+        precondition(x.count == t.count * dimension, "x must hold \(t.count) samples of \(dimension) values")
+        precondition(context.map { $0.count == t.count * graph.contextDimension } ?? true, "context size")
+        var v = Tensor(shape: x.shape)
+        withWorkspace { workspace in
+            let ws = graphWorkspace(workspace)
+            t.withUnsafeBufferPointer { tb in
+                x.scalars.withUnsafeBufferPointer { xb in
+                    let run = { (c: UnsafePointer<Float>?) in
+                        let out = self.executor.forward(times: tb, points: xb.baseAddress!, context: c, batch: t.count,
+                                                        workspace: ws, record: false)
+                        v.scalars.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: out, count: x.count) }
+                    }
+                    if let context { context.scalars.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                }
+            }
+        }
+        return v
+    }
+
     /// Convenience: exact divergences of a batch.
     public func divergence(t: [Double], x: Tensor) -> [Double] {
         precondition(x.shape == [t.count, dimension])

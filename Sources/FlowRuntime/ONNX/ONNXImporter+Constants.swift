@@ -58,7 +58,12 @@ extension ONNXImporter {
 
     mutating func constantOfShape(_ n: Node) throws {
         guard case .ints(let s) = try input(n, 0) else { throw unsupported(n, "the shape must be an integer constant") }
-        guard let k = s.knownValues else { throw unsupported(n, "a constant whose shape depends on the batch size") }
+        // A leading batch extent gives a float constant with extent 1 there
+        // (equal for every sample; it broadcasts against batched values).
+        let overBatch = s.values.first == .batch && s.values.dropFirst().allSatisfy { $0.value != nil }
+        guard let k = overBatch ? [1] + s.values.dropFirst().map({ $0.value! }) : s.knownValues else {
+            throw unsupported(n, "a constant whose shape depends on the batch size")
+        }
         guard k.allSatisfy({ $0 >= 0 && $0 < (1 << 40) }) else { throw invalid(n, "invalid shape \(k)") }
         let shape = k.map { Int($0) }
         let count = try checkedCount(shape, "node '\(currentNode)'")
@@ -70,6 +75,7 @@ extension ONNXImporter {
             }
         }
         guard constantShape(value).map({ $0.elementCount }) == 1 else { throw invalid(n, "value must hold one element") }
+        if overBatch, case .ints = value { throw unsupported(n, "an integer constant over the batch") }
         try set(n, pick(value, [Int](repeating: 0, count: count), shape: shape))
     }
 
@@ -149,7 +155,6 @@ extension ONNXImporter {
          "Identity": { i, n, _ in try i.set(n, try i.input(n, 0)) },
          // Inference mode: Dropout is the identity (its mask output unused).
          "Dropout": { i, n, _ in try i.set(n, try i.input(n, 0)) },
-         "Gather": { i, n, _ in try i.gather(n) },
          "Cast": { i, n, _ in try i.cast(n) },
          "Shape": { i, n, _ in try i.shapeOf(n) },
          "ConstantOfShape": { i, n, _ in try i.constantOfShape(n) },

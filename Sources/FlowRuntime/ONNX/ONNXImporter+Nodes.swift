@@ -36,7 +36,34 @@ extension ONNXImporter {
         guard let v = values[n.inputs[i]] else {
             throw invalid(n, "input '\(n.inputs[i])' is not defined before use (graph not topologically sorted, or undefined)")
         }
+        if case .batched(let id, true) = v, let p = batchPositions[id], !Self.batchMovingOps.contains(n.opType) {
+            throw unsupported(n, "input '\(n.inputs[i])' has its batch axis at position \(p) (moved there by a Transpose); only Transpose, Slice, Split and Squeeze/Unsqueeze take such values")
+        }
+        if case .batched(let id, true) = v, let m = mergedAxes[id], !Self.mergedBatchOps.contains(n.opType) {
+            throw unsupported(n, "input '\(n.inputs[i])' merges the batch axis with \(m) other axes (a Reshape to [-1, …]); only MatMul, Softmax, Transpose, Reshape and elementwise arithmetic take such values")
+        }
         return v
+    }
+
+    /// Ops that handle values whose batch axis merges other axes.
+    static let mergedBatchOps: Set<String> = ["MatMul", "Softmax", "Transpose", "Reshape", "Add", "Sub", "Mul", "Div", "Cast", "Identity"]
+
+    /// Gives `y` the merge of its batched inputs (all must agree).
+    mutating func propagateMerge(_ n: Node, from inputs: [ValueID], to y: ValueID) throws {
+        let merges = Set(inputs.filter { builder.isBatched($0) }.map { mergedAxes[$0] ?? 0 })
+        guard merges.count <= 1 else { throw unsupported(n, "operands with different batch-axis merges") }
+        if let m = merges.first, m > 0 { mergedAxes[y] = m }
+    }
+
+    /// Ops that handle values whose batch axis is not first.
+    static let batchMovingOps: Set<String> = ["Transpose", "Slice", "Split", "Squeeze", "Unsqueeze"]
+
+    /// The ONNX position of a batched value's batch axis (0 unless moved).
+    func batchPosition(_ id: ValueID) -> Int { batchPositions[id] ?? 0 }
+
+    /// Records the ONNX batch position of a new value.
+    mutating func setBatchPosition(_ id: ValueID, _ p: Int) {
+        if p == 0 { batchPositions[id] = nil } else { batchPositions[id] = p }
     }
     func optionalInput(_ n: Node, _ i: Int) throws -> Imported? {
         guard i < n.inputs.count, !n.inputs[i].isEmpty else { return nil }
@@ -56,15 +83,18 @@ extension ONNXImporter {
     }
 
     /// The ONNX rank and per-sample shape of a batched value.
-    func onnxRank(_ id: ValueID, _ batchAxis: Bool) -> Int { builder.shape(of: id).count + (batchAxis ? 1 : 0) }
+    func onnxRank(_ id: ValueID, _ batchAxis: Bool) -> Int {
+        builder.shape(of: id).count + (batchAxis ? 1 - (mergedAxes[id] ?? 0) : 0)
+    }
 
-    /// A per-sample axis from an ONNX axis of a batched value.
-    func sampleAxis(_ n: Node, _ axis: Int64, rank: Int, batchAxis: Bool) throws -> Int {
+    /// A per-sample axis from an ONNX axis of a batched value (`merged`:
+    /// per-sample axes merged into its batch axis, see `mergedAxes`).
+    func sampleAxis(_ n: Node, _ axis: Int64, rank: Int, batchAxis: Bool, merged: Int = 0) throws -> Int {
         let a = axis < 0 ? axis + Int64(rank) : axis
         guard a >= 0 && a < Int64(rank) else { throw invalid(n, "axis \(axis) out of range for rank \(rank)") }
         if batchAxis {
             guard a > 0 else { throw unsupported(n, "an operation along the batch axis") }
-            return Int(a) - 1
+            return Int(a) - 1 + merged
         }
         return Int(a)
     }
@@ -122,7 +152,8 @@ extension ONNXImporter {
         guard toFloat || toInt else { throw unsupported(n, "cast to \(ONNXTensorDecoding.typeName(Int32(truncatingIfNeeded: to)))") }
         switch try input(n, 0) {
         case .batched(let id, let axis):
-            guard toFloat else { throw unsupported(n, "casting a batched float value to an integer type") }
+            // Integer contexts (class labels) are carried as exact floats.
+            guard toFloat || id == builder.context else { throw unsupported(n, "casting a batched float value to an integer type") }
             try set(n, .batched(id, batchAxis: axis))
         case .float(let t, _):
             if toFloat { try set(n, .float(t, trainable: false)); return }

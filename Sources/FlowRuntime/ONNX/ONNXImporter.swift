@@ -5,9 +5,14 @@ public struct ONNXImportOptions: Sendable, Equatable {
     /// Name of the graph input holding t (`[batch, 1]`, `[batch]` or a
     /// scalar); nil: matched by role.
     public var tName: String?
-    public init(xName: String? = nil, tName: String? = nil) {
+    /// Name of the graph input holding a context (`[batch, m]` floats, or
+    /// `[batch]` integer class labels); nil: matched by role (the input
+    /// that is neither x nor t).
+    public var contextName: String?
+    public init(xName: String? = nil, tName: String? = nil, contextName: String? = nil) {
         self.xName = xName
         self.tName = tName
+        self.contextName = contextName
     }
 }
 
@@ -74,6 +79,15 @@ struct ONNXImporter {
     /// Nodes already handled by a fused pattern.
     var done = Set<Int>()
     var currentNode = ""
+    /// ONNX position of the batch axis of values whose batch axis a
+    /// Transpose moved off the front (attention's qkv [3, batch, …]); the IR
+    /// value holds the other axes in ONNX order. Absent: position 0.
+    var batchPositions: [ValueID: Int] = [:]
+    /// Values whose ONNX batch axis is the batch merged with their first m
+    /// per-sample axes (the dynamo exporter's [batch·heads, T, d] views
+    /// around batched matrix products): value id → m. The IR value keeps
+    /// the unmerged per-sample shape; the memory layout is the same.
+    var mergedAxes: [ValueID: Int] = [:]
 
     init(proto: ONNXProtoModel, directory: String?, options: ONNXImportOptions) throws {
         self.proto = proto
@@ -152,13 +166,12 @@ struct ONNXImporter {
 
     private static let timeNames: Set<String> = ["t", "time", "times", "timestep", "timesteps", "tau", "s"]
 
+    /// ONNX element types a context may have: float32, int32, int64.
+    private static let contextTypes: Set<Int32> = [1, 6, 7]
+
     private static func makeBuilder(_ g: ONNXProtoModel.Graph, initializers: Set<String>, options: ONNXImportOptions,
                                     values: inout [String: Imported]) throws -> GraphBuilder {
         let inputs = g.inputs.filter { !initializers.contains($0.name) }
-        for i in inputs where i.elementType != 1 {
-            throw FlowError.unsupported(
-                "input '\(i.name)' has element type \(ONNXTensorDecoding.typeName(i.elementType ?? 0)); FlowRuntime takes float32 inputs")
-        }
         func find(_ name: String) throws -> ONNXProtoModel.ValueInfo {
             guard let v = inputs.first(where: { $0.name == name }) else {
                 throw FlowError.invalidArgument("the model has no input '\(name)' (inputs: \(inputs.map(\.name)))")
@@ -169,41 +182,69 @@ struct ONNXImporter {
             guard let d = v.dims else { throw FlowError.invalidModel("input '\(v.name)' has no shape") }
             return d
         }
-        func featureCount(_ v: ONNXProtoModel.ValueInfo) throws -> Int {
+        func describe(_ d: [Int64?]) -> String { "[\(d.map { $0.map(String.init) ?? "?" }.joined(separator: ", "))]" }
+        /// The per-sample shape of an input `[batch, ...]` with fixed trailing extents.
+        func sampleShape(_ v: ONNXProtoModel.ValueInfo, role: String) throws -> [Int] {
             let d = try dims(v)
-            guard d.count == 2, let n = d[1], n >= 1, n <= 1 << 20 else {
-                throw FlowError.unsupported("input '\(v.name)' has shape \(d.map { $0.map(String.init) ?? "?" }); expected [batch, d] with a fixed d")
+            let rest = d.dropFirst()
+            guard d.count >= 2, d.count <= 6, rest.allSatisfy({ $0 != nil && $0! >= 1 && $0! <= 1 << 20 }),
+                  rest.reduce(Int64(1), { $0 * $1! }) <= 1 << 24 else {
+                throw FlowError.unsupported("input '\(v.name)' (\(role)) has shape \(describe(d)); expected [batch, ...] with fixed per-sample extents")
             }
-            return Int(n)
+            return rest.map { Int($0!) }
+        }
+        func requireFloat(_ v: ONNXProtoModel.ValueInfo, _ role: String) throws {
+            guard v.elementType == 1 else {
+                throw FlowError.unsupported(
+                    "input '\(v.name)' (\(role)) has element type \(ONNXTensorDecoding.typeName(v.elementType ?? 0)); FlowRuntime takes float32 for it")
+            }
         }
         if inputs.count == 1 && options.tName == nil {
             // One input [batch, d + 1] = concat(x, t).
             let v = inputs[0]
             if let n = options.xName, n != v.name { _ = try find(n) }
-            let n = try featureCount(v)
-            guard n >= 2 else { throw FlowError.unsupported("the single input '\(v.name)' must hold [x, t] with at least 2 features") }
-            var b = GraphBuilder(dimension: n - 1, timeShape: [1], xName: v.name + ".x", tName: v.name + ".t")
+            try requireFloat(v, "[x, t]")
+            let shape = try sampleShape(v, role: "[x, t]")
+            guard shape.count == 1, shape[0] >= 2 else {
+                throw FlowError.unsupported("the single input '\(v.name)' must hold [x, t]: [batch, d + 1] with d ≥ 1")
+            }
+            var b = GraphBuilder(dimension: shape[0] - 1, timeShape: [1], xName: v.name + ".x", tName: v.name + ".t")
             let xt = try b.concat([b.x, b.t], axis: -1, name: v.name)
             values[v.name] = .batched(xt, batchAxis: true)
             return b
         }
-        guard inputs.count == 2 else {
-            throw FlowError.unsupported("the model has \(inputs.count) inputs \(inputs.map(\.name)); expected x and t, or one [x, t] input")
+        guard inputs.count == 2 || inputs.count == 3 else {
+            throw FlowError.unsupported("the model has \(inputs.count) inputs \(inputs.map(\.name)); expected x and t (and optionally a context), or one [x, t] input")
         }
-        var x: ONNXProtoModel.ValueInfo, t: ONNXProtoModel.ValueInfo
-        if let xn = options.xName, let tn = options.tName { (x, t) = (try find(xn), try find(tn)) }
-        else if let tn = options.tName { t = try find(tn); x = inputs.first { $0.name != tn }! }
-        else if let xn = options.xName { x = try find(xn); t = inputs.first { $0.name != xn }! }
-        else {
-            let (a, b) = (inputs[0], inputs[1])
-            let rank = { (v: ONNXProtoModel.ValueInfo) in v.dims?.count ?? 2 }
-            if Self.timeNames.contains(b.name.lowercased()) { (x, t) = (a, b) }
-            else if Self.timeNames.contains(a.name.lowercased()) { (x, t) = (b, a) }
-            else if rank(a) < 2 && rank(b) == 2 { (x, t) = (b, a) }
-            else { (x, t) = (a, b) }
+        // Named inputs first, then roles: t by name or rank ≤ 1 (or [batch, 1]),
+        // x the float input of highest rank, the context what remains.
+        var x = try options.xName.map(find), t = try options.tName.map(find), c = try options.contextName.map(find)
+        var rest = inputs.filter { v in ![x, t, c].contains { $0?.name == v.name } }
+        func rank(_ v: ONNXProtoModel.ValueInfo) -> Int { v.dims?.count ?? 2 }
+        func take(_ pick: (ONNXProtoModel.ValueInfo) -> Bool) -> ONNXProtoModel.ValueInfo? {
+            guard let i = rest.firstIndex(where: pick) else { return nil }
+            return rest.remove(at: i)
         }
-        guard x.name != t.name else { throw FlowError.invalidArgument("x and t name the same input '\(x.name)'") }
-        let d = try featureCount(x)
+        if t == nil {
+            t = take { Self.timeNames.contains($0.name.lowercased()) && $0.elementType == 1 }
+                ?? take { $0.elementType == 1 && rank($0) <= 1 && rest.count > (c == nil ? 1 : 0) && !Self.contextNames.contains($0.name.lowercased()) }
+        }
+        if x == nil {
+            // The input of highest rank (its dtype is checked below).
+            let candidates = rest.filter { !Self.contextNames.contains($0.name.lowercased()) }
+            if let best = (candidates.isEmpty ? rest : candidates).max(by: { rank($0) < rank($1) }) { x = take { $0.name == best.name } }
+        }
+        if t == nil { t = take { $0.elementType == 1 && (rank($0) <= 1 || (rank($0) == 2 && $0.dims?[1] == 1)) } }
+        if c == nil && inputs.count == 3 { c = rest.first }
+        guard let x, let t else {
+            throw FlowError.unsupported("cannot tell x and t apart among inputs \(inputs.map(\.name)); name them in the import options")
+        }
+        guard x.name != t.name, c?.name != x.name, c?.name != t.name else {
+            throw FlowError.invalidArgument("x, t and the context must be different inputs")
+        }
+        try requireFloat(x, "x")
+        try requireFloat(t, "t")
+        let shape = try sampleShape(x, role: "x")
         let td = try dims(t)
         let timeShape: [Int], batchAxis: Bool
         switch td.count {
@@ -211,11 +252,26 @@ struct ONNXImporter {
         case 1: (timeShape, batchAxis) = ([], true)
         case 2 where td[1] == 1: (timeShape, batchAxis) = ([1], true)
         default:
-            throw FlowError.unsupported("input '\(t.name)' (t) has shape \(td.map { $0.map(String.init) ?? "?" }); expected [batch, 1], [batch] or a scalar")
+            throw FlowError.unsupported("input '\(t.name)' (t) has shape \(describe(td)); expected [batch, 1], [batch] or a scalar")
         }
-        let b = GraphBuilder(dimension: d, timeShape: timeShape, xName: x.name, tName: t.name)
+        var b = GraphBuilder(sampleShape: shape, timeShape: timeShape, xName: x.name, tName: t.name)
         values[x.name] = .batched(b.x, batchAxis: true)
         values[t.name] = .batched(b.t, batchAxis: batchAxis)
+        if let c {
+            guard let type = c.elementType, Self.contextTypes.contains(type) else {
+                throw FlowError.unsupported("input '\(c.name)' (context) has element type \(ONNXTensorDecoding.typeName(c.elementType ?? 0)); expected float32, int32 or int64")
+            }
+            let cd = try dims(c)
+            let cshape: [Int]
+            if cd.count == 1 { cshape = [] }
+            else { cshape = try sampleShape(c, role: "context") }
+            guard type == 1 || cshape.isEmpty else {
+                throw FlowError.unsupported("input '\(c.name)' (integer context) must be class labels [batch], got \(describe(cd))")
+            }
+            values[c.name] = .batched(b.addContext(shape: cshape, name: c.name), batchAxis: true)
+        }
         return b
     }
+
+    private static let contextNames: Set<String> = ["y", "c", "cond", "context", "label", "labels", "class_labels", "class", "classes", "obs"]
 }

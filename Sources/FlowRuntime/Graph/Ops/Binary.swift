@@ -187,7 +187,9 @@ extension ONNXImporter {
             throw unsupported(n, "mixing integer and float operands")
         default:
             let (ids, axis) = try aligned(n, [a, b])
-            try set(n, .batched(try builder.apply(.binary(f), ids, name: currentNode), batchAxis: axis))
+            let y = try builder.apply(.binary(f), ids, name: currentNode)
+            try propagateMerge(n, from: ids, to: y)
+            try set(n, .batched(y, batchAxis: axis))
         }
     }
 

@@ -133,7 +133,10 @@ struct MatMulOp: GraphOp {
         e.node("MatMul", [e.name(n.inputs[0]), b], e.name(n.output))
     }
 
-    static var onnxImports: [String: ONNXImportRule] { ["MatMul": { i, n, index in try i.matMul(n, index: index) }] }
+    static var onnxImports: [String: ONNXImportRule] {
+        ["MatMul": { i, n, index in try i.matMul(n, index: index) },
+         "Einsum": { i, n, _ in try i.einsum(n) }]
+    }
 }
 
 extension Operation {
@@ -153,11 +156,98 @@ extension ONNXImporter {
             try emitLinear(n, index: index, x: a, weight: w, trainable: trainable, transposed: false, bias: nil)
         case (.batched, .batched):
             let (ids, axis) = try aligned(n, [lhs, rhs])
-            try set(n, .batched(try builder.apply(.matMul(), ids, name: currentNode), batchAxis: axis))
+            let y = try builder.apply(.matMul(), ids, name: currentNode)
+            try propagateMerge(n, from: ids, to: y)
+            try set(n, .batched(y, batchAxis: axis))
         case (.float, .float):
             throw unsupported(n, "MatMul of two constants")
         default:
             throw unsupported(n, "MatMul of these operands (a batched value times a constant of rank \(constantShape(rhs)?.count ?? 0), or a constant times a batched value)")
         }
+    }
+}
+
+extension ONNXImporter {
+    /// Einsum of one batched operand (a transpose) or two (a batched
+    /// MatMul between transposes and reshapes): batch letters (in both
+    /// operands and the output), contracted letters (both operands only),
+    /// left and right free letters. The ONNX batch axis must be the first
+    /// letter of every operand and of the output.
+    mutating func einsum(_ n: Node) throws {
+        guard let eq = n.attributes["equation"]?.s?.filter({ !$0.isWhitespace }) else { throw invalid(n, "missing equation") }
+        guard !eq.contains(".") else { throw unsupported(n, "Einsum with an ellipsis ('\(eq)')") }
+        let chars = Array(eq)
+        let arrow = (0..<Swift.max(0, chars.count - 1)).first { chars[$0] == "-" && chars[$0 + 1] == ">" }
+        let sides: [[Character]] = arrow.map { [Array(chars[..<$0]), Array(chars[($0 + 2)...])] } ?? [chars]
+        let operands: [[Character]] = sides[0].split(separator: ",", omittingEmptySubsequences: false).map { Array($0) }
+        var output: [Character]
+        if sides.count == 2 { output = sides[1] } else {
+            let all = operands.flatMap { $0 }
+            output = Set(all).filter { c in all.filter { $0 == c }.count == 1 }.sorted()
+        }
+        guard operands.count == n.inputs.count, (1...2).contains(operands.count), sides.count <= 2 else {
+            throw unsupported(n, "Einsum '\(eq)' with \(n.inputs.count) operands")
+        }
+        var ids: [ValueID] = []
+        for (k, letters) in operands.enumerated() {
+            guard case .batched(let id, true) = try input(n, k) else { throw unsupported(n, "Einsum '\(eq)' of a constant operand") }
+            guard letters.count == builder.shape(of: id).count + 1, Set(letters).count == letters.count else {
+                throw unsupported(n, "Einsum '\(eq)': operand \(k) has shape \(builder.shape(of: id)) or repeated letters")
+            }
+            ids.append(id)
+        }
+        let batchLetter = operands[0][0]
+        guard operands.allSatisfy({ $0.first == batchLetter }), output.first == batchLetter else {
+            throw unsupported(n, "Einsum '\(eq)' whose first letters are not the batch axis of every operand and the output")
+        }
+        output.removeFirst()
+        let letters: [[Character]] = operands.map { Array($0.dropFirst()) }
+        var extent: [Character: Int] = [:]
+        for (k, l) in letters.enumerated() {
+            for (d, c) in l.enumerated() {
+                let e = builder.shape(of: ids[k])[d]
+                if let seen = extent[c], seen != e { throw FlowError.shapeMismatch("node '\(currentNode)': letter \(c) has extents \(seen) and \(e)") }
+                extent[c] = e
+            }
+        }
+        func permute(_ id: ValueID, from: [Character], to: [Character]) throws -> ValueID {
+            guard from != to else { return id }
+            let op = try TransposeOp(perm: to.map { from.firstIndex(of: $0)! }, inputShape: builder.shape(of: id), node: currentNode)
+            return try builder.apply(Operation(op), [id], name: currentNode + "/transpose")
+        }
+        func reshape(_ id: ValueID, _ shape: [Int]) throws -> ValueID {
+            builder.shape(of: id) == shape ? id : try builder.apply(.reshape(shape: shape), [id], name: currentNode + "/reshape")
+        }
+        if letters.count == 1 {
+            guard Set(output) == Set(letters[0]), output.count == letters[0].count else {
+                throw unsupported(n, "Einsum '\(eq)': a one-operand form other than a transpose")
+            }
+            try set(n, .batched(try permute(ids[0], from: letters[0], to: output), batchAxis: true))
+            return
+        }
+        let a: [Character] = letters[0], b: [Character] = letters[1]
+        let both: [Character] = a + b, shared: [Character] = a.filter { b.contains($0) }
+        guard Set(output).isSubset(of: Set(both)), Set(both).isSubset(of: Set(output + shared)) else {
+            throw unsupported(n, "Einsum '\(eq)': a letter summed within one operand")
+        }
+        let batch: [Character] = output.filter { a.contains($0) && b.contains($0) }
+        let contracted: [Character] = a.filter { b.contains($0) && !output.contains($0) }
+        let left: [Character] = output.filter { a.contains($0) && !b.contains($0) }
+        let right: [Character] = output.filter { b.contains($0) && !a.contains($0) }
+        func size(_ l: [Character]) -> Int { l.reduce(1) { $0 * extent[$1]! } }
+        let lead = batch.map { extent[$0]! }
+        let (m, k, nn) = (size(left), size(contracted), size(right))
+        let orderA: [Character] = batch + left + contracted
+        let orderBT: [Character] = batch + right + contracted, orderB: [Character] = batch + contracted + right
+        let pa = try reshape(try permute(ids[0], from: a, to: orderA), lead + [m, k])
+        let transposeB = b == orderBT
+        let pb = try reshape(try permute(ids[1], from: b, to: transposeB ? b : orderB),
+                             lead + (transposeB ? [nn, k] : [k, nn]))
+        var y = try builder.apply(.matMul(transposeB: transposeB), [pa, pb], name: currentNode)
+        let resultShape: [Int] = lead + left.map { extent[$0]! } + right.map { extent[$0]! }
+        y = try reshape(y, resultShape)
+        let resultOrder: [Character] = batch + left + right
+        y = try permute(y, from: resultOrder, to: output)
+        try set(n, .batched(y, batchAxis: true))
     }
 }

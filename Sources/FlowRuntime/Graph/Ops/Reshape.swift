@@ -61,7 +61,10 @@ extension ONNXImporter {
         let v = try input(n, 0)
         var shape: [Int], withAxis = false
         switch v {
-        case .batched(let id, let a): shape = (a ? [-1] : []) + builder.shape(of: id); withAxis = a
+        case .batched(let id, let a):
+            shape = builder.shape(of: id)
+            if a { shape.insert(-1, at: batchPosition(id)) }
+            withAxis = a
         default: shape = constantShape(v)!
         }
         var out: [Int]
@@ -93,11 +96,15 @@ extension ONNXImporter {
         }
         switch v {
         case .batched(let id, _):
+            var position = 0
             if withAxis {
-                guard out.first == -1 else { throw unsupported(n, "moving the batch axis") }
-                out.removeFirst()
+                guard let p = out.firstIndex(of: -1) else { throw unsupported(n, "squeezing the batch axis") }
+                position = p
+                out.remove(at: p)
             }
-            try set(n, .batched(try builder.apply(.reshape(shape: out), [id], name: currentNode), batchAxis: withAxis))
+            let y = try builder.apply(.reshape(shape: out), [id], name: currentNode)
+            setBatchPosition(y, position)
+            try set(n, .batched(y, batchAxis: withAxis))
         case .float(let t, _): try set(n, .float(t.reshaped(out), trainable: false))
         case .ints(var i): i.shape = out; try set(n, .ints(i))
         }
@@ -109,6 +116,10 @@ extension ONNXImporter {
         }
         let allowZero = try int(n, "allowzero", 0) != 0
         let v = try input(n, 0)
+        if case .batched(let id, true) = v, let m = mergedAxes[id] {
+            try reshapeMerged(n, id, merged: m, target: target.values, allowZero: allowZero)
+            return
+        }
         var source: [SymbolicInt]
         switch v {
         case .batched(let id, let a): source = (a ? [.batch] : []) + builder.shape(of: id).map { .known(Int64($0)) }
@@ -141,6 +152,15 @@ extension ONNXImporter {
                 guard !o else { throw invalid(n, "shape overflows") }
                 product = p
             }
+        }
+        if sourceHasBatch && batchAt == nil, minusOne == 0, product > 0, product < knownSource,
+           case .batched(let id, true) = v, let m = mergePoint(builder.shape(of: id), trailing: product) {
+            // [-1, …]: the batch merged with the first m per-sample axes.
+            let kept = Array(builder.shape(of: id)[..<m]) + out.dropFirst().map { Int($0.value!) }
+            let y = try builder.apply(.reshape(shape: kept), [id], name: currentNode)
+            mergedAxes[y] = m
+            try set(n, .batched(y, batchAxis: true))
+            return
         }
         if sourceHasBatch && batchAt == nil {
             // A -1 takes the batch when the rest already matches the sample size.
@@ -222,7 +242,10 @@ extension ONNXImporter {
         let known = out.map { Int($0.value ?? 1) }
         switch v {
         case .float, .ints:
-            guard out.first != .batch else { throw unsupported(n, "expanding a constant over the batch") }
+            // A float constant expanded over the batch is the same for every
+            // sample: it keeps extent 1 there and broadcasts where it meets
+            // batched values.
+            if case .ints = v, out.first == .batch { throw unsupported(n, "expanding an integer constant over the batch") }
             let (shape, map) = try ConstantBroadcast.indices([constantShape(v)!, known], node: currentNode)
             try set(n, pick(v, map[0], shape: shape))
         case .batched(let id, let a):
@@ -244,4 +267,54 @@ extension ONNXImporter {
         }
     }
 
+
+    /// The m with shape[m...] holding `trailing` elements (m ≥ 1), if any.
+    func mergePoint(_ shape: [Int], trailing: Int64) -> Int? {
+        (1...Swift.max(1, shape.count)).first { m in m <= shape.count && Int64(shape[m...].reduce(1, *)) == trailing }
+    }
+
+    /// Reshape of a value whose batch axis merges m per-sample axes: to
+    /// [batch, …] (unmerged, all per-sample elements), or to [-1 or 0, …]
+    /// keeping the merge and reshaping the trailing axes.
+    mutating func reshapeMerged(_ n: Node, _ id: ValueID, merged m: Int, target: [SymbolicInt], allowZero: Bool) throws {
+        let shape = builder.shape(of: id)
+        let tail = Array(shape[m...])
+        guard let first = target.first else { throw invalid(n, "an empty target shape") }
+        var rest: [Int] = []
+        for (i, e) in target.enumerated().dropFirst() {
+            if e == .known(0) && !allowZero {
+                guard i - 1 < tail.count else { throw invalid(n, "shape entry 0 at \(i) has no input dimension to copy") }
+                rest.append(tail[i - 1])
+            } else if let k = e.value, k >= 1 {
+                rest.append(Int(k))
+            } else if e == .known(-1) {
+                rest.append(-1)
+            } else {
+                throw unsupported(n, "target \(target) for a value whose batch axis merges \(m) axes")
+            }
+        }
+        func resolve(_ total: Int) throws -> [Int] {
+            let known = rest.filter { $0 != -1 }.reduce(1, *)
+            guard rest.filter({ $0 == -1 }).count <= 1, known > 0, total % known == 0 else {
+                throw FlowError.shapeMismatch("node '\(currentNode)': cannot reshape \(shape) (batch merged with \(m) axes) to \(target)")
+            }
+            let r = rest.map { $0 == -1 ? total / known : $0 }
+            guard r.reduce(1, *) == total else {
+                throw FlowError.shapeMismatch("node '\(currentNode)': cannot reshape \(shape) (batch merged with \(m) axes) to \(target)")
+            }
+            return r
+        }
+        if first == .batch {
+            // A new value even for the same shape: it is no longer merged.
+            let r = try resolve(shape.reduce(1, *))
+            try set(n, .batched(try builder.apply(.reshape(shape: r), [id], name: currentNode), batchAxis: true))
+        } else if first == .known(-1) || (first == .known(0) && !allowZero) {
+            let r = Array(shape[..<m]) + (try resolve(tail.reduce(1, *)))
+            let y = try builder.apply(.reshape(shape: r), [id], name: currentNode)
+            mergedAxes[y] = m
+            try set(n, .batched(y, batchAxis: true))
+        } else {
+            throw unsupported(n, "target \(target) for a value whose batch axis merges \(m) axes")
+        }
+    }
 }
