@@ -110,6 +110,18 @@ final class ONNXBadFileTests: XCTestCase {
         }, "Softsign")
     }
 
+    /// Every unsupported op is named at once, before an earlier node that
+    /// would fail for another reason (here a Reshape of the batch axis).
+    func testAllUnsupportedOpsAreListedFirst() {
+        var m = Self.model(activation: "Softsign")
+        m.graph.nodes.insert(Self.node("Reshape", ["x", "w"], "bad"), at: 0)
+        m.graph.nodes.insert(Self.node("GridSample", ["x", "bad"], "g"), at: 1)
+        assertError(m.serialized(), { e in
+            guard case .unsupported(let msg) = e else { return false }
+            return msg.contains("GridSample (node 'GridSample_g', opset 17)") && msg.contains("Softsign (node 'Softsign_a'")
+        }, "GridSample and Softsign")
+    }
+
     func externalModel(location: String) -> [UInt8] {
         var w = Self.tensor("w", [8, 3], [])
         w.isExternal = true

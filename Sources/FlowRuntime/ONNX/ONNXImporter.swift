@@ -103,6 +103,7 @@ struct ONNXImporter {
         guard g.nodes.count <= 1 << 20, g.initializers.count <= 1 << 20 else {
             throw FlowError.invalidModel("the graph has too many nodes or initializers")
         }
+        try Self.checkSupported(g, opset: opset)
         // Static single assignment: every node defines at least one output,
         // and no name is defined twice (the pattern matchers rely on it).
         var defined = Set(g.initializers.map(\.name)).union(g.inputs.map(\.name))
@@ -160,6 +161,25 @@ struct ONNXImporter {
         // The output keeps its ONNX name (IR values are named after nodes).
         if !graph.values.contains(where: { $0.name == name }) { graph.values[graph.output].name = name }
         return graph
+    }
+
+    /// Lists every node whose op FlowRuntime does not import, all at once
+    /// (op, node and opset), before anything else can fail on them.
+    static func checkSupported(_ g: ONNXProtoModel.Graph, opset: Int64) throws {
+        var missing: [String] = []
+        for (i, n) in g.nodes.enumerated() {
+            let name = n.name.isEmpty ? "\(n.opType)_\(i)" : n.name
+            if !(n.domain.isEmpty || n.domain == "ai.onnx") {
+                missing.append("\(n.domain).\(n.opType) (node '\(name)', domain '\(n.domain)')")
+            } else if rules[n.opType] == nil {
+                missing.append("\(n.opType) (node '\(name)', opset \(opset))")
+            }
+        }
+        guard missing.isEmpty else {
+            let shown = missing.prefix(20).joined(separator: "; ")
+            let more = missing.count > 20 ? "; and \(missing.count - 20) more" : ""
+            throw FlowError.unsupported("unsupported ops: \(shown)\(more)")
+        }
     }
 
     // MARK: Inputs by role
