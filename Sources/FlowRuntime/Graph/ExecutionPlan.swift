@@ -18,6 +18,15 @@ final class ExecutionPlan: @unchecked Sendable {
     let parameters: ParameterStore
     /// The largest per-sample size of a batched value (sizes tangent chunks).
     let widestBatchedSize: Int
+    /// Inference buffers: values never alive at the same time share a slot
+    /// (`slots[v]`), so a forward pass without derivatives holds only the
+    /// live set (a U-Net's skip connections), not every intermediate.
+    /// Recorded passes keep one buffer per value (derivatives read them).
+    let slots: [Int]
+    let slotCount: Int
+    /// Floats per sample of the largest set of values alive at once in an
+    /// inference pass (sizes chunks of big batches).
+    let peakLiveSize: Int
 
     init(_ graph: Graph, packWeights: Bool = PackedWeights.available) throws {
         self.graph = graph
@@ -61,6 +70,47 @@ final class ExecutionPlan: @unchecked Sendable {
         }
         self.parameters = ParameterStore(graph, packWeights: packWeights)
         self.widestBatchedSize = zip(graph.values, sizes).filter { $0.0.isBatched }.map(\.1).max() ?? 1
+        (slots, slotCount, peakLiveSize) = Self.assignSlots(graph, sizes: sizes)
+    }
+
+    /// Greedy slot assignment in execution order: a value's slot is freed
+    /// after its last reader runs (never the output's); a new value takes a
+    /// free slot (the largest, so buffers grow rarely) or a new one. An op's
+    /// output never shares a slot with its inputs (they are freed after it).
+    static func assignSlots(_ graph: Graph, sizes: [Int]) -> (slots: [Int], count: Int, peak: Int) {
+        var lastUse = [Int](repeating: -1, count: graph.values.count)
+        for (n, node) in graph.nodes.enumerated() { for i in node.inputs { lastUse[i] = n } }
+        lastUse[graph.output] = Int.max
+        var slots = [Int](repeating: -1, count: graph.values.count)
+        var slotSize: [Int] = [], free: [Int] = []
+        var live = 0, peak = 0
+        func take(_ v: ValueID) {
+            let i: Int
+            if let best = free.indices.max(by: { slotSize[free[$0]] < slotSize[free[$1]] }) {
+                i = free.remove(at: best)
+            } else {
+                i = slotSize.count
+                slotSize.append(0)
+            }
+            slotSize[i] = Swift.max(slotSize[i], sizes[v])
+            slots[v] = i
+            live += sizes[v]
+            peak = Swift.max(peak, live)
+        }
+        for (v, value) in graph.values.enumerated() {
+            switch value.source {
+            case .inputX, .inputT, .inputContext: take(v)
+            default: break
+            }
+        }
+        for (n, node) in graph.nodes.enumerated() {
+            take(node.output)
+            for i in Set(node.inputs) where lastUse[i] == n && slots[i] >= 0 {
+                free.append(slots[i])
+                live -= sizes[i]
+            }
+        }
+        return (slots, slotSize.count, Swift.max(peak, 1))
     }
 }
 
@@ -145,8 +195,9 @@ enum PackedWeights {
     static let available: Bool = fr_packed_supported() != 0
 }
 
-/// Per-caller buffers of a graph evaluation: values, derivative caches,
-/// tangents, gradients. Reused across calls; grows to the largest batch seen.
+/// Per-caller buffers of a graph evaluation: values (one per value when
+/// recording, shared slots otherwise), derivative caches, tangents,
+/// gradients. Reused across calls; grows to the largest batch seen.
 public final class GraphWorkspace: FieldWorkspace {
     var values: [FloatBuffer] = []
     var aux: [FloatBuffer] = []
@@ -165,6 +216,9 @@ public final class GraphWorkspace: FieldWorkspace {
     var recorded = false
     /// Tangents per sample of the last JVP.
     var k = 0
+
+    /// Inference buffers (see `ExecutionPlan.slots`).
+    var slotBuffers: [FloatBuffer] = []
 
     func prepare(valueCount: Int, nodeCount: Int, parameterCount: Int) {
         if values.count != valueCount {

@@ -23,7 +23,7 @@ struct Executor {
     @inline(__always)
     func data(_ v: ValueID, _ ws: GraphWorkspace) -> UnsafeMutablePointer<Float> {
         if case .parameter(let p) = graph.values[v].source { return params.pointers[p] }
-        return ws.values[v].pointer
+        return ws.recorded ? ws.values[v].pointer : ws.slotBuffers[plan.slots[v]].pointer
     }
 
     /// Forward pass for `batch` samples. `times` and `points` are `[batch]`
@@ -36,21 +36,28 @@ struct Executor {
         ws.prepare(valueCount: graph.values.count, nodeCount: graph.nodes.count, parameterCount: graph.parameters.count)
         ws.batch = batch
         ws.recorded = record
+        if !record && ws.slotBuffers.count != plan.slotCount {
+            ws.slotBuffers = (0..<plan.slotCount).map { _ in FloatBuffer() }
+        }
+        /// The buffer of value `v` for this pass, grown to `count` floats.
+        func buffer(_ v: ValueID, _ count: Int) -> UnsafeMutablePointer<Float> {
+            record ? ws.values[v].reserve(count) : ws.slotBuffers[plan.slots[v]].reserve(count)
+        }
         let d = graph.dimension
-        ws.values[graph.x].reserve(batch * d).update(from: points, count: batch * d)
-        let tp = ws.values[graph.t].reserve(Swift.max(batch, 1))
+        buffer(graph.x, batch * d).update(from: points, count: batch * d)
+        let tp = buffer(graph.t, Swift.max(batch, 1))
         for i in 0..<batch { tp[i] = Float(times[i]) }
         if let c = graph.context {
             let m = plan.sizes[c]
-            let cp = ws.values[c].reserve(Swift.max(batch * m, 1))
+            let cp = buffer(c, Swift.max(batch * m, 1))
             if let context { cp.update(from: context, count: batch * m) } else { cp.update(repeating: 0, count: batch * m) }
         }
         for (n, node) in graph.nodes.enumerated() {
-            let out = ws.values[node.output].reserve(batch * plan.sizes[node.output])
+            let out = buffer(node.output, batch * plan.sizes[node.output])
             node.operation.op.forward(OpContext(executor: self, index: n, node: node, ws: ws, batch: batch, k: 0,
                                                 record: record, out: out))
         }
-        return ws.values[graph.output].pointer
+        return data(graph.output, ws)
     }
 
     // MARK: JVP

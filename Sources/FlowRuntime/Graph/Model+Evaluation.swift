@@ -8,16 +8,34 @@ extension Model {
         ws as? GraphWorkspace ?? GraphWorkspace()
     }
 
+    /// Evaluates in chunks of `preferredChunkSize` samples, so that a big
+    /// network's live activations stay in cache (results do not depend on
+    /// the chunking: every kernel computes a sample independently).
     public func velocity(times: UnsafeBufferPointer<Double>,
                          points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>,
                          workspace: FieldWorkspace) {
         let n = times.count, d = dimension
         precondition(points.count >= n * d && velocities.count >= n * d)
-        if n == 0 { return }
         let ws = graphWorkspace(workspace)
-        let out = executor.forward(times: times, points: points.baseAddress!, batch: n, workspace: ws, record: false)
-        velocities.baseAddress!.update(from: out, count: n * d)
+        let ex = executor
+        var start = 0
+        while start < n {
+            let m = Swift.min(preferredChunkSize, n - start)
+            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + m]),
+                                 points: points.baseAddress! + start * d, batch: m, workspace: ws, record: false)
+            (velocities.baseAddress! + start * d).update(from: out, count: m * d)
+            start += m
+        }
+    }
+
+    /// Samples per evaluation chunk: a power of two with about 2^20 floats
+    /// (4 MiB) of live activations, at most 1024 (an MLP of width 256: 1024;
+    /// a 28×28 U-Net with attention: 1).
+    public var preferredChunkSize: Int {
+        var c = 1
+        while c < 1024 && 2 * c * plan.peakLiveSize <= 1 << 20 { c *= 2 }
+        return c
     }
 
     public func velocityJVP(times: UnsafeBufferPointer<Double>,
@@ -200,11 +218,13 @@ extension Model {
     /// Velocities of a large batch, split into fixed chunks of `chunkSize`
     /// rows run on up to `threads` threads. Results do not depend on `threads`.
     /// `times: [n]`, `points`/`velocities: [n, d]`.
-    /// Chunks of 1024 rows keep a 256-wide layer's activations (1 MiB) in L2.
+    /// Default chunks: `preferredChunkSize` (1024 rows of a 256-wide MLP keep
+    /// its activations (1 MiB) in L2; a U-Net evaluates one sample a chunk).
     public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>,
-                         threads: Int, chunkSize: Int = 1024) {
+                         threads: Int, chunkSize: Int? = nil) {
         let n = times.count, d = dimension
+        let chunkSize = chunkSize ?? preferredChunkSize
         if n <= chunkSize {
             withWorkspace { velocity(times: times, points: points, into: velocities, workspace: $0) }
             return

@@ -132,7 +132,7 @@ struct OpContext {
     /// Where to accumulate input `i`'s gradient, or nil when it needs none.
     @inline(__always) func gradient(_ i: Int) -> UnsafeMutablePointer<Float>? { executor.gradient(node.inputs[i], ws) }
     /// The forward output values (valid in JVP and VJP too).
-    var outputValue: UnsafeMutablePointer<Float> { ws.values[node.output].pointer }
+    var outputValue: UnsafeMutablePointer<Float> { executor.data(node.output, ws) }
 
     /// The node's derivative cache, grown to `count` floats (forward).
     @inline(__always) func aux(_ count: Int) -> UnsafeMutablePointer<Float> { ws.aux[index].reserve(count) }

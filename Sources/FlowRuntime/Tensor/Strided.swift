@@ -37,24 +37,74 @@ enum Strided {
     }
 
     /// dst[idx] (= or +=) op(a[idx], b[idx], c[idx]) over every index of `shape`.
+    /// Merges adjacent axes that every operand walks contiguously (and drops
+    /// extent-1 axes), so that broadcasts such as `[B, C, H, W] + [C, 1, 1]`
+    /// run as `[B·C, H·W]` rows with a unit-stride inner loop.
+    static func coalesce(_ shape: [Int], _ strides: [[Int]]) -> ([Int], [[Int]]) {
+        var shp: [Int] = [], st: [[Int]] = strides.map { _ in [] }
+        for axis in shape.indices where shape[axis] != 1 {
+            if let last = shp.indices.last,
+               strides.indices.allSatisfy({ st[$0][last] == strides[$0][axis] * shape[axis] }) {
+                shp[last] *= shape[axis]
+                for k in strides.indices { st[k][last] = strides[k][axis] }
+            } else {
+                shp.append(shape[axis])
+                for k in strides.indices { st[k].append(strides[k][axis]) }
+            }
+        }
+        if shp.isEmpty { return ([1], strides.map { _ in [0] }) }
+        return (shp, st)
+    }
+
+    /// The unit-stride inner loops of the common cases (b, c absent, unit
+    /// stride, or broadcast); false when `apply`'s general loop must run.
+    @inline(__always)
+    private static func contiguousRow(_ op: StridedOp, _ d: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                      _ y: UnsafePointer<Float>, bStride: Int, count n: Int, accumulate: Bool) -> Bool {
+        switch (op, bStride, accumulate) {
+        case (.copy, _, false): d.update(from: x, count: n)
+        case (.copy, _, true): for i in 0..<n { d[i] += x[i] }
+        case (.scale(let s), _, false): for i in 0..<n { d[i] = s * x[i] }
+        case (.scale(let s), _, true): for i in 0..<n { d[i] += s * x[i] }
+        case (.add, 1, false): for i in 0..<n { d[i] = x[i] + y[i] }
+        case (.add, 0, false): let v = y[0]; for i in 0..<n { d[i] = x[i] + v }
+        case (.sub, 1, false): for i in 0..<n { d[i] = x[i] - y[i] }
+        case (.sub, 0, false): let v = y[0]; for i in 0..<n { d[i] = x[i] - v }
+        case (.mul, 1, false): for i in 0..<n { d[i] = x[i] * y[i] }
+        case (.mul, 0, false): let v = y[0]; for i in 0..<n { d[i] = x[i] * v }
+        case (.mul, 1, true): for i in 0..<n { d[i] += x[i] * y[i] }
+        case (.mul, 0, true): let v = y[0]; for i in 0..<n { d[i] += x[i] * v }
+        case (.div, 1, false): for i in 0..<n { d[i] = x[i] / y[i] }
+        case (.div, 0, false): let v = y[0]; for i in 0..<n { d[i] = x[i] / v }
+        default: return false
+        }
+        return true
+    }
+
     static func apply(_ op: StridedOp, shape: [Int],
                       dst: UnsafeMutablePointer<Float>, dstStrides: [Int], accumulate: Bool,
                       _ a: StridedOperand, _ b: StridedOperand? = nil, _ c: StridedOperand? = nil) {
-        let shp = shape.isEmpty ? [1] : shape
-        let rank = shp.count
+        let rawShape = shape.isEmpty ? [1] : shape
         func st(_ s: [Int]) -> [Int] { s.isEmpty ? [0] : s }
-        let ds = st(dstStrides), as_ = st(a.strides)
-        let bs = b.map { st($0.strides) } ?? [Int](repeating: 0, count: rank)
-        let cs = c.map { st($0.strides) } ?? [Int](repeating: 0, count: rank)
+        let rawRank = rawShape.count
+        let (shp, merged) = coalesce(rawShape, [st(dstStrides), st(a.strides),
+                                               b.map { st($0.strides) } ?? [Int](repeating: 0, count: rawRank),
+                                               c.map { st($0.strides) } ?? [Int](repeating: 0, count: rawRank)])
+        let rank = shp.count
+        let ds = merged[0], as_ = merged[1], bs = merged[2], cs = merged[3]
         let pa = a.pointer, pb = b?.pointer ?? a.pointer, pc = c?.pointer ?? a.pointer
         let inner = shp[rank - 1]
         let di = ds[rank - 1], ai = as_[rank - 1], bi = bs[rank - 1], ci = cs[rank - 1]
         let outer = shp.dropLast().reduce(1, *)
         if outer == 0 || inner == 0 { return }
+        let unit = di == 1 && ai == 1 && (bi == 0 || bi == 1) && c == nil
         var index = [Int](repeating: 0, count: Swift.max(rank - 1, 1))
         var od = 0, oa = 0, ob = 0, oc = 0
         for _ in 0..<outer {
             let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
+            if unit && contiguousRow(op, d, x, y, bStride: bi, count: inner, accumulate: accumulate) {
+                // done by the unit-stride loop
+            } else {
             switch op {
             case .copy:
                 if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] } }
@@ -83,6 +133,7 @@ enum Strided {
             case .negMulDiv:
                 if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] * y[i * bi] / z[i * ci] } }
                 else { for i in 0..<inner { d[i * di] = -(x[i * ai] * y[i * bi] / z[i * ci]) } }
+            }
             }
             // Advance the outer multi-index (odometer), updating offsets.
             var axis = rank - 2

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Batched matrix product of two batched values (attention's Q·Kᵀ and P·V):
 /// per sample, A `[..., M, K]` · B `[..., K, N]` → `[..., M, N]`, the
 /// leading axes broadcast (numpy `matmul` rules). `transposeB` reads B as
@@ -61,14 +63,15 @@ struct MatMulOp: GraphOp {
 
     /// C (=, or += with `accumulate`) A·B' for every sample `s` and matrix,
     /// where `a(s)`, `b(s)`, `c(s)` give each sample's base pointers.
-    private func multiply(_ g: Geometry, samples: Int, accumulate: Bool,
+    private func multiply(_ c: OpContext, _ g: Geometry, samples: Int, accumulate: Bool,
                           a: (Int) -> UnsafePointer<Float>, b: (Int) -> UnsafePointer<Float>,
-                          c: (Int) -> UnsafeMutablePointer<Float>) {
+                          c out: (Int) -> UnsafeMutablePointer<Float>) {
+        let scratch = c.scratch(fr_gemm_scratch_floats(g.m, g.n, g.k))
         for s in 0..<samples {
-            let pa = a(s), pb = b(s), pc = c(s)
+            let pa = a(s), pb = b(s), pc = out(s)
             forEachMatrix(g) { oa, ob, oc in
-                BLAS.gemm(transB: transposeB, m: g.m, n: g.n, k: g.k, a: pa + oa, b: pb + ob,
-                          beta: accumulate ? 1 : 0, c: pc + oc)
+                fr_gemm(0, transposeB ? 1 : 0, g.m, g.n, g.k, pa + oa, g.k, pb + ob, transposeB ? g.k : g.n,
+                        accumulate ? 1 : 0, pc + oc, g.n, scratch)
             }
         }
     }
@@ -77,7 +80,7 @@ struct MatMulOp: GraphOp {
         let g = geometry(c.shape(0), c.shape(1))!
         let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
         let a = c.input(0), b = c.input(1), out = c.out
-        multiply(g, samples: c.batch, accumulate: false,
+        multiply(c, g, samples: c.batch, accumulate: false,
                  a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
     }
 
@@ -88,11 +91,11 @@ struct MatMulOp: GraphOp {
         out.update(repeating: 0, count: c.batch * k * so)
         // Tangent row r = sample·k + j pairs with primal sample r / k.
         if let ta = c.tangent(0) {
-            multiply(g, samples: c.batch * k, accumulate: true,
+            multiply(c, g, samples: c.batch * k, accumulate: true,
                      a: { UnsafePointer(ta + $0 * sa) }, b: { UnsafePointer(b + ($0 / k) * sb) }, c: { out + $0 * so })
         }
         if let tb = c.tangent(1) {
-            multiply(g, samples: c.batch * k, accumulate: true,
+            multiply(c, g, samples: c.batch * k, accumulate: true,
                      a: { UnsafePointer(a + ($0 / k) * sa) }, b: { UnsafePointer(tb + $0 * sb) }, c: { out + $0 * so })
         }
     }
@@ -102,18 +105,21 @@ struct MatMulOp: GraphOp {
         let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
         let a = c.input(0), b = c.input(1), gy = c.out
         let ga = c.gradient(0), gb = c.gradient(1)
+        let scratch = c.scratch(Swift.max(fr_gemm_scratch_floats(g.m, g.k, g.n), fr_gemm_scratch_floats(g.k, g.n, g.m),
+                                          fr_gemm_scratch_floats(g.n, g.k, g.m)))
         for s in 0..<c.batch {
             let pa = a + s * sa, pb = b + s * sb, pg = gy + s * so
             forEachMatrix(g) { oa, ob, oc in
                 if let ga {
                     // g_A [M, K] += g [M, N] · B'ᵀ: B' = B [K, N] → transB; B' = Bᵀ (B stored [N, K]) → B as is.
-                    BLAS.gemm(transB: !transposeB, m: g.m, n: g.k, k: g.n, a: pg + oc, b: pb + ob, beta: 1, c: ga + s * sa + oa)
+                    fr_gemm(0, transposeB ? 0 : 1, g.m, g.k, g.n, pg + oc, g.n, pb + ob, transposeB ? g.k : g.n,
+                            1, ga + s * sa + oa, g.k, scratch)
                 }
                 if let gb {
                     if transposeB {  // B stored [N, K]: g_B += gᵀ A
-                        BLAS.gemm(transA: true, m: g.n, n: g.k, k: g.m, a: pg + oc, b: pa + oa, beta: 1, c: gb + s * sb + ob)
+                        fr_gemm(1, 0, g.n, g.k, g.m, pg + oc, g.n, pa + oa, g.k, 1, gb + s * sb + ob, g.k, scratch)
                     } else {         // g_B [K, N] += Aᵀ g
-                        BLAS.gemm(transA: true, m: g.k, n: g.n, k: g.m, a: pa + oa, b: pg + oc, beta: 1, c: gb + s * sb + ob)
+                        fr_gemm(1, 0, g.k, g.n, g.m, pa + oa, g.k, pg + oc, g.n, 1, gb + s * sb + ob, g.n, scratch)
                     }
                 }
             }
