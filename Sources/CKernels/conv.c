@@ -31,6 +31,7 @@
 
 static inline size_t fr_min(size_t a, size_t b) { return a < b ? a : b; }
 static inline size_t fr_max(size_t a, size_t b) { return a > b ? a : b; }
+static inline size_t fr_round16(size_t x) { return (x + 15) / 16 * 16; }
 
 // Geometry of one sample-group, derived once per call.
 typedef struct {
@@ -67,15 +68,6 @@ static size_t fr_conv_channels_per_block(const fr_conv_plan *p) {
 static size_t fr_conv_weight_positions(const fr_conv_plan *p) {
     size_t pb = FR_CONV_COLS / fr_max(1, p->k) / 16 * 16;
     return fr_min(FR_CONV_PB, fr_max(16, pb));
-}
-
-size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
-    fr_conv_plan p = fr_conv_plan_of(g);
-    size_t forward = fr_conv_channels_per_block(&p) * p.khkw * FR_CONV_NB;
-    size_t backward_input = p.k * FR_CONV_NB;
-    size_t pb = fr_conv_weight_positions(&p);
-    size_t backward_weight = p.k * pb + fr_gemm_scratch_floats(p.cout_g, p.k, pb);
-    return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
 }
 
 // One output row's run of positions inside a block: positions [l, l + len)
@@ -272,40 +264,70 @@ static void fr_col2im_portable(const fr_conv_plan *p, const float *dcol, size_t 
 
 // ---------------------------------------------------------------------------
 
+// One sample-group of the forward pass under plan p: Y [cout_g, ohw] =
+// init + W·X̂, W [cout_g, K] row-major, init = bias (bg, or 0) or, when
+// `accumulate`, Y's current value.
+static void fr_conv_forward_group(const fr_conv_plan *p, const float *xs, const float *wg, const float *bg,
+                                  float *ys, int accumulate, float *scratch, int avx512) {
+    const size_t cb = fr_conv_channels_per_block(p);
+    for (size_t j0 = 0; j0 < p->ohw; j0 += FR_CONV_NB) {
+        size_t nb = fr_min(FR_CONV_NB, p->ohw - j0);
+        for (size_t c0 = 0; c0 < p->cin_g; c0 += cb) {
+            size_t cn = fr_min(cb, p->cin_g - c0), kc = cn * p->khkw;
+            int init = c0 > 0 || accumulate ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
+            const float *wb = wg + c0 * p->khkw;
+            if (p->direct) {
+                fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, xs + c0 * p->hw + j0, p->hw, FR_DENSE_PANEL, ys + j0,
+                               p->ohw, init, bg);
+            } else {
+                fr_gather(p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
+                fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, ys + j0,
+                               p->ohw, init, bg);
+            }
+        }
+    }
+}
+
 void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias, float *y,
                        size_t n, float *scratch) {
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0) return;
     const int avx512 = fr_dense_use_avx512();
-    const size_t cb = fr_conv_channels_per_block(&p);
     for (size_t s = 0; s < n; s++)
         for (size_t gi = 0; gi < g->groups; gi++) {
             const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
             float *ys = y + (s * g->cout + gi * p.cout_g) * p.ohw;
-            const float *wg = w + gi * p.cout_g * p.k;
             const float *bg = bias ? bias + gi * p.cout_g : NULL;
             if (p.k == 0) {  // no input channels: the bias alone
                 for (size_t co = 0; co < p.cout_g; co++)
                     for (size_t j = 0; j < p.ohw; j++) ys[co * p.ohw + j] = bg ? bg[co] : 0.0f;
                 continue;
             }
-            for (size_t j0 = 0; j0 < p.ohw; j0 += FR_CONV_NB) {
-                size_t nb = fr_min(FR_CONV_NB, p.ohw - j0);
-                for (size_t c0 = 0; c0 < p.cin_g; c0 += cb) {
-                    size_t cn = fr_min(cb, p.cin_g - c0), kc = cn * p.khkw;
-                    int init = c0 > 0 ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
-                    const float *wb = wg + c0 * p.khkw;
-                    if (p.direct) {
-                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, xs + c0 * p.hw + j0, p.hw, FR_DENSE_PANEL,
-                                       ys + j0, p.ohw, init, bg);
-                    } else {
-                        fr_gather(&p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
-                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL,
-                                       ys + j0, p.ohw, init, bg);
-                    }
-                }
-            }
+            fr_conv_forward_group(&p, xs, w + gi * p.cout_g * p.k, bg, ys, 0, scratch, avx512);
         }
+}
+
+// With stride 1 the input gradient is itself a stride-1 convolution: of gy
+// (cout_g channels, oh × ow) by the flipped, transposed kernel
+// W'[ci, co, ky, kx] = w[co, ci, kh-1-ky, kw-1-kx], padded by
+// dil·(k - 1) - pad (negative pads crop), giving h × w.
+static fr_conv_plan fr_conv_plan_transposed(const fr_conv2d_geometry *g) {
+    fr_conv_plan p = fr_conv_plan_of(g), t = p;
+    t.cin_g = p.cout_g;
+    t.cout_g = p.cin_g;
+    t.k = p.cout_g * p.khkw;
+    t.hw = p.ohw;
+    t.ohw = p.hw;
+    t.h = (ptrdiff_t)g->oh; t.w = (ptrdiff_t)g->ow; t.ow = p.w;
+    t.sh = t.sw = 1;
+    t.pt = p.dh * (ptrdiff_t)(g->kh - 1) - p.pt;
+    t.pl = p.dw * (ptrdiff_t)(g->kw - 1) - p.pl;
+    t.direct = 0;
+    return t;
+}
+
+static int fr_conv_input_grad_as_conv(const fr_conv2d_geometry *g, const fr_conv_plan *p) {
+    return g->stride_h == 1 && g->stride_w == 1 && !p->direct;
 }
 
 void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, const float *w, float *gx, size_t n,
@@ -313,6 +335,25 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
     const int avx512 = fr_dense_use_avx512();
+    if (fr_conv_input_grad_as_conv(g, &p)) {
+        const fr_conv_plan t = fr_conv_plan_transposed(g);
+        float *wt = scratch, *rest = scratch + fr_round16(p.cin_g * t.k);
+        const size_t kk = p.khkw;
+        for (size_t gi = 0; gi < g->groups; gi++) {
+            // Flipping ky and kx reverses (ky·kw + kx) within each kh × kw kernel.
+            const float *wg = w + gi * p.cout_g * p.k;
+            for (size_t co = 0; co < p.cout_g; co++)
+                for (size_t ci = 0; ci < p.cin_g; ci++) {
+                    const float *src = wg + (co * p.cin_g + ci) * kk;
+                    float *dst = wt + ci * t.k + co * kk;
+                    for (size_t j = 0; j < kk; j++) dst[j] = src[kk - 1 - j];
+                }
+            for (size_t s = 0; s < n; s++)
+                fr_conv_forward_group(&t, gy + (s * g->cout + gi * p.cout_g) * p.ohw, wt, NULL,
+                                      gx + (s * g->cin + gi * p.cin_g) * p.hw, 1, rest, avx512);
+        }
+        return;
+    }
     const size_t ldd = FR_CONV_NB;
     for (size_t s = 0; s < n; s++)
         for (size_t gi = 0; gi < g->groups; gi++) {
@@ -365,4 +406,17 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
                 }
             }
         }
+}
+
+size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
+    fr_conv_plan p = fr_conv_plan_of(g);
+    size_t forward = fr_conv_channels_per_block(&p) * p.khkw * FR_CONV_NB;
+    size_t backward_input = p.k * FR_CONV_NB;
+    if (fr_conv_input_grad_as_conv(g, &p)) {
+        fr_conv_plan t = fr_conv_plan_transposed(g);
+        backward_input = fr_round16(p.cin_g * t.k) + fr_conv_channels_per_block(&t) * t.khkw * FR_CONV_NB;
+    }
+    size_t pb = fr_conv_weight_positions(&p);
+    size_t backward_weight = p.k * pb + fr_gemm_scratch_floats(p.cout_g, p.k, pb);
+    return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
 }

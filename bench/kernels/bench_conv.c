@@ -1,0 +1,241 @@
+// Single-core speed of the dense kernels (fr_conv2d_*, fr_gemm) on the
+// shapes of the torchcfm MNIST U-Net, against OpenBLAS cblas_sgemm on a full
+// im2col, and against the AVX-512 FMA peak measured here.
+//
+// Build and run from the repository root:
+//   clang -std=c99 -O2 bench/kernels/bench_conv.c Sources/CKernels/*.c -ISources/CKernels/include \
+//     $(pkg-config --cflags --libs openblas) -lm -o /tmp/bench_conv
+//   /tmp/bench_conv                                              # OPENBLAS_CORETYPE as set
+//   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/bench_conv  # OpenBLAS's own choice
+//
+// Each figure is the best of 9 rounds of ≥ 20 ms (the machine is shared).
+// GFLOP/s counts 2 flops per multiply-add of the direct formula (padding
+// included in neither). OpenBLAS runs on one thread.
+#define _POSIX_C_SOURCE 200112L
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ckernels.h"
+
+void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static float *fbuf(size_t count) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (count ? count : 1) * sizeof(float))) exit(2);
+    float *f = p;
+    for (size_t i = 0; i < count; i++) f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    return f;
+}
+
+typedef void (*bench_fn)(void *ctx);
+
+// Best seconds per call.
+static double best_time(bench_fn fn, void *ctx) {
+    fn(ctx);
+    size_t iters = 1;
+    double t0 = now();
+    fn(ctx);
+    double once = now() - t0;
+    if (once < 0.02) iters = (size_t)(0.02 / (once > 1e-7 ? once : 1e-7)) + 1;
+    double best = 1e30;
+    for (int round = 0; round < 9; round++) {
+        t0 = now();
+        for (size_t i = 0; i < iters; i++) fn(ctx);
+        double t = (now() - t0) / (double)iters;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+// --- FMA peak: 24 independent accumulator chains.
+__attribute__((target("avx512f"))) static void peak_body(void *ctx) {
+    float *out = ctx;
+    __m512 acc[24];
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_set1_ps((float)i);
+    const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+    for (int it = 0; it < 100000; it++) {
+        for (int i = 0; i < 24; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]));
+    }
+    __m512 s = acc[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, acc[i]);
+    _mm512_storeu_ps(out, s);
+}
+
+// --- Convolution.
+typedef struct {
+    const char *name;
+    fr_conv2d_geometry g;
+    size_t n;
+    float *x, *w, *bias, *y, *gy, *gx, *gw, *scratch, *col, *col_t;
+    int pass;  // 0 forward, 1 backward input, 2 backward weight
+} conv_ctx;
+
+static void conv_ours(void *p) {
+    conv_ctx *c = p;
+    if (c->pass == 0) fr_conv2d_forward(&c->g, c->x, c->w, c->bias, c->y, c->n, c->scratch);
+    else if (c->pass == 1) fr_conv2d_backward_input(&c->g, c->gy, c->w, c->gx, c->n, c->scratch);
+    else fr_conv2d_backward_weight(&c->g, c->x, c->gy, c->gw, c->n, c->scratch);
+}
+
+static size_t conv_k(const fr_conv2d_geometry *g) { return g->cin / g->groups * g->kh * g->kw; }
+
+// Full im2col of one sample (groups = 1): col [K, oh·ow].
+static void im2col(const fr_conv2d_geometry *g, const float *x, float *col) {
+    size_t ohw = g->oh * g->ow;
+    for (size_t ci = 0; ci < g->cin; ci++)
+        for (size_t ky = 0; ky < g->kh; ky++)
+            for (size_t kx = 0; kx < g->kw; kx++) {
+                float *row = col + ((ci * g->kh + ky) * g->kw + kx) * ohw;
+                for (size_t oy = 0; oy < g->oh; oy++) {
+                    long iy = (long)(oy * g->stride_h + ky * g->dil_h) - (long)g->pad_top;
+                    for (size_t ox = 0; ox < g->ow; ox++) {
+                        long ix = (long)(ox * g->stride_w + kx * g->dil_w) - (long)g->pad_left;
+                        row[oy * g->ow + ox] = iy < 0 || ix < 0 || iy >= (long)g->h || ix >= (long)g->w
+                                                   ? 0.0f
+                                                   : x[(ci * g->h + (size_t)iy) * g->w + (size_t)ix];
+                    }
+                }
+            }
+}
+
+// OpenBLAS forward: im2col (counted) + sgemm, per sample.
+static void conv_blas(void *p) {
+    conv_ctx *c = p;
+    const fr_conv2d_geometry *g = &c->g;
+    size_t K = conv_k(g), ohw = g->oh * g->ow;
+    for (size_t s = 0; s < c->n; s++) {
+        const float *b = c->x + s * g->cin * g->h * g->w;
+        if (!(g->kh == 1 && g->kw == 1 && g->stride_h == 1 && g->pad_top == 0)) {
+            im2col(g, b, c->col);
+            b = c->col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->cout, (int)ohw, (int)K, 1.0f, c->w, (int)K, b,
+                    (int)ohw, 0.0f, c->y + s * g->cout * ohw, (int)ohw);
+    }
+}
+
+// OpenBLAS sgemm alone on a prepared im2col (the GEMM's own speed).
+static void conv_blas_gemm_only(void *p) {
+    conv_ctx *c = p;
+    const fr_conv2d_geometry *g = &c->g;
+    size_t K = conv_k(g), ohw = g->oh * g->ow;
+    for (size_t s = 0; s < c->n; s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->cout, (int)ohw, (int)K, 1.0f, c->w, (int)K,
+                    c->col, (int)ohw, 0.0f, c->y + s * g->cout * ohw, (int)ohw);
+}
+
+// --- GEMM.
+typedef struct {
+    int ta, tb;
+    size_t m, n, k;
+    float *a, *b, *c, *scratch;
+} gemm_ctx;
+
+static void gemm_ours(void *p) {
+    gemm_ctx *g = p;
+    fr_gemm(g->ta, g->tb, g->m, g->n, g->k, g->a, g->ta ? g->m : g->k, g->b, g->tb ? g->k : g->n, 0.0f, g->c, g->n,
+            g->scratch);
+}
+
+static void gemm_blas(void *p) {
+    gemm_ctx *g = p;
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, (int)g->m,
+                (int)g->n, (int)g->k, 1.0f, g->a, (int)(g->ta ? g->m : g->k), g->b, (int)(g->tb ? g->k : g->n), 0.0f,
+                g->c, (int)g->n);
+}
+
+static double peak;
+
+static void report(const char *name, double flops, double ours, double blas, double blas_gemm) {
+    double go = flops / ours * 1e-9, gb = flops / blas * 1e-9;
+    printf("| %-44s | %7.1f | %5.0f%% | %7.1f |", name, go, 100.0 * go / peak, gb);
+    if (blas_gemm > 0) printf(" %7.1f |\n", flops / blas_gemm * 1e-9);
+    else printf("       - |\n");
+}
+
+static void bench_conv(const char *name, size_t n, size_t cin, size_t hw, size_t cout, size_t k, size_t pad) {
+    conv_ctx c;
+    memset(&c, 0, sizeof c);
+    c.name = name;
+    c.n = n;
+    c.g = (fr_conv2d_geometry){cin, hw, hw, cout, k, k, 1, 1, pad, pad, 1, 1, 1, hw, hw};
+    size_t K = conv_k(&c.g), ohw = hw * hw;
+    c.x = fbuf(n * cin * hw * hw);
+    c.w = fbuf(cout * K);
+    c.bias = fbuf(cout);
+    c.y = fbuf(n * cout * ohw);
+    c.gy = fbuf(n * cout * ohw);
+    c.gx = fbuf(n * cin * hw * hw);
+    c.gw = fbuf(cout * K);
+    c.scratch = fbuf(fr_conv2d_scratch_floats(&c.g));
+    c.col = fbuf(K * ohw);
+    im2col(&c.g, c.x, c.col);
+    double flops = 2.0 * (double)n * (double)cout * (double)ohw * (double)K;
+    char label[128];
+    c.pass = 0;
+    double ours = best_time(conv_ours, &c);
+    double blas = best_time(conv_blas, &c), blas_gemm = best_time(conv_blas_gemm_only, &c);
+    snprintf(label, sizeof label, "%s fwd", name);
+    report(label, flops, ours, blas, blas_gemm);
+    c.pass = 1;
+    ours = best_time(conv_ours, &c);
+    snprintf(label, sizeof label, "%s bwd input", name);
+    // OpenBLAS reference: Wᵀ·GY (sgemm only, col2im not counted).
+    gemm_ctx gi = {1, 0, K, ohw, cout, c.w, c.gy, c.col, NULL};
+    double bg = best_time(gemm_blas, &gi) * (double)n;
+    report(label, flops, ours, bg, 0);
+    c.pass = 2;
+    ours = best_time(conv_ours, &c);
+    snprintf(label, sizeof label, "%s bwd weight", name);
+    gemm_ctx gw = {0, 1, cout, K, ohw, c.gy, c.col, c.gw, NULL};
+    bg = best_time(gemm_blas, &gw) * (double)n;
+    report(label, flops, ours, bg, 0);
+    free(c.x); free(c.w); free(c.bias); free(c.y); free(c.gy); free(c.gx); free(c.gw); free(c.scratch); free(c.col);
+}
+
+static void bench_gemm(const char *name, int ta, int tb, size_t m, size_t n, size_t k) {
+    gemm_ctx g = {ta, tb, m, n, k, fbuf(m * k), fbuf(k * n), fbuf(m * n), fbuf(fr_gemm_scratch_floats(m, n, k))};
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    double ours = best_time(gemm_ours, &g), blas = best_time(gemm_blas, &g);
+    report(name, flops, ours, blas, 0);
+    free(g.a); free(g.b); free(g.c); free(g.scratch);
+}
+
+int main(void) {
+    openblas_set_num_threads(1);
+    const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
+    printf("OpenBLAS core: %s (OPENBLAS_CORETYPE=%s, OPENBLAS_L2_SIZE=%s); our path: %s\n", openblas_get_corename(),
+           ct ? ct : "unset", l2 ? l2 : "unset", fr_dense_avx512_active() ? "AVX-512F" : "portable");
+    float sink[16];
+    double t = best_time(peak_body, sink);
+    peak = 24.0 * 16.0 * 2.0 * 100000.0 / t * 1e-9;
+    printf("AVX-512 FMA peak (one core, measured): %.1f GFLOP/s\n\n", peak);
+    printf("| %-44s | GFLOP/s | %% peak | OpenBLAS | BLAS sgemm only |\n", "shape (batch 1 unless noted)");
+    printf("|%s|---------|--------|----------|-----------------|\n", "----------------------------------------------");
+    bench_conv("conv 3x3 32->32 28x28", 1, 32, 28, 32, 3, 1);
+    bench_conv("conv 3x3 32->32 28x28, batch 8", 8, 32, 28, 32, 3, 1);
+    bench_conv("conv 3x3 64->64 14x14", 1, 64, 14, 64, 3, 1);
+    bench_conv("conv 3x3 64->64 14x14, batch 8", 8, 64, 14, 64, 3, 1);
+    bench_conv("conv 1x1 32->96 28x28 (qkv projection)", 1, 32, 28, 96, 1, 0);
+    bench_gemm("attention Q·Kᵀ m=n=784 k=32 (trans_b)", 0, 1, 784, 784, 32);
+    bench_gemm("attention P·V m=784 n=32 k=784", 0, 0, 784, 32, 784);
+    bench_gemm("gemm 256x256x1024", 0, 0, 256, 256, 1024);
+    bench_gemm("gemm 1024x256x256", 0, 0, 1024, 256, 256);
+    bench_gemm("gemm 1024x256x256 (trans_a: gᵀ·x)", 1, 0, 1024, 256, 256);
+    (void)sink;
+    return 0;
+}
