@@ -24,8 +24,12 @@
 #include <immintrin.h>
 #endif
 
-#define FR_CONV_NB 64      // output positions per forward / backward-input block
-#define FR_CONV_KC 512     // rows of k per forward block (rounded to whole channels)
+#ifndef FR_CONV_NB
+#define FR_CONV_NB 64
+#endif // output positions per forward / backward-input block
+#ifndef FR_CONV_KC
+#define FR_CONV_KC 512
+#endif // rows of k per forward block (rounded to whole channels)
 #define FR_CONV_COLS 65536 // floats of im2col per backward-weight block (K × positions)
 #define FR_CONV_PB 256     // at most this many positions per backward-weight block
 
@@ -165,14 +169,30 @@ static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float 
                         used++;
                     }
                     float *row = dq + (size_t)(ky * p->kw + kx) * kstride;
-                    for (size_t ci = 0; ci < cb; ci++) {
-                        // Masked-off lanes are not accessed (no fault), so the
-                        // base may point before the plane.
-                        uintptr_t plane = (uintptr_t)(xc0 + ci * p->hw);
-                        __m512 v = _mm512_setzero_ps();
-                        for (size_t u = 0; u < used; u++)
-                            v = _mm512_mask_loadu_ps(v, mk[u], (const float *)(plane + (uintptr_t)(off[u] * 4)));
-                        _mm512_storeu_ps(row + ci * p->khkw * kstride, v);
+                    const size_t rstride = p->khkw * kstride;
+                    // Masked-off lanes are not accessed (no fault), so a base
+                    // may point before the plane: addresses as integers.
+                    const uintptr_t plane0 = (uintptr_t)xc0, hw4 = (uintptr_t)(p->hw * 4);
+                    if (used == 1) {
+                        const uintptr_t b0 = plane0 + (uintptr_t)(off[0] * 4);
+                        const __mmask16 m0 = mk[0];
+                        for (size_t ci = 0; ci < cb; ci++)
+                            _mm512_storeu_ps(row + ci * rstride, _mm512_maskz_loadu_ps(m0, (const float *)(b0 + ci * hw4)));
+                    } else if (used == 2) {
+                        const uintptr_t b0 = plane0 + (uintptr_t)(off[0] * 4), b1 = plane0 + (uintptr_t)(off[1] * 4);
+                        const __mmask16 m0 = mk[0], m1 = mk[1];
+                        for (size_t ci = 0; ci < cb; ci++) {
+                            __m512 v = _mm512_maskz_loadu_ps(m0, (const float *)(b0 + ci * hw4));
+                            v = _mm512_mask_loadu_ps(v, m1, (const float *)(b1 + ci * hw4));
+                            _mm512_storeu_ps(row + ci * rstride, v);
+                        }
+                    } else {
+                        for (size_t ci = 0; ci < cb; ci++) {
+                            __m512 v = _mm512_setzero_ps();
+                            for (size_t u = 0; u < used; u++)
+                                v = _mm512_mask_loadu_ps(v, mk[u], (const float *)(plane0 + ci * hw4 + (uintptr_t)(off[u] * 4)));
+                            _mm512_storeu_ps(row + ci * rstride, v);
+                        }
                     }
                 }
         } else {
