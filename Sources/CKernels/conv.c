@@ -403,29 +403,53 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
         }
 }
 
+// GWᵀ [K, cout_g] = Σ X̂ · GYᵀ: rows of the tile are k (X̂ gathered as
+// for the forward pass, read in place as A), panels are output channels (a
+// block of GY transposed into panels: cout_g × positions floats, far fewer
+// than X̂'s). GWᵀ accumulates in scratch over the batch and is added to gw
+// once per group.
 void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw, size_t n,
                                float *scratch) {
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
     const int avx512 = fr_dense_use_avx512();
     const size_t pb = fr_conv_weight_positions(&p);
-    float *col = scratch, *pack = scratch + p.k * pb;
-    for (size_t s = 0; s < n; s++)
-        for (size_t gi = 0; gi < g->groups; gi++) {
+    if (p.direct && p.cin_g < p.cout_g) {
+        // 1×1 with fewer inputs than outputs: transposing x costs less than
+        // transposing gy, so GW = GY · Xᵀ directly (fr_gemm packs Xᵀ).
+        for (size_t s = 0; s < n; s++)
+            for (size_t gi = 0; gi < g->groups; gi++)
+                for (size_t j0 = 0; j0 < p.ohw; j0 += pb)
+                    fr_gemm(0, 1, p.cout_g, p.k, fr_min(pb, p.ohw - j0),
+                            gy + (s * g->cout + gi * p.cout_g) * p.ohw + j0, p.ohw,
+                            x + (s * g->cin + gi * p.cin_g) * p.hw + j0, p.hw, 1.0f, gw + gi * p.cout_g * p.k, p.k,
+                            scratch);
+        return;
+    }
+    float *gwt = scratch, *col = gwt + fr_round16(p.k * p.cout_g), *gyp = col + p.k * pb;
+    for (size_t gi = 0; gi < g->groups; gi++) {
+        memset(gwt, 0, p.k * p.cout_g * sizeof(float));
+        for (size_t s = 0; s < n; s++) {
             const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
             const float *gys = gy + (s * g->cout + gi * p.cout_g) * p.ohw;
-            float *gwg = gw + gi * p.cout_g * p.k;
             for (size_t j0 = 0; j0 < p.ohw; j0 += pb) {
                 size_t nb = fr_min(pb, p.ohw - j0);
-                // GW [cout_g, K] += GY[:, block] · X̂[:, block]ᵀ: X̂ is op(B) transposed.
-                if (p.direct) {
-                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, xs + j0, p.hw, 1.0f, gwg, p.k, pack);
-                } else {
+                const float *a = xs + j0;
+                size_t lda = p.hw;
+                if (!p.direct) {
                     fr_gather(&p, xs, j0, nb, 0, p.cin_g, col, pb, FR_DENSE_PANEL, avx512);
-                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, col, pb, 1.0f, gwg, p.k, pack);
+                    a = col;
+                    lda = pb;
                 }
+                fr_dense_pack_b(1, gys + j0, p.ohw, nb, p.cout_g, gyp);
+                fr_dense_block(p.k, p.cout_g, nb, a, lda, 0, gyp, FR_DENSE_PANEL, nb * FR_DENSE_PANEL, gwt, p.cout_g,
+                               FR_INIT_LOAD, NULL);
             }
         }
+        float *gwg = gw + gi * p.cout_g * p.k;
+        for (size_t co = 0; co < p.cout_g; co++)
+            for (size_t k = 0; k < p.k; k++) gwg[co * p.k + k] += gwt[k * p.cout_g + co];
+    }
 }
 
 size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
@@ -437,6 +461,7 @@ size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
         backward_input = fr_round16(p.cin_g * t.k) + fr_conv_channels_per_block(&t) * t.khkw * FR_CONV_NB;
     }
     size_t pb = fr_conv_weight_positions(&p);
-    size_t backward_weight = p.k * pb + fr_gemm_scratch_floats(p.cout_g, p.k, pb);
+    size_t backward_weight = fr_round16(p.k * p.cout_g) + p.k * pb + fr_round16(p.cout_g) * pb;
+    if (p.direct && p.cin_g < p.cout_g) backward_weight = fr_gemm_scratch_floats(p.cout_g, p.k, pb);
     return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
 }

@@ -252,6 +252,13 @@ static FR_DENSE_AVX512 void fr_pack_b_cols_avx512(const float *b, size_t ldb, si
 
 #endif  // FR_DENSE_HAVE_AVX512
 
+static void fr_pack_b(int trans_b, const float *b, size_t ldb, size_t p0, size_t j0, size_t kc, size_t nc,
+                      float *bp, int avx512);
+
+void fr_dense_pack_b(int trans_b, const float *b, size_t ldb, size_t kc, size_t nc, float *bp) {
+    fr_pack_b(trans_b, b, ldb, 0, 0, kc, nc, bp, fr_dense_use_avx512());
+}
+
 void fr_dense_block(size_t m, size_t cols, size_t kc, const float *a, size_t lda, int a_trans, const float *b,
                     size_t bks, size_t bps, float *c, size_t ldc, int init, const float *row_bias) {
     if (m == 0 || cols == 0) return;
