@@ -3,17 +3,28 @@
 //
 // Per sample and group, with K = (cin/groups)·kh·kw and k = (ci·kh + ky)·kw + kx:
 //   forward          Y[co, pos] = bias[co] + Σ_k W[co, k] · X̂[k, pos]
-//   backward input   Ĝ[k, pos]  = Σ_co W[co, k] · GY[co, pos], scattered into gx
+//   backward input   GX = convᵀ(GY)
 //   backward weight  GW[co, k] += Σ_pos GY[co, pos] · X̂[k, pos]
 // where X̂ is the im2col of the sample: X̂[k, oy·ow + ox] = x[ci, oy·sh - pt +
 // ky·dh, ox·sw - pl + kx·dw], zero outside the image. X̂ is never built
-// whole: the forward pass gathers it one block of 64 output positions (and
-// at most FR_CONV_KC rows of k, whole input channels) at a time straight
-// into the engine's k-major panels of 16 positions, so the rows of the tile
-// are output channels (weights broadcast in place, row-major) and the
-// output lands in NCHW directly. 1×1, stride-1, unpadded convolutions read
-// x in place. The gather uses one masked load per output row a panel
-// touches when the horizontal stride is 1, and a masked gather otherwise.
+// whole.
+//
+// Forward: X̂ is gathered one block of 64 output positions (and at most
+// ~512 rows of k, whole input channels) at a time, straight into the
+// engine's k-major panels of 16 positions; the tile's rows are output
+// channels (weights broadcast in place, row-major), so the output lands in
+// NCHW directly. With horizontal stride 1 a panel row is one masked load
+// per output row it touches; otherwise a masked gather. 1×1, stride-1,
+// unpadded convolutions read x in place.
+//
+// Backward input: at stride 1 the input gradient is itself a stride-1
+// convolution of GY by the flipped, transposed kernel and runs as the
+// forward pass does (accumulating into gx). Other strides compute
+// Ĝ = Wᵀ·GY one block of 64 positions at a time and scatter-add it (col2im).
+//
+// Backward weight: the tile's rows are k (X̂ gathered as above, read as A)
+// and its panels output channels (GY's block transposed: cg × positions
+// floats, far fewer than X̂'s), accumulating GWᵀ in scratch over the batch.
 #include "ckernels.h"
 #include "dense_engine.h"
 
