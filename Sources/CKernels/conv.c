@@ -438,8 +438,8 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
         return;
     }
     float *gwt = scratch, *col = gwt + fr_round16(p.k * p.cout_g), *gyp = col + p.k * pb;
+    if (n == 0) return;
     for (size_t gi = 0; gi < g->groups; gi++) {
-        memset(gwt, 0, p.k * p.cout_g * sizeof(float));
         for (size_t s = 0; s < n; s++) {
             const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
             const float *gys = gy + (s * g->cout + gi * p.cout_g) * p.ohw;
@@ -454,7 +454,7 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
                 }
                 fr_dense_pack_b(1, gys + j0, p.ohw, nb, p.cout_g, gyp);
                 fr_dense_block(p.k, p.cout_g, nb, a, lda, 0, gyp, FR_DENSE_PANEL, nb * FR_DENSE_PANEL, gwt, p.cout_g,
-                               FR_INIT_LOAD, NULL);
+                               s == 0 && j0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
             }
         }
         float *gwg = gw + gi * p.cout_g * p.k;
