@@ -155,6 +155,22 @@ static inline __mmask16 fr_lanes(size_t lo, size_t hi) {
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
+// Rows of one (ky, kx) for cb channels: lane l of run u reads
+// base[u] + ci·hw4 + 4l under mask mk[u]; U is a constant at each call, so
+// the masks and bases stay in registers.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 void
+fr_gather_runs(const int U, size_t cb, const uintptr_t *base, const __mmask16 *mk, uintptr_t hw4, float *row,
+               size_t rstride) {
+    uintptr_t b[4];
+    __mmask16 m[4];
+    for (int u = 0; u < U; u++) b[u] = base[u], m[u] = mk[u];
+    for (size_t ci = 0; ci < cb; ci++) {
+        __m512 v = U > 0 ? _mm512_maskz_loadu_ps(m[0], (const float *)(b[0] + ci * hw4)) : _mm512_setzero_ps();
+        for (int u = 1; u < U; u++) v = _mm512_mask_loadu_ps(v, m[u], (const float *)(b[u] + ci * hw4));
+        _mm512_storeu_ps(row + ci * rstride, v);
+    }
+}
+
 static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float *xs, size_t p0, size_t np,
                                              size_t c0, size_t cb, float *dst, size_t kstride, size_t pstride) {
     fr_conv_run runs[FR_DENSE_PANEL];
@@ -183,27 +199,15 @@ static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float 
                     const size_t rstride = p->khkw * kstride;
                     // Masked-off lanes are not accessed (no fault), so a base
                     // may point before the plane: addresses as integers.
-                    const uintptr_t plane0 = (uintptr_t)xc0, hw4 = (uintptr_t)(p->hw * 4);
-                    if (used == 1) {
-                        const uintptr_t b0 = plane0 + (uintptr_t)(off[0] * 4);
-                        const __mmask16 m0 = mk[0];
-                        for (size_t ci = 0; ci < cb; ci++)
-                            _mm512_storeu_ps(row + ci * rstride, _mm512_maskz_loadu_ps(m0, (const float *)(b0 + ci * hw4)));
-                    } else if (used == 2) {
-                        const uintptr_t b0 = plane0 + (uintptr_t)(off[0] * 4), b1 = plane0 + (uintptr_t)(off[1] * 4);
-                        const __mmask16 m0 = mk[0], m1 = mk[1];
-                        for (size_t ci = 0; ci < cb; ci++) {
-                            __m512 v = _mm512_maskz_loadu_ps(m0, (const float *)(b0 + ci * hw4));
-                            v = _mm512_mask_loadu_ps(v, m1, (const float *)(b1 + ci * hw4));
-                            _mm512_storeu_ps(row + ci * rstride, v);
-                        }
-                    } else {
-                        for (size_t ci = 0; ci < cb; ci++) {
-                            __m512 v = _mm512_setzero_ps();
-                            for (size_t u = 0; u < used; u++)
-                                v = _mm512_mask_loadu_ps(v, mk[u], (const float *)(plane0 + ci * hw4 + (uintptr_t)(off[u] * 4)));
-                            _mm512_storeu_ps(row + ci * rstride, v);
-                        }
+                    uintptr_t base[4];
+                    for (size_t u = 0; u < used; u++) base[u] = (uintptr_t)xc0 + (uintptr_t)(off[u] * 4);
+                    const uintptr_t hw4 = (uintptr_t)(p->hw * 4);
+                    switch (used) {
+                    case 0: fr_gather_runs(0, cb, base, mk, hw4, row, rstride); break;
+                    case 1: fr_gather_runs(1, cb, base, mk, hw4, row, rstride); break;
+                    case 2: fr_gather_runs(2, cb, base, mk, hw4, row, rstride); break;
+                    case 3: fr_gather_runs(3, cb, base, mk, hw4, row, rstride); break;
+                    default: fr_gather_runs(4, cb, base, mk, hw4, row, rstride); break;
                     }
                 }
         } else {
