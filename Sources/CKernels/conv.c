@@ -75,7 +75,7 @@ static fr_conv_plan fr_conv_plan_of(const fr_conv2d_geometry *g) {
 
 // Input channels per forward block: whole channels, about FR_CONV_KC rows.
 static size_t fr_conv_channels_per_block(const fr_conv_plan *p) {
-    return fr_min(p->cin_g, fr_max(1, FR_CONV_KC / p->khkw));
+    return fr_min(p->cin_g, fr_max(1, FR_CONV_KC / fr_max(1, p->khkw)));
 }
 
 // Positions per backward-weight block: a multiple of 16 with K × positions

@@ -172,7 +172,7 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
-/// channels: per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
+/// channels (c divisible by groups): per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
 /// variance, two passes, sums in double), written to stats[(s*groups + g)*2]
 /// = μ, [.. + 1] = rstd when stats is not NULL; then
 /// v = (x - μ)·rstd·gamma[ch] + beta[ch] (gamma/beta [c] or NULL for 1/0),
