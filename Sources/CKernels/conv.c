@@ -348,6 +348,20 @@ void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float 
         }
 }
 
+// wt[ci, co, j] = wg[co, ci, kk-1-j] for the cin_g × cout_g kernels of a
+// group (kk = kh·kw): flipping ky and kx reverses ky·kw + kx. wt is written
+// in order; the reads are scattered. (A vectorised reversal measured no
+// faster: the copy is bound by the scattered reads.)
+static void fr_flip_kernels(const fr_conv_plan *p, const float *wg, float *wt) {
+    const size_t kk = p->khkw;
+    for (size_t ci = 0; ci < p->cin_g; ci++)
+        for (size_t co = 0; co < p->cout_g; co++) {
+            const float *src = wg + (co * p->cin_g + ci) * kk;
+            float *dst = wt + (ci * p->cout_g + co) * kk;
+            for (size_t j = 0; j < kk; j++) dst[j] = src[kk - 1 - j];
+        }
+}
+
 // With stride 1 the input gradient is itself a stride-1 convolution: of gy
 // (cout_g channels, oh × ow) by the flipped, transposed kernel
 // W'[ci, co, ky, kx] = w[co, ci, kh-1-ky, kw-1-kx], padded by
@@ -379,16 +393,8 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
     if (fr_conv_input_grad_as_conv(g, &p)) {
         const fr_conv_plan t = fr_conv_plan_transposed(g);
         float *wt = scratch, *rest = scratch + fr_round16(p.cin_g * t.k);
-        const size_t kk = p.khkw;
         for (size_t gi = 0; gi < g->groups; gi++) {
-            // Flipping ky and kx reverses (ky·kw + kx) within each kh × kw kernel.
-            const float *wg = w + gi * p.cout_g * p.k;
-            for (size_t co = 0; co < p.cout_g; co++)
-                for (size_t ci = 0; ci < p.cin_g; ci++) {
-                    const float *src = wg + (co * p.cin_g + ci) * kk;
-                    float *dst = wt + ci * t.k + co * kk;
-                    for (size_t j = 0; j < kk; j++) dst[j] = src[kk - 1 - j];
-                }
+            fr_flip_kernels(&p, w + gi * p.cout_g * p.k, wt);
             for (size_t s = 0; s < n; s++)
                 fr_conv_forward_group(&t, gy + (s * g->cout + gi * p.cout_g) * p.ohw, wt, NULL,
                                       gx + (s * g->cin + gi * p.cin_g) * p.hw, 1, rest, avx512);
@@ -467,9 +473,7 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
                                s == 0 && j0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
             }
         }
-        float *gwg = gw + gi * p.cout_g * p.k;
-        for (size_t co = 0; co < p.cout_g; co++)
-            for (size_t k = 0; k < p.k; k++) gwg[co * p.k + k] += gwt[k * p.cout_g + co];
+        fr_dense_add_transposed(p.k, p.cout_g, gwt, p.cout_g, gw + gi * p.cout_g * p.k, p.k);
     }
 }
 
