@@ -253,6 +253,34 @@ static void bench_gemm(const char *name, int ta, int tb, size_t m, size_t n, siz
     free(g.a); free(g.b); free(g.c); free(g.scratch);
 }
 
+// --- Softmax and GroupNorm (memory-bound: reported in time and GB/s of
+// input + output).
+typedef struct {
+    size_t n, c, spatial, groups;
+    float *x, *y, *pre, *stats, *gamma, *beta;
+} norm_ctx;
+
+static void softmax_ours(void *p) {
+    norm_ctx *c = p;
+    fr_softmax_rows(c->x, c->y, c->n, c->spatial);
+}
+
+static void group_norm_ours(void *p) {
+    norm_ctx *c = p;
+    fr_group_norm_forward(c->x, c->gamma, c->beta, c->y, c->stats, c->pre, c->n, c->c, c->spatial, c->groups, 1e-5f, 1);
+}
+
+static void bench_norm(void) {
+    norm_ctx s = {784, 1, 784, 1, fbuf(784 * 784), fbuf(784 * 784), NULL, NULL, NULL, NULL};
+    double t = best_time(softmax_ours, &s);
+    printf("softmax rows 784 x 784 (attention): %.1f us, %.1f GB/s\n", t * 1e6, 2.0 * 4 * 784 * 784 / t * 1e-9);
+    norm_ctx g = {8, 64, 784, 32, fbuf(8 * 64 * 784), fbuf(8 * 64 * 784), fbuf(8 * 64 * 784), fbuf(8 * 32 * 2),
+                  fbuf(64), fbuf(64)};
+    t = best_time(group_norm_ours, &g);
+    printf("GroupNorm+SiLU n=8 c=64 28x28 groups=32 (with pre-activation): %.1f us, %.1f GB/s\n", t * 1e6,
+           3.0 * 4 * 8 * 64 * 784 / t * 1e-9);
+}
+
 int main(void) {
     openblas_set_num_threads(1);
     const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
@@ -269,6 +297,7 @@ int main(void) {
     bench_gemm("gemm m=256 n=256 k=1024", 0, 0, 256, 256, 1024);
     bench_gemm("gemm m=1024 n=256 k=256", 0, 0, 1024, 256, 256);
     bench_gemm("gemm m=1024 n=256 k=256 trans_a (g^T.x)", 1, 0, 1024, 256, 256);
+    bench_norm();
     double peak_after = measure_peak(), peak = peak_before > peak_after ? peak_before : peak_after;
     printf("AVX-512 FMA peak (one core, best of before and after): %.1f GFLOP/s (%.1f, %.1f)\n\n", peak,
            peak_before, peak_after);

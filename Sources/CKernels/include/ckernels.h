@@ -166,9 +166,11 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
 void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw,
                                size_t n, float *scratch);
 
-/// y[r, :] = softmax(x[r, :]) = exp(x - max) / Σ exp(x - max) for r < rows,
-/// exp from fr_unary_forward(FR_EXP) (< 4 ulp). A row of -inf gives NaN
-/// (0/0), as PyTorch does. x and y may alias exactly.
+/// y[r, :] = softmax(x[r, :]) = exp(x - max) · (1 / Σ exp(x - max)) for
+/// r < rows; exp is kernels.c's polynomial (< 2 ulp; the AVX-512F path
+/// keeps denormal results that fr_unary_forward flushes to 0 below -87.3).
+/// Entries of -inf give 0; a row of -inf gives NaN, as PyTorch does.
+/// x and y may alias exactly.
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
