@@ -8,7 +8,8 @@
 //   /tmp/bench_conv                                              # OPENBLAS_CORETYPE as set
 //   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /tmp/bench_conv  # OpenBLAS's own choice
 //
-// Each figure is the best of 15 rounds of ≥ 20 ms (the machine is shared).
+// Each figure is the best of 60 rounds of ≥ 3 ms: on a shared machine short
+// rounds are likelier to find the core to themselves.
 // GFLOP/s counts 2 flops per multiply-add of the direct formula (padding
 // included in neither). OpenBLAS runs on one thread. Columns: ours, share
 // of the measured peak, OpenBLAS whole (forward: im2col + sgemm per sample;
@@ -52,9 +53,9 @@ static double best_time(bench_fn fn, void *ctx) {
     double t0 = now();
     fn(ctx);
     double once = now() - t0;
-    if (once < 0.02) iters = (size_t)(0.02 / (once > 1e-7 ? once : 1e-7)) + 1;
+    if (once < 0.003) iters = (size_t)(0.003 / (once > 1e-7 ? once : 1e-7)) + 1;
     double best = 1e30;
-    for (int round = 0; round < 15; round++) {
+    for (int round = 0; round < 60; round++) {
         t0 = now();
         for (size_t i = 0; i < iters; i++) fn(ctx);
         double t = (now() - t0) / (double)iters;
@@ -126,6 +127,11 @@ static void im2col(const fr_conv2d_geometry *g, const float *x, float *col) {
                     for (long ox = hi; ox < (long)g->ow; ox++) dst[ox] = 0.0f;
                 }
             }
+}
+
+static void im2col_one(void *p) {
+    conv_ctx *c = p;
+    im2col(&c->g, c->x, c->col);
 }
 
 // OpenBLAS forward: im2col (counted) + sgemm, per sample.
@@ -236,11 +242,7 @@ static void bench_conv(const char *name, size_t n, size_t cin, size_t hw, size_t
     gemm_ctx gw = {0, 1, cout, K, ohw, c.gy, c.col, c.gw, NULL};
     bg = best_time(gemm_blas, &gw) * (double)n;
     double whole = bg;
-    if (!(c.g.kh == 1 && c.g.kw == 1)) {
-        double t0 = now();
-        for (int r = 0; r < 20; r++) im2col(&c.g, c.x, c.col);
-        whole += (now() - t0) / 20.0 * (double)n;
-    }
+    if (!(c.g.kh == 1 && c.g.kw == 1)) whole += best_time(im2col_one, &c) * (double)n;
     report(label, flops, ours, whole, bg);
     free(c.x); free(c.w); free(c.bias); free(c.y); free(c.gy); free(c.gx); free(c.gw); free(c.scratch); free(c.col);
 }
