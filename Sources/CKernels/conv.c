@@ -3,17 +3,28 @@
 //
 // Per sample and group, with K = (cin/groups)·kh·kw and k = (ci·kh + ky)·kw + kx:
 //   forward          Y[co, pos] = bias[co] + Σ_k W[co, k] · X̂[k, pos]
-//   backward input   Ĝ[k, pos]  = Σ_co W[co, k] · GY[co, pos], scattered into gx
+//   backward input   GX = convᵀ(GY)
 //   backward weight  GW[co, k] += Σ_pos GY[co, pos] · X̂[k, pos]
 // where X̂ is the im2col of the sample: X̂[k, oy·ow + ox] = x[ci, oy·sh - pt +
 // ky·dh, ox·sw - pl + kx·dw], zero outside the image. X̂ is never built
-// whole: the forward pass gathers it one block of 64 output positions (and
-// at most FR_CONV_KC rows of k, whole input channels) at a time straight
-// into the engine's k-major panels of 16 positions, so the rows of the tile
-// are output channels (weights broadcast in place, row-major) and the
-// output lands in NCHW directly. 1×1, stride-1, unpadded convolutions read
-// x in place. The gather uses one masked load per output row a panel
-// touches when the horizontal stride is 1, and a masked gather otherwise.
+// whole.
+//
+// Forward: X̂ is gathered one block of 64 output positions (and at most
+// ~512 rows of k, whole input channels) at a time, straight into the
+// engine's k-major panels of 16 positions; the tile's rows are output
+// channels (weights broadcast in place, row-major), so the output lands in
+// NCHW directly. With horizontal stride 1 a panel row is one masked load
+// per output row it touches; otherwise a masked gather. 1×1, stride-1,
+// unpadded convolutions read x in place.
+//
+// Backward input: at stride 1 the input gradient is itself a stride-1
+// convolution of GY by the flipped, transposed kernel and runs as the
+// forward pass does (accumulating into gx). Other strides compute
+// Ĝ = Wᵀ·GY one block of 64 positions at a time and scatter-add it (col2im).
+//
+// Backward weight: the tile's rows are k (X̂ gathered as above, read as A)
+// and its panels output channels (GY's block transposed: cg × positions
+// floats, far fewer than X̂'s), accumulating GWᵀ in scratch over the batch.
 #include "ckernels.h"
 #include "dense_engine.h"
 
@@ -24,13 +35,24 @@
 #include <immintrin.h>
 #endif
 
-#define FR_CONV_NB 64      // output positions per forward / backward-input block
-#define FR_CONV_KC 512     // rows of k per forward block (rounded to whole channels)
-#define FR_CONV_COLS 65536 // floats of im2col per backward-weight block (K × positions)
-#define FR_CONV_PB 256     // at most this many positions per backward-weight block
+// Block sizes (NB and KC may be overridden with -D for tuning; 32..256 and
+// 256..512 measured within noise of each other on the U-Net shapes):
+// output positions per forward / backward-input block,
+#ifndef FR_CONV_NB
+#define FR_CONV_NB 64
+#endif
+// rows of k per forward block (rounded to whole input channels),
+#ifndef FR_CONV_KC
+#define FR_CONV_KC 512
+#endif
+// floats of im2col per backward-weight block (K × positions), and at most
+// this many positions per backward-weight block.
+#define FR_CONV_COLS 65536
+#define FR_CONV_PB 256
 
 static inline size_t fr_min(size_t a, size_t b) { return a < b ? a : b; }
 static inline size_t fr_max(size_t a, size_t b) { return a > b ? a : b; }
+static inline size_t fr_round16(size_t x) { return (x + 15) / 16 * 16; }
 
 // Geometry of one sample-group, derived once per call.
 typedef struct {
@@ -59,7 +81,7 @@ static fr_conv_plan fr_conv_plan_of(const fr_conv2d_geometry *g) {
 
 // Input channels per forward block: whole channels, about FR_CONV_KC rows.
 static size_t fr_conv_channels_per_block(const fr_conv_plan *p) {
-    return fr_min(p->cin_g, fr_max(1, FR_CONV_KC / p->khkw));
+    return fr_min(p->cin_g, fr_max(1, FR_CONV_KC / fr_max(1, p->khkw)));
 }
 
 // Positions per backward-weight block: a multiple of 16 with K × positions
@@ -67,15 +89,6 @@ static size_t fr_conv_channels_per_block(const fr_conv_plan *p) {
 static size_t fr_conv_weight_positions(const fr_conv_plan *p) {
     size_t pb = FR_CONV_COLS / fr_max(1, p->k) / 16 * 16;
     return fr_min(FR_CONV_PB, fr_max(16, pb));
-}
-
-size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
-    fr_conv_plan p = fr_conv_plan_of(g);
-    size_t forward = fr_conv_channels_per_block(&p) * p.khkw * FR_CONV_NB;
-    size_t backward_input = p.k * FR_CONV_NB;
-    size_t pb = fr_conv_weight_positions(&p);
-    size_t backward_weight = p.k * pb + fr_gemm_scratch_floats(p.cout_g, p.k, pb);
-    return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
 }
 
 // One output row's run of positions inside a block: positions [l, l + len)
@@ -148,6 +161,22 @@ static inline __mmask16 fr_lanes(size_t lo, size_t hi) {
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
+// Rows of one (ky, kx) for cb channels: lane l of run u reads
+// base[u] + ci·hw4 + 4l under mask mk[u]; U is a constant at each call, so
+// the masks and bases stay in registers.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 void
+fr_gather_runs(const int U, size_t cb, const uintptr_t *base, const __mmask16 *mk, uintptr_t hw4, float *row,
+               size_t rstride) {
+    uintptr_t b[4];
+    __mmask16 m[4];
+    for (int u = 0; u < U; u++) b[u] = base[u], m[u] = mk[u];
+    for (size_t ci = 0; ci < cb; ci++) {
+        __m512 v = U > 0 ? _mm512_maskz_loadu_ps(m[0], (const float *)(b[0] + ci * hw4)) : _mm512_setzero_ps();
+        for (int u = 1; u < U; u++) v = _mm512_mask_loadu_ps(v, m[u], (const float *)(b[u] + ci * hw4));
+        _mm512_storeu_ps(row + ci * rstride, v);
+    }
+}
+
 static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float *xs, size_t p0, size_t np,
                                              size_t c0, size_t cb, float *dst, size_t kstride, size_t pstride) {
     fr_conv_run runs[FR_DENSE_PANEL];
@@ -173,14 +202,18 @@ static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float 
                         used++;
                     }
                     float *row = dq + (size_t)(ky * p->kw + kx) * kstride;
-                    for (size_t ci = 0; ci < cb; ci++) {
-                        // Masked-off lanes are not accessed (no fault), so the
-                        // base may point before the plane.
-                        uintptr_t plane = (uintptr_t)(xc0 + ci * p->hw);
-                        __m512 v = _mm512_setzero_ps();
-                        for (size_t u = 0; u < used; u++)
-                            v = _mm512_mask_loadu_ps(v, mk[u], (const float *)(plane + (uintptr_t)(off[u] * 4)));
-                        _mm512_storeu_ps(row + ci * p->khkw * kstride, v);
+                    const size_t rstride = p->khkw * kstride;
+                    // Masked-off lanes are not accessed (no fault), so a base
+                    // may point before the plane: addresses as integers.
+                    uintptr_t base[4];
+                    for (size_t u = 0; u < used; u++) base[u] = (uintptr_t)xc0 + (uintptr_t)(off[u] * 4);
+                    const uintptr_t hw4 = (uintptr_t)(p->hw * 4);
+                    switch (used) {
+                    case 0: fr_gather_runs(0, cb, base, mk, hw4, row, rstride); break;
+                    case 1: fr_gather_runs(1, cb, base, mk, hw4, row, rstride); break;
+                    case 2: fr_gather_runs(2, cb, base, mk, hw4, row, rstride); break;
+                    case 3: fr_gather_runs(3, cb, base, mk, hw4, row, rstride); break;
+                    default: fr_gather_runs(4, cb, base, mk, hw4, row, rstride); break;
                     }
                 }
         } else {
@@ -272,40 +305,84 @@ static void fr_col2im_portable(const fr_conv_plan *p, const float *dcol, size_t 
 
 // ---------------------------------------------------------------------------
 
+// One sample-group of the forward pass under plan p: Y [cout_g, ohw] =
+// init + W·X̂, W [cout_g, K] row-major, init = bias (bg, or 0) or, when
+// `accumulate`, Y's current value.
+static void fr_conv_forward_group(const fr_conv_plan *p, const float *xs, const float *wg, const float *bg,
+                                  float *ys, int accumulate, float *scratch, int avx512) {
+    const size_t cb = fr_conv_channels_per_block(p);
+    for (size_t j0 = 0; j0 < p->ohw; j0 += FR_CONV_NB) {
+        size_t nb = fr_min(FR_CONV_NB, p->ohw - j0);
+        for (size_t c0 = 0; c0 < p->cin_g; c0 += cb) {
+            size_t cn = fr_min(cb, p->cin_g - c0), kc = cn * p->khkw;
+            int init = c0 > 0 || accumulate ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
+            const float *wb = wg + c0 * p->khkw;
+            if (p->direct) {
+                fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, xs + c0 * p->hw + j0, p->hw, FR_DENSE_PANEL, ys + j0,
+                               p->ohw, init, bg);
+            } else {
+                fr_gather(p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
+                fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, ys + j0,
+                               p->ohw, init, bg);
+            }
+        }
+    }
+}
+
 void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias, float *y,
                        size_t n, float *scratch) {
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0) return;
     const int avx512 = fr_dense_use_avx512();
-    const size_t cb = fr_conv_channels_per_block(&p);
     for (size_t s = 0; s < n; s++)
         for (size_t gi = 0; gi < g->groups; gi++) {
             const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
             float *ys = y + (s * g->cout + gi * p.cout_g) * p.ohw;
-            const float *wg = w + gi * p.cout_g * p.k;
             const float *bg = bias ? bias + gi * p.cout_g : NULL;
             if (p.k == 0) {  // no input channels: the bias alone
                 for (size_t co = 0; co < p.cout_g; co++)
                     for (size_t j = 0; j < p.ohw; j++) ys[co * p.ohw + j] = bg ? bg[co] : 0.0f;
                 continue;
             }
-            for (size_t j0 = 0; j0 < p.ohw; j0 += FR_CONV_NB) {
-                size_t nb = fr_min(FR_CONV_NB, p.ohw - j0);
-                for (size_t c0 = 0; c0 < p.cin_g; c0 += cb) {
-                    size_t cn = fr_min(cb, p.cin_g - c0), kc = cn * p.khkw;
-                    int init = c0 > 0 ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
-                    const float *wb = wg + c0 * p.khkw;
-                    if (p.direct) {
-                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, xs + c0 * p.hw + j0, p.hw, FR_DENSE_PANEL,
-                                       ys + j0, p.ohw, init, bg);
-                    } else {
-                        fr_gather(&p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
-                        fr_dense_block(p.cout_g, nb, kc, wb, p.k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL,
-                                       ys + j0, p.ohw, init, bg);
-                    }
-                }
-            }
+            fr_conv_forward_group(&p, xs, w + gi * p.cout_g * p.k, bg, ys, 0, scratch, avx512);
         }
+}
+
+// wt[ci, co, j] = wg[co, ci, kk-1-j] for the cin_g × cout_g kernels of a
+// group (kk = kh·kw): flipping ky and kx reverses ky·kw + kx. wt is written
+// in order; the reads are scattered. (A vectorised reversal measured no
+// faster: the copy is bound by the scattered reads.)
+static void fr_flip_kernels(const fr_conv_plan *p, const float *wg, float *wt) {
+    const size_t kk = p->khkw;
+    for (size_t ci = 0; ci < p->cin_g; ci++)
+        for (size_t co = 0; co < p->cout_g; co++) {
+            const float *src = wg + (co * p->cin_g + ci) * kk;
+            float *dst = wt + (ci * p->cout_g + co) * kk;
+            for (size_t j = 0; j < kk; j++) dst[j] = src[kk - 1 - j];
+        }
+}
+
+// With stride 1 the input gradient is itself a stride-1 convolution: of gy
+// (cout_g channels, oh × ow) by the flipped, transposed kernel
+// W'[ci, co, ky, kx] = w[co, ci, kh-1-ky, kw-1-kx], padded by
+// dil·(k - 1) - pad (negative pads crop), giving h × w.
+static fr_conv_plan fr_conv_plan_transposed(const fr_conv2d_geometry *g) {
+    fr_conv_plan p = fr_conv_plan_of(g), t = p;
+    t.cin_g = p.cout_g;
+    t.cout_g = p.cin_g;
+    t.k = p.cout_g * p.khkw;
+    t.hw = p.ohw;
+    t.ohw = p.hw;
+    t.h = (ptrdiff_t)g->oh; t.w = (ptrdiff_t)g->ow; t.ow = p.w;
+    t.sh = t.sw = 1;
+    t.pt = p.dh * (ptrdiff_t)(g->kh - 1) - p.pt;
+    t.pl = p.dw * (ptrdiff_t)(g->kw - 1) - p.pl;
+    t.direct = 0;
+    return t;
+}
+
+static int fr_conv_input_grad_as_conv(const fr_conv2d_geometry *g, const fr_conv_plan *p) {
+    return g->stride_h == 1 && g->stride_w == 1 && !p->direct;
 }
 
 void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, const float *w, float *gx, size_t n,
@@ -313,6 +390,17 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
     const int avx512 = fr_dense_use_avx512();
+    if (fr_conv_input_grad_as_conv(g, &p)) {
+        const fr_conv_plan t = fr_conv_plan_transposed(g);
+        float *wt = scratch, *rest = scratch + fr_round16(p.cin_g * t.k);
+        for (size_t gi = 0; gi < g->groups; gi++) {
+            fr_flip_kernels(&p, w + gi * p.cout_g * p.k, wt);
+            for (size_t s = 0; s < n; s++)
+                fr_conv_forward_group(&t, gy + (s * g->cout + gi * p.cout_g) * p.ohw, wt, NULL,
+                                      gx + (s * g->cin + gi * p.cin_g) * p.hw, 1, rest, avx512);
+        }
+        return;
+    }
     const size_t ldd = FR_CONV_NB;
     for (size_t s = 0; s < n; s++)
         for (size_t gi = 0; gi < g->groups; gi++) {
@@ -342,27 +430,63 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
         }
 }
 
+// GWᵀ [K, cout_g] = Σ X̂ · GYᵀ: rows of the tile are k (X̂ gathered as
+// for the forward pass, read in place as A), panels are output channels (a
+// block of GY transposed into panels: cout_g × positions floats, far fewer
+// than X̂'s). GWᵀ accumulates in scratch over the batch and is added to gw
+// once per group.
 void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw, size_t n,
                                float *scratch) {
     const fr_conv_plan p = fr_conv_plan_of(g);
     if (p.ohw == 0 || p.cout_g == 0 || p.k == 0) return;
     const int avx512 = fr_dense_use_avx512();
     const size_t pb = fr_conv_weight_positions(&p);
-    float *col = scratch, *pack = scratch + p.k * pb;
-    for (size_t s = 0; s < n; s++)
-        for (size_t gi = 0; gi < g->groups; gi++) {
+    if (p.direct && p.cin_g < p.cout_g) {
+        // 1×1 with fewer inputs than outputs: transposing x costs less than
+        // transposing gy, so GW = GY · Xᵀ directly (fr_gemm packs Xᵀ).
+        for (size_t s = 0; s < n; s++)
+            for (size_t gi = 0; gi < g->groups; gi++)
+                for (size_t j0 = 0; j0 < p.ohw; j0 += pb)
+                    fr_gemm(0, 1, p.cout_g, p.k, fr_min(pb, p.ohw - j0),
+                            gy + (s * g->cout + gi * p.cout_g) * p.ohw + j0, p.ohw,
+                            x + (s * g->cin + gi * p.cin_g) * p.hw + j0, p.hw, 1.0f, gw + gi * p.cout_g * p.k, p.k,
+                            scratch);
+        return;
+    }
+    float *gwt = scratch, *col = gwt + fr_round16(p.k * p.cout_g), *gyp = col + p.k * pb;
+    if (n == 0) return;
+    for (size_t gi = 0; gi < g->groups; gi++) {
+        for (size_t s = 0; s < n; s++) {
             const float *xs = x + (s * g->cin + gi * p.cin_g) * p.hw;
             const float *gys = gy + (s * g->cout + gi * p.cout_g) * p.ohw;
-            float *gwg = gw + gi * p.cout_g * p.k;
             for (size_t j0 = 0; j0 < p.ohw; j0 += pb) {
                 size_t nb = fr_min(pb, p.ohw - j0);
-                // GW [cout_g, K] += GY[:, block] · X̂[:, block]ᵀ: X̂ is op(B) transposed.
-                if (p.direct) {
-                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, xs + j0, p.hw, 1.0f, gwg, p.k, pack);
-                } else {
+                const float *a = xs + j0;
+                size_t lda = p.hw;
+                if (!p.direct) {
                     fr_gather(&p, xs, j0, nb, 0, p.cin_g, col, pb, FR_DENSE_PANEL, avx512);
-                    fr_gemm(0, 1, p.cout_g, p.k, nb, gys + j0, p.ohw, col, pb, 1.0f, gwg, p.k, pack);
+                    a = col;
+                    lda = pb;
                 }
+                fr_dense_pack_b(1, gys + j0, p.ohw, nb, p.cout_g, gyp);
+                fr_dense_block(p.k, p.cout_g, nb, a, lda, 0, gyp, FR_DENSE_PANEL, nb * FR_DENSE_PANEL, gwt, p.cout_g,
+                               s == 0 && j0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
             }
         }
+        fr_dense_add_transposed(p.k, p.cout_g, gwt, p.cout_g, gw + gi * p.cout_g * p.k, p.k);
+    }
+}
+
+size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g) {
+    fr_conv_plan p = fr_conv_plan_of(g);
+    size_t forward = fr_conv_channels_per_block(&p) * p.khkw * FR_CONV_NB;
+    size_t backward_input = p.k * FR_CONV_NB;
+    if (fr_conv_input_grad_as_conv(g, &p)) {
+        fr_conv_plan t = fr_conv_plan_transposed(g);
+        backward_input = fr_round16(p.cin_g * t.k) + fr_conv_channels_per_block(&t) * t.khkw * FR_CONV_NB;
+    }
+    size_t pb = fr_conv_weight_positions(&p);
+    size_t backward_weight = fr_round16(p.k * p.cout_g) + p.k * pb + fr_round16(p.cout_g) * pb;
+    if (p.direct && p.cin_g < p.cout_g) backward_weight = fr_gemm_scratch_floats(p.cout_g, p.k, pb);
+    return fr_max(16, fr_max(forward, fr_max(backward_input, backward_weight)));
 }

@@ -35,4 +35,12 @@ void fr_dense_block(size_t m, size_t cols, size_t kc, const float *a, size_t lda
                     const float *b, size_t b_k_stride, size_t b_panel_stride,
                     float *c, size_t ldc, int init, const float *row_bias);
 
+/// dst[j*ldd + i] += src[i*lds + j] for i < rows, j < cols (a transposed add).
+void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
+
+/// Packs op(B) [kc, nc] into bp: bp[(q·kc + p)·16 + l] = op(B)[p, 16q + l],
+/// zero for columns ≥ nc; op(B)[p, j] = trans_b ? b[j*ldb + p] : b[p*ldb + j].
+/// bp holds kc × (nc rounded up to 16) floats.
+void fr_dense_pack_b(int trans_b, const float *b, size_t ldb, size_t kc, size_t nc, float *bp);
+
 #endif

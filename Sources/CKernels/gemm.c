@@ -250,7 +250,48 @@ static FR_DENSE_AVX512 void fr_pack_b_cols_avx512(const float *b, size_t ldb, si
     }
 }
 
+// dst[j·ldd + i] += src[i·lds + j] through 16 × 16 blocks transposed in
+// registers.
+static FR_DENSE_AVX512 void fr_add_transposed_avx512(size_t rows, size_t cols, const float *src, size_t lds,
+                                                     float *dst, size_t ldd) {
+    for (size_t i0 = 0; i0 < rows; i0 += 16) {
+        size_t it = fr_min(16, rows - i0);
+        __mmask16 mi = (__mmask16)(it >= 16 ? 0xffffu : (1u << it) - 1u);
+        for (size_t j0 = 0; j0 < cols; j0 += 16) {
+            size_t jt = fr_min(16, cols - j0);
+            __mmask16 mj = (__mmask16)(jt >= 16 ? 0xffffu : (1u << jt) - 1u);
+            __m512 v[16];
+            for (size_t l = 0; l < 16; l++)
+                v[l] = l < it ? _mm512_maskz_loadu_ps(mj, src + (i0 + l) * lds + j0) : _mm512_setzero_ps();
+            fr_transpose16(v);
+            for (size_t t = 0; t < jt; t++) {
+                float *d = dst + (j0 + t) * ldd + i0;
+                _mm512_mask_storeu_ps(d, mi, _mm512_add_ps(_mm512_maskz_loadu_ps(mi, d), v[t]));
+            }
+        }
+    }
+}
+
 #endif  // FR_DENSE_HAVE_AVX512
+
+void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
+#ifdef FR_DENSE_HAVE_AVX512
+    if (fr_dense_use_avx512()) {
+        fr_add_transposed_avx512(rows, cols, src, lds, dst, ldd);
+        return;
+    }
+#endif
+    for (size_t i0 = 0; i0 < rows; i0 += 16)
+        for (size_t j = 0; j < cols; j++)
+            for (size_t i = i0; i < fr_min(rows, i0 + 16); i++) dst[j * ldd + i] += src[i * lds + j];
+}
+
+static void fr_pack_b(int trans_b, const float *b, size_t ldb, size_t p0, size_t j0, size_t kc, size_t nc,
+                      float *bp, int avx512);
+
+void fr_dense_pack_b(int trans_b, const float *b, size_t ldb, size_t kc, size_t nc, float *bp) {
+    fr_pack_b(trans_b, b, ldb, 0, 0, kc, nc, bp, fr_dense_use_avx512());
+}
 
 void fr_dense_block(size_t m, size_t cols, size_t kc, const float *a, size_t lda, int a_trans, const float *b,
                     size_t bks, size_t bps, float *c, size_t ldc, int init, const float *row_bias) {

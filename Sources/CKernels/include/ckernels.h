@@ -98,8 +98,7 @@ double fr_sum_squares(const float *x, size_t n);
  * path that computes the same sums (same order of k) with separate
  * multiply and add, so the two agree within float rounding. Scratch
  * buffers are the caller's: sizes from the *_scratch_floats functions,
- * 64-byte aligned, not shared between concurrent calls, contents
- * undefined on return. No output may alias an input. Thread-safe for
+ * not shared between concurrent calls, contents undefined on return. No output may alias an input. Thread-safe for
  * distinct outputs and scratch buffers.
  * ====================================================================== */
 
@@ -118,9 +117,10 @@ int fr_dense_avx512_active(void);
 /// accumulated into; other beta scale C first. Each C[i, j] is beta·C (or 0)
 /// followed by one multiply-add per p in increasing p, so row i does not
 /// depend on m nor on the other rows. k = 0 gives beta·C.
-/// scratch: fr_gemm_scratch_floats(m, n, k) floats, 64-byte aligned; B is
-/// packed into it block by block (at most 256 k × 256 n, 256 KiB). A is read
-/// in place (broadcast), never packed. C must not overlap A, B or scratch.
+/// scratch: fr_gemm_scratch_floats(m, n, k) floats (64-byte alignment
+/// recommended); B is packed into it block by block (at most 256 k × 256 n:
+/// 256 KiB). A is read in place (broadcast), never packed: a transposed A
+/// is read as 8 contiguous floats per k. C must not overlap A, B or scratch.
 void fr_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k,
              const float *a, size_t lda, const float *b, size_t ldb,
              float beta, float *c, size_t ldc, float *scratch);
@@ -134,10 +134,16 @@ typedef struct {
     size_t cin, h, w, cout, kh, kw, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups, oh, ow;
 } fr_conv2d_geometry;
 
-/// Scratch floats (64-byte aligned) any of the three conv kernels needs for
-/// g: one tile of the implicit im2col, (cin/groups)·kh·kw rows × 64 output
-/// positions for the forward pass, × 256 positions for the backward passes
-/// (plus a 256 × 256 GEMM packing block), whatever the batch size.
+/// Scratch floats any of the three conv kernels needs for g, whatever the
+/// batch size (K = (cin/groups)·kh·kw, cg = cout/groups): the largest of
+///   forward: one im2col tile, min(K, ~512 rounded to whole channels) × 64
+///     output positions;
+///   backward input: stride 1: the flipped kernel (K·cg) plus a forward
+///     tile of the transposed problem; other strides: K × 64;
+///   backward weight: K·cg + K·P + cg·P with P ≤ 256 positions, K·P ≤ 65536
+///     (1×1, stride 1, unpadded, cin < cout: one 256 × 256 GEMM block).
+/// Never O(n), never a whole image's im2col beyond those caps. Alignment to
+/// 64 bytes is recommended (speed), not required.
 size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g);
 
 /// y[n, cout, oh, ow] = bias + conv(x, w), overwritten.
@@ -160,13 +166,15 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
 void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw,
                                size_t n, float *scratch);
 
-/// y[r, :] = softmax(x[r, :]) = exp(x - max) / Σ exp(x - max) for r < rows,
-/// exp from fr_unary_forward(FR_EXP) (< 4 ulp). A row of -inf gives NaN
-/// (0/0), as PyTorch does. x and y may alias exactly.
+/// y[r, :] = softmax(x[r, :]) = exp(x - max) · (1 / Σ exp(x - max)) for
+/// r < rows; exp is kernels.c's polynomial (< 2 ulp; the AVX-512F path
+/// keeps denormal results that fr_unary_forward flushes to 0 below -87.3).
+/// Entries of -inf give 0; a row of -inf gives NaN, as PyTorch does.
+/// x and y may alias exactly.
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
-/// channels: per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
+/// channels (c divisible by groups): per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
 /// variance, two passes, sums in double), written to stats[(s*groups + g)*2]
 /// = μ, [.. + 1] = rstd when stats is not NULL; then
 /// v = (x - μ)·rstd·gamma[ch] + beta[ch] (gamma/beta [c] or NULL for 1/0),
