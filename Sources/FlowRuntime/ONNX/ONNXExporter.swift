@@ -6,9 +6,11 @@ extension Model {
     /// The ai.onnx opset of exported files.
     public static let onnxExportOpset: Int64 = 17
 
-    /// The network as a serialized ONNX model: inputs x `[batch, d]` and t
-    /// (`[batch, 1]`, or `[batch]` when the graph's t is per-sample `[]`),
-    /// output `[batch, d]`, dynamic batch dimension "batch", weights inline,
+    /// The network as a serialized ONNX model: inputs x `[batch] + sampleShape`
+    /// (`[batch, d]` for vectors), t (`[batch, 1]`, or `[batch]` when the
+    /// graph's t is per-sample `[]`) and, for a conditional network, the
+    /// context (`[batch, m]`, or `[batch]` float class labels); output shaped
+    /// like x, dynamic batch dimension "batch", weights inline,
     /// IR 8 / opset 17. `metadata_props` hold `metadata` (keys without the
     /// `flowrt.` prefix get it) plus `flowrt.dimension` and
     /// `flowrt.time_convention`.
@@ -20,11 +22,25 @@ extension Model {
         var props: [String: String] = [:]
         for (k, v) in metadata { props[k.hasPrefix("flowrt.") ? k : "flowrt." + k] = v }
         props["flowrt.dimension"] = "\(dimension)"
+        if graph.sampleShape.count > 1 { props["flowrt.sample_shape"] = graph.sampleShape.map(String.init).joined(separator: ",") }
+        if let c = graph.context {
+            props["flowrt.context_dim"] = "\(graph.contextDimension)"
+            if graph.values[c].shape.isEmpty, let classes = embeddingClasses { props["flowrt.num_classes"] = "\(classes)" }
+        }
         props["flowrt.time_convention"] = "t in [0,1], 0 = base, 1 = data"
         let model = ONNXProtoModel(
             irVersion: Self.onnxExportIRVersion, producer: "flowrt", opsets: ["": Self.onnxExportOpset], graph: g,
             metadata: props.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) })
         return model.serialized()
+    }
+
+    /// Rows of the table an integer (label) context indexes, if any.
+    var embeddingClasses: Int? {
+        guard let c = graph.context else { return nil }
+        for node in graph.nodes where node.operation.as(EmbeddingOp.self) != nil && node.inputs[1] == c {
+            return graph.values[node.inputs[0]].shape[0]
+        }
+        return nil
     }
 
     /// Writes `onnxData()` to `path` through a temporary file and a rename,
@@ -102,13 +118,16 @@ struct ONNXExporter {
             outName = fresh("v")
             node("Identity", [name(graph.output)], outName)
         }
-        let d = Int64(graph.dimension)
+        let sample: [Int64?] = [nil] + graph.sampleShape.map { Int64($0) }
         let tDims: [Int64?] = graph.values[graph.t].shape.isEmpty ? [nil] : [nil, 1]
-        return P.Graph(
-            nodes: nodes, initializers: initializers,
-            inputs: [.init(name: name(graph.x), elementType: 1, dims: [nil, d]),
-                     .init(name: name(graph.t), elementType: 1, dims: tDims)],
-            outputs: [.init(name: outName, elementType: 1, dims: [nil, d])])
+        var inputs: [P.ValueInfo] = [.init(name: name(graph.x), elementType: 1, dims: sample),
+                                     .init(name: name(graph.t), elementType: 1, dims: tDims)]
+        if let c = graph.context {
+            // Class labels travel as floats (exact integers); Embedding casts them.
+            inputs.append(.init(name: name(c), elementType: 1, dims: [nil] + graph.values[c].shape.map { Int64($0) }))
+        }
+        return P.Graph(nodes: nodes, initializers: initializers, inputs: inputs,
+                       outputs: [.init(name: outName, elementType: 1, dims: sample)])
     }
 
     /// The ONNX axis (batch included) of per-sample axis `a` of value `v`.
