@@ -570,26 +570,104 @@ final class ImageOpDerivativeTests: XCTestCase {
 
     // MARK: Index maps
 
-    func testTransposeDerivatives() throws {
-        for perm in [[2, 0, 1], [1, 2, 0], [0, 2, 1]] {
-            try checkDerivatives(try graph([2, 5, 6]) { b, u in
-                try b.apply(FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: b.shape(of: u), node: "op")), [u], name: "op")
-            }, "Transpose \(perm)")
+    /// One index-map op on per-sample `input`: how to build it, its output
+    /// shape, and the input index each output index reads (the reference).
+    struct IndexCase {
+        var label: String
+        var input: [Int]
+        var output: [Int]
+        var make: ([Int]) throws -> FlowRuntime.Operation
+        var source: ([Int]) -> [Int]
+    }
+
+    var transposeCases: [IndexCase] {
+        [[2, 0, 1], [1, 2, 0], [0, 2, 1]].map { perm in
+            IndexCase(label: "Transpose \(perm)", input: [2, 5, 6], output: perm.map { [2, 5, 6][$0] },
+                      make: { FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: $0, node: "op")) },
+                      source: { o in (0..<3).map { axis in o[perm.firstIndex(of: axis)!] } })
         }
     }
 
-    func testSliceDerivatives() throws {
+    var sliceCases: [IndexCase] {
         let cases: [(starts: [Int], steps: [Int], shape: [Int])] = [
             ([1, 4, 0], [1, -2, 2], [1, 3, 3]),
             ([0, 1, 5], [1, 1, -1], [2, 3, 6]),
             ([1, 0, 1], [-1, 2, 3], [2, 3, 2]),
         ]
-        for c in cases {
-            try checkDerivatives(try graph([2, 5, 6]) { b, u in
-                try b.apply(FlowRuntime.Operation(try SliceOp(starts: c.starts, steps: c.steps, shape: c.shape,
-                                                  inputShape: b.shape(of: u), node: "op")), [u], name: "op")
-            }, "Slice starts \(c.starts) steps \(c.steps)")
+        return cases.map { c in
+            IndexCase(label: "Slice starts \(c.starts) steps \(c.steps)", input: [2, 5, 6], output: c.shape,
+                      make: { FlowRuntime.Operation(try SliceOp(starts: c.starts, steps: c.steps, shape: c.shape, inputShape: $0, node: "op")) },
+                      source: { o in (0..<3).map { c.starts[$0] + o[$0] * c.steps[$0] } })
         }
+    }
+
+    var tileCases: [IndexCase] {
+        [[1, 2, 3], [2, 1, 1]].map { r in
+            IndexCase(label: "Tile \(r)", input: [2, 3, 4], output: [2 * r[0], 3 * r[1], 4 * r[2]],
+                      make: { FlowRuntime.Operation(try TileOp(repeats: r, inputShape: $0, node: "op")) },
+                      source: { o in [o[0] % 2, o[1] % 3, o[2] % 4] })
+        }
+    }
+
+    var gatherCases: [IndexCase] {
+        [
+            // Repeated index: the VJP accumulates.
+            IndexCase(label: "Gather axis 1 [[4, 0], [0, 2]]", input: [2, 5, 6], output: [2, 2, 2, 6],
+                      make: { FlowRuntime.Operation(try GatherOp(axis: 1, indices: [4, 0, 0, 2], indexShape: [2, 2], inputShape: $0, node: "op")) },
+                      source: { o in [o[0], [4, 0, 0, 2][o[1] * 2 + o[2]], o[3]] }),
+            IndexCase(label: "Gather axis 2 [5, 1, 3, 1]", input: [2, 5, 6], output: [2, 5, 4],
+                      make: { FlowRuntime.Operation(try GatherOp(axis: 2, indices: [5, 1, 3, 1], indexShape: [4], inputShape: $0, node: "op")) },
+                      source: { o in [o[0], o[1], [5, 1, 3, 1][o[2]]] }),
+            // A scalar index drops the axis.
+            IndexCase(label: "Gather axis 0 scalar 1", input: [2, 5, 6], output: [5, 6],
+                      make: { FlowRuntime.Operation(try GatherOp(axis: 0, indices: [1], indexShape: [], inputShape: $0, node: "op")) },
+                      source: { o in [1, o[0], o[1]] }),
+        ]
+    }
+
+    func indexGraph(_ c: IndexCase, pre: Bool) throws -> Graph {
+        try graph(c.input, pre: pre) { b, u in try b.apply(try c.make(b.shape(of: u)), [u], name: "op") }
+    }
+
+    /// Exact forward check: out[o] = x[source(o)] for every output index.
+    func checkIndexForward(_ c: IndexCase, file: StaticString = #filePath, line: UInt = #line) throws {
+        let batch = 2, d = c.input.elementCount
+        let x = random([batch, d], seed: 30).scalars
+        let out = try nodeOutputs(try indexGraph(c, pre: false), x: x, batch: batch, names: ["op"])["op"]!
+        XCTAssertEqual(out.shape, c.output, "\(c.label): output shape", file: file, line: line)
+        var expected: [Double] = []
+        let n = c.output.elementCount
+        for s in 0..<batch {
+            for flat in 0..<n {
+                var rem = flat, o = [Int](repeating: 0, count: c.output.count)
+                for dim in (0..<c.output.count).reversed() { o[dim] = rem % c.output[dim]; rem /= c.output[dim] }
+                let src = c.source(o)
+                var index = 0
+                for dim in 0..<c.input.count { index = index * c.input[dim] + src[dim] }
+                expected.append(Double(x[s * d + index]))
+            }
+        }
+        assertClose(out.values, expected, tolerance: 0, "\(c.label) forward", file: file, line: line)
+    }
+
+    func testTransposeDerivatives() throws {
+        for c in transposeCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
+    }
+
+    func testSliceDerivatives() throws {
+        for c in sliceCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
+    }
+
+    func testTileDerivatives() throws {
+        for c in tileCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
+    }
+
+    func testGatherDerivatives() throws {
+        for c in gatherCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
+    }
+
+    func testTransposeSliceTileGatherForwardMatchReference() throws {
+        for c in transposeCases + sliceCases + tileCases + gatherCases { try checkIndexForward(c) }
     }
 
     let padCases: [(before: [Int], after: [Int], mode: PadOp.Mode, value: Float)] = [
@@ -692,28 +770,6 @@ final class ImageOpDerivativeTests: XCTestCase {
                 } } }
             }
             assertClose(out.values, expected, tolerance: 0, "Resize \(c.transform) \(c.rounding) \(c.x) → \(c.out) forward")
-        }
-    }
-
-    func testTileDerivatives() throws {
-        for repeats in [[1, 2, 3], [2, 1, 1]] {
-            try checkDerivatives(try graph([2, 3, 4]) { b, u in
-                try b.apply(FlowRuntime.Operation(try TileOp(repeats: repeats, inputShape: b.shape(of: u), node: "op")), [u], name: "op")
-            }, "Tile \(repeats)")
-        }
-    }
-
-    func testGatherDerivatives() throws {
-        let cases: [(axis: Int, indices: [Int], indexShape: [Int])] = [
-            (1, [4, 0, 0, 2], [2, 2]),   // repeated index: the VJP accumulates
-            (2, [5, 1, 3, 1], [4]),
-            (0, [1], []),                // scalar index drops the axis
-        ]
-        for c in cases {
-            try checkDerivatives(try graph([2, 5, 6]) { b, u in
-                try b.apply(FlowRuntime.Operation(try GatherOp(axis: c.axis, indices: c.indices, indexShape: c.indexShape,
-                                                   inputShape: b.shape(of: u), node: "op")), [u], name: "op")
-            }, "Gather axis \(c.axis) indices \(c.indices)")
         }
     }
 
