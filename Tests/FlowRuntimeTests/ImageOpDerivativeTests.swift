@@ -5,24 +5,26 @@ import XCTest
 /// batched MatMul and the index-map ops Transpose, Slice, Pad, Resize, Tile,
 /// Gather, plus Embedding) against independent references:
 ///
-/// 1. JVP (k = 2 tangents) and VJP against central finite differences of the
-///    forward pass. Every test graph is x → u = x ⊙ a + c → op → flatten →
-///    Linear(d), with trainable a, c of x's shape: the gradient of c is the
-///    op's input gradient summed over the batch, so checking every element of
-///    c checks the op's input VJP, and the op's own parameters (weights,
-///    biases, γ, β, tables) are checked too.
-///    Tolerance: derivatives must agree within 2e-3 of the largest
-///    |derivative| of that check (per parameter tensor for the VJP), as in
-///    GraphDerivativeTests, but with steps h = 5e-3 (JVP) and 1e-2 (VJP)
-///    rather than 2e-3. The error is mostly float32 rounding of the outputs,
-///    ≈ 6e-8·|v|·(terms summed) / h, largest where one element's derivative
-///    is small next to the outputs (60-way softmax and GroupNorm, the
-///    576-element GroupNorm and the 1000–1500-output convs): 1.4e-3 at
-///    h = 2.5e-3, falling as 1/h; truncation (≈ h²/6 · |f‴/f′|) shows in
-///    small-group GroupNorm+SiLU's JVP (4.7e-4 at h = 1e-2, 1e-4 at 5e-3).
-///    Measured worst: JVP 2.9e-4, VJP 4.8e-4 (Softmax with logits × 3), so
-///    ≥ 4× margin, while the weakest breakage tried (GroupNorm's VJP without
-///    − mean(h)) is off by 1.9e-2 and most by 0.1–1.
+/// 1. JVP (k = 2 tangents) and VJP against finite differences of the
+///    forward pass, by the fourth-order stencil
+///    f′ ≈ (8 (f(h) − f(−h)) − (f(2h) − f(−2h))) / 12h at h = 2e-2. Every
+///    test graph is x → u = x ⊙ a + c → op → flatten → Linear(d), with
+///    trainable a, c of x's shape: the gradient of c is the op's input
+///    gradient summed over the batch, so checking every element of c checks
+///    the op's input VJP, and the op's own parameters (weights, biases, γ, β,
+///    tables) are checked too.
+///    Tolerance: within 2e-3 of the largest |derivative| of that check (per
+///    parameter tensor for the VJP), as in GraphDerivativeTests. The
+///    finite-difference error is float32 rounding of the outputs,
+///    ≈ 6e-8·|v|·(terms summed) / h, largest where one element's derivative is
+///    small next to the outputs (60-way softmax and GroupNorm, the
+///    576-element GroupNorm, the 1000–1500-output convs): 1.4e-3 with a
+///    central difference at h = 2.5e-3, falling as 1/h; the stencil's
+///    truncation ≈ h⁴/30 · |f⁽⁵⁾/f′| ≈ 1e-7 lets h be large (a central
+///    difference's h²/6 · |f‴/f′| was already 4.7e-4 for GroupNorm+SiLU at
+///    h = 1e-2). Measured worst: JVP 6.9e-5, VJP 3.2e-4, so ≥ 6× margin,
+///    while the weakest breakage tried (GroupNorm's VJP without − mean(h)) is
+///    off by 3.4e-2 and most by 0.1–1.
 /// 2. Forward values against naive Double loops written here from the ONNX /
 ///    PyTorch definitions. Tolerance 2e-5 · max(1, max |reference|): float32
 ///    sums of up to 576 products of O(1) terms round to ≲ 1e-6 relative
@@ -34,11 +36,10 @@ import XCTest
 final class ImageOpDerivativeTests: XCTestCase {
     let tolerance = 2e-3
     let forwardTolerance = 2e-5
-    /// Finite-difference steps: for the JVP (and the divergence test), and
-    /// for the parameter VJP, whose per-element gradients in the larger
-    /// graphs are small next to the rounding of the loss.
-    let h: Float = 5e-3
-    let hVJP: Float = 1e-2
+    /// Finite-difference step of the fourth-order stencil (JVP and VJP) and
+    /// of the central difference in the divergence test.
+    let h: Float = 2e-2
+    let hDivergence: Float = 5e-3
     /// Set FLOWRT_TEST_VERBOSE=1 to print every check's relative error.
     let verbose = ProcessInfo.processInfo.environment["FLOWRT_TEST_VERBOSE"] != nil
 
@@ -145,11 +146,15 @@ final class ImageOpDerivativeTests: XCTestCase {
         var worst = 0.0, scale = 1e-6
         for i in 0..<batch {
             for j in 0..<k {
-                var xp = x, xm = x
-                for c in 0..<d { xp[i * d + c] += h * u[(i * k + j) * d + c]; xm[i * d + c] -= h * u[(i * k + j) * d + c] }
-                let fp = f(xp), fm = f(xm)
+                func shifted(_ m: Float) -> [Double] {
+                    var xs = x
+                    for c in 0..<d { xs[i * d + c] += m * h * u[(i * k + j) * d + c] }
+                    return f(xs).map(Double.init)
+                }
+                let fp = shifted(1), fm = shifted(-1), fp2 = shifted(2), fm2 = shifted(-2)
                 for c in 0..<d {
-                    let fd = (Double(fp[i * d + c]) - Double(fm[i * d + c])) / (2 * Double(h))
+                    let n = i * d + c
+                    let fd = (8 * (fp[n] - fm[n]) - (fp2[n] - fm2[n])) / (12 * Double(h))
                     worst = max(worst, abs(fd - Double(jv[(i * k + j) * d + c]))); scale = max(scale, abs(fd))
                 }
             }
@@ -185,12 +190,12 @@ final class ImageOpDerivativeTests: XCTestCase {
             var pw = 0.0, ps = 1e-6
             for e in stride(from: 0, to: n, by: all ? 1 : max(1, n / (name == "pre.shift" ? 48 : 24))) {
                 let original = probe.withParameter(p) { $0[e] }
-                probe.withParameter(p) { $0[e] = original + hVJP }
-                let lp = loss()
-                probe.withParameter(p) { $0[e] = original - hVJP }
-                let lm = loss()
+                func shifted(_ m: Float) -> Double {
+                    probe.withParameter(p) { $0[e] = original + m * h }
+                    return loss()
+                }
+                let fd = (8 * (shifted(1) - shifted(-1)) - (shifted(2) - shifted(-2))) / (12 * Double(h))
                 probe.withParameter(p) { $0[e] = original }
-                let fd = (lp - lm) / (2 * Double(hVJP))
                 pw = max(pw, abs(fd - Double(analytic[e]))); ps = max(ps, abs(fd))
             }
             results.append((name, pw, ps))
@@ -235,6 +240,8 @@ final class ImageOpDerivativeTests: XCTestCase {
         // 1-D per-sample [C, L]: stride 2 asymmetric pads; dilation 2 with groups.
         ConvCase(x: [3, 10], cout: 4, kernel: [3], strides: [2], padsBegin: [1], padsEnd: [2], dilations: [1], groups: 1),
         ConvCase(x: [4, 9], cout: 2, kernel: [3], strides: [1], padsBegin: [2], padsEnd: [1], dilations: [2], groups: 2),
+        // stride 3 > kernel 2: input rows and columns no tap reads.
+        ConvCase(x: [2, 7, 8], cout: 3, kernel: [2, 2], strides: [3, 3], padsBegin: [0, 1], padsEnd: [1, 0], dilations: [1, 1], groups: 1),
         // Past the kernels' blocking (conv.c): 90 output positions (> 64 per
         // forward block) and 17 output channels (> one 16-wide panel); 576 rows
         // of k (> 512 per forward block); 272 positions (> 256 per
@@ -337,6 +344,14 @@ final class ImageOpDerivativeTests: XCTestCase {
         // groups 2 with dilation.
         ConvTransposeCase(x: [4, 3, 4], cout: 6, kernel: [3, 3], strides: [2, 1], padsBegin: [0, 1], padsEnd: [1, 2],
                           dilations: [1, 2], groups: 2, outputPadding: [1, 0]),
+        // stride 3 > kernel 2: output rows and columns no tap reaches (bias only).
+        ConvTransposeCase(x: [2, 3, 3], cout: 2, kernel: [2, 2], strides: [3, 3], padsBegin: [0, 1], padsEnd: [0, 0],
+                          dilations: [1, 1], groups: 1, outputPadding: [2, 1]),
+        // 1-D per-sample [C, L].
+        ConvTransposeCase(x: [3, 7], cout: 4, kernel: [3], strides: [2], padsBegin: [1], padsEnd: [0],
+                          dilations: [1], groups: 1, outputPadding: [1]),
+        ConvTransposeCase(x: [4, 6], cout: 2, kernel: [2], strides: [1], padsBegin: [0], padsEnd: [1],
+                          dilations: [3], groups: 2, outputPadding: [0]),
         // 90 input and 360 output positions: several kernel blocks.
         ConvTransposeCase(x: [4, 9, 10], cout: 2, kernel: [3, 3], strides: [2, 2], padsBegin: [1, 1], padsEnd: [1, 1],
                           dilations: [1, 1], groups: 1, outputPadding: [1, 1]),
@@ -344,8 +359,14 @@ final class ImageOpDerivativeTests: XCTestCase {
 
     /// Naive transposed convolution of one sample in Double:
     /// y[co, o] = b[co] + Σ x[ci, i] W[ci, co_g, k] over o = i·s − pb + k·d.
-    func convTransposeReference(_ x: ArraySlice<Float>, _ c: ConvTransposeCase, weight w: [Float], bias: [Float])
+    func convTransposeReference(_ x: ArraySlice<Float>, _ c0: ConvTransposeCase, weight w: [Float], bias: [Float])
         -> (shape: [Int], y: [Double]) {
+        var c = c0
+        if c.kernel.count == 1 {  // 1-D: the 2-D op on H = 1
+            c = ConvTransposeCase(x: [c.x[0], 1, c.x[1]], cout: c.cout, kernel: [1] + c.kernel, strides: [1] + c.strides,
+                                  padsBegin: [0] + c.padsBegin, padsEnd: [0] + c.padsEnd, dilations: [1] + c.dilations,
+                                  groups: c.groups, outputPadding: [0] + c.outputPadding)
+        }
         let cin = c.x[0], H = c.x[1], W = c.x[2], kh = c.kernel[0], kw = c.kernel[1]
         let OH = c.strides[0] * (H - 1) + c.outputPadding[0] + c.dilations[0] * (kh - 1) + 1 - c.padsBegin[0] - c.padsEnd[0]
         let OW = c.strides[1] * (W - 1) + c.outputPadding[1] + c.dilations[1] * (kw - 1) + 1 - c.padsBegin[1] - c.padsEnd[1]
@@ -373,7 +394,7 @@ final class ImageOpDerivativeTests: XCTestCase {
                 }
             }
         }
-        return ([c.cout, OH, OW], y)
+        return (c0.kernel.count == 1 ? [c.cout, OW] : [c.cout, OH, OW], y)
     }
 
     func convTransposeGraph(_ c: ConvTransposeCase, index: Int, pre: Bool) throws -> Graph {
@@ -699,6 +720,7 @@ final class ImageOpDerivativeTests: XCTestCase {
     let padCases: [(before: [Int], after: [Int], mode: PadOp.Mode, value: Float)] = [
         ([0, 1, 2], [1, 0, 1], .constant, 0.7),
         ([0, 2, 1], [0, 1, 3], .reflect, 0),
+        ([0, 4, 5], [1, 4, 5], .reflect, 0),   // the largest reflect pads: extent − 1
         ([1, 2, 0], [0, 3, 2], .edge, 0),
     ]
 
@@ -893,10 +915,10 @@ final class ImageOpDerivativeTests: XCTestCase {
             var fdJ = [[Double]](repeating: [Double](repeating: 0, count: d), count: d)  // fdJ[j][i] = ∂v_i/∂x_j
             for j in 0..<d {
                 var xp = x, xm = x
-                xp[s * d + j] += h; xm[s * d + j] -= h
+                xp[s * d + j] += hDivergence; xm[s * d + j] -= hDivergence
                 let fp = model.velocity(t: t, x: Tensor(shape: [batch, d], scalars: xp)).scalars
                 let fm = model.velocity(t: t, x: Tensor(shape: [batch, d], scalars: xm)).scalars
-                for i in 0..<d { fdJ[j][i] = (Double(fp[s * d + i]) - Double(fm[s * d + i])) / (2 * Double(h)) }
+                for i in 0..<d { fdJ[j][i] = (Double(fp[s * d + i]) - Double(fm[s * d + i])) / (2 * Double(hDivergence)) }
             }
             let trace = (0..<d).reduce(0.0) { $0 + fdJ[$1][$1] }
             let absTrace = (0..<d).reduce(0.0) { $0 + abs(fdJ[$1][$1]) }
