@@ -111,11 +111,16 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 }
                 // With a progress callback: rounds of a few iterations per
                 // chunk, then a report on this thread. Rounds change timing only.
+                // Rounds of 1, 2, 4, then 8 iterations: a short run (a few
+                // steps, typical of log-densities) still reports while it
+                // runs, and a long one pays one barrier per 8 steps.
                 var finished = false
+                var iterations = 1
                 while !finished {
                     Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c)?.advance(iterations: 8)
+                        chunkRun(c)?.advance(iterations: iterations)
                     }
+                    iterations = Swift.min(8, 2 * iterations)
                     try throwFailure()
                     var done = 0, fraction = 0.0
                     for c in 0..<chunks {

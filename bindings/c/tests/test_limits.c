@@ -138,6 +138,16 @@ static void in_child(enum call_kind kind, size_t n, unsigned allowed) {
 
 #define ALLOW(s) (1u << (s))
 
+/* Records the reports of a run: how many, and the first `done`. */
+struct reports { int calls; uint64_t first_done, total; };
+static int record(void *user, uint64_t done, uint64_t total, double value) {
+    struct reports *r = (struct reports *)user;
+    (void)value;
+    if (r->calls++ == 0) r->first_done = done;
+    r->total = total;
+    return 0;
+}
+
 static int differs(const void *a, const void *b, size_t bytes) { return memcmp(a, b, bytes) != 0; }
 
 int main(void) {
@@ -226,6 +236,18 @@ int main(void) {
         for (i = 0; i < M; i++) worst = fmax(worst, fabs(la[i] - lb[i]));
         CHECK(worst < 1e-3, "sample's log-densities vs log_prob: worst difference %g", worst);
         sp = flowrt_solver_default_params();
+
+        /* log_prob reports progress while it runs, not once at the end. */
+        {
+            struct reports r = {0, 0, 0};
+            sp.progress = record;
+            sp.progress_user_data = &r;
+            CHECK_STATUS(flowrt_flow_log_prob(f2, M, a, 1, &sp, lb, NULL, NULL), FLOWRT_OK);
+            CHECK(r.calls >= 2 && r.first_done < M && r.total == M,
+                  "log_prob progress: %d reports, the first at %llu of %llu", r.calls,
+                  (unsigned long long)r.first_done, (unsigned long long)r.total);
+            sp = flowrt_solver_default_params();
+        }
         flowrt_flow_free(f2);
         flowrt_model_free(m2);
     }
