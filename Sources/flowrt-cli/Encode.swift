@@ -13,14 +13,17 @@ struct Encode: ParsableCommand {
 
     @OptionGroup var flow: FlowModelOptions
     @Option(help: "Points [n, d]: .npy (float32/float64) or .csv.") var data: String
+    @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "Where to write the codes [n, d] (.npy float32 or .csv).") var out: String
     @OptionGroup var solver: SolverArguments
 
     func run() throws {
+        try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
+        let options = try solver.options()
         let f = try flow.makeFlow()
-        let x = try ArrayFile.readPoints(data, dimension: f.dimension)
+        let x = try ArrayFile.readPoints(data, dimension: f.dimension, header: header)
         let start = Date()
-        let r = try f.encode(points: x, solver: try solver.options(), progress: solver.progress())
+        let r = try f.encode(points: x, solver: options, progress: solver.progress())
         solver.report(r.statistics, seconds: Date().timeIntervalSince(start))
         try ArrayFile.write(NumericArray(r.points), to: out, float32: true)
     }

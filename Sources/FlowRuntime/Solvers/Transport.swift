@@ -264,8 +264,9 @@ public enum Transport {
 }
 
 extension Tensor {
-    /// Rows `range` of a `[n, d]` tensor as a `[range.count, d]` tensor.
-    func rows(_ range: Range<Int>) -> Tensor {
+    /// Rows `range` of a `[n, d]` tensor as a `[range.count, d]` tensor
+    /// (one block of a streamed run).
+    public func rows(_ range: Range<Int>) -> Tensor {
         let d = shape.count > 1 ? shape[1] : 1
         return Tensor(shape: [range.count, d], scalars: Array(scalars[range.lowerBound * d..<range.upperBound * d]))
     }
