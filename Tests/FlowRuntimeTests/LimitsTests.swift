@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import FlowRuntime
 
 /// Issue 16: empty batches, the checked allocation path, blocked runs equal
@@ -147,5 +150,51 @@ final class LimitsTests: XCTestCase {
             guard case FlowError.cancelled(let m) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(m.contains("of 300 samples"), m)
         }
+    }
+}
+
+/// The readers and writers behind the CLI's input discipline and streaming.
+final class StreamingIOTests: XCTestCase {
+    func testCSVHeaderOnlyWhenAskedOrWithoutNumbers() throws {
+        XCTAssertEqual(try CSV.decode("x,y\n1,2\n").shape, [1, 2])
+        XCTAssertEqual(try CSV.decode("5,6\n1,2\n").shape, [2, 2])
+        XCTAssertEqual(try CSV.decode("5,6\n1,2\n", header: true).shape, [1, 2])
+        XCTAssertEqual(try CSV.decode("a,1\n1,2\n", header: true).values, [1, 2])
+        XCTAssertThrowsError(try CSV.decode("a,1\n1,2\n")) { error in
+            XCTAssertTrue("\(error)".contains("line 1, column 1") && "\(error)".contains("'a'"), "\(error)")
+        }
+        XCTAssertThrowsError(try CSV.decode("# c\n1,2\n3,4,\n")) { error in
+            XCTAssertTrue("\(error)".contains("line 3, column 3"), "\(error)")
+        }
+    }
+
+    func testNPYRefusesIntegerDtypesByName() throws {
+        var bytes = NPY.header(shape: [2], type: .float32)
+        let f4 = Array("<f4".utf8)
+        let at = (0...(bytes.count - 3)).first { Array(bytes[$0..<$0 + 3]) == f4 }!
+        bytes[at + 1] = UInt8(ascii: "i")  // '<i4': int32
+        XCTAssertThrowsError(try NPY.decode(bytes + [UInt8](repeating: 0, count: 8))) { error in
+            guard case FlowError.unsupported(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("int32") && m.contains("float32 and float64"), m)
+        }
+    }
+
+    func testStreamedNPYEqualsWholeFile() throws {
+        let path = "/tmp/flowrt-stream-\(getpid()).npy"
+        defer { unlink(path) }
+        let values = (0..<30).map { Double($0) * 0.5 - 3 }
+        let w = try NPY.Writer(path: path, shape: [15, 2], type: .float64)
+        try w.append(values[0..<8])
+        XCTAssertThrowsError(try w.finish())  // incomplete: refused, no file
+        XCTAssertNotEqual(access(path, F_OK), 0)
+        try w.append(values[8...])
+        XCTAssertThrowsError(try w.append([1.0]))  // beyond the shape
+        try w.finish()
+        XCTAssertEqual(try FileIO.read(path), NPY.encode(NumericArray(shape: [15, 2], values: values), as: .float64))
+        let r = try NPY.Reader(path: path)
+        XCTAssertEqual(r.rows, 15)
+        XCTAssertEqual(r.columns, 2)
+        XCTAssertEqual(try r.read(rows: 4..<7), Array(values[8..<14]))
+        XCTAssertEqual(try r.read(rows: 0..<0), [])
     }
 }
