@@ -28,8 +28,9 @@
  *     buffers may then be NULL; statistics report 0 samples). n ≥ 2^40, or
  *     n * dim ≥ 2^40, is FLOWRT_INVALID_ARGUMENT. Sizes in messages are
  *     printed unsigned ("n = 18446744073709551615 is too large").
- *   - Memory: batch calls stream, in blocks of 65 536 samples (64 solver
- *     chunks of 1024), straight into the caller's buffers, so their scratch
+ *   - Memory: batch calls stream, in blocks of up to 65 536 samples (64
+ *     solver chunks of 1024; fewer chunks when a block's solver states
+ *     would exceed 32 MB), straight into the caller's buffers, so their scratch
  *     is bounded by the block, not by n, and results are bit-identical to
  *     one unblocked run. An allocation the system refuses is
  *     FLOWRT_OUT_OF_MEMORY with a message naming the call and the byte

@@ -61,6 +61,10 @@ final class LimitsTests: XCTestCase {
         let flow = try makeFlow()
         let o = options(chunk: 3)
         XCTAssertEqual(Transport.blockSize(o), 192)
+        // Wide states: fewer chunks per block (2^22 Doubles at most), never none.
+        XCTAssertEqual(Transport.blockSize(chunk: 1024, width: 2), 65536)
+        XCTAssertEqual(Transport.blockSize(chunk: 1024, width: 785), 5 * 1024)
+        XCTAssertEqual(Transport.blockSize(chunk: 1024, width: 1 << 20), 1024)
         let n = 700  // four blocks, the last short
         let x = flow.base.samples(count: n, seed: 9)
         let blocked = try Transport.integrate(field: flow.field, points: x, from: 0, to: 1, options: o)

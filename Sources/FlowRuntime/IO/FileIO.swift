@@ -25,7 +25,7 @@ enum FileIO {
             throw FlowError.io("'\(path)' has \(size) bytes; cannot read \(n) bytes at offset \(offset)")
         }
         guard fseeko(file, off_t(offset), SEEK_SET) == 0 else { throw FlowError.io("cannot seek in '\(path)'") }
-        var bytes = [UInt8](repeating: 0, count: n)
+        var bytes = try HostMemory.array(repeating: UInt8(0), count: n, for: "reading '\(path)'")
         let got = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, n, file) }
         guard got == n else { throw FlowError.io("short read of '\(path)': \(got) of \(n) bytes") }
         return bytes

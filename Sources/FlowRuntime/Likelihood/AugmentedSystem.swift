@@ -18,6 +18,14 @@ public enum DivergenceMethod: Sendable, Equatable {
         case gaussian
     }
 
+    /// Δ components per sample of the augmented state: 1 (exact) or K.
+    var accumulators: Int {
+        switch self {
+        case .exact: return 1
+        case .hutchinson(let k, _, _): return k
+        }
+    }
+
     /// - Throws: `.invalidArgument` for K outside 1...4096.
     public func validate() throws {
         if case .hutchinson(let k, _, _) = self, !(1...4096).contains(k) {

@@ -155,10 +155,9 @@ public struct SDESampler: Sendable {
         return grid.evaluationsPerSample
     }
 
-    /// Samples per block of `sampleBlocks`: 64 chunks.
-    public var blockSize: Int {
-        options.chunkSize.multipliedReportingOverflow(by: 64).overflow ? options.chunkSize : options.chunkSize * 64
-    }
+    /// Samples per block of `sampleBlocks`: 64 chunks, fewer for wide
+    /// states (see `Transport.blockSize`).
+    public var blockSize: Int { Transport.blockSize(chunk: options.chunkSize, width: score.field.dimension) }
 
     /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
     func checkCount(_ count: Int) throws -> Int {

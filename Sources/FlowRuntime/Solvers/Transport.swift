@@ -38,9 +38,19 @@ public struct LogDensityChangeResult: Sendable {
 /// block's results to another, and never hold more than one block.
 public enum Transport {
     /// Samples per block: 64 of the integrator's chunks (65 536 samples
-    /// with the default chunk of 1024), enough to keep up to 64 threads busy.
-    public static func blockSize(_ options: SolverOptions) -> Int {
-        options.chunkSize.multipliedReportingOverflow(by: 64).overflow ? options.chunkSize : options.chunkSize * 64
+    /// with the default chunk of 1024), enough to keep up to 64 threads
+    /// busy, and fewer (at least one) when a block's states of `width`
+    /// Doubles per sample would exceed 2^22 values (32 MB).
+    public static func blockSize(_ options: SolverOptions, width: Int = 1) -> Int {
+        blockSize(chunk: options.chunkSize, width: width)
+    }
+
+    /// `chunk` × min(64, max(1, 2^22 / (chunk · width))).
+    static func blockSize(chunk: Int, width: Int) -> Int {
+        let perChunk = chunk.multipliedReportingOverflow(by: Swift.max(width, 1))
+        let chunks = perChunk.overflow ? 1 : Swift.min(64, Swift.max(1, (1 << 22) / Swift.max(perChunk.partialValue, 1)))
+        let (size, overflow) = chunk.multipliedReportingOverflow(by: chunks)
+        return overflow ? chunk : size
     }
 
     /// A progress callback for the block `range` of a run of `total`
@@ -111,7 +121,7 @@ public enum Transport {
                                        consume: (Range<Int>, TransportResult) throws -> Void) throws -> SolverStatistics {
         try options.validate()
         var total = SolverStatistics()
-        try forEachBlock(count: n, blockSize: blockSize(options), progress: progress) { range, blockProgress in
+        try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension), progress: progress) { range, blockProgress in
             let x = try points(range)
             let r = try integrateBlock(field: field, points: x, from: t0, to: t1, options: options, progress: blockProgress)
             total.merge(r.statistics)
@@ -125,7 +135,8 @@ public enum Transport {
                                options: SolverOptions, progress: SolverProgress?) throws -> TransportResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
-        var state = points.scalars.map(Double.init)
+        var state = try HostMemory.array(repeating: 0.0, count: points.count, for: "Transport.integrate")
+        for i in state.indices { state[i] = Double(points.scalars[i]) }
         let stats = try state.withUnsafeMutableBufferPointer { s in
             try RungeKuttaIntegrator(system: TransportSystem(field: field), options: options)
                 .run(states: s, from: t0, to: t1, progress: progress)
@@ -191,7 +202,7 @@ public enum Transport {
         try method.validate()
         try options.validate()
         var total = SolverStatistics()
-        try forEachBlock(count: n, blockSize: blockSize(options), progress: progress) { range, blockProgress in
+        try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension + method.accumulators), progress: progress) { range, blockProgress in
             let x = try points(range)
             let r = try integrateWithLogDensityChangeBlock(
                 field: field, points: x, from: t0, to: t1, divergence: method, options: options,
@@ -210,11 +221,7 @@ public enum Transport {
     ) throws -> LogDensityChangeResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
-        let extra: Int
-        switch method {
-        case .exact: extra = 1
-        case .hutchinson(let k, _, _): extra = k
-        }
+        let extra = method.accumulators
         let w = d + extra
         var state = try HostMemory.array(repeating: 0.0, count: n * w, for: "Transport.integrateWithLogDensityChange")
         for i in 0..<n { for j in 0..<d { state[i * w + j] = Double(points.scalars[i * d + j]) } }
