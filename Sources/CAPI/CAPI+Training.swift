@@ -160,7 +160,8 @@ public func flowrt_trainer_save_checkpoint(_ handle: OpaquePointer?, _ path: Uns
 public func flowrt_trainer_load_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
     guarded("flowrt_trainer_load_checkpoint") {
         let t = try trainerObject(handle)
-        try t.loadCheckpoint(from: String(cString: try require(path, "path")))
+        let file = String(cString: try require(path, "path"))
+        try namingFile(file) { try t.loadCheckpoint(from: file) }
         return FLOWRT_OK
     }
 }

@@ -168,6 +168,14 @@ func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, firstSize: Int, _
     return FLOWRT_OK
 }
 
+/// Runs a load of the file `path`, naming it in any error it throws
+/// (unless the message already does).
+func namingFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as FlowError where !e.message.contains(path) {
+        throw e.prefixed("'\(path)': ")
+    }
+}
+
 // MARK: Handles
 
 /// Boxes a Swift object as an opaque C handle (+1 retained).

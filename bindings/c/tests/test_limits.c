@@ -214,6 +214,21 @@ int main(void) {
     CHECK_STATUS(flowrt_model_velocity(model1, (size_t)-5, t4, a, b), FLOWRT_INVALID_ARGUMENT);
     CHECK(strstr(flowrt_last_error_message(), "18446744073709551611") != NULL, "-5 as size_t: %s", flowrt_last_error_message());
 
+    /* Load errors name the file, whatever went wrong. */
+    {
+        const char *path = "test_limits_not_onnx.onnx";
+        flowrt_model *m = NULL;
+        flowrt_flow *f = NULL;
+        FILE *junk = fopen(path, "wb");
+        fputs("not a protobuf", junk);
+        fclose(junk);
+        CHECK_STATUS(flowrt_model_load_onnx(path, NULL, &m), FLOWRT_INVALID_MODEL);
+        CHECK(strstr(flowrt_last_error_message(), path) != NULL, "model load error names the file: %s", flowrt_last_error_message());
+        CHECK_STATUS(flowrt_flow_load_onnx(path, NULL, &f), FLOWRT_INVALID_MODEL);
+        CHECK(strstr(flowrt_last_error_message(), path) != NULL, "flow load error names the file: %s", flowrt_last_error_message());
+        remove(path);
+    }
+
     /* 3. Same seed, same samples, with or without log-densities (bitwise),
      *    exact and Hutchinson; the log-densities agree with log_prob. */
     mp.dim = 2; mp.width = 16; mp.depth = 2; mp.seed = 11;
