@@ -147,3 +147,36 @@ def test_model_path_in_load_errors(tmp_path):
     (tmp_path / "ck").write_bytes(b"junk")
     r = run("train", "--toy", "rings", "--steps", 1, "--resume", tmp_path / "ck", ok=False)
     assert str(tmp_path / "ck") in r.stderr, r.stderr
+
+
+def test_huge_sample_runs_in_bounded_memory(tmp_path):
+    """`sample -n 100000000` under a 1.5 GB address-space limit: unblocked,
+    its points alone (0.8 GB) and solver states (1.6 GB) would not fit and
+    the process would abort at once; streamed, it keeps running and its
+    output grows. Stopped after a few seconds (the full run takes long)."""
+    import resource
+    import signal
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    p = subprocess.Popen([CLI, "sample", "mlp:dim=2,width=8,depth=1", "-n", "100000000", "--threads", "2",
+                          "--quiet", "--out", str(tmp_path / "big.npy")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
+    try:
+        deadline = time.time() + 60
+        written = 0
+        while time.time() < deadline and p.poll() is None:
+            time.sleep(0.5)
+            partial = [f for f in os.listdir(tmp_path) if f.startswith("big.npy.tmp.")]
+            written = os.path.getsize(tmp_path / partial[0]) if partial else 0
+            if written > 8 * 65536 * 3:  # header and at least three blocks
+                break
+        assert p.poll() is None, p.stderr.read().decode()
+        assert written > 8 * 65536 * 3
+        with open(tmp_path / partial[0], "rb") as f:
+            head = f.read(128)
+        assert head.startswith(b"\x93NUMPY") and b"(100000000, 2)" in head
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
