@@ -180,3 +180,11 @@ def test_huge_sample_runs_in_bounded_memory(tmp_path):
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
+
+
+def test_encode_streams_blocks(tmp_path):
+    x = np.random.default_rng(4).standard_normal((70000, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run("encode", MODEL, "--data", tmp_path / "x.npy", "--out", tmp_path / "z.npy", "--threads", 2, "--quiet")
+    flow = flowrt.Flow(flowrt.Model.mlp(2, hidden=16, depth=2, seed=4))
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), flow.encode(x, threads=2))
