@@ -24,7 +24,7 @@ struct ScoreCommand: ParsableCommand {
         try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
         let f = try flow.makeFlow()
         let x = try ArrayFile.readPoints(data, dimension: f.dimension, header: header)
-        let s = try f.score(times: [Double](repeating: time, count: x.shape[0]), points: x)
+        let s = try f.score(times: try HostMemory.array(repeating: time, count: x.shape[0], for: "score times"), points: x)
         try ArrayFile.write(NumericArray(s), to: out, float32: true)
     }
 }

@@ -34,6 +34,13 @@ public enum CSV {
             guard row.count == columns else {
                 throw FlowError.io("CSV line \(lineNumber) has \(row.count) columns; earlier rows have \(columns)")
             }
+            if values.count + row.count > values.capacity {
+                // Growth goes through the checked path: a file too large for
+                // memory is `.outOfMemory`, not an abort.
+                let capacity = Swift.max(2 * values.capacity, values.count + row.count, 1024)
+                try HostMemory.reserve(capacity, of: Double.self, for: "CSV values")
+                values.reserveCapacity(capacity)
+            }
             values += row
             rows += 1
         }

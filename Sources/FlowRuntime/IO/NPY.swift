@@ -27,7 +27,7 @@ public struct NumericArray: Sendable, Equatable {
         if shape.count == 2, shape[1] == d { rows = shape[0] }
         else if shape.count == 1, d == 1 { rows = shape[0] }
         else { throw FlowError.shapeMismatch("data has shape \(shape); expected [n, \(d)]") }
-        var out = [Float](repeating: 0, count: rows * d)
+        var out = try HostMemory.array(repeating: Float(0), count: rows * d, for: "points of a \(shape) array")
         for (i, v) in values.enumerated() {
             let f = Float(v)
             guard f.isFinite else { throw FlowError.nonFinite("data row \(i / d), column \(i % d) is \(v) (not a finite float32)") }
