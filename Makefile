@@ -241,3 +241,12 @@ bench-paths: build
 C_TESTS += test_schedule
 C_TEST_BINS += bindings/c/tests/test_schedule
 test-c: bindings/c/tests/test_schedule
+
+# Issue 16: empty batches, sizes printed unsigned, huge batches under
+# RLIMIT_AS in forked children (a status, never a signal), samples
+# independent of log-density requests. A plain run only: valgrind and ASan
+# need far more address space than the limit leaves.
+.PHONY: test-c-limits
+test-c-limits: bindings/c/tests/test_limits
+	@echo "== bindings/c/tests/test_limits (plain only: RLIMIT_AS)"; ./bindings/c/tests/test_limits
+test-c: test-c-limits

@@ -21,6 +21,22 @@
  *     sizes: x is [n, dim] floats, t is [n] doubles. Nothing is retained
  *     after a call returns. Bytes the library allocates for the caller are
  *     released with flowrt_buffer_free().
+ *   - Batch sizes (every `size_t n` of a batch call: velocity, divergence,
+ *     sample, sample_range, transport, encode, log_prob, score, sample_sde,
+ *     density and dataset sample/log_prob): n = 0 is an empty batch: the call
+ *     checks its other arguments, returns FLOWRT_OK and writes nothing (its
+ *     buffers may then be NULL; statistics report 0 samples). n ≥ 2^40, or
+ *     n * dim ≥ 2^40, is FLOWRT_INVALID_ARGUMENT. Sizes in messages are
+ *     printed unsigned ("n = 18446744073709551615 is too large").
+ *   - Memory: batch calls stream, in blocks of up to 65 536 samples (64
+ *     solver chunks of 1024; fewer chunks when a block's solver states
+ *     would exceed 32 MB), straight into the caller's buffers, so their scratch
+ *     is bounded by the block, not by n, and results are bit-identical to
+ *     one unblocked run. An allocation the system refuses is
+ *     FLOWRT_OUT_OF_MEMORY with a message naming the call and the byte
+ *     count; the library never aborts the host because memory ran out.
+ *     Calls that keep a copy of their input (flowrt_density_create_empirical,
+ *     flowrt_trainer_create) need that copy in memory.
  *   - Time runs from t = 0 (base density) to t = 1 (data).
  *   - flowrt_model and flowrt_flow are immutable after creation and safe to
  *     use from many threads at once; a flowrt_trainer is used by one thread
@@ -94,7 +110,8 @@ typedef enum flowrt_status {
     FLOWRT_IO_ERROR = 6,
     /** A progress callback returned non-zero. */
     FLOWRT_CANCELLED = 7,
-    /** An allocation was refused (too large, or failed). */
+    /** An allocation was refused (too large, or failed); the message names
+     *  the call and the byte count. */
     FLOWRT_OUT_OF_MEMORY = 8,
     /** A solver did not finish every sample (max steps, non-finite state);
      *  per-call statistics say which. Outputs are still written. */
@@ -207,12 +224,12 @@ FLOWRT_API size_t flowrt_model_parameter_count(const flowrt_model *model);
 
 /** Evaluates v[i] = v(t[i], x[i]) for i < n.
  *  @param model  in, non-NULL.
- *  @param n      number of samples (> 0).
+ *  @param n      number of samples (0: an empty batch, see Conventions).
  *  @param t      in, [n] times (finite).
  *  @param x      in, [n, dim] points (finite).
  *  @param v      out, [n, dim]; may not alias x.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, n == 0 or
- *          n * dim overflowing); FLOWRT_NON_FINITE (NaN/Inf in t or x).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, n or
+ *          n * dim ≥ 2^40); FLOWRT_NON_FINITE (NaN/Inf in t or x).
  *  Thread-safe: any number of threads may evaluate one model at once. */
 FLOWRT_API flowrt_status flowrt_model_velocity(const flowrt_model *model, size_t n,
                                                const double *t, const float *x, float *v);
@@ -492,7 +509,11 @@ typedef struct flowrt_solver_params {
     flowrt_progress_fn progress; /**< Optional (default NULL): called on the calling
                                    thread with done = finished samples, total = n,
                                    value = mean fraction of the interval covered;
-                                   non-zero return cancels (FLOWRT_CANCELLED). */
+                                   non-zero return cancels (FLOWRT_CANCELLED).
+                                   Reported while the call runs: after 1, 2, 4 and
+                                   then every 8 attempted steps of each block of
+                                   65 536 samples, so short runs (a few steps,
+                                   typical of log_prob) report more than once. */
     void *progress_user_data; /**< Passed to progress (default NULL). */
     double max_step;          /**< Largest |step| of adaptive runs; 0 = unbounded
                                    (default 0). A cap such as 0.1 guards samples
@@ -558,15 +579,22 @@ FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
  *  transported from t = 0 to 1. With log_prob_out, log ρ1 of each sample is
  *  integrated in the same pass (log ρ0(x0) − ∫ ∇·v), with the divergence
  *  chosen in params.
+ *  Samples do not depend on log_prob_out: the same seed and params give
+ *  bit-identical x_out with or without it. The adaptive step control looks
+ *  at x only and the log-density change Δ is integrated on those steps, so
+ *  its error follows the path's steps rather than being bounded by
+ *  rtol/atol on its own (flowrt_flow_log_prob does bound it). (In 0.1 the
+ *  error norm included Δ, which changed the steps and moved samples by
+ *  about 1e-7.)
  *  @param flow          in, non-NULL.
- *  @param n             samples (> 0).
+ *  @param n             samples (0: an empty batch).
  *  @param seed          base-sample seed.
  *  @param params        in, nullable (NULL = flowrt_solver_default_params()).
  *  @param x_out         out, [n, dim].
  *  @param log_prob_out  out, nullable, [n]: log ρ1(x_out[i]) in nats.
  *  @param stats         out, nullable (struct_size set by the caller).
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow or x_out, n == 0,
- *          n * dim too large, bad params: struct_size, method, tolerances,
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow, NULL x_out with n > 0,
+ *          n * dim ≥ 2^40, bad params: struct_size, method, tolerances,
  *          fixed_steps == 0 with a fixed-step method, probes, kinds);
  *          FLOWRT_NON_FINITE (a host base density failed to sample or, with
  *          log_prob_out, to evaluate);
@@ -594,7 +622,7 @@ FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint6
  *  @param x_in   in, [n, dim], finite.
  *  @param x_out  out, [n, dim]; may alias x_in.
  *  Other parameters as flowrt_flow_sample.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, times
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n ≥ 2^40, times
  *          outside [0, 1] or not finite, bad params); FLOWRT_NON_FINITE
  *          (NaN/Inf in x_in); FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE.
  *  Thread-safe. */
@@ -618,10 +646,12 @@ FLOWRT_API flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, c
  *  @param std_error  out, nullable, [n]: Hutchinson standard error of each
  *                    log_prob (NaN with one probe; 0 for the exact divergence).
  *  Other parameters as flowrt_flow_sample.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n == 0, t
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n ≥ 2^40, t
  *          outside [0, 1], bad params); FLOWRT_NON_FINITE (NaN/Inf in x);
  *          FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE (log_prob of the
- *          unfinished samples is not meaningful).
+ *          unfinished samples is not meaningful). params->progress is
+ *          called during the run (see flowrt_solver_params), not only at
+ *          its end.
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n, const float *x, double t,
                                               const flowrt_solver_params *params, double *log_prob,
@@ -680,12 +710,12 @@ FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model
 
 /** Draws n samples of a built-in dataset.
  *  @param name   in, non-NULL: a dataset name (see above).
- *  @param n      samples (> 0).
+ *  @param n      samples (0: an empty batch).
  *  @param seed   seed of the draws.
  *  @param x_out  out, [n, dim] (dim = 2 for every built-in dataset; see
  *                flowrt_dataset_info).
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
- *          n == 0 or too large).
+ *          n ≥ 2^40).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
 
@@ -693,7 +723,7 @@ FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint6
  *  @param x         in, [n, dim], finite.
  *  @param log_prob  out, [n]; -inf outside the support (checkerboard).
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, unknown name,
- *          n == 0); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
+ *          n ≥ 2^40); FLOWRT_NON_FINITE (NaN/Inf in x); FLOWRT_UNSUPPORTED
  *          (the dataset has no closed-form density: "moons").
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
@@ -799,7 +829,8 @@ static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
  *          FLOWRT_SHAPE_MISMATCH (dim differs from the model's);
  *          FLOWRT_NON_FINITE (NaN/Inf in data; schedule_fn failed or was
  *          not finite at a checked time or for the held-out set);
- *          FLOWRT_INVALID_MODEL.
+ *          FLOWRT_INVALID_MODEL; FLOWRT_OUT_OF_MEMORY (no room for the
+ *          copy of the data and its split: twice n * dim floats).
  *  Thread-safe (creates an independent object). */
 FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
                                                const flowrt_trainer_params *params, flowrt_trainer **out);
@@ -925,7 +956,8 @@ FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const
  *  @param x    in, [n, dim], finite.
  *  @param out  out, non-NULL; free with flowrt_density_free.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
- *          FLOWRT_NON_FINITE. Thread-safe. */
+ *          FLOWRT_NON_FINITE; FLOWRT_OUT_OF_MEMORY (no room for the copy).
+ *          Thread-safe. */
 FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
                                                          flowrt_density **out);
 
@@ -941,7 +973,7 @@ FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
 
 /** Draws n samples; sample i depends only on (seed, first_index + i).
  *  @param out  out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
  *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
  *  Thread-safe if the callbacks are. */
 FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
@@ -950,7 +982,7 @@ FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, ui
 /** log ρ(x[i]) in nats for i < n.
  *  @param x    in, [n, dim], finite.
  *  @param out  out, [n].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0);
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
  *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
  *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
  *          callbacks are. */
@@ -1012,7 +1044,7 @@ FLOWRT_API flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, in
  *  @param t          in, [n], each in [0, 1].
  *  @param x          in, [n, dim], finite.
  *  @param score_out  out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, t outside
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, t outside
  *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x; a host
  *          schedule_fn failed or gave a non-finite value);
  *          FLOWRT_UNSUPPORTED (the flow's base is not Gaussian, or it was
@@ -1076,7 +1108,7 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  changes matrix-multiply blocking.
  *  @param params  in, nullable (NULL = defaults).
  *  @param x_out   out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n == 0, bad params,
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, bad params,
  *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite; a host schedule_fn
  *          failed or gave a non-finite value on the time grid);
  *          FLOWRT_UNSUPPORTED (base not Gaussian, or no schedule, as

@@ -16,9 +16,10 @@ public func flowrt_dataset_sample(_ name: UnsafePointer<CChar>?, _ n: Int, _ see
                                   _ x: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_dataset_sample") {
         let d = try toyDataset(name)
-        let n = try count(n, "n")
+        let n = try batchCount(n)
         let source = d.source
         let total = try checkedProduct(n, source.dimension, "x_out")
+        if n == 0 { return FLOWRT_OK }
         let x = try require(x, "x_out")
         source.sample(seed: seed, firstIndex: 0, into: UnsafeMutableBufferPointer(start: x, count: total))
         return FLOWRT_OK
@@ -30,11 +31,12 @@ public func flowrt_dataset_log_prob(_ name: UnsafePointer<CChar>?, _ n: Int, _ x
                                     _ logProb: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_dataset_log_prob") {
         let d = try toyDataset(name)
-        let n = try count(n, "n")
+        let n = try batchCount(n)
         guard let density = d.density else {
             throw FlowError.unsupported("dataset '\(d.rawValue)' has no closed-form density (samples only)")
         }
         let total = try checkedProduct(n, density.dimension, "x")
+        if n == 0 { return FLOWRT_OK }
         let x = try require(x, "x"), out = try require(logProb, "log_prob")
         try requireFinite(x, total, "x")
         density.logDensity(points: UnsafeBufferPointer(start: x, count: total),

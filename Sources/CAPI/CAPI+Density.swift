@@ -108,8 +108,9 @@ public func flowrt_density_sample(_ density: OpaquePointer?, _ seed: UInt64, _ f
                                   _ out: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_density_sample") {
         let source = try densityObject(density).source
-        let n = try count(n, "n")
+        let n = try batchCount(n)
         let nd = try checkedProduct(n, source.dimension, "out")
+        if n == 0 { return FLOWRT_OK }
         let out = try require(out, "out")
         source.sample(seed: seed, firstIndex: firstIndex, into: UnsafeMutableBufferPointer(start: out, count: nd))
         for i in 0..<nd where !out[i].isFinite {
@@ -127,13 +128,16 @@ public func flowrt_density_log_prob(_ density: OpaquePointer?, _ n: Int, _ x: Un
         guard let d = handle.density else {
             throw FlowError.unsupported("this density is sample-only (no log-density)")
         }
-        let points = try inputPoints(x, n, d.dimension, "x")
+        let n = try batchCount(n)
+        let nd = try checkedProduct(n, d.dimension, "x")
+        if n == 0 { return FLOWRT_OK }
+        let x = try require(x, "x")
         let out = try require(out, "out")
-        let values = d.logDensity(of: points)
-        if let bad = values.firstIndex(where: \.isNaN) {
-            throw FlowError.nonFinite("log-density of row \(bad) is NaN (did the host callback fail?)")
+        try requireFinite(x, nd, "x")
+        d.logDensity(points: UnsafeBufferPointer(start: x, count: nd), into: UnsafeMutableBufferPointer(start: out, count: n))
+        for i in 0..<n where out[i].isNaN {
+            throw FlowError.nonFinite("log-density of row \(i) is NaN (did the host callback fail?)")
         }
-        values.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
         return FLOWRT_OK
     }
 }

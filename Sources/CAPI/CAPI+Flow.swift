@@ -109,20 +109,39 @@ func finish(_ function: StaticString, _ statistics: SolverStatistics,
     return statistics.isComplete ? FLOWRT_OK : report(function, FLOWRT_SOLVER_INCOMPLETE, statistics.incompleteDescription)
 }
 
-/// A NaN log-density from a run whose samples all finished means the base
-/// density's log-density failed (a host callback reported an error).
-func requireFiniteLogDensities(_ values: [Double], statistics: SolverStatistics) throws {
-    guard statistics.isComplete, let i = values.firstIndex(where: \.isNaN) else { return }
-    throw FlowError.nonFinite("the base log-density of sample \(i) is NaN (a host log-density callback failed?)")
+/// The first NaN log-density of a run (index into the batch), kept while
+/// blocks are written: a NaN in a run whose samples all finished means the
+/// base density's log-density failed (a host callback reported an error).
+struct FirstNaN {
+    var index: Int?
+    mutating func scan(_ values: [Double], from start: Int) {
+        if index == nil, let i = values.firstIndex(where: \.isNaN) { index = start + i }
+    }
+    func check(_ statistics: SolverStatistics) throws {
+        guard statistics.isComplete, let i = index else { return }
+        throw FlowError.nonFinite("the base log-density of sample \(i) is NaN (a host log-density callback failed?)")
+    }
 }
 
-/// `[n, d]` input points as a tensor, checked (non-NULL, sizes, finite).
+/// `[n, d]` input points as a tensor, checked (non-NULL, sizes, finite):
+/// for calls that keep their input (an empirical density copies its points).
 func inputPoints(_ x: UnsafePointer<Float>?, _ n: Int, _ d: Int, _ name: String) throws -> Tensor {
     let n = try count(n, "n")
     let nd = try checkedProduct(n, d, name)
     let p = try require(x, name)
     try requireFinite(p, nd, name)
+    try HostMemory.reserve(nd, of: Float.self, for: "copy of \(name)")
     return Tensor(shape: [n, d], scalars: Array(UnsafeBufferPointer(start: p, count: nd)))
+}
+
+/// Rows `range` of the caller's `[n, d]` buffer as a tensor (one block).
+func rows(_ p: UnsafePointer<Float>, _ range: Range<Int>, _ d: Int) -> Tensor {
+    Tensor(shape: [range.count, d], scalars: Array(UnsafeBufferPointer(start: p + range.lowerBound * d, count: range.count * d)))
+}
+
+/// Copies `values` into the caller's buffer at element `offset`.
+func write<T>(_ values: [T], to p: UnsafeMutablePointer<T>, at offset: Int) {
+    values.withUnsafeBufferPointer { (p + offset).update(from: $0.baseAddress!, count: $0.count) }
 }
 
 @_cdecl("flowrt_flow_create")
@@ -168,43 +187,58 @@ public func flowrt_flow_sample_range(_ handle: OpaquePointer?, _ firstIndex: UIn
     sampleCall("flowrt_flow_sample_range", handle, firstIndex, n, seed, params, xOut, logProbOut, stats)
 }
 
-/// The shared body of the two sampling calls.
+/// The shared body of the two sampling calls: validates, then runs the
+/// flow's streamed sampler, writing each block into the caller's buffers
+/// (scratch is O(block), whatever n).
 func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
                 _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
                 _ logProbOut: UnsafeMutablePointer<Double>?,
                 _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
     guarded(function) {
         let flow = try flowObject(handle)
-        let n = try count(n, "n")
-        let nd = try checkedProduct(n, flow.dimension, "x_out")
-        let x = try require(xOut, "x_out")
-        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
+        let n = try batchCount(n), d = flow.dimension
+        _ = try checkedProduct(n, d, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large (at most 2^62)") }
         let call = try SolverCall(params)
-        let r = try flow.sample(count: n, seed: seed, solver: call.options,
-                                logDensity: logProbOut == nil ? nil : call.divergence, firstIndex: firstIndex,
-                                progress: call.progress)
-        r.points.scalars.withUnsafeBufferPointer { x.update(from: $0.baseAddress!, count: nd) }
-        if let lp = logProbOut, let values = r.logDensities {
-            values.withUnsafeBufferPointer { lp.update(from: $0.baseAddress!, count: n) }
-            try requireFiniteLogDensities(values, statistics: r.statistics)
+        if n == 0 { return try finish(function, SolverStatistics(), stats) }
+        let x = try require(xOut, "x_out")
+        var nan = FirstNaN()
+        let statistics = try flow.sampleBlocks(count: n, seed: seed, solver: call.options,
+                                               logDensity: logProbOut == nil ? nil : call.divergence,
+                                               firstIndex: firstIndex, progress: call.progress) { range, block in
+            write(block.points.scalars, to: x, at: range.lowerBound * d)
+            if let lp = logProbOut, let values = block.logDensities {
+                write(values, to: lp, at: range.lowerBound)
+                nan.scan(values, from: range.lowerBound)
+            }
         }
-        return try finish(function, r.statistics, stats)
+        try nan.check(statistics)
+        return try finish(function, statistics, stats)
     }
 }
 
-/// The shared body of transport and encode.
+/// The shared body of transport and encode (streamed in blocks; x_out may
+/// alias x_in: each block is read before it is written).
 func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _ xIn: UnsafePointer<Float>?,
                    _ t0: Double, _ t1: Double, _ params: UnsafePointer<flowrt_solver_params>?,
                    _ xOut: UnsafeMutablePointer<Float>?, _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
     guarded(function) {
         let flow = try flowObject(handle)
-        let x = try inputPoints(xIn, n, flow.dimension, "x_in")
-        let out = try require(xOut, "x_out")
-        guard t0.isFinite, t1.isFinite else { throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite") }
+        let n = try batchCount(n), d = flow.dimension
+        let nd = try checkedProduct(n, d, "x_in")
+        guard t0.isFinite, t1.isFinite, (0...1).contains(t0), (0...1).contains(t1) else {
+            throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite and in [0, 1]")
+        }
         let call = try SolverCall(params)
-        let r = try flow.transport(points: x, from: t0, to: t1, solver: call.options, progress: call.progress)
-        r.points.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
-        return try finish(function, r.statistics, stats)
+        if n == 0 { return try finish(function, SolverStatistics(), stats) }
+        let x = try require(xIn, "x_in")
+        let out = try require(xOut, "x_out")
+        try requireFinite(x, nd, "x_in")
+        let statistics = try flow.transportBlocks(count: n, from: t0, to: t1, solver: call.options, progress: call.progress,
+                                                  points: { rows(x, $0, d) }) { range, r in
+            write(r.points.scalars, to: out, at: range.lowerBound * d)
+        }
+        return try finish(function, statistics, stats)
     }
 }
 
@@ -230,18 +264,24 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
                                  _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
     guarded("flowrt_flow_log_prob") {
         let flow = try flowObject(handle)
-        let points = try inputPoints(x, n, flow.dimension, "x")
-        let out = try require(logProb, "log_prob")
+        let n = try batchCount(n), d = flow.dimension
+        let nd = try checkedProduct(n, d, "x")
         guard t.isFinite, t >= 0, t <= 1 else { throw FlowError.invalidArgument("t = \(t) must be in [0, 1]") }
         let call = try SolverCall(params)
-        let r = try flow.logDensity(points: points, time: t, method: call.divergence, solver: call.options,
-                                    progress: call.progress)
-        r.logDensities.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
-        try requireFiniteLogDensities(r.logDensities, statistics: r.statistics)
-        if let se = stdError {
-            let values = r.standardErrors ?? [Double](repeating: 0, count: points.shape[0])
-            values.withUnsafeBufferPointer { se.update(from: $0.baseAddress!, count: $0.count) }
+        if n == 0 { return try finish("flowrt_flow_log_prob", SolverStatistics(), stats) }
+        let points = try require(x, "x")
+        let out = try require(logProb, "log_prob")
+        try requireFinite(points, nd, "x")
+        var nan = FirstNaN()
+        let statistics = try flow.logDensityBlocks(count: n, time: t, method: call.divergence, solver: call.options,
+                                                   progress: call.progress, points: { rows(points, $0, d) }) { range, r in
+            write(r.logDensities, to: out, at: range.lowerBound)
+            nan.scan(r.logDensities, from: range.lowerBound)
+            if let se = stdError {
+                write(r.standardErrors ?? [Double](repeating: 0, count: range.count), to: se, at: range.lowerBound)
+            }
         }
-        return try finish("flowrt_flow_log_prob", r.statistics, stats)
+        try nan.check(statistics)
+        return try finish("flowrt_flow_log_prob", statistics, stats)
     }
 }

@@ -19,7 +19,7 @@ public func flowrt_flow_load_onnx(_ path: UnsafePointer<CChar>?, _ options: Unsa
         out.pointee = nil
         let path = String(cString: try require(path, "path"))
         let (opts, _) = try importOptions(options)
-        out.pointee = retainHandle(FlowHandle(try Flow(model: try Model.loadONNX(path: path, options: opts))))
+        out.pointee = retainHandle(FlowHandle(try namingFile(path) { try Flow(model: try Model.loadONNX(path: path, options: opts)) }))
         return FLOWRT_OK
     }
 }

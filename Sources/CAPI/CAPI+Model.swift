@@ -85,9 +85,14 @@ struct BatchArguments {
 
     init(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?, _ x: UnsafePointer<Float>?) throws {
         model = try modelObject(handle)
-        self.n = try count(n, "n")
+        self.n = try batchCount(n)
         d = model.dimension
         let nd = try checkedProduct(self.n, d, "x")
+        guard self.n > 0 else {
+            self.t = UnsafeBufferPointer(start: nil, count: 0)
+            self.x = UnsafeBufferPointer(start: nil, count: 0)
+            return
+        }
         let tp = try require(t, "t"), xp = try require(x, "x")
         try requireFinite(tp, self.n, "t")
         try requireFinite(xp, nd, "x")
@@ -101,6 +106,7 @@ public func flowrt_model_velocity(_ handle: OpaquePointer?, _ n: Int, _ t: Unsaf
                                   _ x: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_model_velocity") {
         let a = try BatchArguments(handle, n, t, x)
+        if a.n == 0 { return FLOWRT_OK }
         let v = try require(v, "v")
         a.model.velocity(times: a.t, points: a.x, into: UnsafeMutableBufferPointer(start: v, count: a.n * a.d),
                          threads: Parallel.defaultThreads)
@@ -108,22 +114,35 @@ public func flowrt_model_velocity(_ handle: OpaquePointer?, _ n: Int, _ t: Unsaf
     }
 }
 
+/// Rows per call of flowrt_model_divergence without v (a multiple of the
+/// model's divergence chunk of 512, so blocks give the same results).
+let divergenceBlock = 1 << 16
+
 @_cdecl("flowrt_model_divergence")
 public func flowrt_model_divergence(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?,
                                     _ x: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?,
                                     _ div: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_model_divergence") {
         let a = try BatchArguments(handle, n, t, x)
+        if a.n == 0 { return FLOWRT_OK }
         let div = try require(div, "div")
-        var scratch: [Float] = v == nil ? [Float](repeating: 0, count: a.n * a.d) : []
-        try scratch.withUnsafeMutableBufferPointer { s in
-            let vb = v.map { UnsafeMutableBufferPointer(start: $0, count: a.n * a.d) } ?? s
-            a.model.velocityDivergence(times: a.t, points: a.x, into: vb,
-                                       divergences: UnsafeMutableBufferPointer(start: div, count: a.n),
+        // Without v, the velocities go to a scratch block of `divergenceBlock`
+        // rows at a time (bounded memory whatever n).
+        let block = v == nil ? Swift.min(a.n, divergenceBlock) : a.n
+        let scratch = v == nil ? try HostBuffer<Float>(count: block * a.d, for: "flowrt_model_divergence scratch") : nil
+        var start = 0
+        while start < a.n {
+            let m = Swift.min(block, a.n - start)
+            let vb = v.map { UnsafeMutableBufferPointer(start: $0 + start * a.d, count: m * a.d) }
+                ?? UnsafeMutableBufferPointer(start: scratch!.pointer, count: m * a.d)
+            a.model.velocityDivergence(times: UnsafeBufferPointer(rebasing: a.t[start..<start + m]),
+                                       points: UnsafeBufferPointer(rebasing: a.x[start * a.d..<(start + m) * a.d]), into: vb,
+                                       divergences: UnsafeMutableBufferPointer(start: div + start, count: m),
                                        threads: Parallel.defaultThreads)
-            for i in 0..<a.n where !div[i].isFinite {
-                throw FlowError.nonFinite("the divergence at sample \(i) is \(div[i]) (the network overflowed)")
-            }
+            start += m
+        }
+        for i in 0..<a.n where !div[i].isFinite {
+            throw FlowError.nonFinite("the divergence at sample \(i) is \(div[i]) (the network overflowed)")
         }
         return FLOWRT_OK
     }

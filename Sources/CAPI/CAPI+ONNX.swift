@@ -25,7 +25,7 @@ public func flowrt_model_load_onnx(_ path: UnsafePointer<CChar>?, _ options: Uns
         out.pointee = nil
         let path = String(cString: try require(path, "path"))
         let (opts, _) = try importOptions(options)
-        out.pointee = retainHandle(ModelHandle(try Model.loadONNX(path: path, options: opts)))
+        out.pointee = retainHandle(ModelHandle(try namingFile(path) { try Model.loadONNX(path: path, options: opts) }))
         return FLOWRT_OK
     }
 }
@@ -76,7 +76,7 @@ public func flowrt_model_input_name(_ model: OpaquePointer?, _ index: Int,
         let name = try require(name, "name")
         name.pointee = nil
         let g = try modelObject(model).graph
-        guard index == 0 || index == 1 else { throw FlowError.invalidArgument("index = \(index) must be 0 (x) or 1 (t)") }
+        guard index == 0 || index == 1 else { throw FlowError.invalidArgument("index = \(unsigned(index)) must be 0 (x) or 1 (t)") }
         name.pointee = try mallocString(g.values[index == 0 ? g.x : g.t].name)
         return FLOWRT_OK
     }
@@ -107,7 +107,7 @@ public func flowrt_model_metadata_key(_ model: OpaquePointer?, _ index: Int,
         key.pointee = nil
         let keys = try modelObject(model).metadata.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
         guard index >= 0, index < keys.count else {
-            throw FlowError.invalidArgument("index = \(index) must be below the metadata count \(keys.count)")
+            throw FlowError.invalidArgument("index = \(unsigned(index)) must be below the metadata count \(keys.count)")
         }
         key.pointee = try mallocString(keys[index])
         return FLOWRT_OK

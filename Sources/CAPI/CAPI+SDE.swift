@@ -7,15 +7,31 @@ public func flowrt_flow_score(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePoi
                               _ scoreOut: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_flow_score") {
         let flow = try flowObject(handle)
-        let points = try inputPoints(x, n, flow.dimension, "x")
-        let times = try require(t, "t")
-        let out = try require(scoreOut, "score_out")
+        let n = try batchCount(n), d = flow.dimension
+        let nd = try checkedProduct(n, d, "x")
         try requireRebuiltSchedule(flow, for: "the score")
-        let s = try flow.score(times: Array(UnsafeBufferPointer(start: times, count: points.shape[0])), points: points)
-        s.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
+        let field = try flow.scoreField()
+        if n == 0 { return FLOWRT_OK }
+        let times = try require(t, "t"), points = try require(x, "x")
+        let out = try require(scoreOut, "score_out")
+        try requireFinite(points, nd, "x")
+        // Blocks of `scoreBlock` rows straight into the caller's buffer: the
+        // network's scratch stays bounded whatever n.
+        let workspace = field.field.makeWorkspace()
+        var start = 0
+        while start < n {
+            let m = Swift.min(scoreBlock, n - start)
+            try field.evaluate(times: UnsafeBufferPointer(start: times + start, count: m),
+                               points: UnsafeBufferPointer(start: points + start * d, count: m * d),
+                               into: UnsafeMutableBufferPointer(start: out + start * d, count: m * d), workspace: workspace)
+            start += m
+        }
         return FLOWRT_OK
     }
 }
+
+/// Rows per network call of flowrt_flow_score.
+let scoreBlock = 1 << 16
 
 func defaultSDEParams() -> flowrt_sde_params {
     flowrt_sde_params(struct_size: UInt32(MemoryLayout<flowrt_sde_params>.size),
@@ -34,10 +50,9 @@ public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePoi
                                    _ firstIndex: UInt64, _ n: Int, _ xOut: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_flow_sample_sde") {
         let flow = try flowObject(handle)
-        let n = try count(n, "n")
-        let nd = try checkedProduct(n, flow.dimension, "x_out")
-        let out = try require(xOut, "x_out")
-        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large") }
+        let n = try batchCount(n), d = flow.dimension
+        _ = try checkedProduct(n, d, "x_out")
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large (at most 2^62)") }
         try requireRebuiltSchedule(flow, for: "the SDE sampler")
         let p = try readParams(params, defaults: defaultSDEParams(),
                                firstSize: MemoryLayout<flowrt_sde_params>.size, "params")
@@ -57,11 +72,18 @@ public func flowrt_flow_sample_sde(_ handle: OpaquePointer?, _ params: UnsafePoi
         var options = SDEOptions(method: method, steps: Int(p.steps), diffusion: diffusion, taperScale: p.taper)
         options.threads = p.threads == 0 ? Parallel.defaultThreads : Int(p.threads)
         do { try options.validate() } catch let FlowError.invalidArgument(m) { throw FlowError.invalidArgument("params: \(m)") }
-        let r = try flow.sampleSDE(count: n, seed: seed, options: options, firstIndex: firstIndex)
-        r.points.scalars.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: nd) }
-        if !r.nonFiniteSamples.isEmpty {
+        let sampler = try SDESampler(score: flow.scoreField(), options: options)
+        if n == 0 { return FLOWRT_OK }
+        let out = try require(xOut, "x_out")
+        var bad = 0, firstBad: Int?
+        _ = try sampler.sampleBlocks(count: n, seed: seed, firstIndex: firstIndex) { range, r in
+            write(r.points.scalars, to: out, at: range.lowerBound * d)
+            bad += r.nonFiniteSamples.count
+            if firstBad == nil { firstBad = r.nonFiniteSamples.first }
+        }
+        if let firstBad {
             return report("flowrt_flow_sample_sde", FLOWRT_SOLVER_INCOMPLETE,
-                          "\(r.nonFiniteSamples.count) of \(n) samples became non-finite (first: \(r.nonFiniteSamples[0])); lower epsilon or raise steps")
+                          "\(bad) of \(n) samples became non-finite (first: \(firstBad)); lower epsilon or raise steps")
         }
         return FLOWRT_OK
     }

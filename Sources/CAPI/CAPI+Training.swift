@@ -79,6 +79,9 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         try requireFinite(x, total, "data")
         let p = try readParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params")
         let (config, loss) = try trainerSettings(p)
+        // The copy and the trainer's split of it: twice the data, reserved
+        // through the checked path (a refusal is FLOWRT_OUT_OF_MEMORY).
+        try HostMemory.reserve(2 * total, of: Float.self, for: "flowrt_trainer_create (copy of the data)")
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
                                   loss: loss, configuration: config, metadata: model.metadata)
         out.pointee = retainHandle(TrainerHandle(trainer))
@@ -157,7 +160,8 @@ public func flowrt_trainer_save_checkpoint(_ handle: OpaquePointer?, _ path: Uns
 public func flowrt_trainer_load_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
     guarded("flowrt_trainer_load_checkpoint") {
         let t = try trainerObject(handle)
-        try t.loadCheckpoint(from: String(cString: try require(path, "path")))
+        let file = String(cString: try require(path, "path"))
+        try namingFile(file) { try t.loadCheckpoint(from: file) }
         return FLOWRT_OK
     }
 }

@@ -80,19 +80,39 @@ func require<T>(_ p: T?, _ name: String) throws -> T {
     return p
 }
 
+/// A size_t as the caller passed it, for messages: C sizes are unsigned and
+/// never print negative ("n = 18446744073709551615", not "n = -1").
+func unsigned(_ n: Int) -> UInt { UInt(bitPattern: n) }
+
 /// n · m without overflow and within 2^40 elements, or `.invalidArgument`.
 func checkedProduct(_ n: Int, _ m: Int, _ what: String) throws -> Int {
     let (p, o) = n.multipliedReportingOverflow(by: m)
-    guard !o, p < (1 << 40) else { throw FlowError.invalidArgument("\(what): size \(n) × \(m) is too large") }
+    guard n >= 0, m >= 0, !o, p < (1 << 40) else {
+        throw FlowError.invalidArgument("\(what): size \(unsigned(n)) × \(unsigned(m)) is too large (at most 2^40 elements)")
+    }
     return p
 }
 
-/// A size_t count as Int, > 0 unless `allowZero`.
+/// A size_t count as Int: < 2^40, and > 0 when `allowZero` is false.
+/// Batch sizes allow 0 (an empty batch is FLOWRT_OK and writes nothing);
+/// dimensions and sizes of things that must exist do not.
 func count(_ n: Int, _ name: String, allowZero: Bool = false) throws -> Int {
-    guard n > 0 || (allowZero && n == 0), n < (1 << 40) else {
-        throw FlowError.invalidArgument("\(name) = \(n) must be \(allowZero ? "≥ 0" : "> 0") and < 2^40")
+    // A size_t ≥ 2^63 arrives as a negative Int: it is too large, not negative.
+    guard n >= 0, n < (1 << 40) else {
+        throw FlowError.invalidArgument("\(name) = \(unsigned(n)) is too large (the limit is 2^40 elements)")
     }
+    guard n > 0 || allowZero else { throw FlowError.invalidArgument("\(name) = 0; it must be > 0") }
     return n
+}
+
+/// A batch size: 0 ≤ n < 2^40.
+func batchCount(_ n: Int) throws -> Int { try count(n, "n", allowZero: true) }
+
+/// A buffer of `count` elements, or `.invalidArgument` naming it when it is
+/// NULL; NULL is accepted for an empty batch (count 0) and gives nil.
+func buffer<T>(_ p: UnsafePointer<T>?, _ count: Int, _ name: String) throws -> UnsafePointer<T>? {
+    if count == 0 { return p }
+    return try require(p, name)
 }
 
 /// Every element finite, or `.nonFinite` naming the first bad index.
@@ -146,6 +166,14 @@ func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, firstSize: Int, _
     }
     UnsafeMutableRawPointer(p).storeBytes(of: UInt32(size), as: UInt32.self)
     return FLOWRT_OK
+}
+
+/// Runs a load of the file `path`, naming it in any error it throws
+/// (unless the message already does).
+func namingFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as FlowError where !e.message.contains(path) {
+        throw e.prefixed("'\(path)': ")
+    }
 }
 
 // MARK: Handles

@@ -30,4 +30,20 @@ public enum FlowError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
     public var description: String { message }
+
+    /// The same error with `prefix` before its message (e.g. the file it
+    /// concerns).
+    public func prefixed(_ prefix: String) -> FlowError {
+        let m = prefix + message
+        switch self {
+        case .invalidArgument: return .invalidArgument(m)
+        case .shapeMismatch: return .shapeMismatch(m)
+        case .nonFinite: return .nonFinite(m)
+        case .invalidModel: return .invalidModel(m)
+        case .unsupported: return .unsupported(m)
+        case .io: return .io(m)
+        case .cancelled: return .cancelled(m)
+        case .outOfMemory: return .outOfMemory(m)
+        }
+    }
 }

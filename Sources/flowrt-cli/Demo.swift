@@ -12,14 +12,14 @@ struct Demo: ParsableCommand {
     @Option(help: "Output folder.") var outDir = "demo-out"
     @Option(help: "Dataset: \(ToyDataset.allCases.filter { $0.entropy != nil }.map(\.rawValue).joined(separator: ", ")).")
     var toy = "checkerboard"
-    @Option(help: "Training steps.") var steps = 10000
-    @Option(help: "Hidden units per layer.") var width = 256
-    @Option(help: "Samples per step.") var batch = 1024
-    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
+    @Option(parsing: .unconditional, help: "Training steps (≥ 0).", transform: Checked.integer(atLeast: 0)) var steps = 10000
+    @Option(parsing: .unconditional, help: "Hidden units per layer (≥ 1).", transform: Checked.integer(atLeast: 1)) var width = 256
+    @Option(parsing: .unconditional, help: "Samples per step (≥ 1).", transform: Checked.integer(atLeast: 1)) var batch = 1024
+    @Option(parsing: .unconditional, help: "Sinusoidal time features K (0 = t appended to x).", transform: Checked.integer(atLeast: 0)) var timeFrequencies = 0
     @Option(help: "Peak learning rate.") var lr = 3e-3
-    @Option(help: "Held-out samples scored for the NLL.") var nllSamples = 4000
-    @Option(help: "Worker threads (0 = all processors).") var threads = 0
-    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Held-out samples scored for the NLL (≥ 1).", transform: Checked.integer(atLeast: 1)) var nllSamples = 4000
+    @Option(parsing: .unconditional, help: "Worker threads (0 = all processors).", transform: Checked.integer(atLeast: 0)) var threads = 0
+    @Option(parsing: .unconditional, help: "Random seed.", transform: Checked.seed) var seed: UInt64 = 0
     @Option(help: "Skip training: load this demo checkpoint (same options) and only score and plot.")
     var load: String?
 
@@ -28,6 +28,7 @@ struct Demo: ParsableCommand {
             throw ValidationError("--toy must be a dataset with a known density")
         }
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        try Checked.writable("\(outDir)/demo.onnx", option: "--out-dir", extensions: [".onnx"])
         let start = Date()
         var options = try TrainingOptions.parse([])
         options.steps = steps; options.width = width; options.batch = batch; options.lr = lr
@@ -37,7 +38,7 @@ struct Demo: ParsableCommand {
         print("training a 2→\(width)×3→2 SiLU velocity on \(toy) (\(steps) steps, batch \(batch), \(nThreads) threads)")
         let trainer = try options.makeTrainer(dimension: 2, data: .source(dataset.source, heldOut: 4096))
         if let load {
-            try trainer.loadCheckpoint(from: load)
+            try Checked.loading(load) { try trainer.loadCheckpoint(from: load) }
         } else {
             var printer = ProgressPrinter()
             try trainer.fit(steps: steps) { printer.show($0) }

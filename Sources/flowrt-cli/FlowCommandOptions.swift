@@ -35,7 +35,7 @@ enum ModelFile {
         if spec.hasPrefix("mlp:") { return try mlp(String(spec.dropFirst(4))) }
         guard FileManager.default.fileExists(atPath: spec) else { throw ValidationError("model file '\(spec)' does not exist") }
         guard spec.hasSuffix(".onnx") else { throw ValidationError("'\(spec)': expected an .onnx model or 'mlp:…'") }
-        return try Model.loadONNX(path: spec)
+        return try Checked.loading(spec) { try Model.loadONNX(path: spec) }
     }
 
     /// `dim=2,width=256,depth=3,seed=0,activation=silu` (any subset).
@@ -75,13 +75,16 @@ enum ModelFile {
 struct SolverArguments: ParsableArguments {
     @Option(help: "Integrator: dopri5 (adaptive unless --steps), rk4, heun, midpoint, euler.")
     var method = "dopri5"
-    @Option(help: "Fixed number of steps (required for rk4/heun/midpoint/euler).")
+    @Option(parsing: .unconditional, help: "Fixed number of steps, ≥ 1 (required for rk4/heun/midpoint/euler).",
+            transform: Checked.integer(atLeast: 1))
     var steps: Int?
     @Option(help: "Relative tolerance (adaptive).") var rtol = 1e-5
     @Option(help: "Absolute tolerance (adaptive).") var atol = 1e-5
-    @Option(help: "Attempted steps per sample before giving up.") var maxSteps = 10_000
+    @Option(parsing: .unconditional, help: "Attempted steps per sample before giving up (≥ 1).",
+            transform: Checked.integer(atLeast: 1)) var maxSteps = 10_000
     @Option(help: "Largest step of adaptive runs (e.g. 0.25; default unbounded).") var maxStep: Double?
-    @Option(help: "Worker threads (default: all processors).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Worker threads, ≥ 1 (default: all processors).",
+            transform: Checked.integer(atLeast: 1)) var threads: Int?
     @Flag(help: "No progress line on stderr.") var quiet = false
 
     func options() throws -> SolverOptions {
@@ -132,10 +135,13 @@ struct SolverArguments: ParsableArguments {
 
 /// Reading and writing the arrays of the flow commands by file extension.
 enum ArrayFile {
-    /// Points `[n, d]` from .npy or .csv.
-    static func readPoints(_ path: String, dimension d: Int) throws -> Tensor {
-        let a = path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path)
-        return try a.points(dimension: d)
+    /// Points `[n, d]` from .npy (float32/float64) or .csv (`header`: its
+    /// first row is a header), read whole.
+    static func readPoints(_ path: String, dimension d: Int, header: Bool = false) throws -> Tensor {
+        try Checked.loading(path) {
+            let a = path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path, header: header)
+            return try a.points(dimension: d)
+        }
     }
 
     /// Writes to .npy (float32 for points, float64 for log-densities) or .csv.
@@ -143,5 +149,38 @@ enum ArrayFile {
         if path.hasSuffix(".npy") { try NPY.write(a, as: float32 ? .float32 : .float64, to: path) }
         else if path.hasSuffix(".csv") { try CSV.write(a, header: header, float32: float32, to: path) }
         else { throw ValidationError("'\(path)': output must end in .npy or .csv") }
+    }
+}
+
+/// Input points read by rows: a C-order .npy file block by block (bounded
+/// memory), anything else (CSV, Fortran-order .npy) whole.
+struct PointRows {
+    let count: Int
+    let rows: (Range<Int>) throws -> Tensor
+
+    init(path: String, dimension d: Int, header: Bool) throws {
+        if path.hasSuffix(".npy"), let reader = try? NPY.Reader(path: path) {
+            guard (reader.header.shape.count == 2 && reader.columns == d) || (reader.header.shape.count == 1 && d == 1) else {
+                throw FlowError.shapeMismatch("'\(path)': data has shape \(reader.header.shape); expected [n, \(d)]")
+            }
+            count = reader.rows
+            rows = { range in
+                let values = try reader.read(rows: range)
+                var points = [Float](repeating: 0, count: values.count)
+                for (i, v) in values.enumerated() {
+                    let f = Float(v)
+                    guard f.isFinite else {
+                        throw FlowError.nonFinite("'\(path)': row \(range.lowerBound + i / d), column \(i % d) is \(v) (not a finite float32)")
+                    }
+                    points[i] = f
+                }
+                return Tensor(shape: [range.count, d], scalars: points)
+            }
+        } else {
+            // Whole-file read: also reports why the streaming reader refused.
+            let x = try ArrayFile.readPoints(path, dimension: d, header: header)
+            count = x.shape[0]
+            rows = { x.rows($0) }
+        }
     }
 }

@@ -15,47 +15,64 @@ struct LogProb: ParsableCommand {
             Examples:
               flowrt logprob model.onnx --data points.npy --out lp.npy
               flowrt logprob model.onnx --data points.csv --time 0.5 --hutchinson 8
+            A C-order .npy input is read in blocks of 65 536 rows and the output
+            written as they finish (bounded memory for any file size); CSV input
+            is read whole.
             """)
 
     @OptionGroup var flow: FlowModelOptions
     @Option(help: "Points [n, d]: .npy (float32/float64) or .csv.") var data: String
+    @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "Write log-densities here (.npy float64 or .csv); default: print them.") var out: String?
     @Option(help: "Time t in [0, 1].") var time = 1.0
-    @Option(help: "Hutchinson probes per sample (default: exact divergence).") var hutchinson: Int?
+    @Option(parsing: .unconditional, help: "Hutchinson probes per sample, 1...4096 (default: exact divergence).",
+            transform: Checked.integer(atLeast: 1)) var hutchinson: Int?
     @Option(help: "Hutchinson probe kind: rademacher or gaussian.") var probe = "rademacher"
-    @Option(help: "Seed of the Hutchinson probes.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the Hutchinson probes.", transform: Checked.seed) var seed: UInt64 = 0
     @OptionGroup var solver: SolverArguments
 
     func run() throws {
-        let f = try flow.makeFlow()
-        let x = try ArrayFile.readPoints(data, dimension: f.dimension)
+        let sePath: String?
+        if let out {
+            try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
+            sePath = hutchinson == nil || out.hasSuffix(".csv") ? nil
+                : (out.hasSuffix(".npy") ? String(out.dropLast(4)) + ".stderr.npy" : out + ".stderr")
+            if let sePath { try Checked.writable(sePath, option: "--out (standard errors)", extensions: []) }
+        } else {
+            sePath = nil
+        }
         var method = DivergenceMethod.exact
         if let k = hutchinson {
             guard probe == "rademacher" || probe == "gaussian" else { throw ValidationError("--probe must be rademacher or gaussian") }
             method = .hutchinson(probes: k, kind: probe == "gaussian" ? .gaussian : .rademacher, seed: seed)
         }
-        let start = Date()
-        let r = try f.logDensity(points: x, time: time, method: method, solver: try solver.options(),
-                                 progress: solver.progress())
-        solver.report(r.statistics, seconds: Date().timeIntervalSince(start))
-        let n = r.logDensities.count
-        guard let out else {
-            for i in 0..<n {
-                print(r.standardErrors.map { "\(r.logDensities[i]),\($0[i])" } ?? "\(r.logDensities[i])")
-            }
-            return
+        let options = try solver.options()
+        let f = try flow.makeFlow()
+        let input = try PointRows(path: data, dimension: f.dimension, header: header)
+        let n = input.count
+        let values = try out.map {
+            try RowWriter(path: $0, rows: n, columns: sePath == nil && hutchinson != nil ? 2 : nil, float32: false,
+                          header: sePath == nil && hutchinson != nil ? ["log_prob", "std_error"] : ["log_prob"])
         }
-        if let se = r.standardErrors {
-            if out.hasSuffix(".csv") {
-                var both = [Double](); both.reserveCapacity(2 * n)
-                for i in 0..<n { both += [r.logDensities[i], se[i]] }
-                try ArrayFile.write(NumericArray(shape: [n, 2], values: both), to: out, float32: false,
-                                    header: ["log_prob", "std_error"])
+        let errors = try sePath.map { try RowWriter(path: $0, rows: n, columns: nil, float32: false) }
+        let start = Date()
+        let statistics = try f.logDensityBlocks(count: n, time: time, method: method, solver: options,
+                                                progress: solver.progress(), points: input.rows) { _, r in
+            guard let values else {
+                for i in r.logDensities.indices {
+                    print(r.standardErrors.map { "\(r.logDensities[i]),\($0[i])" } ?? "\(r.logDensities[i])")
+                }
                 return
             }
-            let sePath = out.hasSuffix(".npy") ? String(out.dropLast(4)) + ".stderr.npy" : out + ".stderr"
-            try ArrayFile.write(NumericArray(shape: [n], values: se), to: sePath, float32: false)
+            if let se = r.standardErrors {
+                if let errors { try errors.append(se); try values.append(r.logDensities) }
+                else { try values.append(pairs: r.logDensities, se) }
+            } else {
+                try values.append(r.logDensities)
+            }
         }
-        try ArrayFile.write(NumericArray(shape: [n], values: r.logDensities), to: out, float32: false, header: ["log_prob"])
+        solver.report(statistics, seconds: Date().timeIntervalSince(start))
+        try errors?.finish()
+        try values?.finish()
     }
 }

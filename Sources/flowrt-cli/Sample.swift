@@ -11,26 +11,37 @@ struct Sample: ParsableCommand {
               flowrt sample model.onnx -n 10000 --out samples.npy
               flowrt sample model.onnx -n 1000 --out x.csv --log-prob lp.npy --rtol 1e-6
               flowrt sample 'mlp:dim=2,seed=1' -n 10000 --method rk4 --steps 100 --out x.npy
+            Output is streamed: the .npy header is written first, then blocks of
+            65 536 samples as they finish, so -n 100000000 runs in bounded memory
+            (the file appears at --out when complete). -n 0 writes an empty [0, d].
             """)
 
     @OptionGroup var flow: FlowModelOptions
-    @Option(name: .short, help: "Number of samples.") var n: Int
+    @Option(name: .short, parsing: .unconditional, help: "Number of samples (≥ 0).",
+            transform: Checked.integer(atLeast: 0)) var n: Int
     @Option(help: "Where to write the samples [n, d] (.npy float32 or .csv).") var out: String
-    @Option(help: "Seed of the base samples (sample i depends on (seed, i) only).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the base samples (sample i depends on (seed, i) only).",
+            transform: Checked.seed) var seed: UInt64 = 0
     @Option(help: "Also write log ρ1 of each sample, integrated in the same pass (.npy float64 or .csv).")
     var logProb: String?
     @OptionGroup var solver: SolverArguments
 
     func run() throws {
-        guard n > 0 else { throw ValidationError("-n must be > 0") }
+        try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
+        if let logProb { try Checked.writable(logProb, option: "--log-prob", extensions: [".npy", ".csv"]) }
+        let options = try solver.options()
         let f = try flow.makeFlow()
+        let points = try RowWriter(path: out, rows: n, columns: f.dimension, float32: true)
+        let logs = try logProb.map { try RowWriter(path: $0, rows: n, columns: nil, float32: false, header: ["log_prob"]) }
         let start = Date()
-        let r = try f.sample(count: n, seed: seed, solver: try solver.options(),
-                             logDensity: logProb == nil ? nil : .exact, progress: solver.progress())
-        solver.report(r.statistics, seconds: Date().timeIntervalSince(start))
-        try ArrayFile.write(NumericArray(r.points), to: out, float32: true)
-        if let logProb, let values = r.logDensities {
-            try ArrayFile.write(NumericArray(shape: [n], values: values), to: logProb, float32: false, header: ["log_prob"])
+        let statistics = try f.sampleBlocks(count: n, seed: seed, solver: options,
+                                            logDensity: logProb == nil ? nil : .exact,
+                                            progress: solver.progress()) { _, block in
+            try points.append(block.points.scalars)
+            if let logs, let values = block.logDensities { try logs.append(values) }
         }
+        solver.report(statistics, seconds: Date().timeIntervalSince(start))
+        try points.finish()
+        try logs?.finish()
     }
 }

@@ -16,13 +16,15 @@ struct ScoreCommand: ParsableCommand {
 
     @OptionGroup var flow: FlowModelOptions
     @Option(help: "Points [n, d]: .npy (float32/float64) or .csv.") var data: String
+    @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "Time t in [0, 1).") var time = 0.5
     @Option(help: "Where to write the scores [n, d] (.npy float32 or .csv).") var out: String
 
     func run() throws {
+        try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
         let f = try flow.makeFlow()
-        let x = try ArrayFile.readPoints(data, dimension: f.dimension)
-        let s = try f.score(times: [Double](repeating: time, count: x.shape[0]), points: x)
+        let x = try ArrayFile.readPoints(data, dimension: f.dimension, header: header)
+        let s = try f.score(times: try HostMemory.array(repeating: time, count: x.shape[0], for: "score times"), points: x)
         try ArrayFile.write(NumericArray(s), to: out, float32: true)
     }
 }
@@ -39,17 +41,21 @@ struct SampleSDE: ParsableCommand {
             """)
 
     @OptionGroup var flow: FlowModelOptions
-    @Option(name: .short, help: "Number of samples.") var n: Int
+    @Option(name: .short, parsing: .unconditional, help: "Number of samples (≥ 0).",
+            transform: Checked.integer(atLeast: 0)) var n: Int
     @Option(help: "Where to write the samples [n, d] (.npy float32 or .csv).") var out: String
-    @Option(help: "Seed of the base samples and Brownian increments.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the base samples and Brownian increments.",
+            transform: Checked.seed) var seed: UInt64 = 0
     @Option(help: "Constant diffusion ε0 ≥ 0 (before the taper).") var epsilon = 1.0
-    @Option(help: "Uniform steps over [0, 1].") var steps = 200
+    @Option(parsing: .unconditional, help: "Uniform steps over [0, 1] (≥ 1).",
+            transform: Checked.integer(atLeast: 1)) var steps = 200
     @Option(help: "heun or euler-maruyama.") var method = "heun"
     @Option(help: "Taper width in units of |α(α'β − αβ')|.") var taper = 0.1
-    @Option(help: "Worker threads (default: all processors).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Worker threads, ≥ 1 (default: all processors).",
+            transform: Checked.integer(atLeast: 1)) var threads: Int?
 
     func run() throws {
-        guard n > 0 else { throw ValidationError("-n must be > 0") }
+        try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
         guard let m = SDEOptions.Method(rawValue: method) else { throw ValidationError("--method must be heun or euler-maruyama") }
         var options = SDEOptions(method: m, steps: steps, diffusion: .constant(epsilon), taperScale: taper)
         if let threads { options.threads = threads }

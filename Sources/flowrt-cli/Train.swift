@@ -17,6 +17,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Samples: a float32/float64 .npy of shape [n, d], or a CSV of n rows (header optional).")
     var data: String?
+    @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "A built-in dataset instead of --data: \(ToyDataset.allCases.map(\.rawValue).joined(separator: ", ")).")
     var toy: String?
     @Option(help: "Write the trained model (EMA weights, flowrt.* metadata) as ONNX here.")
@@ -29,11 +30,14 @@ struct Train: ParsableCommand {
     var logInterval = 0
 
     func run() throws {
+        // Outputs first: a typo in a path must not cost a training run.
+        if let out { try Checked.writable(out, option: "--out", extensions: [".onnx"]) }
+        if let checkpoint { try Checked.writable(checkpoint, option: "--checkpoint", extensions: []) }
         let trainingData: TrainingData
         let dimension: Int
         switch (data, toy) {
         case (let path?, nil):
-            let (values, d) = try SampleFile.read(path)
+            let (values, d) = try SampleFile.read(path, header: header)
             trainingData = .samples(values)
             dimension = d
         case (nil, let name?):
@@ -46,7 +50,7 @@ struct Train: ParsableCommand {
             throw ValidationError("give exactly one of --data and --toy")
         }
         let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
-        if let resume { try trainer.loadCheckpoint(from: resume) }
+        if let resume { try Checked.loading(resume) { try trainer.loadCheckpoint(from: resume) } }
         let remaining = max(0, options.steps - trainer.stepCount)
         var printer = ProgressPrinter(logInterval: logInterval)
         try trainer.fit(steps: remaining) { printer.show($0) }
@@ -58,13 +62,13 @@ struct Train: ParsableCommand {
 
 /// Options shared by `train` and `demo`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Total training steps.") var steps = 5000
-    @Option(help: "Samples per step.") var batch = 1024
-    @Option(help: "Hidden units per layer.") var width = 256
-    @Option(help: "Hidden layers.") var depth = 3
-    @Option(help: "Sinusoidal time features K (0 = t appended to x).") var timeFrequencies = 0
+    @Option(parsing: .unconditional, help: "Total training steps (≥ 0).", transform: Checked.integer(atLeast: 0)) var steps = 5000
+    @Option(parsing: .unconditional, help: "Samples per step (≥ 1).", transform: Checked.integer(atLeast: 1)) var batch = 1024
+    @Option(parsing: .unconditional, help: "Hidden units per layer (≥ 1).", transform: Checked.integer(atLeast: 1)) var width = 256
+    @Option(parsing: .unconditional, help: "Hidden layers (≥ 1).", transform: Checked.integer(atLeast: 1)) var depth = 3
+    @Option(parsing: .unconditional, help: "Sinusoidal time features K (0 = t appended to x).", transform: Checked.integer(atLeast: 0)) var timeFrequencies = 0
     @Option(help: "Peak learning rate (Adam).") var lr = 2e-3
-    @Option(help: "Linear warmup steps.") var warmup = 200
+    @Option(parsing: .unconditional, help: "Linear warmup steps (≥ 0).", transform: Checked.integer(atLeast: 0)) var warmup = 200
     @Option(help: "Decay after warmup: cosine, step, constant.") var decay = "cosine"
     @Option(help: "Optimiser: adam or adamw.") var optimizer = "adam"
     @Option(help: "Weight decay (L2 for adam, decoupled for adamw).") var weightDecay = 0.0
@@ -72,10 +76,10 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "EMA decay of the evaluation weights (0 = off).") var ema = 0.999
     @Option(help: "Interpolant schedule: trig or linear.") var schedule = "trig"
     @Option(help: "Held-out fraction of --data samples.") var heldOutFraction = 0.1
-    @Option(help: "Held-out samples drawn from a --toy dataset.") var heldOut = 4096
-    @Option(help: "Random seed.") var seed: UInt64 = 0
-    @Option(help: "Worker threads (0 = all processors; results do not depend on it).") var threads = 0
-    @Option(help: "Samples per work unit (changes rounding, not results' statistics).") var chunkSize = 256
+    @Option(parsing: .unconditional, help: "Held-out samples drawn from a --toy dataset (≥ 0).", transform: Checked.integer(atLeast: 0)) var heldOut = 4096
+    @Option(parsing: .unconditional, help: "Random seed.", transform: Checked.seed) var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Worker threads (0 = all processors; results do not depend on it).", transform: Checked.integer(atLeast: 0)) var threads = 0
+    @Option(parsing: .unconditional, help: "Samples per work unit (changes rounding, not results' statistics).", transform: Checked.integer(atLeast: 1)) var chunkSize = 256
 
     func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
         guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
@@ -147,14 +151,15 @@ struct ProgressPrinter {
     }
 }
 
-/// Reading samples for `--data`: a 2-D .npy (any numeric dtype) or a CSV
-/// (header optional), through FlowRuntime's readers.
+/// Reading samples for `--data`: a 2-D float32/float64 .npy or a CSV (a
+/// header with `--header`, or a first row without numbers), through
+/// FlowRuntime's readers; errors name the file.
 enum SampleFile {
-    static func read(_ path: String) throws -> ([Float], Int) {
-        let array = path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path)
+    static func read(_ path: String, header: Bool) throws -> ([Float], Int) {
+        let array = try Checked.loading(path) { path.hasSuffix(".npy") ? try NPY.read(path: path) : try CSV.read(path: path, header: header) }
         guard array.shape.count == 2, array.shape[0] > 0, array.shape[1] > 0 else {
             throw ValidationError("'\(path)' holds shape \(array.shape); expected [n, d] samples")
         }
-        return (try array.points(dimension: array.shape[1]).scalars, array.shape[1])
+        return (try Checked.loading(path) { try array.points(dimension: array.shape[1]).scalars }, array.shape[1])
     }
 }

@@ -42,7 +42,7 @@ final class FlowTests: XCTestCase {
 
     func testFlowRejectsBadArguments() throws {
         let (flow, _) = try makeFlow()
-        XCTAssertThrowsError(try flow.sample(count: 0, seed: 1))
+        XCTAssertThrowsError(try flow.sample(count: -1, seed: 1))
         XCTAssertThrowsError(try flow.transport(points: Tensor(shape: [1, 2]), from: 0, to: 1.5))
         XCTAssertThrowsError(try Flow(field: flow.field, base: StandardNormal(dimension: 3)))
     }

@@ -100,6 +100,6 @@ final class SDETests: XCTestCase {
         XCTAssertThrowsError(try SDESampler(score: score, options: SDEOptions(diffusion: .constant(-1))))
         XCTAssertThrowsError(try SDESampler(score: score, options: SDEOptions(steps: 4, diffusion: .custom { _ in -1 })).sample(count: 2, seed: 0))
         XCTAssertThrowsError(try SDESampler(score: score, options: SDEOptions(steps: 4, diffusion: .custom { _ in .nan })).sample(count: 2, seed: 0))
-        XCTAssertThrowsError(try SDESampler(score: score).sample(count: 0, seed: 0))
+        XCTAssertThrowsError(try SDESampler(score: score).sample(count: -1, seed: 0))
     }
 }

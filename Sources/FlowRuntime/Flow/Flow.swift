@@ -48,27 +48,81 @@ public final class Flow: Sendable {
     /// `logDensity`, the divergence is integrated in the same pass:
     /// log ρ1(X_1) = log ρ0(X_0) − ∫_0^1 ∇·v(s, X_s) ds.
     ///
+    /// The samples do not depend on whether log-densities are requested
+    /// (bit for bit): the step-size control sees x only, and the
+    /// log-density change is integrated on those steps (see
+    /// `Transport.integrateWithLogDensityChange`, `controlChange: false`).
+    /// Its error is then that of the path's steps, not bounded by rtol on
+    /// its own; `logDensity(points:)` controls it.
+    ///
     /// - Cost: see `Transport.integrate` (and `integrateWithLogDensityChange`).
-    /// - Throws: `.invalidArgument` (count ≤ 0 or too large, bad options),
-    ///   `.cancelled` when `progress` returns false.
+    /// - Throws: `.invalidArgument` (count < 0 or too large, bad options),
+    ///   `.cancelled` when `progress` returns false, `.outOfMemory`.
     public func sample(count: Int, seed: UInt64, solver: SolverOptions = .dopri5(),
                        logDensity method: DivergenceMethod? = nil, firstIndex: UInt64 = 0,
                        progress: SolverProgress? = nil) throws -> Samples {
-        guard count > 0, count.multipliedReportingOverflow(by: dimension).partialValue < 1 << 40,
-              !count.multipliedReportingOverflow(by: dimension).overflow else {
-            throw FlowError.invalidArgument("sample count \(count) must be > 0 and count × dim < 2^40")
+        try checkCount(count)
+        let d = dimension, call = "Flow.sample"
+        var points = try HostMemory.array(repeating: Float(0), count: count * d, for: call)
+        var logp: [Double]? = method == nil ? nil : try HostMemory.array(repeating: 0.0, count: count, for: call)
+        var errors: [Double]?
+        if case .hutchinson = method { errors = try HostMemory.array(repeating: .nan, count: count, for: call) }
+        var samples = try HostMemory.array(repeating: SampleStatistics(), count: count, for: call)
+        let statistics = try sampleBlocks(count: count, seed: seed, solver: solver, logDensity: method,
+                                          firstIndex: firstIndex, progress: progress) { range, block in
+            points.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: block.points.scalars)
+            if let l = block.logDensities { logp?.replaceSubrange(range, with: l) }
+            if let e = block.standardErrors { errors?.replaceSubrange(range, with: e) }
+            samples.replaceSubrange(range, with: block.samples)
         }
-        let x0 = base.samples(count: count, seed: seed, firstIndex: firstIndex)
+        return Samples(points: Tensor(shape: [count, d], scalars: points), logDensities: logp, standardErrors: errors,
+                       samples: samples, statistics: statistics)
+    }
+
+    /// `sample`, streamed: the samples are drawn and transported in blocks
+    /// of `Transport.blockSize(solver)` and each block (its range of sample
+    /// indices, relative to `firstIndex`, and its `Samples`) is handed to
+    /// `consume` in order, so memory stays bounded for any `count`. The
+    /// blocks together equal one `sample` call bit for bit.
+    /// - Returns: the statistics of the whole run.
+    /// - Throws: as `sample`, and whatever `consume` throws.
+    public func sampleBlocks(count: Int, seed: UInt64, solver: SolverOptions = .dopri5(),
+                             logDensity method: DivergenceMethod? = nil, firstIndex: UInt64 = 0,
+                             progress: SolverProgress? = nil,
+                             consume: (Range<Int>, Samples) throws -> Void) throws -> SolverStatistics {
+        try checkCount(count)
+        let base = self.base, field = self.field
+        func draw(_ range: Range<Int>) -> Tensor {
+            base.samples(count: range.count, seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
+        }
         guard let method else {
-            let r = try Transport.integrate(field: field, points: x0, from: 0, to: 1, options: solver, progress: progress)
-            return Samples(points: r.points, logDensities: nil, standardErrors: nil, samples: r.samples, statistics: r.statistics)
+            return try Transport.integrateBlocks(field: field, count: count, from: 0, to: 1, options: solver,
+                                                 progress: progress, points: draw) { range, r in
+                try consume(range, Samples(points: r.points, logDensities: nil, standardErrors: nil,
+                                           samples: r.samples, statistics: r.statistics))
+            }
         }
-        let r = try Transport.integrateWithLogDensityChange(field: field, points: x0, from: 0, to: 1, divergence: method,
-                                                            options: solver, firstIndex: firstIndex, progress: progress)
-        var logp = base.logDensity(of: x0)
-        for i in logp.indices { logp[i] += r.change[i] }
-        return Samples(points: r.points, logDensities: logp, standardErrors: r.standardErrors,
-                       samples: r.samples, statistics: r.statistics)
+        // The base log-densities need each block's x0: the block is drawn
+        // once and kept until its results arrive.
+        var x0 = Tensor(shape: [0, dimension])
+        return try Transport.integrateWithLogDensityChangeBlocks(
+            field: field, count: count, from: 0, to: 1, divergence: method, options: solver, firstIndex: firstIndex,
+            controlChange: false, progress: progress,
+            points: { range in x0 = draw(range); return x0 }
+        ) { range, r in
+            var logp = base.logDensity(of: x0)
+            for i in logp.indices { logp[i] += r.change[i] }
+            try consume(range, Samples(points: r.points, logDensities: logp, standardErrors: r.standardErrors,
+                                       samples: r.samples, statistics: r.statistics))
+        }
+    }
+
+    /// - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
+    func checkCount(_ count: Int) throws {
+        let (nd, overflow) = count.multipliedReportingOverflow(by: dimension)
+        guard count >= 0, !overflow, nd < 1 << 40 else {
+            throw FlowError.invalidArgument("sample count \(count) must be ≥ 0 and count × dim < 2^40")
+        }
     }
 
     /// Moves `points` (`[n, d]`) along the flow from time `from` to `to`
@@ -91,10 +145,34 @@ public final class Flow: Sendable {
 
     /// log ρ_t(x) of `points` (`[n, d]`) for t ∈ [0, 1] (see
     /// `Likelihood.logDensity`); the result also holds the encodings X_0.
+    /// Runs in blocks (`Likelihood.logDensityBlocks`).
     public func logDensity(points: Tensor, time: Double = 1, method: DivergenceMethod = .exact,
                            solver: SolverOptions = .dopri5(), firstIndex: UInt64 = 0,
                            progress: SolverProgress? = nil) throws -> LogDensityResult {
         try Likelihood.logDensity(field: field, base: base, points: points, time: time, divergence: method,
                                   options: solver, firstIndex: firstIndex, progress: progress)
+    }
+
+    /// `transport`, streamed in blocks (see `Transport.integrateBlocks`):
+    /// bounded memory for any `count`, bit-identical to one call.
+    public func transportBlocks(count: Int, from t0: Double, to t1: Double, solver: SolverOptions = .dopri5(),
+                                progress: SolverProgress? = nil, points: (Range<Int>) throws -> Tensor,
+                                consume: (Range<Int>, TransportResult) throws -> Void) throws -> SolverStatistics {
+        guard (0...1).contains(t0), (0...1).contains(t1) else {
+            throw FlowError.invalidArgument("times from = \(t0), to = \(t1) must be in [0, 1]")
+        }
+        return try Transport.integrateBlocks(field: field, count: count, from: t0, to: t1, options: solver,
+                                             progress: progress, points: points, consume: consume)
+    }
+
+    /// `logDensity`, streamed in blocks (see `Likelihood.logDensityBlocks`):
+    /// bounded memory for any `count`, bit-identical to one call.
+    public func logDensityBlocks(count: Int, time: Double = 1, method: DivergenceMethod = .exact,
+                                 solver: SolverOptions = .dopri5(), firstIndex: UInt64 = 0,
+                                 progress: SolverProgress? = nil, points: (Range<Int>) throws -> Tensor,
+                                 consume: (Range<Int>, LogDensityResult) throws -> Void) throws -> SolverStatistics {
+        try Likelihood.logDensityBlocks(field: field, base: base, count: count, time: time, divergence: method,
+                                        options: solver, firstIndex: firstIndex, progress: progress,
+                                        points: points, consume: consume)
     }
 }

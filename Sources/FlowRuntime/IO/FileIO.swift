@@ -25,7 +25,7 @@ enum FileIO {
             throw FlowError.io("'\(path)' has \(size) bytes; cannot read \(n) bytes at offset \(offset)")
         }
         guard fseeko(file, off_t(offset), SEEK_SET) == 0 else { throw FlowError.io("cannot seek in '\(path)'") }
-        var bytes = [UInt8](repeating: 0, count: n)
+        var bytes = try HostMemory.array(repeating: UInt8(0), count: n, for: "reading '\(path)'")
         let got = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, n, file) }
         guard got == n else { throw FlowError.io("short read of '\(path)': \(got) of \(n) bytes") }
         return bytes
@@ -38,30 +38,9 @@ enum FileIO {
     ///   path from several threads or processes never interleave: the last
     ///   rename wins with a complete file.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        var template = Array("\(path).tmp.XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        let temporary = String(cString: template)
-        guard fd >= 0 else {
-            throw FlowError.io("cannot create '\(temporary)': \(String(cString: strerror(errno)))")
-        }
-        fchmod(fd, 0o644)  // mkstemp creates 0600; saved models are ordinary files
-        guard let file = fdopen(fd, "wb") else {
-            close(fd)
-            unlink(temporary)
-            throw FlowError.io("cannot open '\(temporary)': \(String(cString: strerror(errno)))")
-        }
-        let written = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, bytes.count, file) }
-        let flushed = fflush(file) == 0 && fsync(fileno(file)) == 0
-        let closed = fclose(file) == 0
-        guard written == bytes.count, flushed, closed else {
-            unlink(temporary)
-            throw FlowError.io("cannot write '\(path)' (\(written) of \(bytes.count) bytes written)")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw FlowError.io("cannot rename '\(temporary)' to '\(path)': \(reason)")
-        }
+        let writer = try AtomicFileWriter(path: path)
+        try writer.write(bytes)
+        try writer.commit()
     }
 
     /// The folder part of a path ("." for a bare file name).

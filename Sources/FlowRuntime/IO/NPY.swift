@@ -27,7 +27,7 @@ public struct NumericArray: Sendable, Equatable {
         if shape.count == 2, shape[1] == d { rows = shape[0] }
         else if shape.count == 1, d == 1 { rows = shape[0] }
         else { throw FlowError.shapeMismatch("data has shape \(shape); expected [n, \(d)]") }
-        var out = [Float](repeating: 0, count: rows * d)
+        var out = try HostMemory.array(repeating: Float(0), count: rows * d, for: "points of a \(shape) array")
         for (i, v) in values.enumerated() {
             let f = Float(v)
             guard f.isFinite else { throw FlowError.nonFinite("data row \(i / d), column \(i % d) is \(v) (not a finite float32)") }
@@ -43,15 +43,24 @@ public struct NumericArray: Sendable, Equatable {
 /// multiple of 64 bytes, then the raw elements
 /// (https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html).
 ///
-/// Reads float32/float64 (and int32/int64) in either byte order and in C or
+/// Reads float32 and float64 only (integer and other dtypes are refused
+/// with a message naming the dtype) in either byte order and in C or
 /// Fortran order; writes float32 or float64, version 1.0 (2.0 when the
 /// header needs it), C or Fortran order. Every size is checked against the
 /// file before anything is allocated.
 public enum NPY {
-    /// Element types this reader understands.
+    /// Element types this reader and writer understand.
     public enum ElementType: String, Sendable {
-        case float32 = "f4", float64 = "f8", int32 = "i4", int64 = "i8"
-        var size: Int { self == .float32 || self == .int32 ? 4 : 8 }
+        case float32 = "f4", float64 = "f8"
+        var size: Int { self == .float32 ? 4 : 8 }
+    }
+
+    /// NumPy's names of dtypes people hand us, for messages.
+    static func dtypeName(_ descr: Substring) -> String {
+        let names = ["i1": "int8", "i2": "int16", "i4": "int32", "i8": "int64", "u1": "uint8", "u2": "uint16",
+                     "u4": "uint32", "u8": "uint64", "f2": "float16", "f4": "float32", "f8": "float64",
+                     "b1": "bool", "c8": "complex64", "c16": "complex128"]
+        return names[String(descr)] ?? String(descr)
     }
 
     /// Largest header accepted (NumPy itself limits headers to 10 kB by default).
@@ -62,6 +71,53 @@ public enum NPY {
     ///   syntax, dtype (`.unsupported` for other dtypes), shape, or a data
     ///   size that does not match the shape.
     public static func decode(_ bytes: [UInt8]) throws -> NumericArray {
+        let h = try prefix(bytes)
+        let (type, bigEndian, fortran, shape, dataStart) = (h.type, h.bigEndian, h.fortranOrder, h.shape, h.dataStart)
+        let count = h.count
+        guard bytes.count - dataStart == count * type.size else {
+            throw FlowError.io(".npy data holds \(bytes.count - dataStart) bytes; shape \(shape) of \(type.rawValue) needs \(count * type.size)")
+        }
+        var raw = try HostMemory.array(repeating: 0.0, count: count, for: ".npy decoding")
+        bytes.withUnsafeBufferPointer { p in
+            convert(p.baseAddress! + dataStart, count: count, type: type, bigEndian: bigEndian, into: &raw, at: 0)
+        }
+        return NumericArray(shape: shape, values: fortran ? reorder(raw, shape: shape, fromFortran: true) : raw)
+    }
+
+    /// Converts `count` raw elements at `p` to Double, into `out[at...]`.
+    static func convert(_ p: UnsafePointer<UInt8>, count: Int, type: ElementType, bigEndian: Bool,
+                        into out: inout [Double], at offset: Int) {
+        for i in 0..<count {
+            var word: UInt64 = 0
+            for b in 0..<type.size {
+                let byte = UInt64(p[i * type.size + (bigEndian ? type.size - 1 - b : b)])
+                word |= byte << (8 * UInt64(b))
+            }
+            switch type {
+            case .float32: out[offset + i] = Double(Float(bitPattern: UInt32(truncatingIfNeeded: word)))
+            case .float64: out[offset + i] = Double(bitPattern: word)
+            }
+        }
+    }
+
+    /// What a `.npy` header says: dtype, byte order, layout, shape, and
+    /// where the data start.
+    public struct Header: Sendable {
+        public var type: ElementType
+        public var bigEndian: Bool
+        public var fortranOrder: Bool
+        public var shape: [Int]
+        /// Byte offset of the first element.
+        public var dataStart: Int
+        /// Number of elements (checked against overflow).
+        public var count: Int
+    }
+
+    /// Parses the magic, version and header dict at the start of `bytes`
+    /// (which may hold only the start of a file).
+    /// - Throws: `.io` (malformed, or `bytes` too short for the header),
+    ///   `.unsupported` (version or dtype).
+    static func prefix(_ bytes: [UInt8]) throws -> Header {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else { throw FlowError.io("not an .npy file (bad magic string)") }
         let major = bytes[6]
@@ -85,28 +141,8 @@ public enum NPY {
         guard let count = shape.checkedElementCount, count.multipliedReportingOverflow(by: type.size).overflow == false else {
             throw FlowError.io(".npy shape \(shape) is too large")
         }
-        let dataStart = headerStart + headerLength
-        guard bytes.count - dataStart == count * type.size else {
-            throw FlowError.io(".npy data holds \(bytes.count - dataStart) bytes; shape \(shape) of \(type.rawValue) needs \(count * type.size)")
-        }
-        var raw = [Double](repeating: 0, count: count)
-        bytes.withUnsafeBufferPointer { p in
-            let base = p.baseAddress! + dataStart
-            for i in 0..<count {
-                var word: UInt64 = 0
-                for b in 0..<type.size {
-                    let byte = UInt64(base[i * type.size + (bigEndian ? type.size - 1 - b : b)])
-                    word |= byte << (8 * UInt64(b))
-                }
-                switch type {
-                case .float32: raw[i] = Double(Float(bitPattern: UInt32(truncatingIfNeeded: word)))
-                case .float64: raw[i] = Double(bitPattern: word)
-                case .int32: raw[i] = Double(Int32(bitPattern: UInt32(truncatingIfNeeded: word)))
-                case .int64: raw[i] = Double(Int64(bitPattern: word))
-                }
-            }
-        }
-        return NumericArray(shape: shape, values: fortran ? reorder(raw, shape: shape, fromFortran: true) : raw)
+        return Header(type: type, bigEndian: bigEndian, fortranOrder: fortran, shape: shape,
+                      dataStart: headerStart + headerLength, count: count)
     }
 
     /// Parses the header dict: (type, big-endian, fortran_order, shape).
@@ -130,7 +166,7 @@ public enum NPY {
             descr = descr.dropFirst()
         }
         guard let type = ElementType(rawValue: String(descr)) else {
-            throw FlowError.unsupported(".npy dtype '\(d[d.index(after: d.startIndex)..<end])' (supported: float32, float64, int32, int64)")
+            throw FlowError.unsupported(".npy dtype \(dtypeName(descr)) ('\(d[d.index(after: d.startIndex)..<end])') is not supported: FlowRuntime reads float32 and float64 (convert with x.astype(np.float32))")
         }
         let f = try value(of: "fortran_order")
         let fortran: Bool
@@ -170,8 +206,25 @@ public enum NPY {
     /// needs more than 65535 bytes). `values` are in C order; with
     /// `fortranOrder` the file stores them column-major.
     public static func encode(_ array: NumericArray, as type: ElementType = .float32, fortranOrder: Bool = false) -> [UInt8] {
-        precondition(type == .float32 || type == .float64, "writes float32 or float64")
-        let shapeText = array.shape.count == 1 ? "(\(array.shape[0]),)" : "(" + array.shape.map(String.init).joined(separator: ", ") + ")"
+        var out = header(shape: array.shape, type: type, fortranOrder: fortranOrder)
+        let values = fortranOrder ? reorder(array.values, shape: array.shape, fromFortran: false) : array.values
+        out.reserveCapacity(out.count + values.count * type.size)
+        append(values, as: type, to: &out)
+        return out
+    }
+
+    /// Little-endian bytes of `values` as `type`, appended to `out`.
+    static func append<S: Sequence>(_ values: S, as type: ElementType, to out: inout [UInt8]) where S.Element == Double {
+        for v in values {
+            let word: UInt64 = type == .float32 ? UInt64(Float(v).bitPattern) : v.bitPattern
+            for b in 0..<type.size { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(b)))) }
+        }
+    }
+
+    /// The magic string, version and padded header dict of a `.npy` file of
+    /// `shape` and `type` (version 1.0, or 2.0 when the dict needs it).
+    public static func header(shape: [Int], type: ElementType, fortranOrder: Bool = false) -> [UInt8] {
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var dict = "{'descr': '<\(type.rawValue)', 'fortran_order': \(fortranOrder ? "True" : "False"), 'shape': \(shapeText), }"
         let version: UInt8 = dict.utf8.count + 11 > 65535 ? 2 : 1
         let prefix = version == 1 ? 10 : 12
@@ -181,12 +234,6 @@ public enum NPY {
         var out: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, version, 0]
         out += version == 1 ? [UInt8(n & 0xFF), UInt8(n >> 8)] : [UInt8(n & 0xFF), UInt8((n >> 8) & 0xFF), UInt8((n >> 16) & 0xFF), UInt8(n >> 24)]
         out += Array(dict.utf8)
-        let values = fortranOrder ? reorder(array.values, shape: array.shape, fromFortran: false) : array.values
-        out.reserveCapacity(out.count + values.count * type.size)
-        for v in values {
-            let word: UInt64 = type == .float32 ? UInt64(Float(v).bitPattern) : v.bitPattern
-            for b in 0..<type.size { out.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(b)))) }
-        }
         return out
     }
 

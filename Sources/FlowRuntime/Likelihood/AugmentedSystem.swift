@@ -18,6 +18,14 @@ public enum DivergenceMethod: Sendable, Equatable {
         case gaussian
     }
 
+    /// Δ components per sample of the augmented state: 1 (exact) or K.
+    var accumulators: Int {
+        switch self {
+        case .exact: return 1
+        case .hutchinson(let k, _, _): return k
+        }
+    }
+
     /// - Throws: `.invalidArgument` for K outside 1...4096.
     public func validate() throws {
         if case .hutchinson(let k, _, _) = self, !(1...4096).contains(k) {
@@ -30,7 +38,14 @@ public enum DivergenceMethod: Sendable, Equatable {
 /// with the exact divergence: width d + 1.
 struct ExactAugmentedSystem: BatchedSystem {
     let field: any VelocityField
+    /// d (x only) or d + 1 (x and Δ) in the error norm.
+    var controlledWidth: Int
     var width: Int { field.dimension + 1 }
+
+    init(field: any VelocityField, controlledWidth: Int? = nil) {
+        self.field = field
+        self.controlledWidth = controlledWidth ?? field.dimension + 1
+    }
 
     func makeContext() -> _FieldContext { _FieldContext(field) }
 
@@ -59,15 +74,21 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
     let probeCount: Int
     /// Probes of every sample of the run, `[n, K, d]`.
     let probes: [Float]
+    /// d (x only) or d + K (x and every Δ_k) in the error norm.
+    let controlledWidth: Int
     var width: Int { field.dimension + probeCount }
 
     /// Draws the probes of samples `firstIndex ..< firstIndex + count`.
     init(field: any VelocityField, count: Int, firstIndex: UInt64, probes k: Int,
-         kind: DivergenceMethod.ProbeKind, seed: UInt64) {
+         kind: DivergenceMethod.ProbeKind, seed: UInt64, controlledWidth: Int? = nil) throws {
         self.field = field
         probeCount = k
+        self.controlledWidth = controlledWidth ?? field.dimension + k
         let d = field.dimension
-        var eps = [Float](repeating: 0, count: count * k * d)
+        let (kd, o1) = k.multipliedReportingOverflow(by: d)
+        let (total, o2) = count.multipliedReportingOverflow(by: kd)
+        guard !o1, !o2 else { throw FlowError.outOfMemory("Hutchinson probes: \(count) × \(k) × \(d) floats overflow") }
+        var eps = try HostMemory.array(repeating: Float(0), count: total, for: "Hutchinson probes")
         for i in 0..<count {
             var rng = RandomStream(seed: seed, purpose: .hutchinsonProbe, index: firstIndex + UInt64(i))
             for j in 0..<(k * d) {

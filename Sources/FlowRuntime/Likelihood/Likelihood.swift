@@ -31,18 +31,51 @@ public enum Likelihood {
     public static func logDensity(field: any VelocityField, base: any Density, points: Tensor, time: Double,
                                   divergence method: DivergenceMethod, options: SolverOptions,
                                   firstIndex: UInt64 = 0, progress: SolverProgress? = nil) throws -> LogDensityResult {
+        let d = field.dimension
+        let n = try Transport.checkPoints(points, dimension: d)
+        let call = "Likelihood.logDensity"
+        var logp = try HostMemory.array(repeating: 0.0, count: n, for: call)
+        var errors: [Double]? = method == .exact ? nil : try HostMemory.array(repeating: .nan, count: n, for: call)
+        var basePoints = try HostMemory.array(repeating: Float(0), count: n * d, for: call)
+        var samples = try HostMemory.array(repeating: SampleStatistics(), count: n, for: call)
+        let statistics = try logDensityBlocks(
+            field: field, base: base, count: n, time: time, divergence: method, options: options,
+            firstIndex: firstIndex, progress: progress, points: { points.rows($0) }
+        ) { range, r in
+            logp.replaceSubrange(range, with: r.logDensities)
+            if let e = r.standardErrors { errors?.replaceSubrange(range, with: e) }
+            basePoints.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.basePoints.scalars)
+            samples.replaceSubrange(range, with: r.samples)
+        }
+        return LogDensityResult(logDensities: logp, standardErrors: errors, basePoints: Tensor(shape: [n, d], scalars: basePoints),
+                                samples: samples, statistics: statistics)
+    }
+
+    /// `logDensity`, streamed: `points(range)` gives the block's points
+    /// `[range.count, d]` (finite) and `consume(range, result)` receives the
+    /// block's results in order; blocks of `Transport.blockSize(options)`,
+    /// so memory stays bounded for any `count`. Bit-identical to one call.
+    /// - Returns: the statistics of the whole run.
+    /// - Throws: as `logDensity`, and whatever the closures throw.
+    public static func logDensityBlocks(field: any VelocityField, base: any Density, count: Int, time: Double,
+                                        divergence method: DivergenceMethod, options: SolverOptions,
+                                        firstIndex: UInt64 = 0, progress: SolverProgress? = nil,
+                                        points: (Range<Int>) throws -> Tensor,
+                                        consume: (Range<Int>, LogDensityResult) throws -> Void) throws -> SolverStatistics {
         guard time >= 0, time <= 1 else { throw FlowError.invalidArgument("time \(time) must be in [0, 1]") }
         guard base.dimension == field.dimension else {
             throw FlowError.shapeMismatch("base density dimension \(base.dimension) differs from the field's \(field.dimension)")
         }
-        let r = try Transport.integrateWithLogDensityChange(
-            field: field, points: points, from: time, to: 0, divergence: method, options: options,
-            firstIndex: firstIndex, progress: progress)
-        var logp = base.logDensity(of: r.points)
-        // change = log ρ0(X_0) − log ρ_t(x).
-        for i in logp.indices { logp[i] -= r.change[i] }
-        return LogDensityResult(logDensities: logp, standardErrors: r.standardErrors, basePoints: r.points,
-                                samples: r.samples, statistics: r.statistics)
+        return try Transport.integrateWithLogDensityChangeBlocks(
+            field: field, count: count, from: time, to: 0, divergence: method, options: options,
+            firstIndex: firstIndex, controlChange: true, progress: progress, points: points
+        ) { range, r in
+            var logp = base.logDensity(of: r.points)
+            // change = log ρ0(X_0) − log ρ_t(x).
+            for i in logp.indices { logp[i] -= r.change[i] }
+            try consume(range, LogDensityResult(logDensities: logp, standardErrors: r.standardErrors, basePoints: r.points,
+                                                samples: r.samples, statistics: r.statistics))
+        }
     }
 }
 

@@ -117,16 +117,56 @@ public struct SDESampler: Sendable {
     /// - Throws: as `integrate`.
     public func sample(count: Int, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
         let d = score.field.dimension
-        guard count > 0, !count.multipliedReportingOverflow(by: d).overflow, count * d < 1 << 40 else {
-            throw FlowError.invalidArgument("sample count \(count) must be > 0 and count × dim < 2^40")
+        var points = try HostMemory.array(repeating: Float(0), count: try checkCount(count), for: "SDESampler.sample")
+        var bad: [Int] = []
+        let perSample = try sampleBlocks(count: count, seed: seed, firstIndex: firstIndex) { range, r in
+            points.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
+            bad += r.nonFiniteSamples
         }
-        var x0 = Tensor(shape: [count, d])
-        let b = score.base
-        for i in 0..<count {
-            var rng = RandomStream(seed: seed, purpose: .baseSample, index: firstIndex &+ UInt64(i))
-            for j in 0..<d { x0.scalars[i * d + j] = Float(b.mean[j] + b.standardDeviation[j] * rng.nextNormal()) }
+        return SDEResult(points: Tensor(shape: [count, d], scalars: points), evaluationsPerSample: perSample,
+                         nonFiniteSamples: bad)
+    }
+
+    /// `sample`, streamed: blocks of `blockSize` samples (a multiple of
+    /// `options.chunkSize`, so results equal one `sample` call bit for bit)
+    /// are drawn, integrated and handed to `consume` with their range of
+    /// indices (relative to `firstIndex`) in order; `nonFiniteSamples` of a
+    /// block are indices of the whole run. Memory stays bounded for any count.
+    /// - Returns: the evaluations per sample.
+    /// - Throws: as `integrate`, and whatever `consume` throws.
+    public func sampleBlocks(count: Int, seed: UInt64, firstIndex: UInt64 = 0,
+                             consume: (Range<Int>, SDEResult) throws -> Void) throws -> Int {
+        _ = try checkCount(count)
+        let d = score.field.dimension, b = score.base
+        let grid = try _SDEGrid(self, from: 0)
+        var start = 0
+        while start < count {
+            let range = start..<Swift.min(count, start + blockSize)
+            var x0 = Tensor(shape: [range.count, d])
+            for i in 0..<range.count {
+                var rng = RandomStream(seed: seed, purpose: .baseSample, index: firstIndex &+ UInt64(range.lowerBound + i))
+                for j in 0..<d { x0.scalars[i * d + j] = Float(b.mean[j] + b.standardDeviation[j] * rng.nextNormal()) }
+            }
+            var r = run(grid, points: x0, seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
+            r.nonFiniteSamples = r.nonFiniteSamples.map { $0 + range.lowerBound }
+            try consume(range, r)
+            start = range.upperBound
         }
-        return try integrate(points: x0, from: 0, seed: seed, firstIndex: firstIndex)
+        return grid.evaluationsPerSample
+    }
+
+    /// Samples per block of `sampleBlocks`: 64 chunks, fewer for wide
+    /// states (see `Transport.blockSize`).
+    public var blockSize: Int { Transport.blockSize(chunk: options.chunkSize, width: score.field.dimension) }
+
+    /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
+    func checkCount(_ count: Int) throws -> Int {
+        let d = score.field.dimension
+        let (nd, overflow) = count.multipliedReportingOverflow(by: d)
+        guard count >= 0, !overflow, nd < 1 << 40 else {
+            throw FlowError.invalidArgument("sample count \(count) must be ≥ 0 and count × dim < 2^40")
+        }
+        return nd
     }
 
     /// Integrates the SDE from time `t0` ∈ [0, 1) to 1 for `points` (`[n, d]`).
@@ -134,21 +174,28 @@ public struct SDESampler: Sendable {
     ///   custom diffusion, or the schedule on the grid), `.invalidArgument`
     ///   (t0, negative ε).
     public func integrate(points: Tensor, from t0: Double, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
-        guard t0 >= 0, t0 < 1 else { throw FlowError.invalidArgument("SDE start time \(t0) must be in [0, 1)") }
-        let field = score.field, d = field.dimension
-        let n = try Transport.checkPoints(points, dimension: d)
-        let steps = options.steps, h = (1 - t0) / Double(steps)
-        let grid = (0...steps).map { $0 == steps ? 1.0 : t0 + Double($0) * h }
-        let coefficients = try grid.map { try score.schedule.finiteCoefficients(at: $0) }
-        // ε(t_k)·τ(t_k) on the grid, validated once.
-        var epsilon = [Double](repeating: 0, count: steps + 1)
-        for k in 0..<steps {
-            let e = options.diffusion.value(at: grid[k])
-            guard e.isFinite else { throw FlowError.nonFinite("diffusion ε(\(grid[k])) = \(e)") }
-            guard e >= 0 else { throw FlowError.invalidArgument("diffusion ε(\(grid[k])) = \(e) must be ≥ 0") }
-            let s = abs(ScoreField.singularFactor(coefficients[k]))
-            epsilon[k] = e * Swift.min(1, s / options.taperScale)
+        let n = try Transport.checkPoints(points, dimension: score.field.dimension)
+        let grid = try _SDEGrid(self, from: t0)
+        let d = score.field.dimension
+        var out = try HostMemory.array(repeating: Float(0), count: n * d, for: "SDESampler.integrate")
+        var bad: [Int] = []
+        var start = 0
+        while start < n {
+            let range = start..<Swift.min(n, start + blockSize)
+            let r = run(grid, points: points.rows(range), seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
+            out.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
+            bad += r.nonFiniteSamples.map { $0 + range.lowerBound }
+            start = range.upperBound
         }
+        return SDEResult(points: Tensor(shape: [n, d], scalars: out), evaluationsPerSample: grid.evaluationsPerSample,
+                         nonFiniteSamples: bad)
+    }
+
+    /// Integrates one block held in memory on a prepared grid.
+    func run(_ g: _SDEGrid, points: Tensor, seed: UInt64, firstIndex: UInt64) -> SDEResult {
+        let field = score.field, d = field.dimension
+        let n = points.shape[0]
+        let steps = g.steps, h = g.h, grid = g.grid, coefficients = g.coefficients, epsilon = g.epsilon
         let method = options.method, base = score.base
         var state = points.scalars
         let nonFinite = Mutex()
@@ -208,9 +255,8 @@ public struct SDESampler: Sendable {
                 }
             }
         }
-        let perStep = method == .eulerMaruyama ? 1 : 2
         return SDEResult(points: Tensor(shape: [n, d], scalars: state),
-                         evaluationsPerSample: (steps - 1) * perStep + 2, nonFiniteSamples: bad.sorted())
+                         evaluationsPerSample: g.evaluationsPerSample, nonFiniteSamples: bad.sorted())
     }
 }
 
@@ -221,5 +267,36 @@ extension Flow {
     public func sampleSDE(count: Int, seed: UInt64, options: SDEOptions = SDEOptions(),
                           firstIndex: UInt64 = 0) throws -> SDEResult {
         try SDESampler(score: scoreField(), options: options).sample(count: count, seed: seed, firstIndex: firstIndex)
+    }
+}
+
+/// The time grid of an SDE run with the schedule's coefficients and the
+/// tapered diffusion on it, computed (and the host's ε(t) called) once per run.
+struct _SDEGrid {
+    let steps: Int, h: Double
+    let grid: [Double]
+    let coefficients: [InterpolantCoefficients]
+    /// ε(t_k)·τ(t_k).
+    let epsilon: [Double]
+    let evaluationsPerSample: Int
+
+    init(_ sampler: SDESampler, from t0: Double) throws {
+        guard t0 >= 0, t0 < 1 else { throw FlowError.invalidArgument("SDE start time \(t0) must be in [0, 1)") }
+        let options = sampler.options
+        steps = options.steps
+        h = (1 - t0) / Double(steps)
+        let steps = self.steps, h = self.h
+        grid = (0...steps).map { $0 == steps ? 1.0 : t0 + Double($0) * h }
+        coefficients = try grid.map { try sampler.score.schedule.finiteCoefficients(at: $0) }
+        var epsilon = [Double](repeating: 0, count: steps + 1)
+        for k in 0..<steps {
+            let e = options.diffusion.value(at: grid[k])
+            guard e.isFinite else { throw FlowError.nonFinite("diffusion ε(\(grid[k])) = \(e)") }
+            guard e >= 0 else { throw FlowError.invalidArgument("diffusion ε(\(grid[k])) = \(e) must be ≥ 0") }
+            let s = abs(ScoreField.singularFactor(coefficients[k]))
+            epsilon[k] = e * Swift.min(1, s / options.taperScale)
+        }
+        self.epsilon = epsilon
+        evaluationsPerSample = (steps - 1) * (options.method == .eulerMaruyama ? 1 : 2) + 2
     }
 }

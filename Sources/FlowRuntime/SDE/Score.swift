@@ -126,6 +126,7 @@ public struct ScoreField: Sendable {
         guard points.rank == 2, points.shape[1] == field.dimension, points.shape[0] == times.count else {
             throw FlowError.shapeMismatch("score: points \(points.shape) for \(times.count) times and dimension \(field.dimension)")
         }
+        try HostMemory.reserve(points.count, of: Float.self, for: "scores of \(points.shape[0]) points")
         var out = Tensor(shape: points.shape)
         try times.withUnsafeBufferPointer { t in
             try points.scalars.withUnsafeBufferPointer { p in

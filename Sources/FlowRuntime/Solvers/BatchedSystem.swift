@@ -10,6 +10,10 @@ protocol BatchedSystem: Sendable {
     associatedtype Context
     /// Components per sample.
     var width: Int { get }
+    /// The leading components of a state that enter the adaptive error norm
+    /// and the initial step selection (`width` unless a system says
+    /// otherwise); the rest are integrated on the steps these choose.
+    var controlledWidth: Int { get }
     func makeContext() -> Context
     /// derivatives[r, :] = f(times[r], states[r, :]) for r < times.count.
     /// `samples[r]` is row r's index in the whole run (for per-sample data
@@ -18,6 +22,10 @@ protocol BatchedSystem: Sendable {
     func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
                   samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
                   context: Context)
+}
+
+extension BatchedSystem {
+    var controlledWidth: Int { width }
 }
 
 /// Float staging buffers between Double states and a `VelocityField`.

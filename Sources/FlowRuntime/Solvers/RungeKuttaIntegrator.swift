@@ -80,31 +80,51 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
             var runs = [_ChunkRun<System>?](repeating: nil, count: chunks)
             try runs.withUnsafeMutableBufferPointer { slots in
                 let slotBase = slots.baseAddress!
-                func chunkRun(_ c: Int) -> _ChunkRun<System> {
+                // A chunk whose scratch cannot be allocated records the error
+                // in its slot; the first (in chunk order) is thrown after the pass.
+                let failures = UnsafeMutablePointer<FlowError?>.allocate(capacity: chunks)
+                failures.initialize(repeating: nil, count: chunks)
+                defer { failures.deinitialize(count: chunks); failures.deallocate() }
+                func chunkRun(_ c: Int) -> _ChunkRun<System>? {
                     if let r = slotBase[c] { return r }
                     let lo = c * chunkSize, hi = Swift.min(n, lo + chunkSize)
-                    let r = _ChunkRun(system: system, options: options, states: base + lo * w, stats: statsBase + lo,
-                                      first: lo, count: hi - lo, from: t0, to: t1)
-                    slotBase[c] = r
-                    return r
+                    do {
+                        let r = try _ChunkRun(system: system, options: options, states: base + lo * w,
+                                              stats: statsBase + lo, first: lo, count: hi - lo, from: t0, to: t1)
+                        slotBase[c] = r
+                        return r
+                    } catch {
+                        failures[c] = error as? FlowError ?? .outOfMemory("\(error)")
+                        return nil
+                    }
+                }
+                func throwFailure() throws {
+                    for c in 0..<chunks { if let e = failures[c] { throw e } }
                 }
                 guard let progress else {
                     Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c).advance(iterations: .max)
+                        chunkRun(c)?.advance(iterations: .max)
                         slotBase[c] = nil  // frees the chunk's buffers early
                     }
+                    try throwFailure()
                     return
                 }
                 // With a progress callback: rounds of a few iterations per
                 // chunk, then a report on this thread. Rounds change timing only.
+                // Rounds of 1, 2, 4, then 8 iterations: a short run (a few
+                // steps, typical of log-densities) still reports while it
+                // runs, and a long one pays one barrier per 8 steps.
                 var finished = false
+                var iterations = 1
                 while !finished {
                     Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c).advance(iterations: 8)
+                        chunkRun(c)?.advance(iterations: iterations)
                     }
+                    iterations = Swift.min(8, 2 * iterations)
+                    try throwFailure()
                     var done = 0, fraction = 0.0
                     for c in 0..<chunks {
-                        let r = chunkRun(c)
+                        guard let r = slotBase[c] else { continue }
                         done += r.finishedCount
                         fraction += r.coveredFraction
                     }
@@ -149,8 +169,19 @@ final class _ChunkRun<System: BatchedSystem> {
     let stageDerivs: [UnsafeMutablePointer<Double>] // s × [n, w]
     let proposal: UnsafeMutablePointer<Double>    // [n, w]
 
+    /// The chunk's [n, w] scratch (first stages, rows, stages, proposal),
+    /// allocated through `HostMemory` and freed with the chunk.
+    private let scratch: [HostBuffer<Double>]
+    /// Components in the error norm (`System.controlledWidth`).
+    let cw: Int
+
+    /// - Throws: `.outOfMemory` when the chunk's scratch cannot be allocated.
     init(system: System, options: SolverOptions, states: UnsafeMutablePointer<Double>,
-         stats: UnsafeMutablePointer<SampleStatistics>, first: Int, count: Int, from t0: Double, to t1: Double) {
+         stats: UnsafeMutablePointer<SampleStatistics>, first: Int, count: Int, from t0: Double, to t1: Double) throws {
+        let (size, overflow) = count.multipliedReportingOverflow(by: system.width)
+        if overflow { throw FlowError.outOfMemory("solver scratch: \(count) × \(system.width) states overflow") }
+        scratch = try (0..<(options.tableau.stages + 4)).map { _ in try HostBuffer<Double>(count: size, for: "solver scratch") }
+        cw = Swift.min(Swift.max(system.controlledWidth, 1), system.width)
         self.system = system
         context = system.makeContext()
         tableau = options.tableau
@@ -172,23 +203,17 @@ final class _ChunkRun<System: BatchedSystem> {
         step = [Double](repeating: 0, count: count)
         done = [Bool](repeating: false, count: count)
         hasFirstStage = [Bool](repeating: false, count: count)
-        firstStage = .allocate(capacity: count * w)
+        firstStage = scratch[0].pointer
         rows = []; rows.reserveCapacity(count)
         rowTimes = [Double](repeating: 0, count: count)
         rowSteps = [Double](repeating: 0, count: count)
         rowTargets = [Double](repeating: 0, count: count)
         stageTimes = [Double](repeating: 0, count: count)
         rowSamples = [Int](repeating: 0, count: count)
-        rowStates = .allocate(capacity: count * w)
-        stageState = .allocate(capacity: count * w)
-        let rowWidth = system.width
-        stageDerivs = (0..<options.tableau.stages).map { _ in .allocate(capacity: count * rowWidth) }
-        proposal = .allocate(capacity: count * w)
-    }
-
-    deinit {
-        firstStage.deallocate(); rowStates.deallocate(); stageState.deallocate(); proposal.deallocate()
-        stageDerivs.forEach { $0.deallocate() }
+        rowStates = scratch[1].pointer
+        stageState = scratch[2].pointer
+        proposal = scratch[3].pointer
+        stageDerivs = scratch[4...].map(\.pointer)
     }
 
     /// Σ over this chunk's samples of the fraction of [t0, t1] covered.
@@ -272,13 +297,13 @@ final class _ChunkRun<System: BatchedSystem> {
         var h0 = [Double](repeating: 0, count: m), d1s = [Double](repeating: 0, count: m)
         for (r, i) in rows.enumerated() {
             var d0 = 0.0, d1 = 0.0
-            for j in 0..<w {
+            for j in 0..<cw {
                 let yj = y[i * w + j], sc = c.scale(yj, yj)
                 d0 += (yj / sc) * (yj / sc)
                 let f = firstStage[i * w + j] / sc
                 d1 += f * f
             }
-            d0 = (d0 / Double(w)).squareRoot(); d1 = (d1 / Double(w)).squareRoot()
+            d0 = (d0 / Double(cw)).squareRoot(); d1 = (d1 / Double(cw)).squareRoot()
             var h = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1
             h = Swift.min(h, span)
             h0[r] = h; d1s[r] = d1
@@ -291,12 +316,12 @@ final class _ChunkRun<System: BatchedSystem> {
         let p = Double(tableau.order)
         for (r, i) in rows.enumerated() {
             var d2 = 0.0
-            for j in 0..<w {
+            for j in 0..<cw {
                 let yj = y[i * w + j], sc = c.scale(yj, yj)
                 let df = (stageState[r * w + j] - firstStage[i * w + j]) / sc
                 d2 += df * df
             }
-            d2 = (d2 / Double(w)).squareRoot() / h0[r]
+            d2 = (d2 / Double(cw)).squareRoot() / h0[r]
             let dm = Swift.max(d1s[r], d2)
             let h1 = dm.isFinite ? (dm <= 1e-15 ? Swift.max(1e-6, h0[r] * 1e-3) : pow(0.01 / dm, 1 / (p + 1))) : h0[r]
             step[i] = direction * Swift.min(100 * h0[r], h1, span, c.maxStep)
@@ -373,7 +398,7 @@ final class _ChunkRun<System: BatchedSystem> {
                 }
                 let y0 = rowStates[r * w + j], y1 = y0 + h * acc
                 proposal[r * w + j] = y1
-                if let c = controller {
+                if let c = controller, j < cw {
                     let q = h * err / c.scale(y0, y1)
                     norm2 += q * q
                 }
@@ -387,7 +412,7 @@ final class _ChunkRun<System: BatchedSystem> {
                 else if Int(stats[i].steps) >= maxSteps { stop(i, .maxSteps) }
                 continue
             }
-            let norm = finite ? (norm2 / Double(w)).squareRoot() : .nan
+            let norm = finite ? (norm2 / Double(cw)).squareRoot() : .nan
             let accepted = norm <= 1
             let factor = c.factor(errorNorm: norm, exponent: exponent, accepted: accepted)
             if accepted {

@@ -28,7 +28,61 @@ public struct LogDensityChangeResult: Sendable {
 ///
 /// These are the building blocks `Flow` uses; they take and return plain
 /// values and hold no state. Every function is thread-safe if the field is.
+///
+/// Memory: a batch runs in blocks of `blockSize(_:)` samples (a multiple of
+/// the integrator's chunk size), so the solver's scratch is O(block), not
+/// O(n), whatever the batch. Every sample carries its own step control and
+/// the blocks cut the batch exactly where the integrator's chunks do, so
+/// results are bit-identical to one unblocked run. The `…Blocks` functions
+/// stream: they read each block's points from a closure and hand each
+/// block's results to another, and never hold more than one block.
 public enum Transport {
+    /// Samples per block: 64 of the integrator's chunks (65 536 samples
+    /// with the default chunk of 1024), enough to keep up to 64 threads
+    /// busy, and fewer (at least one) when a block's states of `width`
+    /// Doubles per sample would exceed 2^22 values (32 MB).
+    public static func blockSize(_ options: SolverOptions, width: Int = 1) -> Int {
+        blockSize(chunk: options.chunkSize, width: width)
+    }
+
+    /// `chunk` × min(64, max(1, 2^22 / (chunk · width))).
+    static func blockSize(chunk: Int, width: Int) -> Int {
+        let perChunk = chunk.multipliedReportingOverflow(by: Swift.max(width, 1))
+        let chunks = perChunk.overflow ? 1 : Swift.min(64, Swift.max(1, (1 << 22) / Swift.max(perChunk.partialValue, 1)))
+        let (size, overflow) = chunk.multipliedReportingOverflow(by: chunks)
+        return overflow ? chunk : size
+    }
+
+    /// A progress callback for the block `range` of a run of `total`
+    /// samples that reports to `progress` in the run's terms.
+    static func blockProgress(_ progress: SolverProgress?, _ range: Range<Int>, total: Int,
+                              lastDone: _Count) -> SolverProgress? {
+        guard let progress else { return nil }
+        return { done, _, fraction in
+            lastDone.value = range.lowerBound + done
+            return progress(range.lowerBound + done, total,
+                            (Double(range.lowerBound) + fraction * Double(range.count)) / Double(total))
+        }
+    }
+
+    /// Runs `body` for each block of `0..<count` in order, with a progress
+    /// callback in the run's terms; rewrites a cancellation's message with
+    /// the run's counts.
+    static func forEachBlock(count n: Int, blockSize: Int, progress: SolverProgress?,
+                             _ body: (Range<Int>, SolverProgress?) throws -> Void) throws {
+        let lastDone = _Count()
+        var start = 0
+        do {
+            while start < n {
+                let range = start..<Swift.min(n, start + blockSize)
+                try body(range, blockProgress(progress, range, total: n, lastDone: lastDone))
+                start = range.upperBound
+            }
+        } catch FlowError.cancelled {
+            throw FlowError.cancelled("cancelled by the progress callback after \(lastDone.value) of \(n) samples finished")
+        }
+    }
+
     /// Moves `points` (`[n, d]`) from time t0 to t1 (t1 < t0 runs backward).
     ///
     /// - Cost: per accepted step of each sample, `stages` field evaluations
@@ -36,12 +90,53 @@ public enum Transport {
     ///   for adaptive runs without an initial step, two for step selection.
     /// - Throws: `.shapeMismatch` when points are not `[n, d]`, `.nonFinite`
     ///   for NaN/∞ inputs, `.invalidArgument` for bad options or times,
-    ///   `.cancelled` when `progress` returns false.
+    ///   `.cancelled` when `progress` returns false, `.outOfMemory` when the
+    ///   result or a block's scratch cannot be allocated.
     public static func integrate(field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
                                  options: SolverOptions, progress: SolverProgress? = nil) throws -> TransportResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
-        var state = points.scalars.map(Double.init)
+        var end = try HostMemory.array(repeating: Float(0), count: n * d, for: "Transport.integrate")
+        var samples = try HostMemory.array(repeating: SampleStatistics(), count: n, for: "Transport.integrate")
+        let statistics = try integrateBlocks(
+            field: field, count: n, from: t0, to: t1, options: options, progress: progress,
+            points: { points.rows($0) },
+            consume: { range, r in
+                end.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
+                samples.replaceSubrange(range, with: r.samples)
+            })
+        return TransportResult(points: Tensor(shape: [n, d], scalars: end), samples: samples, statistics: statistics)
+    }
+
+    /// Streams a transport of `count` samples block by block: `points(range)`
+    /// gives the block's start points `[range.count, d]` (finite), and
+    /// `consume(range, result)` receives the block's end points and
+    /// statistics, in order. Results equal those of `integrate` on the whole
+    /// batch, bit for bit.
+    /// - Returns: the statistics of the whole run.
+    /// - Throws: as `integrate`, and whatever the closures throw.
+    public static func integrateBlocks(field: any VelocityField, count n: Int, from t0: Double, to t1: Double,
+                                       options: SolverOptions, progress: SolverProgress? = nil,
+                                       points: (Range<Int>) throws -> Tensor,
+                                       consume: (Range<Int>, TransportResult) throws -> Void) throws -> SolverStatistics {
+        try options.validate()
+        var total = SolverStatistics()
+        try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension), progress: progress) { range, blockProgress in
+            let x = try points(range)
+            let r = try integrateBlock(field: field, points: x, from: t0, to: t1, options: options, progress: blockProgress)
+            total.merge(r.statistics)
+            try consume(range, r)
+        }
+        return total
+    }
+
+    /// One block of `integrate`, held whole in memory.
+    static func integrateBlock(field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+                               options: SolverOptions, progress: SolverProgress?) throws -> TransportResult {
+        let d = field.dimension
+        let n = try checkPoints(points, dimension: d)
+        var state = try HostMemory.array(repeating: 0.0, count: points.count, for: "Transport.integrate")
+        for i in state.indices { state[i] = Double(points.scalars[i]) }
         let stats = try state.withUnsafeMutableBufferPointer { s in
             try RungeKuttaIntegrator(system: TransportSystem(field: field), options: options)
                 .run(states: s, from: t0, to: t1, progress: progress)
@@ -54,10 +149,15 @@ public enum Transport {
     /// the augmented state (x, Δ) with dΔ/ds = ∇·v (exact) or one Δ_k per
     /// Hutchinson probe.
     ///
-    /// Error control: the Δ components are part of each sample's error norm
-    /// (same rtol/atol as x), so the log-density, not only the path, meets the
-    /// tolerance. This costs a few steps when Δ varies faster than x, and is
-    /// what a caller asking for a log-density at rtol expects.
+    /// Error control (`controlChange`): with `true` the Δ components are part
+    /// of each sample's error norm (same rtol/atol as x), so the log-density,
+    /// not only the path, meets the tolerance; this costs a few steps when Δ
+    /// varies faster than x, and is what a caller asking for a log-density at
+    /// rtol expects (`Likelihood.logDensity`). With `false` only x is
+    /// controlled: the steps, and so the end points, are exactly those of
+    /// `integrate` (bit for bit), and Δ is integrated on that path
+    /// (`Flow.sample` with a log-density: the same seed gives the same
+    /// samples whether or not log-densities are requested).
     ///
     /// - Parameter firstIndex: index of the first sample for Hutchinson probe
     ///   streams (sample i uses `RandomStream(seed, .hutchinsonProbe, firstIndex + i)`).
@@ -67,27 +167,74 @@ public enum Transport {
     public static func integrateWithLogDensityChange(
         field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
         divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64 = 0,
-        progress: SolverProgress? = nil
+        controlChange: Bool = true, progress: SolverProgress? = nil
     ) throws -> LogDensityChangeResult {
-        try method.validate()
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
-        let extra: Int
-        switch method {
-        case .exact: extra = 1
-        case .hutchinson(let k, _, _): extra = k
+        let call = "Transport.integrateWithLogDensityChange"
+        var end = try HostMemory.array(repeating: Float(0), count: n * d, for: call)
+        var change = try HostMemory.array(repeating: 0.0, count: n, for: call)
+        var errors: [Double]? = method == .exact ? nil : try HostMemory.array(repeating: .nan, count: n, for: call)
+        var samples = try HostMemory.array(repeating: SampleStatistics(), count: n, for: call)
+        let statistics = try integrateWithLogDensityChangeBlocks(
+            field: field, count: n, from: t0, to: t1, divergence: method, options: options, firstIndex: firstIndex,
+            controlChange: controlChange, progress: progress,
+            points: { points.rows($0) },
+            consume: { range, r in
+                end.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
+                change.replaceSubrange(range, with: r.change)
+                if let e = r.standardErrors { errors?.replaceSubrange(range, with: e) }
+                samples.replaceSubrange(range, with: r.samples)
+            })
+        return LogDensityChangeResult(points: Tensor(shape: [n, d], scalars: end), change: change,
+                                      standardErrors: errors, samples: samples, statistics: statistics)
+    }
+
+    /// Streams `integrateWithLogDensityChange` block by block, as
+    /// `integrateBlocks` streams `integrate`; bit-identical to one call.
+    public static func integrateWithLogDensityChangeBlocks(
+        field: any VelocityField, count n: Int, from t0: Double, to t1: Double,
+        divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64 = 0,
+        controlChange: Bool = true, progress: SolverProgress? = nil,
+        points: (Range<Int>) throws -> Tensor,
+        consume: (Range<Int>, LogDensityChangeResult) throws -> Void
+    ) throws -> SolverStatistics {
+        try method.validate()
+        try options.validate()
+        var total = SolverStatistics()
+        try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension + method.accumulators), progress: progress) { range, blockProgress in
+            let x = try points(range)
+            let r = try integrateWithLogDensityChangeBlock(
+                field: field, points: x, from: t0, to: t1, divergence: method, options: options,
+                firstIndex: firstIndex &+ UInt64(range.lowerBound), controlChange: controlChange, progress: blockProgress)
+            total.merge(r.statistics)
+            try consume(range, r)
         }
+        return total
+    }
+
+    /// One block of `integrateWithLogDensityChange`, held whole in memory.
+    static func integrateWithLogDensityChangeBlock(
+        field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+        divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64,
+        controlChange: Bool, progress: SolverProgress?
+    ) throws -> LogDensityChangeResult {
+        let d = field.dimension
+        let n = try checkPoints(points, dimension: d)
+        let extra = method.accumulators
         let w = d + extra
-        var state = [Double](repeating: 0, count: n * w)
+        var state = try HostMemory.array(repeating: 0.0, count: n * w, for: "Transport.integrateWithLogDensityChange")
         for i in 0..<n { for j in 0..<d { state[i * w + j] = Double(points.scalars[i * d + j]) } }
+        let controlled = controlChange ? w : d
         let stats: [SampleStatistics] = try state.withUnsafeMutableBufferPointer { s in
             switch method {
             case .exact:
-                return try RungeKuttaIntegrator(system: ExactAugmentedSystem(field: field), options: options)
+                return try RungeKuttaIntegrator(system: ExactAugmentedSystem(field: field, controlledWidth: controlled),
+                                                options: options)
                     .run(states: s, from: t0, to: t1, progress: progress)
             case .hutchinson(let k, let kind, let seed):
-                let system = HutchinsonAugmentedSystem(field: field, count: n, firstIndex: firstIndex,
-                                                       probes: k, kind: kind, seed: seed)
+                let system = try HutchinsonAugmentedSystem(field: field, count: n, firstIndex: firstIndex,
+                                                       probes: k, kind: kind, seed: seed, controlledWidth: controlled)
                 return try RungeKuttaIntegrator(system: system, options: options)
                     .run(states: s, from: t0, to: t1, progress: progress)
             }
@@ -121,4 +268,31 @@ public enum Transport {
         }
         return points.shape[0]
     }
+}
+
+extension Tensor {
+    /// Rows `range` of a `[n, d]` tensor as a `[range.count, d]` tensor
+    /// (one block of a streamed run).
+    public func rows(_ range: Range<Int>) -> Tensor {
+        let d = shape.count > 1 ? shape[1] : 1
+        return Tensor(shape: [range.count, d], scalars: Array(scalars[range.lowerBound * d..<range.upperBound * d]))
+    }
+}
+
+extension SolverStatistics {
+    /// Adds another run's statistics (sums, and the larger per-sample maximum).
+    public mutating func merge(_ other: SolverStatistics) {
+        samples += other.samples
+        steps += other.steps
+        rejections += other.rejections
+        evaluations += other.evaluations
+        maxStepsSamples += other.maxStepsSamples
+        nonFiniteSamples += other.nonFiniteSamples
+        maxStepsPerSample = Swift.max(maxStepsPerSample, other.maxStepsPerSample)
+    }
+}
+
+/// A counter shared with a progress closure.
+final class _Count {
+    var value = 0
 }

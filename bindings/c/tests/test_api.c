@@ -101,8 +101,9 @@ static void test_velocity(void) {
     /* Errors: NULLs, zero n, non-finite inputs, each named. */
     CHECK_STATUS(flowrt_model_velocity(NULL, N, t, x, v), FLOWRT_INVALID_ARGUMENT);
     CHECK_MESSAGE("model");
-    CHECK_STATUS(flowrt_model_velocity(m, 0, t, x, v), FLOWRT_INVALID_ARGUMENT);
-    CHECK_MESSAGE("n");
+    CHECK_STATUS(flowrt_model_velocity(m, 0, t, x, v), FLOWRT_OK); /* an empty batch */
+    CHECK_STATUS(flowrt_model_velocity(m, (size_t)-1, t, x, v), FLOWRT_INVALID_ARGUMENT);
+    CHECK_MESSAGE("18446744073709551615");
     CHECK_STATUS(flowrt_model_velocity(m, N, NULL, x, v), FLOWRT_INVALID_ARGUMENT);
     CHECK_MESSAGE("t is NULL");
     CHECK_STATUS(flowrt_model_velocity(m, N, t, NULL, v), FLOWRT_INVALID_ARGUMENT);

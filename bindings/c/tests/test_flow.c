@@ -143,7 +143,7 @@ int main(void) {
 
     /* Errors. */
     CHECK_STATUS(flowrt_flow_sample(NULL, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
-    CHECK_STATUS(flowrt_flow_sample(flow, 0, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+    CHECK_STATUS(flowrt_flow_sample(flow, 0, 1, &sp, y, NULL, NULL), FLOWRT_OK); /* an empty batch */
     CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, NULL, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
     sp.struct_size = 3;
     CHECK_STATUS(flowrt_flow_sample(flow, N, 1, &sp, y, NULL, NULL), FLOWRT_INVALID_ARGUMENT);

@@ -13,6 +13,8 @@ def points(x, dim: int, name: str = "X") -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 1 and a.shape[0] == dim:
         a = a[None, :]
+    elif a.ndim == 1 and a.shape[0] == 0:
+        a = a.reshape(0, dim)  # [] is an empty batch
     if a.ndim != 2 or a.shape[1] != dim:
         raise ShapeMismatch(f"{name} must have shape [n, {dim}], got {list(a.shape)}")
     if not np.issubdtype(a.dtype, np.number):
@@ -29,6 +31,15 @@ def times(t, n: int, name: str = "t") -> np.ndarray:
     if a.shape != (n,):
         raise ShapeMismatch(f"{name} must be a scalar or have shape [{n}], got {list(np.shape(t))}")
     return np.ascontiguousarray(a)
+
+
+def count(n, name: str = "n") -> int:
+    """A batch size as an int ≥ 0 (0 is an empty batch); ValueError otherwise.
+    (A negative Python int would wrap to a huge size_t in ctypes.)"""
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"{name} = {n} must be >= 0")
+    return n
 
 
 def fptr(a: np.ndarray):

@@ -6,7 +6,7 @@ import ctypes
 import numpy as np
 
 from . import _capi
-from ._arrays import dptr, fptr, points
+from ._arrays import count, dptr, fptr, points
 from ._errors import check
 from ._model import _Handle
 
@@ -78,8 +78,9 @@ class Density(_Handle):
         return bool(_capi.flowrt_density_has_log_prob(self._handle))
 
     def sample(self, n: int, seed: int = 0, first_index: int = 0) -> np.ndarray:
-        x = np.empty((int(n), self.dim), np.float32)
-        check(_capi.flowrt_density_sample(self._handle, int(seed), int(first_index), int(n), fptr(x)))
+        n = count(n)
+        x = np.empty((n, self.dim), np.float32)
+        check(_capi.flowrt_density_sample(self._handle, int(seed), int(first_index), n, fptr(x)))
         return x
 
     def log_prob(self, X) -> np.ndarray:

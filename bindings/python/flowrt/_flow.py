@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _capi
-from ._arrays import dptr, fptr, points, times
+from ._arrays import count, dptr, fptr, points, times
 from ._errors import check
 from ._model import Model, _Handle
 from ._progress import Progress
@@ -217,7 +217,7 @@ class Flow(_Handle):
         `return_log_prob`, also log ρ1 of each (float64 [n]) from the same pass.
         Sample i depends only on (seed, first_index + i), so ranges of one
         stream can be drawn separately (e.g. by Dask workers)."""
-        n = int(n)
+        n = count(n)
         x = np.empty((n, self.dim), np.float32)
         lp = np.empty(n, np.float64) if return_log_prob else None
         divergence = solver.pop("divergence", None)
@@ -254,9 +254,10 @@ class Flow(_Handle):
         if diffusion is not None:
             keep = _capi.diffusion_fn(lambda _user, t: float(diffusion(t)))
             p.diffusion = keep
-        x = np.empty((int(n), self.dim), np.float32)
+        n = count(n)
+        x = np.empty((n, self.dim), np.float32)
         checker(self._schedule)(_capi.flowrt_flow_sample_sde(self._handle, ctypes.byref(p), int(seed), int(first_index),
-                                                             int(n), fptr(x)))
+                                                             n, fptr(x)))
         del keep
         return x
 

@@ -11,7 +11,7 @@ import ctypes
 import numpy as np
 
 from . import _capi
-from ._arrays import dptr, fptr, points
+from ._arrays import count, dptr, fptr, points
 from ._errors import check
 
 NAMES = ("checkerboard", "8gaussians", "rings", "moons")
@@ -32,8 +32,9 @@ def entropy(name: str) -> float:
 def sample(name: str, n: int, seed: int = 0) -> np.ndarray:
     """n samples, float32 [n, 2]; sample i depends only on (seed, i)."""
     dim = info(name)[0]
-    x = np.empty((int(n), dim), np.float32)
-    check(_capi.flowrt_dataset_sample(name.encode(), int(n), int(seed), fptr(x)))
+    n = count(n)
+    x = np.empty((n, dim), np.float32)
+    check(_capi.flowrt_dataset_sample(name.encode(), n, int(seed), fptr(x)))
     return x
 
 
