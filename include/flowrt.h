@@ -222,6 +222,42 @@ FLOWRT_API size_t flowrt_model_dim(const flowrt_model *model);
 /** Number of trainable scalars in the model (0 for NULL). Thread-safe. */
 FLOWRT_API size_t flowrt_model_parameter_count(const flowrt_model *model);
 
+/** The sample shape of a model: the per-sample shape of x, [dim] for
+ *  vectors, [C, H, W] for an image network. At the ABI a batch is always
+ *  [n, dim] row-major floats with dim = the product of the shape; the shape
+ *  is metadata (for reshaping on the host side).
+ *  @param model     in, non-NULL.
+ *  @param shape     out, nullable when capacity is 0: receives the extents.
+ *  @param capacity  entries available in shape.
+ *  @param rank      out, non-NULL: receives the number of axes (1..6).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model or rank, or a
+ *          capacity below the rank: *rank is still set, so a first call with
+ *          capacity 0 asks for the size). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_shape(const flowrt_model *model, size_t *shape, size_t capacity,
+                                            size_t *rank);
+
+/** Context values per sample of a conditional model: m for a float context
+ *  [n, m], 1 for an integer class label carried as a float, 0 for an
+ *  unconditional model (and for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_model_context_dim(const flowrt_model *model);
+
+/** The number of classes of a label-conditional model (labels are
+ *  0..classes-1), 0 otherwise (and for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_model_num_classes(const flowrt_model *model);
+
+/** Evaluates v[i] = v(t[i], x[i], c[i]) for a conditional model.
+ *  @param context  in, [n, context_dim] floats (class labels as exact
+ *                  integers 0..classes-1); may be NULL only when the model
+ *                  is unconditional (context_dim 0), where this equals
+ *                  flowrt_model_velocity.
+ *  Other parameters as flowrt_model_velocity.
+ *  @return as flowrt_model_velocity, plus FLOWRT_INVALID_ARGUMENT (a NULL
+ *          context for a conditional model, a label that is not a class)
+ *          and FLOWRT_NON_FINITE (NaN/Inf in the context).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_velocity_conditional(const flowrt_model *model, size_t n, const double *t,
+                                                           const float *x, const float *context, float *v);
+
 /** Evaluates v[i] = v(t[i], x[i]) for i < n.
  *  @param model  in, non-NULL.
  *  @param n      number of samples (0: an empty batch, see Conventions).
@@ -267,6 +303,11 @@ typedef struct flowrt_onnx_options {
      *  external files is an error. Ignored by flowrt_model_load_onnx (which
      *  uses the model file's folder). */
     const char *directory;
+    /** Name of the graph input holding a context (float [batch, m], or
+     *  integer class labels [batch]); NULL (default): matched by role (the
+     *  third input that is neither x nor t). Appended in 0.2: a struct_size
+     *  of the 0.1 struct (without it) is still accepted. */
+    const char *context_name;
 } flowrt_onnx_options;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set

@@ -75,6 +75,54 @@ public func flowrt_model_parameter_count(_ handle: OpaquePointer?) -> Int {
     (try? modelObject(handle).parameterCount) ?? 0
 }
 
+@_cdecl("flowrt_model_shape")
+public func flowrt_model_shape(_ handle: OpaquePointer?, _ shape: UnsafeMutablePointer<Int>?, _ capacity: Int,
+                               _ rank: UnsafeMutablePointer<Int>?) -> flowrt_status {
+    guarded("flowrt_model_shape") {
+        let model = try modelObject(handle)
+        let rank = try require(rank, "rank")
+        let s = model.sampleShape
+        rank.pointee = s.count
+        guard capacity >= s.count else {
+            throw FlowError.invalidArgument("capacity \(UInt(bitPattern: capacity)) is below the model's rank \(s.count)")
+        }
+        let out = try require(shape, "shape")
+        for (i, e) in s.enumerated() { out[i] = e }
+        return FLOWRT_OK
+    }
+}
+
+@_cdecl("flowrt_model_context_dim")
+public func flowrt_model_context_dim(_ handle: OpaquePointer?) -> Int {
+    (try? modelObject(handle).contextDimension) ?? 0
+}
+
+@_cdecl("flowrt_model_num_classes")
+public func flowrt_model_num_classes(_ handle: OpaquePointer?) -> Int {
+    (try? modelObject(handle).classCount) ?? 0
+}
+
+@_cdecl("flowrt_model_velocity_conditional")
+public func flowrt_model_velocity_conditional(_ handle: OpaquePointer?, _ n: Int, _ t: UnsafePointer<Double>?,
+                                              _ x: UnsafePointer<Float>?, _ context: UnsafePointer<Float>?,
+                                              _ v: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    guarded("flowrt_model_velocity_conditional") {
+        let a = try BatchArguments(handle, n, t, x)
+        let m = a.model.contextDimension
+        if a.n == 0 { return FLOWRT_OK }
+        let v = try require(v, "v")
+        var contexts: UnsafeBufferPointer<Float>?
+        if m > 0 {
+            let count = try checkedProduct(a.n, m, "context")
+            contexts = UnsafeBufferPointer(start: try require(context, "context"), count: count)
+            try a.model.validateContexts(contexts!, count: a.n)
+        }
+        a.model.velocity(times: a.t, points: a.x, contexts: contexts,
+                         into: UnsafeMutableBufferPointer(start: v, count: a.n * a.d), threads: Parallel.defaultThreads)
+        return FLOWRT_OK
+    }
+}
+
 /// Validated inputs of a batched model call.
 struct BatchArguments {
     let model: Model
@@ -106,6 +154,9 @@ public func flowrt_model_velocity(_ handle: OpaquePointer?, _ n: Int, _ t: Unsaf
                                   _ x: UnsafePointer<Float>?, _ v: UnsafeMutablePointer<Float>?) -> flowrt_status {
     guarded("flowrt_model_velocity") {
         let a = try BatchArguments(handle, n, t, x)
+        guard a.model.contextDimension == 0 else {
+            throw FlowError.invalidArgument("the model is conditional (context_dim \(a.model.contextDimension)); call flowrt_model_velocity_conditional")
+        }
         if a.n == 0 { return FLOWRT_OK }
         let v = try require(v, "v")
         a.model.velocity(times: a.t, points: a.x, into: UnsafeMutableBufferPointer(start: v, count: a.n * a.d),

@@ -6,14 +6,18 @@ import Glibc
 #endif
 
 func defaultONNXOptions() -> flowrt_onnx_options {
-    flowrt_onnx_options(struct_size: UInt32(MemoryLayout<flowrt_onnx_options>.size), x_name: nil, t_name: nil, directory: nil)
+    flowrt_onnx_options(struct_size: UInt32(MemoryLayout<flowrt_onnx_options>.size), x_name: nil, t_name: nil,
+                        directory: nil, context_name: nil)
 }
+
+/// sizeof(flowrt_onnx_options) before `context_name` was appended (0.1).
+let onnxOptionsFirstSize = MemoryLayout<flowrt_onnx_options>.offset(of: \flowrt_onnx_options.context_name)!
 
 /// Import options and the external-data folder from a nullable options struct.
 func importOptions(_ p: UnsafePointer<flowrt_onnx_options>?) throws -> (ONNXImportOptions, directory: String?) {
-    let o = try readParams(p, defaults: defaultONNXOptions(),
-                           firstSize: MemoryLayout<flowrt_onnx_options>.size, "options")
-    return (ONNXImportOptions(xName: o.x_name.map { String(cString: $0) }, tName: o.t_name.map { String(cString: $0) }),
+    let o = try readParams(p, defaults: defaultONNXOptions(), firstSize: onnxOptionsFirstSize, "options")
+    return (ONNXImportOptions(xName: o.x_name.map { String(cString: $0) }, tName: o.t_name.map { String(cString: $0) },
+                              contextName: o.context_name.map { String(cString: $0) }),
             o.directory.map { String(cString: $0) })
 }
 

@@ -11,7 +11,7 @@ public func flowrt_mlp_params_init(_ params: UnsafeMutablePointer<flowrt_mlp_par
 
 @_cdecl("flowrt_onnx_options_init")
 public func flowrt_onnx_options_init(_ params: UnsafeMutablePointer<flowrt_onnx_options>?) -> flowrt_status {
-    guarded("flowrt_onnx_options_init") { try initParams(params, defaults: defaultONNXOptions(), firstSize: MemoryLayout<flowrt_onnx_options>.size, "params") }
+    guarded("flowrt_onnx_options_init") { try initParams(params, defaults: defaultONNXOptions(), firstSize: onnxOptionsFirstSize, "params") }
 }
 
 @_cdecl("flowrt_flow_params_init")

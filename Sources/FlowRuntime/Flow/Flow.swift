@@ -15,8 +15,14 @@ public final class Flow: Sendable {
 
     /// - Parameters:
     ///   - base: ρ0; nil means the standard normal N(0, I_d).
-    /// - Throws: `.shapeMismatch` when the base's dimension differs from the field's.
+    /// - Throws: `.shapeMismatch` when the base's dimension differs from the
+    ///   field's; `.unsupported` for a conditional network (its flows need a
+    ///   context per sample, which flows do not take yet).
     public init(field: any VelocityField, base: (any Density)? = nil, schedule: (any Schedule)? = nil) throws {
+        if let m = field as? Model, m.contextDimension > 0 {
+            throw FlowError.unsupported(
+                "the network is conditional (\(m.contextDimension) context values per sample); flows over conditional networks are not supported yet: evaluate it with flowrt_model_velocity_conditional")
+        }
         let b = base ?? StandardNormal(dimension: field.dimension)
         guard b.dimension == field.dimension else {
             throw FlowError.shapeMismatch("base density dimension \(b.dimension) differs from the field's \(field.dimension)")

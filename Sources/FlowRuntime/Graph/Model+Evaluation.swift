@@ -15,17 +15,31 @@ extension Model {
                          points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>,
                          workspace: FieldWorkspace) {
-        let n = times.count, d = dimension
+        velocity(times: times, points: points, contexts: nil, into: velocities, workspace: workspace)
+    }
+
+    /// Velocities of a conditional network: `contexts` is `[n, contextDimension]`
+    /// (class labels as floats), or nil for zeros (and for unconditional
+    /// networks, which ignore it).
+    public func velocity(times: UnsafeBufferPointer<Double>,
+                         points: UnsafeBufferPointer<Float>,
+                         contexts: UnsafeBufferPointer<Float>?,
+                         into velocities: UnsafeMutableBufferPointer<Float>,
+                         workspace: FieldWorkspace) {
+        let n = times.count, d = dimension, m = graph.contextDimension
         precondition(points.count >= n * d && velocities.count >= n * d)
+        precondition(contexts.map { $0.count >= n * m } ?? true)
         let ws = graphWorkspace(workspace)
         let ex = executor
         var start = 0
         while start < n {
-            let m = Swift.min(preferredChunkSize, n - start)
-            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + m]),
-                                 points: points.baseAddress! + start * d, batch: m, workspace: ws, record: false)
-            (velocities.baseAddress! + start * d).update(from: out, count: m * d)
-            start += m
+            let count = Swift.min(preferredChunkSize, n - start)
+            let c = m > 0 ? contexts.map { $0.baseAddress! + start * m } : nil
+            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + count]),
+                                 points: points.baseAddress! + start * d, context: c.map { UnsafePointer($0) },
+                                 batch: count, workspace: ws, record: false)
+            (velocities.baseAddress! + start * d).update(from: out, count: count * d)
+            start += count
         }
     }
 
@@ -115,16 +129,16 @@ extension Model {
         precondition(x.count == t.count * dimension, "x must hold \(t.count) samples of \(dimension) values")
         precondition(context.map { $0.count == t.count * graph.contextDimension } ?? true, "context size")
         var v = Tensor(shape: x.shape)
-        withWorkspace { workspace in
-            let ws = graphWorkspace(workspace)
+        withWorkspace { ws in
             t.withUnsafeBufferPointer { tb in
                 x.scalars.withUnsafeBufferPointer { xb in
-                    let run = { (c: UnsafePointer<Float>?) in
-                        let out = self.executor.forward(times: tb, points: xb.baseAddress!, context: c, batch: t.count,
-                                                        workspace: ws, record: false)
-                        v.scalars.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: out, count: x.count) }
+                    v.scalars.withUnsafeMutableBufferPointer { vb in
+                        if let context {
+                            context.scalars.withUnsafeBufferPointer { velocity(times: tb, points: xb, contexts: $0, into: vb, workspace: ws) }
+                        } else {
+                            velocity(times: tb, points: xb, contexts: nil, into: vb, workspace: ws)
+                        }
                     }
-                    if let context { context.scalars.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                 }
             }
         }
@@ -221,18 +235,20 @@ extension Model {
     /// Default chunks: `preferredChunkSize` (1024 rows of a 256-wide MLP keep
     /// its activations (1 MiB) in L2; a U-Net evaluates one sample a chunk).
     public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                         contexts: UnsafeBufferPointer<Float>? = nil,
                          into velocities: UnsafeMutableBufferPointer<Float>,
                          threads: Int, chunkSize: Int? = nil) {
-        let n = times.count, d = dimension
+        let n = times.count, d = dimension, m = graph.contextDimension
         let chunkSize = chunkSize ?? preferredChunkSize
         if n <= chunkSize {
-            withWorkspace { velocity(times: times, points: points, into: velocities, workspace: $0) }
+            withWorkspace { velocity(times: times, points: points, contexts: contexts, into: velocities, workspace: $0) }
             return
         }
         Parallel.forEachChunk(count: n, chunkSize: chunkSize, threads: threads) { _, r in
             withWorkspace { ws in
                 velocity(times: UnsafeBufferPointer(rebasing: times[r]),
                          points: UnsafeBufferPointer(rebasing: points[(r.lowerBound * d)..<(r.upperBound * d)]),
+                         contexts: contexts.map { UnsafeBufferPointer(rebasing: $0[(r.lowerBound * m)..<(r.upperBound * m)]) },
                          into: UnsafeMutableBufferPointer(rebasing: velocities[(r.lowerBound * d)..<(r.upperBound * d)]),
                          workspace: ws)
             }

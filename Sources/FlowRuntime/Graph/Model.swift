@@ -32,6 +32,38 @@ public final class Model: VelocityField, @unchecked Sendable {
     }
 
     public var dimension: Int { graph.dimension }
+    /// The per-sample shape of x (`[d]`, or `[C, H, W]` for images).
+    public var sampleShape: [Int] { graph.sampleShape }
+    /// Context values per sample (0: unconditional; 1 for a class label).
+    public var contextDimension: Int { graph.contextDimension }
+    /// The number of classes of a label-conditional network (the rows of the
+    /// embedding its label indexes), or nil.
+    public var classCount: Int? {
+        guard let c = graph.context, graph.values[c].shape.isEmpty else { return nil }
+        return graph.nodes.first { $0.operation.as(EmbeddingOp.self) != nil && $0.inputs[1] == c }
+            .map { graph.values[$0.inputs[0]].shape[0] }
+    }
+
+    /// Checks host contexts `[n, contextDimension]`: finite, and for label
+    /// contexts integers in 0..<classCount.
+    /// - Throws: `.nonFinite` or `.invalidArgument` naming the sample.
+    public func validateContexts(_ contexts: UnsafeBufferPointer<Float>, count n: Int) throws {
+        let m = contextDimension
+        guard contexts.count >= n * m else {
+            throw FlowError.shapeMismatch("contexts hold \(contexts.count) values; \(n) samples need \(n * m)")
+        }
+        for i in 0..<(n * m) where !contexts[i].isFinite {
+            throw FlowError.nonFinite("context of sample \(i / Swift.max(m, 1)) is not finite")
+        }
+        if let classes = classCount {
+            for i in 0..<n {
+                let c = contexts[i]
+                guard c >= 0, c < Float(classes), c == c.rounded(.down) else {
+                    throw FlowError.invalidArgument("label \(c) of sample \(i) is not a class in 0..<\(classes)")
+                }
+            }
+        }
+    }
 
     /// Number of trainable scalars.
     public var parameterCount: Int {
