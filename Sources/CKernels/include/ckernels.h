@@ -95,11 +95,12 @@ double fr_sum_squares(const float *x, size_t n);
  * (gemm.c, conv.c, normalize.c). All float32, row-major; images NCHW.
  *
  * Every kernel has an AVX-512F path, chosen at run time, and a portable
- * path that computes the same sums (same order of k) with separate
- * multiply and add, so the two agree within float rounding. Scratch
- * buffers are the caller's: sizes from the *_scratch_floats functions,
- * not shared between concurrent calls, contents undefined on return. No output may alias an input. Thread-safe for
- * distinct outputs and scratch buffers.
+ * path; for GEMM and convolutions it computes the same sums in the same
+ * order of k with separate multiply and add, so the two agree within float
+ * rounding. Scratch buffers are the caller's: sizes from the
+ * *_scratch_floats functions, not shared between concurrent calls, contents
+ * undefined on return. No output may alias an input unless a function says
+ * so. Thread-safe for distinct outputs and scratch buffers.
  * ====================================================================== */
 
 /// Forces the portable paths of the dense kernels below (nonzero) or lets
@@ -155,8 +156,12 @@ void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float 
                        float *y, size_t n, float *scratch);
 
 /// gx[n, cin, h, w] += convᵀ(gy, w): the gradient of fr_conv2d_forward with
-/// respect to x, ACCUMULATED into gx (zero it first for a plain result); also
-/// ConvTranspose's forward pass. gy [n, cout, oh, ow]. No aliasing.
+/// respect to x, ACCUMULATED into gx (zero it first for a plain result).
+/// gy [n, cout, oh, ow]. No aliasing. Also ConvTranspose's forward pass: for
+/// ConvTranspose2d(in C, out D, weight [C, D/groups, kh, kw]) use g.cout = C,
+/// g.cin = D, (g.oh, g.ow) = its input size, (g.h, g.w) = its output size,
+/// pads = its pads (output_padding shows up as a larger h or w), gy = its
+/// input, gx = its output zeroed (add its bias afterwards).
 void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, const float *w, float *gx,
                               size_t n, float *scratch);
 
@@ -174,9 +179,10 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
-/// channels (c divisible by groups): per (sample, group) mean μ and rstd = 1/sqrt(var + eps) (biased
-/// variance, two passes, sums in double), written to stats[(s*groups + g)*2]
-/// = μ, [.. + 1] = rstd when stats is not NULL; then
+/// channels (c divisible by groups): per (sample, group) mean μ and
+/// rstd = 1/sqrt(var + eps) (biased variance, two passes, sums in double),
+/// written to stats[(s*groups + g)*2] = μ, [.. + 1] = rstd when stats is not
+/// NULL; then
 /// v = (x - μ)·rstd·gamma[ch] + beta[ch] (gamma/beta [c] or NULL for 1/0),
 /// pre_activation_or_null[i] = v if not NULL, and y = silu ? v·σ(v) : v
 /// (SiLU from fr_unary_forward(FR_SILU)). x and y may alias exactly; the

@@ -370,6 +370,17 @@ static void test_softmax(void) {
         });
         free(x); free(ref); free(scale);
     }
+    // A NaN makes its row NaN (and only its row) on both paths.
+    float x[2 * 20], y[2 * 20];
+    for (int i = 0; i < 40; i++) x[i] = (float)i * 0.1f;
+    x[5] = NAN;
+    BOTH_PATHS(portable, {
+        fr_softmax_rows(x, y, 2, 20);
+        int row0 = 1, row1 = 1;
+        for (int i = 0; i < 20; i++) row0 &= y[i] != y[i];
+        for (int i = 20; i < 40; i++) row1 &= y[i] == y[i];
+        CHECK(row0 && row1, "softmax %s: NaN not confined to its row", path_name(portable));
+    });
 }
 
 static void test_group_norm_case(size_t n, size_t c, size_t spatial, size_t groups, int affine, int silu, float offset) {
