@@ -250,3 +250,15 @@ test-c: bindings/c/tests/test_schedule
 test-c-limits: bindings/c/tests/test_limits
 	@echo "== bindings/c/tests/test_limits (plain only: RLIMIT_AS)"; ./bindings/c/tests/test_limits
 test-c: test-c-limits
+
+# The dense kernels (GEMM, convolutions, softmax, GroupNorm) against naive
+# double-precision references, on the AVX-512 and the portable paths (issue 13).
+# clang (the Swift toolchain's): the AVX-512 paths are written for it, as SwiftPM builds them.
+.PHONY: test-c-kernels
+KERNEL_TEST := .build/test_conv_kernels
+$(KERNEL_TEST): bindings/c/tests/kernels/test_conv_kernels.c $(wildcard Sources/CKernels/*.c Sources/CKernels/*.h Sources/CKernels/include/*.h)
+	@mkdir -p .build
+	clang -std=c99 -Wall -Wextra -Werror -pedantic -O2 $< Sources/CKernels/*.c -ISources/CKernels/include -lm -o $@
+test-c-kernels: $(KERNEL_TEST)
+	@echo "== $(KERNEL_TEST)"; ./$(KERNEL_TEST) | tail -2
+test-c: test-c-kernels

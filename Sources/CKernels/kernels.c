@@ -36,7 +36,9 @@ static inline float fr_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    // A NaN x gives a NaN n; converting it to int is undefined, so the
+    // exponent takes 0 there (the result stays NaN through p).
+    int32_t e = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float y = p * fr_bits_to_float(e);
     y = x > hi ? INFINITY : y;
     y = x < lo ? 0.0f : y;

@@ -2,7 +2,7 @@
 // fr_group_norm_forward) against naive double-precision references.
 //
 // Build and run from the repository root:
-//   clang -std=c99 -Wall -Wextra -Werror -pedantic -O2 bindings/c/tests/kernels/test_conv_kernels.c \
+//   clang -std=c99 -Wall -Wextra -Werror -pedantic -O2 bindings/c/tests/kernels/test_conv_kernels.c
 //     Sources/CKernels/*.c -ISources/CKernels/include -lm -o /tmp/test_conv_kernels && /tmp/test_conv_kernels
 //
 // Tolerances. A float result r of a sum of terms t_i is accepted when
