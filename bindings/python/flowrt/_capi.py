@@ -89,6 +89,16 @@ flowrt_model_free = _declare("flowrt_model_free", None, c_void_p)
 flowrt_model_dim = _declare("flowrt_model_dim", c_size_t, c_void_p)
 # size_t flowrt_model_parameter_count(const flowrt_model *model);
 flowrt_model_parameter_count = _declare("flowrt_model_parameter_count", c_size_t, c_void_p)
+# flowrt_status flowrt_model_shape(const flowrt_model *model, size_t *shape, size_t capacity, size_t *rank);
+flowrt_model_shape = _declare("flowrt_model_shape", c_int, c_void_p, POINTER(c_size_t), c_size_t, POINTER(c_size_t))
+# size_t flowrt_model_context_dim(const flowrt_model *model);
+flowrt_model_context_dim = _declare("flowrt_model_context_dim", c_size_t, c_void_p)
+# size_t flowrt_model_num_classes(const flowrt_model *model);
+flowrt_model_num_classes = _declare("flowrt_model_num_classes", c_size_t, c_void_p)
+# flowrt_status flowrt_model_velocity_conditional(const flowrt_model *model, size_t n, const double *t,
+#                                                 const float *x, const float *context, float *v);
+flowrt_model_velocity_conditional = _declare("flowrt_model_velocity_conditional", c_int, c_void_p, c_size_t,
+                                             c_double_p, c_float_p, c_float_p, c_float_p)
 # flowrt_status flowrt_model_velocity(const flowrt_model *model, size_t n,
 #                                     const double *t, const float *x, float *v);
 flowrt_model_velocity = _declare("flowrt_model_velocity", c_int, c_void_p, c_size_t, c_double_p, c_float_p, c_float_p)
@@ -186,8 +196,9 @@ flowrt_dataset_info = _declare("flowrt_dataset_info", c_int, c_char_p, POINTER(c
 
 class flowrt_onnx_options(Structure):
     """typedef struct flowrt_onnx_options { uint32_t struct_size; const char *x_name; const char *t_name;
-    const char *directory; } flowrt_onnx_options;"""
-    _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p)]
+    const char *directory; const char *context_name; } flowrt_onnx_options;"""
+    _fields_ = [("struct_size", c_uint32), ("x_name", c_char_p), ("t_name", c_char_p), ("directory", c_char_p),
+                ("context_name", c_char_p)]
 
 
 c_void_pp = POINTER(ctypes.c_void_p)  # char ** (strings freed with flowrt_buffer_free)

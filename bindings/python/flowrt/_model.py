@@ -52,11 +52,12 @@ def _take_string(fn, *args) -> str:
         _capi.flowrt_buffer_free(p)
 
 
-def onnx_options(x_name=None, t_name=None, directory=None):
+def onnx_options(x_name=None, t_name=None, directory=None, context_name=None):
     o = _capi.flowrt_onnx_default_options()
     o.x_name = x_name.encode() if x_name else None
     o.t_name = t_name.encode() if t_name else None
     o.directory = str(directory).encode() if directory else None
+    o.context_name = context_name.encode() if context_name else None
     return o
 
 
@@ -96,13 +97,53 @@ class Model(_Handle):
     def parameter_count(self) -> int:
         return int(_capi.flowrt_model_parameter_count(self._handle))
 
-    def velocity(self, t, X) -> np.ndarray:
-        """v(t, X) for X [n, dim] (t scalar or [n]); returns float32 [n, dim]."""
-        x = points(X, self.dim)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The sample shape: (dim,) for vectors, (C, H, W) for an image network."""
+        rank = ctypes.c_size_t()
+        _capi.flowrt_model_shape(self._handle, None, 0, ctypes.byref(rank))
+        dims = (ctypes.c_size_t * max(rank.value, 1))()
+        check(_capi.flowrt_model_shape(self._handle, dims, rank.value, ctypes.byref(rank)))
+        return tuple(int(dims[i]) for i in range(rank.value))
+
+    @property
+    def context_dim(self) -> int:
+        """Context values per sample (0: unconditional; 1: a class label)."""
+        return int(_capi.flowrt_model_context_dim(self._handle))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a label-conditional network (0 otherwise)."""
+        return int(_capi.flowrt_model_num_classes(self._handle))
+
+    def _flat(self, X):
+        """X as [n, dim] float32, and the shape to give results: X may be
+        [n, dim] or [n, *self.shape] (images), returned in the same layout."""
+        a = np.asarray(X)
+        shape = self.shape
+        if len(shape) > 1 and a.ndim == len(shape) + 1 and tuple(a.shape[1:]) == shape:
+            return points(a.reshape(a.shape[0], -1), self.dim), a.shape
+        x = points(a, self.dim)
+        return x, x.shape
+
+    def velocity(self, t, X, context=None) -> np.ndarray:
+        """v(t, X[, c]) for X [n, dim] or [n, *shape] (t scalar or [n]);
+        returns float32 in X's layout. `context`: [n, context_dim] floats, or
+        [n] integer labels for a label-conditional network (required then)."""
+        x, out_shape = self._flat(X)
         tt = times(t, x.shape[0])
         v = np.empty_like(x)
-        check(_capi.flowrt_model_velocity(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(v)))
-        return v
+        m = self.context_dim
+        if m == 0:
+            if context is not None:
+                raise ValueError("this model is unconditional: context must be None")
+            check(_capi.flowrt_model_velocity(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(v)))
+        else:
+            if context is None:
+                raise ValueError(f"this model is conditional: pass context=[n, {m}]" + (" labels" if self.num_classes else ""))
+            c = np.ascontiguousarray(np.asarray(context, dtype=np.float32).reshape(x.shape[0], m))
+            check(_capi.flowrt_model_velocity_conditional(self._handle, x.shape[0], dptr(tt), fptr(x), fptr(c), fptr(v)))
+        return v.reshape(out_shape)
 
     def divergence(self, t, X) -> np.ndarray:
         """Exact ∇·v(t, X) per row (float64 [n]), one batched tangent pass."""
@@ -113,11 +154,12 @@ class Model(_Handle):
         return div
 
     @classmethod
-    def load(cls, path, x_name: str | None = None, t_name: str | None = None) -> "Model":
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None,
+             context_name: str | None = None) -> "Model":
         """Loads a velocity network from an ONNX file (e.g. PyTorch's export).
-        Inputs are matched by role (x, and t as [B,1], [B] or a scalar, or one
-        [x, t] input) unless named."""
-        o = onnx_options(x_name, t_name)
+        Inputs are matched by role (x of any rank, t as [B,1], [B] or a scalar,
+        a third input as the context; or one [x, t] input) unless named."""
+        o = onnx_options(x_name, t_name, context_name=context_name)
         h = ctypes.c_void_p()
         check(_capi.flowrt_model_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
         return cls(h)
