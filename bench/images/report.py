@@ -1,0 +1,76 @@
+"""bench/images: turns the workers' JSON lines into Markdown tables.
+
+    report.py flops.json run1.jsonl [run2.jsonl ...]   → Markdown on stdout
+
+Per run: ms per call and GFLOP/s for each system, the time ratios
+FlowRuntime / onnxruntime and FlowRuntime / PyTorch (< 1: FlowRuntime is
+faster), and each system's 2-thread speed-up (time at 1 thread / time at 2).
+"""
+import json
+import sys
+
+SYSTEMS = ("flowrt", "onnxruntime", "torch")
+LABEL = {"flowrt": "FlowRuntime", "onnxruntime": "onnxruntime", "torch": "PyTorch"}
+
+
+def load(path):
+    rows = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    return {(r["system"], r["model"], r["batch"], r["threads"]): r for r in rows}
+
+
+def fmt_ms(s):
+    return f"{s * 1e3:.3f}" if s < 0.01 else f"{s * 1e3:.2f}" if s < 1 else f"{s * 1e3:.0f}"
+
+
+def table(rows, flops, run_name):
+    models = list(dict.fromkeys(k[1] for k in rows))
+    batches = sorted({k[2] for k in rows})
+    threads = sorted({k[3] for k in rows})
+    out = [f"#### {run_name}", "",
+           "| model | threads | batch | FlowRuntime ms | onnxruntime ms | PyTorch ms | FlowRuntime GFLOP/s "
+           "| onnxruntime GFLOP/s | PyTorch GFLOP/s | FR / ORT | FR / PyTorch |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in models:
+        for th in threads:
+            for b in batches:
+                r = {s: rows.get((s, m, b, th)) for s in SYSTEMS}
+                ms = [fmt_ms(r[s]["seconds"]) if r[s] else "—" for s in SYSTEMS]
+                gf = [f"{flops[m]['total'] * b / r[s]['seconds'] / 1e9:.1f}" if r[s] else "—" for s in SYSTEMS]
+                fr = r["flowrt"]["seconds"] if r["flowrt"] else None
+                ratio = [f"{fr / r[s]['seconds']:.2f}" if fr and r[s] else "—" for s in ("onnxruntime", "torch")]
+                out.append(f"| {m} | {th} | {b} | " + " | ".join(ms + gf + ratio) + " |")
+    out += ["", f"2-thread speed-up (time at 1 thread / time at 2 threads), {run_name.lower()}:", "",
+            "| model | batch | FlowRuntime | onnxruntime | PyTorch |", "|---|---:|---:|---:|---:|"]
+    for m in models:
+        for b in batches:
+            cells = []
+            for s in SYSTEMS:
+                r1, r2 = rows.get((s, m, b, 1)), rows.get((s, m, b, 2))
+                cells.append(f"{r1['seconds'] / r2['seconds']:.2f}" if r1 and r2 else "—")
+            out.append(f"| {m} | {b} | " + " | ".join(cells) + " |")
+    return out
+
+
+def main(flops_path, *runs):
+    flops = json.load(open(flops_path))
+    lines = []
+    for i, path in enumerate(runs, 1):
+        lines += table(load(path), flops, f"Run {i}") + [""]
+    # how each system was called, and the correctness check done in each worker
+    first = load(runs[0])
+    lines += ["How each system was called, and each worker's max |output − PyTorch reference| at batch 3 "
+              "(fixture .json, tolerance 1e-4 × max|v|):", ""]
+    seen = set()
+    for (s, m, b, th), r in sorted(first.items()):
+        key = (s, m)
+        if key in seen:
+            continue
+        seen.add(key)
+        hows = sorted({x["how"] for (s2, m2, _, _), x in first.items() if (s2, m2) == key})
+        lines.append(f"- {r['version']}, {m}: max |diff| {r['max_abs_err_vs_torch_ref']:.2e} "
+                     f"(max |v| {r['max_abs_ref']:.3g}); {'; '.join(hows)}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
