@@ -125,6 +125,7 @@ def main():
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per measurement (min 3 calls)")
     ap.add_argument("--models", default=",".join(MODELS))
     args = ap.parse_args()
+    load = float(open("/proc/loadavg").read().split()[0])
     sysobj = SYSTEMS[args.system](args.threads)
     for case in args.models.split(","):
         sysobj.prepare(case)
@@ -147,7 +148,7 @@ def main():
             print(json.dumps({"system": args.system, "version": sysobj.version, "how": how, "threads": args.threads,
                               "model": case, "batch": b, "seconds": best, "reps": reps,
                               "max_abs_err_vs_torch_ref": err, "max_abs_ref": scale,
-                              "time": time.strftime("%H:%M:%S", time.gmtime())}), flush=True)
+                              "load1_at_start": load, "time": time.strftime("%H:%M:%S", time.gmtime())}), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,23 @@ def fmt_ms(s):
     return f"{s * 1e3:.3f}" if s < 0.01 else f"{s * 1e3:.2f}" if s < 1 else f"{s * 1e3:.0f}"
 
 
+def best_of(runs):
+    """Per (system, model, batch, threads): the run with the smallest time."""
+    best = {}
+    for rows in runs:
+        for k, r in rows.items():
+            if k not in best or r["seconds"] < best[k]["seconds"]:
+                best[k] = r
+    return best
+
+
+def loads(rows):
+    seen = {}
+    for (s, _, _, th), r in rows.items():
+        seen.setdefault((s, th), r.get("load1_at_start"))
+    return ", ".join(f"{LABEL[s]} {th}T {v}" for (s, th), v in sorted(seen.items(), key=lambda kv: (kv[0][1], SYSTEMS.index(kv[0][0]))))
+
+
 def table(rows, flops, run_name):
     models = list(dict.fromkeys(k[1] for k in rows))
     batches = sorted({k[2] for k in rows})
@@ -53,9 +70,12 @@ def table(rows, flops, run_name):
 
 def main(flops_path, *runs):
     flops = json.load(open(flops_path))
+    loaded = [load(p) for p in runs]
     lines = []
-    for i, path in enumerate(runs, 1):
-        lines += table(load(path), flops, f"Run {i}") + [""]
+    if len(loaded) > 1:
+        lines += table(best_of(loaded), flops, f"Best of the {len(loaded)} runs (per cell, the faster run)") + [""]
+    for i, rows in enumerate(loaded, 1):
+        lines += table(rows, flops, f"Run {i}") + ["", f"1-minute load average when each process started, run {i}: {loads(rows)}.", ""]
     # how each system was called, and the correctness check done in each worker
     first = load(runs[0])
     lines += ["How each system was called, and each worker's max |output − PyTorch reference| at batch 3 "

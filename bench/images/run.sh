@@ -87,6 +87,13 @@ for m, d in f.items(): print(f'| {m} | ' + ' | '.join(f'{d[k]/1e6:.1f}' for k in
   echo
   echo "Ratios are time ratios: FR / ORT = FlowRuntime ms / onnxruntime ms (< 1: FlowRuntime faster)."
   echo
+  echo "Threads: \`flowrt_model_velocity\` (what \`Model.velocity\` calls) splits a batch over threads only in chunks of"
+  echo "1024 rows (\`Model.velocity(times:points:into:threads:chunkSize:)\`, Sources/FlowRuntime/Graph/Model+Evaluation.swift), and"
+  echo "no graph op is multi-threaded, so at batch 1, 16 and 64 FlowRuntime runs on ONE thread whatever FLOWRT_NUM_THREADS"
+  echo "says: its 2-thread rows time the same single-threaded computation, and their spread against the 1-thread rows is"
+  echo "a direct measure of this run's noise. onnxruntime and PyTorch do use the second thread (intra-op); on a 2-core"
+  echo "machine with other jobs running, their 2-thread figures suffer most (PyTorch's OpenMP workers spin-wait at barriers)."
+  echo
   "$PY" bench/images/report.py "$OUT/flops.json" "${runs[@]}"
 } > bench/images/results.md
 cat bench/images/results.md
