@@ -68,12 +68,42 @@ def table(rows, flops, run_name):
     return out
 
 
+def cpu_table(rows, flops, title):
+    """1 thread only: minimum process CPU time per call (robust to being descheduled)."""
+    out = [f"#### {title}", "",
+           "| model | batch | FlowRuntime CPU ms | onnxruntime CPU ms | PyTorch CPU ms | FlowRuntime GFLOP/s (CPU) "
+           "| FR / ORT (CPU) | FR / PyTorch (CPU) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    models = list(dict.fromkeys(k[1] for k in rows))
+    for m in models:
+        for b in sorted({k[2] for k in rows}):
+            r = {s: rows.get((s, m, b, 1)) for s in SYSTEMS}
+            if not all(r.values()) or any("cpu_seconds" not in v for v in r.values()):
+                continue
+            c = {s: r[s]["cpu_seconds"] for s in SYSTEMS}
+            out.append(f"| {m} | {b} | " + " | ".join(fmt_ms(c[s]) for s in SYSTEMS)
+                       + f" | {flops[m]['total'] * b / c['flowrt'] / 1e9:.1f} | {c['flowrt'] / c['onnxruntime']:.2f}"
+                       f" | {c['flowrt'] / c['torch']:.2f} |")
+    return out
+
+
+def best_cpu_of(runs):
+    best = {}
+    for rows in runs:
+        for k, r in rows.items():
+            if "cpu_seconds" in r and (k not in best or r["cpu_seconds"] < best[k]["cpu_seconds"]):
+                best[k] = r
+    return best
+
+
 def main(flops_path, *runs):
     flops = json.load(open(flops_path))
     loaded = [load(p) for p in runs]
     lines = []
     if len(loaded) > 1:
         lines += table(best_of(loaded), flops, f"Best of the {len(loaded)} runs (per cell, the faster run)") + [""]
+    lines += cpu_table(best_cpu_of(loaded), flops, f"1 thread, process CPU time per call (minimum over calls and runs)") + [
+        "", "(CPU time leaves out the time a call spent descheduled by other jobs, so on this shared machine these "
+        "1-thread ratios are the steadier comparison; at 1 thread each system computes on the calling thread only.)", ""]
     for i, rows in enumerate(loaded, 1):
         lines += table(rows, flops, f"Run {i}") + ["", f"1-minute load average when each process started, run {i}: {loads(rows)}.", ""]
     # how each system was called, and the correctness check done in each worker
