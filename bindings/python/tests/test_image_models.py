@@ -1,0 +1,130 @@
+"""Image velocity networks (torchcfm U-Net, diffusers UNet2DModel, DiT) imported
+from Tests/ONNXData/images through the Python binding:
+
+- flowrt.Model.load + Model.velocity on the fixture's own inputs (every entry of
+  its .json `cases`, batch 1 and 3) match PyTorch's output stored there, within
+  1e-4 × max|output|;
+- Model.save re-exports a file that passes onnx.checker (full check), and
+  onnxruntime (CPU) runs that file to FlowRuntime's own output on the same
+  inputs, within the same tolerance (two tests, so each failure shows alone).
+
+Unconditional fixtures only (the `_cond` ones take a class label y, which
+Model.velocity has no argument for): the three tiny ones and the nine full ones
+(three exporters each of tcfm_unet, diffusers_unet and dit). Set
+FLOWRT_IMAGE_TESTS=tiny to run the tiny ones only.
+"""
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import flowrt
+
+IMAGES = Path(__file__).resolve().parents[3] / "Tests" / "ONNXData" / "images"
+TOLERANCE = 1e-4  # relative to max |output|, as the fixtures' .json says
+
+
+def unconditional_fixtures():
+    names = sorted(p.name for p in IMAGES.glob("*.onnx") if "_cond" not in p.name)
+    tiny = [n for n in names if "_tiny__" in n]
+    full = [n for n in names if "_tiny__" not in n]
+    return tiny + ([] if os.environ.get("FLOWRT_IMAGE_TESTS") == "tiny" else full)
+
+
+FIXTURES = unconditional_fixtures()
+
+
+def test_fixture_set_is_complete():
+    assert len([n for n in FIXTURES if "_tiny__" in n]) == 3, IMAGES
+    if os.environ.get("FLOWRT_IMAGE_TESTS") != "tiny":
+        assert len(FIXTURES) == 12, FIXTURES
+
+
+@lru_cache(maxsize=None)
+def reference(name):
+    """[(batch, t [n], x [n, C, H, W], v [n, C, H, W])] from the fixture's .json cases."""
+    ref = json.loads((IMAGES / name).with_suffix(".json").read_text())
+    assert ref["tolerance"] == TOLERANCE
+    out = []
+    for case in ref["cases"]:
+        ins = {i["name"]: np.asarray(i["data"], np.float32).reshape(i["shape"]) for i in case["inputs"]}
+        assert set(ins) == {"t", "x"}, f"{name}: not an unconditional fixture"
+        v = case["outputs"][0]
+        out.append((case["batch"], ins["t"], ins["x"], np.asarray(v["data"], np.float32).reshape(v["shape"])))
+    assert 3 in [c[0] for c in out]
+    return out
+
+
+@lru_cache(maxsize=None)
+def model(name):
+    return flowrt.Model.load(IMAGES / name)
+
+
+def flowrt_velocity(m, t, x):
+    n = x.shape[0]
+    return m.velocity(t.astype(np.float64), x.reshape(n, -1)).reshape(x.shape)
+
+
+def assert_close(got, expected, what):
+    scale = float(np.max(np.abs(expected)))
+    err = float(np.max(np.abs(got - expected)))
+    assert err <= TOLERANCE * scale, f"{what}: max |diff| {err:.3g} > {TOLERANCE} × max|v| = {TOLERANCE * scale:.3g}"
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_velocity_matches_pytorch(name):
+    m = model(name)
+    cases = reference(name)
+    assert m.dim == int(np.prod(cases[0][2].shape[1:]))
+    for batch, t, x, v in cases:
+        assert_close(flowrt_velocity(m, t, x), v, f"{name} at batch {batch}")
+
+
+def ort_feeds(sess, input_names, t, x):
+    """The re-export's inputs by the names the model reports, shaped as the file declares
+    them (x flat [n, d] or as the image; t [n], [n, 1] or a scalar)."""
+    x_name, t_name = input_names
+    declared = {i.name: i.shape for i in sess.get_inputs()}
+    assert set(declared) == {x_name, t_name}, (declared, input_names)
+    n = x.shape[0]
+    xs = x.reshape(n, -1) if len(declared[x_name]) == 2 else x
+    tr = len(declared[t_name])
+    ts = t.reshape(n, 1) if tr == 2 else t.reshape(n) if tr == 1 else np.float32(t.reshape(-1)[0])
+    return {x_name: np.ascontiguousarray(xs, np.float32), t_name: np.asarray(ts, np.float32)}
+
+
+@lru_cache(maxsize=None)
+def reexport(name, folder):
+    """Model.save of the imported fixture, written once per fixture."""
+    path = Path(folder) / ("re_" + name)
+    model(name).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("image_reexports"))
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_reexport_passes_onnx_checker(name, export_dir):
+    onnx.checker.check_model(onnx.load(str(reexport(name, export_dir))), full_check=True)
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_reexport_runs_in_onnxruntime(name, export_dir):
+    m = model(name)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(reexport(name, export_dir)), opts, providers=["CPUExecutionProvider"])
+    names = m.input_names
+    for batch, t, x, v in reference(name):
+        ours = flowrt_velocity(m, t, x)
+        theirs = sess.run(None, ort_feeds(sess, names, t, x))[0]
+        assert theirs.size == ours.size, (theirs.shape, ours.shape)
+        assert_close(theirs.reshape(ours.shape), ours, f"onnxruntime on the re-export of {name}, batch {batch}")
