@@ -262,3 +262,9 @@ $(KERNEL_TEST): bindings/c/tests/kernels/test_conv_kernels.c $(wildcard Sources/
 test-c-kernels: $(KERNEL_TEST)
 	@echo "== $(KERNEL_TEST)"; ./$(KERNEL_TEST) | tail -2
 test-c: test-c-kernels
+
+# U-Net / DiT velocity: FlowRuntime (Python binding) vs onnxruntime vs PyTorch
+# eager, batch 1/16/64, 1 and 2 threads (~6 min). Writes bench/images/results.md.
+.PHONY: bench-images
+bench-images: build
+	bash bench/images/run.sh

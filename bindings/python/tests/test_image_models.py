@@ -8,10 +8,10 @@ from Tests/ONNXData/images through the Python binding:
   onnxruntime (CPU) runs that file to FlowRuntime's own output on the same
   inputs, within the same tolerance (two tests, so each failure shows alone).
 
-Unconditional fixtures only (the `_cond` ones take a class label y, which
-Model.velocity has no argument for): the three tiny ones and the nine full ones
-(three exporters each of tcfm_unet, diffusers_unet and dit). Set
-FLOWRT_IMAGE_TESTS=tiny to run the tiny ones only.
+The three tiny and nine full unconditional fixtures (three exporters each of
+tcfm_unet, diffusers_unet and dit) here; the class-conditional torchcfm U-Nets
+(label y) at the end of the file. Set FLOWRT_IMAGE_TESTS=tiny to run the tiny
+ones only.
 """
 import json
 import os
@@ -128,3 +128,42 @@ def test_reexport_runs_in_onnxruntime(name, export_dir):
         theirs = sess.run(None, ort_feeds(sess, names, t, x))[0]
         assert theirs.size == ours.size, (theirs.shape, ours.shape)
         assert_close(theirs.reshape(ours.shape), ours, f"onnxruntime on the re-export of {name}, batch {batch}")
+
+
+# -- class-conditional U-Nets (a label y per sample) -------------------------
+
+def conditional_fixtures():
+    names = sorted(p.name for p in IMAGES.glob("*_cond*.onnx"))
+    return [n for n in names if "_tiny__" in n or os.environ.get("FLOWRT_IMAGE_TESTS") != "tiny"]
+
+
+@pytest.mark.parametrize("name", conditional_fixtures())
+def test_conditional_unet_matches_pytorch_and_reexports(name, tmp_path):
+    model = flowrt.Model.load(IMAGES / name)
+    assert model.context_dim == 1 and model.num_classes == 10
+    ref = json.loads((IMAGES / name).with_suffix(".json").read_text())
+    for case in ref["cases"]:
+        ins = {i["name"]: np.asarray(i["data"]).reshape(i["shape"]) for i in case["inputs"]}
+        want = np.asarray(case["outputs"][0]["data"], np.float32).reshape(case["outputs"][0]["shape"])
+        got = model.velocity(ins["t"], ins["x"], context=ins["y"])
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= TOLERANCE * np.abs(want).max(), name
+    # Labels select different velocities; a label outside 0..9 is refused.
+    x, t = ins["x"].astype(np.float32), ins["t"]
+    a = model.velocity(t, x, context=np.zeros(len(t)))
+    b = model.velocity(t, x, context=np.full(len(t), 7))
+    assert np.abs(a - b).max() > 1e-3
+    with pytest.raises(flowrt.FlowError, match="label 10"):
+        model.velocity(t, x, context=np.full(len(t), 10))
+    with pytest.raises(ValueError, match="conditional"):
+        model.velocity(t, x)
+    # The re-export (labels as a float input y) runs in onnxruntime.
+    path = tmp_path / "cond.onnx"
+    model.save(path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    meta = flowrt.Model.load(path).metadata
+    assert meta["flowrt.context_dim"] == "1" and meta["flowrt.num_classes"] == "10"
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {"x": x, "t": t.astype(np.float32), "y": ins["y"].astype(np.float32)}
+    out = sess.run(None, feeds)[0]
+    assert np.abs(out - got).max() <= TOLERANCE * np.abs(got).max()
