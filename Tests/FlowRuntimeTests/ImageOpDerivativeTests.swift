@@ -93,7 +93,12 @@ final class ImageOpDerivativeTests: XCTestCase {
         let model = try Model(graph: g)
         let ws = GraphWorkspace()
         let t = (0..<batch).map { 0.2 + 0.1 * Double($0) }
-        _ = run(model.executor, t, x, context, ws: ws, record: false)
+        // A recorded pass keeps every intermediate value in its own buffer
+        // (inference passes share buffers between values not alive together).
+        let recorded = run(model.executor, t, x, context, ws: ws, record: true)
+        // The inference pass (shared buffers, no caches) gives the same output.
+        XCTAssertEqual(run(model.executor, t, x, context, ws: GraphWorkspace(), record: false), recorded,
+                       "inference and recorded forward passes differ")
         var result: [String: (shape: [Int], values: [Float])] = [:]
         for name in names {
             guard let node = g.nodes.first(where: { $0.name == name }) else { XCTFail("no node \(name)"); continue }
