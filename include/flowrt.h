@@ -521,7 +521,11 @@ typedef enum flowrt_divergence {
     FLOWRT_DIVERGENCE_EXACT = 0,
     /** Hutchinson's unbiased estimator with `probes` probe vectors per sample
      *  (about 1 + probes forward passes); gives a standard error. */
-    FLOWRT_DIVERGENCE_HUTCHINSON = 1
+    FLOWRT_DIVERGENCE_HUTCHINSON = 1,
+    /** Exact for d ≤ 256, Hutchinson (with `probes` probes) above: an exact
+     *  trace costs about d forward passes, a probe about one, so image flows
+     *  (d = C·H·W) default to the estimator. The default since 0.2. */
+    FLOWRT_DIVERGENCE_AUTO = 2
 } flowrt_divergence;
 
 typedef enum flowrt_probe_kind {
@@ -541,7 +545,8 @@ typedef struct flowrt_solver_params {
                                    equal steps over the interval (default 0). */
     uint32_t max_steps;       /**< Attempted steps per sample before giving up
                                    (default 10000). */
-    int32_t divergence;       /**< flowrt_divergence for log-densities (default EXACT). */
+    int32_t divergence;       /**< flowrt_divergence for log-densities (default AUTO:
+                                   exact for d ≤ 256, Hutchinson above). */
     uint32_t probes;          /**< Hutchinson probes per sample, 1..4096 (default 1). */
     int32_t probe_kind;       /**< flowrt_probe_kind (default RADEMACHER). */
     uint64_t seed;            /**< Seed of the Hutchinson probes (default 0); sample

@@ -22,7 +22,7 @@ func defaultSolverParams() -> flowrt_solver_params {
     flowrt_solver_params(
         struct_size: UInt32(MemoryLayout<flowrt_solver_params>.size),
         method: Int32(FLOWRT_SOLVER_DOPRI5.rawValue), rtol: 1e-5, atol: 1e-5, fixed_steps: 0, max_steps: 10_000,
-        divergence: Int32(FLOWRT_DIVERGENCE_EXACT.rawValue), probes: 1,
+        divergence: Int32(FLOWRT_DIVERGENCE_AUTO.rawValue), probes: 1,
         probe_kind: Int32(FLOWRT_PROBE_RADEMACHER.rawValue), seed: 0, threads: 0,
         progress: nil, progress_user_data: nil, max_step: 0)
 }
@@ -34,8 +34,18 @@ let solverParamsFirstSize = MemoryLayout<flowrt_solver_params>.offset(of: \flowr
 /// A validated `flowrt_solver_params`.
 struct SolverCall {
     var options: SolverOptions
-    var divergence: DivergenceMethod
+    /// The divergence asked for; `auto` resolves per flow (`divergence(for:)`).
+    private var requested: DivergenceMethod?
+    private var hutchinson: DivergenceMethod
     var progress: SolverProgress?
+
+    /// Dimensions up to which FLOWRT_DIVERGENCE_AUTO takes the exact trace.
+    static let exactDivergenceLimit = 256
+
+    /// The divergence method for a flow of dimension `d`.
+    func divergence(for d: Int) -> DivergenceMethod {
+        requested ?? (d <= Self.exactDivergenceLimit ? .exact : hutchinson)
+    }
 
     init(_ pointer: UnsafePointer<flowrt_solver_params>?) throws {
         let p = try readParams(pointer, defaults: defaultSolverParams(),
@@ -66,9 +76,10 @@ struct SolverCall {
         options.maxSteps = Int(p.max_steps)
         options.threads = p.threads == 0 ? Parallel.defaultThreads : Int(p.threads)
         do { try options.validate() } catch let FlowError.invalidArgument(m) { throw FlowError.invalidArgument("params: \(m)") }
-        switch UInt32(bitPattern: p.divergence) {
-        case FLOWRT_DIVERGENCE_EXACT.rawValue: divergence = .exact
-        case FLOWRT_DIVERGENCE_HUTCHINSON.rawValue:
+        // Probe settings matter (and are checked) unless the trace is exact.
+        if UInt32(bitPattern: p.divergence) == FLOWRT_DIVERGENCE_EXACT.rawValue {
+            hutchinson = .exact
+        } else {
             guard (1...4096).contains(p.probes) else { throw FlowError.invalidArgument("params->probes = \(p.probes) must be in 1...4096") }
             let kind: DivergenceMethod.ProbeKind
             switch UInt32(bitPattern: p.probe_kind) {
@@ -76,7 +87,12 @@ struct SolverCall {
             case FLOWRT_PROBE_GAUSSIAN.rawValue: kind = .gaussian
             default: throw FlowError.invalidArgument("params->probe_kind = \(p.probe_kind) is not a flowrt_probe_kind")
             }
-            divergence = .hutchinson(probes: Int(p.probes), kind: kind, seed: p.seed)
+            hutchinson = .hutchinson(probes: Int(p.probes), kind: kind, seed: p.seed)
+        }
+        switch UInt32(bitPattern: p.divergence) {
+        case FLOWRT_DIVERGENCE_EXACT.rawValue: requested = .exact
+        case FLOWRT_DIVERGENCE_HUTCHINSON.rawValue: requested = hutchinson
+        case FLOWRT_DIVERGENCE_AUTO.rawValue: requested = nil
         default: throw FlowError.invalidArgument("params->divergence = \(p.divergence) is not a flowrt_divergence")
         }
         if let fn = p.progress {
@@ -204,7 +220,7 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
         let x = try require(xOut, "x_out")
         var nan = FirstNaN()
         let statistics = try flow.sampleBlocks(count: n, seed: seed, solver: call.options,
-                                               logDensity: logProbOut == nil ? nil : call.divergence,
+                                               logDensity: logProbOut == nil ? nil : call.divergence(for: d),
                                                firstIndex: firstIndex, progress: call.progress) { range, block in
             write(block.points.scalars, to: x, at: range.lowerBound * d)
             if let lp = logProbOut, let values = block.logDensities {
@@ -273,7 +289,7 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
         let out = try require(logProb, "log_prob")
         try requireFinite(points, nd, "x")
         var nan = FirstNaN()
-        let statistics = try flow.logDensityBlocks(count: n, time: t, method: call.divergence, solver: call.options,
+        let statistics = try flow.logDensityBlocks(count: n, time: t, method: call.divergence(for: d), solver: call.options,
                                                    progress: call.progress, points: { rows(points, $0, d) }) { range, r in
             write(r.logDensities, to: out, at: range.lowerBound)
             nan.scan(r.logDensities, from: range.lowerBound)

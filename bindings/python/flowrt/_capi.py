@@ -112,7 +112,7 @@ flowrt_model_divergence = _declare("flowrt_model_divergence", c_int, c_void_p, c
 INTERPOLANTS = {"trig": 0, "linear": 1, "custom": 2}
 BASES = {"normal": 0}
 SOLVER_METHODS = {"dopri5": 0, "euler": 1, "heun": 2, "midpoint": 3, "rk4": 4}
-DIVERGENCES = {"exact": 0, "hutchinson": 1}
+DIVERGENCES = {"exact": 0, "hutchinson": 1, "auto": 2}
 PROBE_KINDS = {"rademacher": 0, "gaussian": 1}
 
 

@@ -35,7 +35,8 @@ class SolverStats:
 def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=None, divergence=None,
                   probes=None, probe_kind=None, probe_seed=None, threads=None, progress=None, max_step=None):
     """A flowrt_solver_params from keyword arguments; None keeps the C default
-    (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, exact divergence)."""
+    (dopri5, rtol = atol = 1e-5, adaptive, max_steps 10000, divergence 'auto':
+    exact for dim ≤ 256, Hutchinson above)."""
     p = _capi.flowrt_solver_default_params()
     if method not in _capi.SOLVER_METHODS:
         raise ValueError(f"method must be one of {sorted(_capi.SOLVER_METHODS)}, got {method!r}")
@@ -50,7 +51,7 @@ def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=N
             setattr(p, field, value)
     if divergence is not None:
         if divergence not in _capi.DIVERGENCES:
-            raise ValueError(f"method must be 'exact' or 'hutchinson', got {divergence!r}")
+            raise ValueError(f"method must be 'exact', 'hutchinson' or 'auto', got {divergence!r}")
         p.divergence = _capi.DIVERGENCES[divergence]
     if probe_kind is not None:
         if probe_kind not in _capi.PROBE_KINDS:
