@@ -43,8 +43,8 @@ public struct PixelArray: Sendable, Equatable {
 ///   files: the `*-ubyte.gz` files of Debian's `dataset-fashion-mnist`
 ///   (`/usr/share/datasets/fashion-mnist/`) must be gunzipped first; a gzip
 ///   file is reported as `.unsupported` saying so.
-/// - `.npy`: uint8 (`|u1`) arrays, or integer-valued int32/int64/float32/
-///   float64 arrays with values in 0...255 (read through `NPY.decode`).
+/// - `.npy`: uint8 (`|u1`) arrays read as bytes, or any dtype `NPY.decode`
+///   reads (float32/float64) holding integers in 0...255.
 ///
 /// Every size a header claims is checked against the file before anything
 /// is allocated for it; a malformed or hostile file is a thrown `FlowError`.
@@ -105,8 +105,9 @@ public enum ImageData {
 
     // MARK: .npy
 
-    /// Decodes a `.npy` file image of pixels: uint8, or another dtype NPY
-    /// reads whose values are all integers in 0...255.
+    /// Decodes a `.npy` file image of pixels: uint8 (`|u1`, read as bytes
+    /// without a Double copy), or a dtype `NPY.decode` reads whose values
+    /// are all integers in 0...255.
     /// - Throws: what `NPY.decode` throws; `.io` for a uint8 data size that
     ///   differs from the shape, `.invalidArgument` for a value outside 0...255.
     public static func decodeNPY(_ bytes: [UInt8]) throws -> PixelArray {
