@@ -115,7 +115,7 @@ final class VelocityUNetTests: XCTestCase {
         other.seed += 1
         XCTAssertNotEqual(a.parameters.map(\.tensor), try other.makeGraph().parameters.map(\.tensor))
         // PyTorch's bound 1/√fan_in: the input conv has fan_in 1·3·3 = 9.
-        let w = a.parameters.first { $0.name == "input_blocks.0.weight" }!.tensor
+        let w = a.parameters.first { $0.name == "input_blocks.0.0.weight" }!.tensor
         XCTAssertEqual(w.shape, [8, 1, 3, 3])
         XCTAssertLessThanOrEqual(w.scalars.map(abs).max()!, 1 / 3)
         XCTAssertGreaterThan(w.scalars.map(abs).max()!, 0.25)
@@ -248,5 +248,75 @@ final class VelocityUNetTests: XCTestCase {
         let labels = Tensor(shape: [3], scalars: [0, 3, 9])
         let err = model.velocity(t: t, x: x, context: labels).maxAbsDifference(back.velocity(t: t, x: x, context: labels))
         XCTAssertLessThanOrEqual(err, 1e-5)
+    }
+    // MARK: torchcfm's weights in the native layout
+
+    /// The `net.*` initializers of a torchcfm fixture (dynamo export, which
+    /// keeps PyTorch's parameter names), keyed without the prefix.
+    func torchcfmWeights(_ file: String) throws -> [String: Tensor] {
+        let bytes = try FileIO.read(ImageNetworkTests.folder + "/" + file)
+        let proto = try bytes.withUnsafeBytes { try ONNXProtoModel.parse($0) }
+        var weights: [String: Tensor] = [:]
+        for t in proto.graph.initializers where t.name.hasPrefix("net.") {
+            if case .float(let tensor) = try ONNXTensorDecoding.decode(t, directory: nil) {
+                weights[String(t.name.dropFirst(4))] = tensor
+            }
+        }
+        return weights
+    }
+
+    /// `graph` with every trainable parameter replaced by torchcfm's tensor of
+    /// the same name; attention's q, k, v convs take their rows of `qkv`
+    /// (legacy order: per head h, rows [q_h; k_h; v_h]). Fails unless every
+    /// parameter is found and every torchcfm weight is used.
+    func loading(_ weights: [String: Tensor], into graph: Graph, heads: Int) throws -> Graph {
+        var g = graph
+        var used = Set<String>()
+        for i in g.parameters.indices where g.parameters[i].isTrainable {
+            let name = g.parameters[i].name, shape = g.parameters[i].tensor.shape
+            if let r = name.range(of: ".qkv.") {
+                let rest = name[r.upperBound...]  // "q.weight"
+                let part = ["q", "k", "v"].firstIndex(of: String(rest.prefix(1)))!
+                let key = "\(name[..<r.lowerBound]).qkv.\(rest.dropFirst(2))"
+                let full = try XCTUnwrap(weights[key], key)
+                used.insert(key)
+                let c = shape[0], d = c / heads, columns = full.count / (3 * c)
+                var rows: [Float] = []
+                for h in 0..<heads {
+                    let row0 = h * 3 * d + part * d
+                    rows += full.scalars[(row0 * columns)..<((row0 + d) * columns)]
+                }
+                g.parameters[i].tensor = Tensor(shape: shape, scalars: rows)
+            } else {
+                let t = try XCTUnwrap(weights[name], "torchcfm has no '\(name)'")
+                XCTAssertEqual(t.count, shape.elementCount, name)
+                used.insert(name)
+                g.parameters[i].tensor = t.reshaped(shape)
+            }
+        }
+        XCTAssertEqual(used, Set(weights.keys), "torchcfm weights left unused: \(Set(weights.keys).subtracting(used).sorted())")
+        return g
+    }
+
+    /// Independent reference: torchcfm's own U-Net (Tests/ONNXData/images,
+    /// PyTorch outputs). The native graph carrying torchcfm's weights must
+    /// give PyTorch's velocities within 1e-4 of their scale (the tolerance
+    /// of ImageNetworkTests), unconditional and with labels.
+    func testNativeLayoutWithTorchcfmWeightsMatchesPyTorch() throws {
+        var config = mnist
+        config.attentionResolutions = [28]  // torchcfm's "16" at 28 px
+        config.heads = 1
+        for (file, classes) in [("tcfm_unet__dynamo__op21.onnx", 0), ("tcfm_unet_cond__dynamo__op21.onnx", 10)] {
+            config.numClasses = classes
+            let graph = try loading(try torchcfmWeights(file), into: try config.makeGraph(), heads: config.heads)
+            let model = try Model(graph: graph)
+            for c in try ImageNetworkTests.cases(file) {
+                let v = model.velocity(t: c.t, x: Tensor(shape: c.xShape, scalars: c.x),
+                                       context: c.context.map { Tensor(shape: [$0.count], scalars: $0) })
+                let scale = c.output.map { abs($0) }.max()!
+                let err = zip(v.scalars, c.output).map { abs($0 - $1) }.max()!
+                XCTAssertLessThanOrEqual(err, 1e-4 * scale, "\(file) batch \(c.batch): max |v − PyTorch| = \(err), scale \(scale)")
+            }
+        }
     }
 }

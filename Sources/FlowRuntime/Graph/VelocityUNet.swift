@@ -38,6 +38,12 @@ import Glibc
 /// [q_h; k_h; v_h] for each head h) and split, so the split of a torchcfm
 /// checkpoint's `qkv` weight maps onto them the same way.
 ///
+/// Parameter names are torchcfm's state-dict keys without the wrapper's
+/// `net.` prefix (`input_blocks.1.0.in_layers.2.weight`, …; the three
+/// attention convs are `….qkv.q`, `.k`, `.v`), and 1×1 attention convs are
+/// 2-D (`[c, c, 1, 1]` for torchcfm's `[c, c, 1]`): with torchcfm's weights
+/// the graph reproduces torchcfm's velocities (VelocityUNetTests).
+///
 /// Initialisation: PyTorch's defaults, drawn from
 /// `RandomStream(seed, .initialization, layer)` with one layer index per
 /// Conv/Linear/Embedding in build order: Conv2d and Linear weights and
@@ -284,7 +290,7 @@ struct _UNetBuilder {
     mutating func build() throws -> Graph {
         let mc = config.modelChannels, mults = config.channelMultipliers, levels = mults.count
         try timeEmbedding()
-        var h = try conv(b.x, to: mc * mults[0], kernel: 3, name: "input_blocks.0")
+        var h = try conv(b.x, to: mc * mults[0], kernel: 3, name: "input_blocks.0.0")
         var skips = [h]
         var block = 1
         for (level, m) in mults.enumerated() {
