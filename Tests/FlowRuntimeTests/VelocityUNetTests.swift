@@ -319,4 +319,76 @@ final class VelocityUNetTests: XCTestCase {
             }
         }
     }
+    /// One attention block with 2 heads against a direct Double evaluation of
+    /// guided-diffusion's QKVAttentionLegacy: n = GN(x); per head h,
+    /// q, k, v = rows h·3d + [0, d), [d, 2d), [2d, 3d) of W_qkv n + b;
+    /// P = softmax_s(qᵀk/√d); a = v Pᵀ; y = x + W_proj a + b_proj.
+    func testMultiHeadAttentionMatchesTheLegacyFormula() throws {
+        let c = 8, heads = 2, d = c / heads, side = 3, length = side * side
+        let config = VelocityUNet(channels: c, height: side, width: side, modelChannels: 8, channelMultipliers: [1],
+                                  attentionResolutions: [side], heads: heads, groups: 4, seed: 9)
+        var unet = _UNetBuilder(config: config)
+        let y = try unet.attention(unet.b.x, name: "attn")
+        let graph = try unet.b.finish(output: y)
+        let model = try Model(graph: graph)
+        func param(_ name: String) -> [Double] {
+            graph.parameters.first { $0.name == name }!.tensor.scalars.map(Double.init)
+        }
+        // Reassemble the legacy [3c, c] qkv weight from the three convs.
+        var wqkv = [Double](repeating: 0, count: 3 * c * c), bqkv = [Double](repeating: 0, count: 3 * c)
+        for (part, label) in ["q", "k", "v"].enumerated() {
+            let w = param("attn.qkv.\(label).weight"), b = param("attn.qkv.\(label).bias")
+            for h in 0..<heads {
+                for j in 0..<d {
+                    let row = h * 3 * d + part * d + j, src = h * d + j
+                    for i in 0..<c { wqkv[row * c + i] = w[src * c + i] }
+                    bqkv[row] = b[src]
+                }
+            }
+        }
+        let wproj = param("attn.proj_out.weight"), bproj = param("attn.proj_out.bias")
+        let (t, xt) = batch([c, side, side], 2, seed: 51)
+        let v = model.velocity(t: t, x: xt, context: nil).scalars
+        for s in 0..<2 {
+            let x = xt.scalars[(s * c * length)..<((s + 1) * c * length)].map(Double.init)
+            // GroupNorm, 4 groups of 2 channels, ε = 1e-5.
+            var n = x
+            for g in 0..<4 {
+                let part = x[(g * 2 * length)..<((g + 1) * 2 * length)]
+                let mean = part.reduce(0, +) / Double(part.count)
+                let variance = part.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(part.count)
+                for i in (g * 2 * length)..<((g + 1) * 2 * length) { n[i] = (x[i] - mean) / (variance + 1e-5).squareRoot() }
+            }
+            var qkv = [Double](repeating: 0, count: 3 * c * length)
+            for r in 0..<(3 * c) {
+                for p in 0..<length {
+                    var acc = bqkv[r]
+                    for i in 0..<c { acc += wqkv[r * c + i] * n[i * length + p] }
+                    qkv[r * length + p] = acc
+                }
+            }
+            var a = [Double](repeating: 0, count: c * length)
+            for h in 0..<heads {
+                let q = h * 3 * d, k = q + d, vv = q + 2 * d
+                for tt in 0..<length {
+                    var scores = (0..<length).map { ss in
+                        (0..<d).reduce(0.0) { $0 + qkv[(q + $1) * length + tt] * qkv[(k + $1) * length + ss] } / Double(d).squareRoot()
+                    }
+                    let m = scores.max()!
+                    scores = scores.map { exp($0 - m) }
+                    let z = scores.reduce(0, +)
+                    for j in 0..<d {
+                        a[(h * d + j) * length + tt] = (0..<length).reduce(0.0) { $0 + scores[$1] / z * qkv[(vv + j) * length + $1] }
+                    }
+                }
+            }
+            for o in 0..<c {
+                for p in 0..<length {
+                    var out = x[o * length + p] + bproj[o]
+                    for i in 0..<c { out += wproj[o * c + i] * a[i * length + p] }
+                    XCTAssertEqual(Double(v[s * c * length + o * length + p]), out, accuracy: 1e-5, "sample \(s) channel \(o) position \(p)")
+                }
+            }
+        }
+    }
 }
