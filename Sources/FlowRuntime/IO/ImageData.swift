@@ -49,9 +49,8 @@ public struct PixelArray: Sendable, Equatable {
 /// Every size a header claims is checked against the file before anything
 /// is allocated for it; a malformed or hostile file is a thrown `FlowError`.
 public enum ImageData {
-    /// The `RandomStream` stream tag of dequantization noise (next to the
-    /// tags of `RandomStream.Purpose`; a reproducibility contract).
-    public static let dequantizationStream: UInt32 = 10
+    /// The `RandomStream` stream tag of dequantization noise.
+    public static let dequantizationStream: UInt32 = RandomStream.Purpose.dequantization.rawValue
 
     // MARK: IDX
 

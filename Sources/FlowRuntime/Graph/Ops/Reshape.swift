@@ -186,11 +186,12 @@ extension ONNXImporter {
                 guard batchAt == nil else { throw unsupported(n, "reshaping a value without a batch axis to one with a batch axis (use Expand)") }
                 try set(n, .batched(try builder.apply(.reshape(shape: shape), [id], name: currentNode), batchAxis: false))
             }
-        case .float(let t, _):
+        case .float(let t, let trainable):
             guard batchAt == nil, shape.checkedElementCount == t.count else {
                 throw FlowError.shapeMismatch("node '\(currentNode)': cannot reshape \(t.shape) to \(shape)")
             }
-            try set(n, .float(t.reshaped(shape), trainable: false))
+            // A reshaped initializer (a weight, a GroupNorm scale) stays trainable.
+            try set(n, .float(t.reshaped(shape), trainable: trainable && t.count > 1))
         case .ints(var i):
             guard batchAt == nil, shape.checkedElementCount == i.values.count else {
                 throw FlowError.shapeMismatch("node '\(currentNode)': cannot reshape \(i.shape) to \(shape)")
