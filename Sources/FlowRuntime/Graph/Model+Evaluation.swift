@@ -193,6 +193,18 @@ public final class GraphDifferentiator: @unchecked Sendable {
     public var graph: Graph { plan.graph }
     var executor: Executor { Executor(plan: plan, params: store) }
 
+    /// The most samples a recorded pass (forward + backward) should hold at
+    /// once: a power of two ≤ 1024 keeping values, gradients and caches
+    /// (about 3 floats per value element) within 2^24 floats (64 MiB).
+    /// An MLP of width 256: 1024; a 28×28 U-Net: 1 or 2. Trainers cap
+    /// their chunks with it, so a big network trains in bounded memory.
+    public var preferredChunkSize: Int {
+        let perSample = 3 * zip(plan.graph.values, plan.sizes).filter { $0.0.isBatched }.reduce(0) { $0 + $1.1 }
+        var c = 1
+        while c < 1024 && 2 * c * Swift.max(perSample, 1) <= 1 << 24 { c *= 2 }
+        return c
+    }
+
     /// Indices (into `graph.parameters`) of the trainable parameters.
     public var trainableIndices: [Int] { graph.parameters.indices.filter { graph.parameters[$0].isTrainable } }
 

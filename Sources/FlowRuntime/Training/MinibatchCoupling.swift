@@ -8,7 +8,7 @@
 /// interpolant, not of the independent one: its marginals still go from ρ0
 /// to ρ1 (every x1 of the batch is used once), which is what sampling needs.
 ///
-/// The pairing is computed per chunk of `TrainerConfiguration.chunkSize`
+/// The pairing is computed per chunk of `Trainer.effectiveChunkSize`
 /// samples (fixed, independent of the thread count), so results stay
 /// reproducible across threads.
 public enum MinibatchCoupling: Sendable, Equatable {

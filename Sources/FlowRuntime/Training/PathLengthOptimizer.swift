@@ -206,7 +206,7 @@ public final class PathLengthOptimizer {
     func scheduleGradient(field: (any VelocityField)? = nil) throws -> (gradient: [Double], kineticEnergy: Double, quadratic: Double) {
         let model: any VelocityField = try field ?? rawModel()
         let tc = trainer.configuration, d = trainer.dimension, k = schedule.terms
-        let b = configuration.batchSize ?? tc.batchSize, cs = tc.chunkSize
+        let b = configuration.batchSize ?? tc.batchSize, cs = trainer.effectiveChunkSize
         let seed = Trainer.derivedSeed(tc.seed, .custom)
         let first = UInt64(scheduleSteps) &* UInt64(b)
         let batch = PathLengthBatch(trainer: trainer, seed: seed)

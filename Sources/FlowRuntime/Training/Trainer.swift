@@ -174,6 +174,13 @@ public final class Trainer {
     /// The network being trained (current raw weights are in the trainer).
     public var graph: Graph { differentiator.graph }
 
+    /// Samples per work unit: the configured chunk size, capped by what the
+    /// network's recorded passes hold in bounded memory
+    /// (`GraphDifferentiator.preferredChunkSize`; never binding for MLPs of
+    /// the default sizes). Fixed per trainer, so results do not depend on
+    /// the thread count.
+    public var effectiveChunkSize: Int { Swift.min(configuration.chunkSize, differentiator.preferredChunkSize) }
+
     /// Number of held-out samples evaluated.
     public var heldOutCount: Int { heldOutTimes.count }
 
@@ -249,7 +256,7 @@ public final class Trainer {
     /// Fills `gradient` with ∂G/∂θ of the minibatch of update `step` at the
     /// current raw weights and returns its mean losses.
     func computeGradient(step: Int) throws -> LossReport {
-        let b = configuration.batchSize, d = dimension, cs = configuration.chunkSize
+        let b = configuration.batchSize, d = dimension, cs = effectiveChunkSize
         if case .stream(let fill, _) = data {
             if streamBatch.count != b * d { streamBatch = [Float](repeating: 0, count: b * d) }
             try streamBatch.withUnsafeMutableBufferPointer { try fill(step, $0) }
