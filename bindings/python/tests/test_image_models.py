@@ -167,3 +167,36 @@ def test_conditional_unet_matches_pytorch_and_reexports(name, tmp_path):
     feeds = {"x": x, "t": t.astype(np.float32), "y": ins["y"].astype(np.float32)}
     out = sess.run(None, feeds)[0]
     assert np.abs(out - got).max() <= TOLERANCE * np.abs(got).max()
+
+
+# -- flowrt inspect -----------------------------------------------------------
+
+CLI = os.environ.get("FLOWRT_CLI")
+
+
+@pytest.mark.skipif(not CLI, reason="FLOWRT_CLI is not set")
+def test_inspect_describes_an_image_network(tmp_path):
+    import subprocess
+    name = "tcfm_unet_cond_tiny__legacy__op17.onnx"
+    out = subprocess.run([CLI, "inspect", str(IMAGES / name)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    model = flowrt.Model.load(IMAGES / name)
+    assert "input:     x FLOAT [batch, 1, 8, 8]" in text and "input:     y INT64 [batch]" in text
+    assert "supported: every op" in text and "import:    ok" in text
+    assert f"parameters: {model.parameter_count}" in text
+    assert "sample:    [1, 8, 8] (d = 64), context 1 (10 classes)" in text
+    assert "Conv " in text and "FLOPs/sample: " in text
+
+    # An unsupported op is named with its node and opset, and the exit code says so.
+    m = onnx.load(str(IMAGES / name))
+    for node in m.graph.node:
+        if node.op_type == "Softmax":
+            node.op_type = "GridSample"
+            break
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, str(bad))
+    out = subprocess.run([CLI, "inspect", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "supported: NO" in out.stdout and "GridSample (node" in out.stdout and "opset 17" in out.stdout
+    assert "import:    failed" in out.stdout
