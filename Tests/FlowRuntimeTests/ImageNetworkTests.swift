@@ -69,4 +69,25 @@ final class ImageNetworkTests: XCTestCase {
         XCTAssertEqual(full.count, 12)
         for f in full { try check(f) }
     }
+
+    /// Flows over an image network: samples carry log-densities that a
+    /// separate log-density pass reproduces (exact trace, d = 64), and
+    /// Hutchinson's estimate agrees within its standard error.
+    func testFlowOverImageNetwork() throws {
+        let model = try Model.loadONNX(path: Self.folder + "/tcfm_unet_tiny__legacy__op17.onnx")
+        let flow = try Flow(field: model)
+        XCTAssertEqual(flow.dimension, 64)
+        let samples = try flow.sample(count: 3, seed: 5, logDensity: .exact)
+        XCTAssertTrue(samples.points.scalars.allSatisfy(\.isFinite))
+        let exact = try flow.logDensity(points: samples.points, method: .exact)
+        for (a, b) in zip(samples.logDensities!, exact.logDensities) {
+            XCTAssertEqual(a, b, accuracy: 2e-2, "sampled vs evaluated log-density")
+        }
+        let hutch = try flow.logDensity(points: samples.points, method: .hutchinson(probes: 16, kind: .rademacher, seed: 3))
+        for i in 0..<3 {
+            let se = hutch.standardErrors![i]
+            XCTAssertLessThanOrEqual(abs(hutch.logDensities[i] - exact.logDensities[i]), 4 * se + 1e-3,
+                                     "Hutchinson \(hutch.logDensities[i]) ± \(se) vs exact \(exact.logDensities[i])")
+        }
+    }
 }

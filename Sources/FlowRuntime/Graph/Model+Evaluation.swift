@@ -52,6 +52,9 @@ extension Model {
         return c
     }
 
+    /// Runs in chunks whose recorded values and k tangents per sample stay
+    /// within about 2^24 floats (`recordedChunkSize`), so a U-Net's
+    /// Hutchinson probes do not hold a whole solver chunk's activations.
     public func velocityJVP(times: UnsafeBufferPointer<Double>,
                             points: UnsafeBufferPointer<Float>,
                             tangents: UnsafeBufferPointer<Float>, k: Int,
@@ -60,16 +63,31 @@ extension Model {
                             workspace: FieldWorkspace) {
         let n = times.count, d = dimension
         precondition(points.count >= n * d && tangents.count >= n * k * d && products.count >= n * k * d)
-        if n == 0 { return }
         let ws = graphWorkspace(workspace)
         let ex = executor
-        let out = ex.forward(times: times, points: points.baseAddress!, batch: n, workspace: ws, record: true)
-        velocities.baseAddress!.update(from: out, count: n * d)
-        if let jv = ex.jvp(tangents: tangents.baseAddress!, k: k, workspace: ws) {
-            products.baseAddress!.update(from: jv, count: n * k * d)
-        } else {
-            products.baseAddress!.update(repeating: 0, count: n * k * d)
+        let chunk = recordedChunkSize(tangents: k)
+        var start = 0
+        while start < n {
+            let m = Swift.min(chunk, n - start)
+            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + m]),
+                                 points: points.baseAddress! + start * d, batch: m, workspace: ws, record: true)
+            (velocities.baseAddress! + start * d).update(from: out, count: m * d)
+            let dst = products.baseAddress! + start * k * d
+            if let jv = ex.jvp(tangents: tangents.baseAddress! + start * k * d, k: k, workspace: ws) {
+                dst.update(from: jv, count: m * k * d)
+            } else {
+                dst.update(repeating: 0, count: m * k * d)
+            }
+            start += m
         }
+    }
+
+    /// Samples per recorded pass with `k` tangents: values and their k
+    /// tangents (about (1 + k) floats per value element) within 2^24 floats;
+    /// at least 1. An MLP of width 256 takes its whole batch.
+    func recordedChunkSize(tangents k: Int) -> Int {
+        let perSample = (1 + k) * Swift.max(1, plan.batchedSizePerSample)
+        return Swift.max(1, (1 << 24) / perSample)
     }
 
     /// Exact divergence from one batched k = d tangent pass, chunked so that
@@ -199,7 +217,7 @@ public final class GraphDifferentiator: @unchecked Sendable {
     /// An MLP of width 256: 1024; a 28×28 U-Net: 1 or 2. Trainers cap
     /// their chunks with it, so a big network trains in bounded memory.
     public var preferredChunkSize: Int {
-        let perSample = 3 * zip(plan.graph.values, plan.sizes).filter { $0.0.isBatched }.reduce(0) { $0 + $1.1 }
+        let perSample = 3 * plan.batchedSizePerSample
         var c = 1
         while c < 1024 && 2 * c * Swift.max(perSample, 1) <= 1 << 24 { c *= 2 }
         return c
@@ -282,5 +300,13 @@ extension Model {
                     divergences: UnsafeMutableBufferPointer(rebasing: divergences[r]), workspace: ws)
             }
         }
+    }
+}
+
+extension ExecutionPlan {
+    /// Floats per sample of all batched values together: what a recorded
+    /// pass keeps (sizes chunks of JVPs and training passes).
+    var batchedSizePerSample: Int {
+        zip(graph.values, sizes).reduce(0) { $0 + ($1.0.isBatched ? $1.1 : 0) }
     }
 }
