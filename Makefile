@@ -183,23 +183,59 @@ regen-onnx-proto:
 	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
 	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp
 
-# libFuzzer over flowrt_model_load_onnx_buffer (fuzz/onnx_buffer_fuzzer.c)
-# with the library instrumented (coverage + AddressSanitizer, LeakSanitizer)
-# in .build-fuzz. FUZZ_SECONDS of wall time; seeds in fuzz/corpus, the
-# growing corpus in fuzz/corpus-work (not committed), crashes in .build-fuzz/artifacts.
+# libFuzzer harnesses (fuzz/README.md), with the library instrumented
+# (coverage + AddressSanitizer, LeakSanitizer) in .build-fuzz:
+#   onnx_buffer  flowrt_model_load_onnx_buffer      (C, fuzz/onnx_buffer_fuzzer.c)
+#   checkpoint   flowrt_trainer_load_checkpoint     (C, fuzz/checkpoint_fuzzer.c)
+#   npy          NPY.decode, NPY.Reader             (Swift, fuzz/io_fuzzer.swift -D FUZZ_NPY)
+#   csv          CSV.decode                         (Swift, fuzz/io_fuzzer.swift -D FUZZ_CSV)
+#   image        ImageData.decodeIDX / decodeNPY    (Swift, fuzz/io_fuzzer.swift -D FUZZ_IMAGE)
+# `make fuzz FUZZER=npy FUZZ_SECONDS=600` runs one for FUZZ_SECONDS of wall
+# time on its committed seeds (fuzz/corpus for onnx_buffer, fuzz/corpus-NAME
+# otherwise) plus a growing corpus in .build-fuzz/work-NAME (not committed);
+# crashes land in .build-fuzz/artifacts/. `make fuzz-regress` runs every
+# harness once over its committed corpus (seeds and regression cases).
+# The Swift harnesses link FlowRuntime's instrumented object files directly
+# (libflowrt.so exports the C ABI only).
 FUZZ_SECONDS ?= 600
-FUZZ_LIB := .build-fuzz/debug
-.PHONY: fuzz fuzz-build
+FUZZER ?= onnx_buffer
+FUZZERS := onnx_buffer checkpoint npy csv image
+FUZZ_SCRATCH := .build-fuzz
+FUZZ_LIB := $(FUZZ_SCRATCH)/debug
+FUZZ_CORPUS = $(if $(filter onnx_buffer,$(1)),fuzz/corpus,fuzz/corpus-$(1))
+FUZZ_SWIFT_FLAGS := -parse-as-library -g -Onone -sanitize=fuzzer,address -I $(FUZZ_LIB)/Modules \
+  -Xcc -fmodule-map-file=$(FUZZ_LIB)/CKernels.build/module.modulemap \
+  -Xcc -fmodule-map-file=$(FUZZ_LIB)/ONNXProto.build/module.modulemap \
+  -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap \
+  -Xcc -ISources/CKernels/include -Xcc -ISources/ONNXProto/include
+.PHONY: fuzz fuzz-build fuzz-regress
 fuzz-build:
-	$(SWIFT) build --product flowrt --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
+	$(SWIFT) build --product flowrt --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
 	ln -sf libflowrt.so $(FUZZ_LIB)/libflowrt.so.0
-	clang -g -O1 -fsanitize=fuzzer,address -Iinclude fuzz/onnx_buffer_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
-	  -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o .build-fuzz/onnx_buffer_fuzzer 2>/dev/null
+	@for f in onnx_buffer checkpoint; do \
+	  clang -g -O1 -fsanitize=fuzzer,address $(FUZZ_CFLAGS) -Iinclude fuzz/$${f}_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
+	    -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o $(FUZZ_SCRATCH)/$${f}_fuzzer 2>&1 | grep -v 'Cannot export local symbol'; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+	@for f in npy csv image; do \
+	  F=$$(echo $$f | tr a-z A-Z); \
+	  $(SWIFT)c $(FUZZ_SWIFT_FLAGS) -D FUZZ_$$F -module-name $${f}_fuzzer fuzz/io_fuzzer.swift \
+	    $(FUZZ_LIB)/FlowRuntime.build/*.o $(FUZZ_LIB)/CKernels.build/*.o $(FUZZ_LIB)/ONNXProto.build/*.o \
+	    -lopenblas -lprotobuf-c -o $(FUZZ_SCRATCH)/$${f}_fuzzer || exit 1; \
+	done
+	@echo "built: $(patsubst %,$(FUZZ_SCRATCH)/%_fuzzer,$(FUZZERS))"
 fuzz: fuzz-build
-	mkdir -p fuzz/corpus-work .build-fuzz/artifacts
-	ASAN_OPTIONS=detect_leaks=1 ./.build-fuzz/onnx_buffer_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
-	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ \
-	  fuzz/corpus-work fuzz/corpus
+	mkdir -p $(FUZZ_SCRATCH)/work-$(FUZZER) $(FUZZ_SCRATCH)/artifacts
+	ASAN_OPTIONS=detect_leaks=1 ./$(FUZZ_SCRATCH)/$(FUZZER)_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_SCRATCH)/artifacts/$(FUZZER)- \
+	  $(FUZZ_SCRATCH)/work-$(FUZZER) $(call FUZZ_CORPUS,$(FUZZER))
+fuzz-regress: fuzz-build
+	@for f in $(FUZZERS); do \
+	  c=$$([ $$f = onnx_buffer ] && echo fuzz/corpus || echo fuzz/corpus-$$f); \
+	  echo "== $$f over $$c ($$(ls $$c | wc -l) files)"; \
+	  ASAN_OPTIONS=detect_leaks=1 ./$(FUZZ_SCRATCH)/$${f}_fuzzer -runs=0 -timeout=10 -rss_limit_mb=2048 $$c 2>&1 | tail -n 1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 # Transport and likelihood against torchdiffeq / flow_matching (issue 4).
 bench-transport:
