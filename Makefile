@@ -16,7 +16,7 @@ VPY := $(VENV)/bin/python
 RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
-DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
+DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind abigail-tools
 FIXTURES ?= ../shared/fixtures/onnx
 export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
@@ -103,8 +103,15 @@ test-c-asan:
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-test-python: venv
+# struct_layout prints the C layout of the header's structs for
+# test_struct_layout.py (the ctypes Structures must match it).
+STRUCT_LAYOUT := bindings/c/tests/struct_layout
+$(STRUCT_LAYOUT): bindings/c/tests/struct_layout.c include/flowrt.h
+	$(CC) $(CFLAGS_TEST) -Iinclude $< -o $@
+
+test-python: venv $(STRUCT_LAYOUT)
 	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath $(FIXTURES)) \
+	  FLOWRT_STRUCT_LAYOUT=$(abspath $(STRUCT_LAYOUT)) \
 	  PYTHONPATH=$(abspath bindings/python) $(VPY) -m pytest -q bindings/python/tests
 
 # Trains the default flow on the checkerboard, saves demo-out/demo.onnx,
@@ -144,7 +151,7 @@ check-symbols: build
 	echo "libflowrt.so: exports $$(nm -D --defined-only $(LIB) | grep -c ' T flowrt_') flowrt_* functions only; no Swift runtime dependency"
 
 clean:
-	rm -rf .build .build-asan $(C_TEST_BINS)
+	rm -rf .build .build-asan .build-fuzz $(C_TEST_BINS) $(STRUCT_LAYOUT)
 
 # The flows section's C suite (issue 4) joins the C suites above.
 C_TESTS += test_flow
