@@ -311,3 +311,48 @@ test-c: test-c-kernels
 .PHONY: bench-images
 bench-images: build
 	bash bench/images/run.sh
+
+# ABI check (issue 16, item 6). `make test-abi` (part of `make test`)
+# compares the C ABI of this tree with the committed baseline
+# abi/libflowrt.abi using abidiff (Debian's abigail-tools): removed or
+# changed functions, changed symbol versions and changed struct layouts
+# (a field appended to a params struct too: compatible through struct_size,
+# but an ABI change all the same) fail with abidiff's report; added
+# functions pass (counted in the summary).
+# libflowrt.so's functions are Swift (@_cdecl), whose DWARF libabigail cannot
+# read, so the ABI is taken from stubs of every header function
+# (abi/stubs.py) compiled with -g and linked with the library's own version
+# script and soname; test-abi first checks that the real library exports
+# exactly those symbols at those versions. `make abi-baseline` rewrites
+# the baseline: run it only for an intentional ABI change (see CHANGELOG).
+ABI_DIR := .build/abi
+ABI_STUB := $(ABI_DIR)/libflowrt.so.0
+ABI_DUMP := $(ABI_DIR)/libflowrt.abi
+ABI_BASELINE := abi/libflowrt.abi
+# name@version of every exported flowrt_* function in `objdump -T` output.
+ABI_SYMS := awk '$$4 == ".text" && $$NF ~ /^flowrt_/ {v = ""; for (i = 5; i < NF; i++) if ($$i ~ /^FLOWRT_/) v = $$i; print $$NF "@" v}'
+.PHONY: abi-dump abi-baseline test-abi
+abi-dump: $(LIB)
+	@mkdir -p $(ABI_DIR)
+	python3 abi/stubs.py include/flowrt.h > $(ABI_DIR)/stubs.c
+	$(CC) -std=c99 -g -O0 -w -shared -fPIC -Iinclude $(ABI_DIR)/stubs.c -Wl,-soname=libflowrt.so.0 \
+	  -Wl,--version-script=Sources/CAPI/exports.map -o $(ABI_STUB)
+	@objdump -T $(LIB) | $(ABI_SYMS) | sort > $(ABI_DIR)/library.syms
+	@objdump -T $(ABI_STUB) | $(ABI_SYMS) | sort > $(ABI_DIR)/header.syms
+	@if ! diff -u $(ABI_DIR)/header.syms $(ABI_DIR)/library.syms > $(ABI_DIR)/syms.diff; then \
+	  echo "libflowrt.so does not export exactly the functions of flowrt.h (- header only, + library only):"; \
+	  grep '^[-+][a-z]' $(ABI_DIR)/syms.diff; exit 1; fi
+	abidw --no-show-locs --no-comp-dir-path --no-corpus-path $(ABI_STUB) > $(ABI_DUMP)
+	@echo "$(ABI_DUMP): $$(wc -l < $(ABI_DIR)/header.syms) functions ($$(grep -c '@FLOWRT_0$$' $(ABI_DIR)/header.syms) FLOWRT_0)"
+abi-baseline: abi-dump
+	@mkdir -p abi
+	cp $(ABI_DUMP) $(ABI_BASELINE)
+	@echo "wrote $(ABI_BASELINE): commit it with the change that moved the ABI"
+test-abi: abi-dump
+	@abidiff --no-added-syms $(ABI_BASELINE) $(ABI_DUMP) > $(ABI_DIR)/abidiff.txt; \
+	rc=$$?; \
+	if [ $$rc -ne 0 ]; then cat $(ABI_DIR)/abidiff.txt; \
+	  echo "test-abi: the C ABI differs from $(ABI_BASELINE) (abidiff status $$rc); if intended, make abi-baseline"; exit 1; fi; \
+	added=$$(abidiff $(ABI_BASELINE) $(ABI_DUMP) | grep -c "^  \[A\]"); \
+	echo "test-abi: no incompatible change against $(ABI_BASELINE) ($$added functions added)"
+test: test-abi
