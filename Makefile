@@ -39,7 +39,18 @@ deps:
 
 # --static-swift-stdlib: the CLI runs without a Swift installation too (the
 # library links the runtime statically through its own linker settings).
+# SwiftPM does not track include/flowrt.h, the header of the CFlowRT system
+# module: after the header changes (a version macro, a field appended to a
+# struct) it would relink stale CAPI objects, whose MemoryLayout sizes and
+# version numbers are the old header's. So when the header is newer than a
+# build's library, that build's header users are compiled again.
+# $(call header_refresh,BUILD_DIR)
+header_refresh = @if [ -e $(1)/libflowrt.so ] && [ include/flowrt.h -nt $(1)/libflowrt.so ]; then \
+	  echo "include/flowrt.h changed: recompiling CAPI and flowrt-cli in $(1)"; \
+	  rm -rf $(1)/CAPI.build $(1)/flowrt_cli.build $(1)/libflowrt.so $(1)/flowrt-cli; fi
+
 build: deps
+	$(call header_refresh,$(RELEASE))
 	$(SWIFT) build -c release --static-swift-stdlib
 	ln -sf libflowrt.so $(RELEASE)/libflowrt.so.0
 
@@ -94,6 +105,7 @@ test-c-valgrind: $(LIB)
 
 ASAN_LIB := .build-asan/debug
 test-c-asan:
+	$(call header_refresh,$(ASAN_LIB))
 	$(SWIFT) build --product flowrt --scratch-path .build-asan -Xswiftc -sanitize=address -Xcc -fsanitize=address >/dev/null
 	ln -sf libflowrt.so $(ASAN_LIB)/libflowrt.so.0
 	@for t in $(C_TESTS); do \
@@ -217,6 +229,7 @@ FUZZ_SWIFT_FLAGS := -parse-as-library -g -Onone -sanitize=fuzzer,address -I $(FU
   -Xcc -ISources/CKernels/include -Xcc -ISources/ONNXProto/include
 .PHONY: fuzz fuzz-build fuzz-regress
 fuzz-build:
+	$(call header_refresh,$(FUZZ_LIB))
 	$(SWIFT) build --product flowrt --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
 	ln -sf libflowrt.so $(FUZZ_LIB)/libflowrt.so.0
 	@for f in onnx_buffer checkpoint; do \
@@ -356,3 +369,4 @@ test-abi: abi-dump
 	added=$$(abidiff $(ABI_BASELINE) $(ABI_DUMP) | grep -c "^  \[A\]"); \
 	echo "test-abi: no incompatible change against $(ABI_BASELINE) ($$added functions added)"
 test: test-abi
+
