@@ -370,3 +370,29 @@ test-abi: abi-dump
 	echo "test-abi: no incompatible change against $(ABI_BASELINE) ($$added functions added)"
 test: test-abi
 
+# The version everywhere it appears (issue 16, item 8): the header's macros
+# (the source of truth; VERSION above), libflowrt.so's flowrt_version_string
+# and flowrt_version_number, the CLI's --version and `flowrt info`, the
+# Python package's metadata, and the names `make install` gives the library
+# and flowrt.pc. Prints them and fails if any differs.
+RELEASE_STAGE := .build/release-check
+.PHONY: release-check
+release-check: build
+	@rm -rf $(RELEASE_STAGE) && $(MAKE) -s install PREFIX=$(abspath $(RELEASE_STAGE)) >/dev/null
+	@number=$$(printf '#include "flowrt.h"\nFLOWRT_VERSION_NUMBER\n' | $(CC) -E -P -Iinclude - | tail -n 1 | tr -d ' '); \
+	header="$(VERSION)"; header_number=$$(( $$number )); \
+	library=$$($(PYTHON) -c 'import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); l.flowrt_version_string.restype = ctypes.c_char_p; print(l.flowrt_version_string().decode(), l.flowrt_version_number())' $(abspath $(LIB))); \
+	cli=$$($(CLI) --version); info=$$($(CLI) info | head -n 1 | awk '{print $$2}'); \
+	python=$$(sed -n 's/^version = "\(.*\)"/\1/p' bindings/python/pyproject.toml); \
+	pc=$$(PKG_CONFIG_PATH=$(abspath $(RELEASE_STAGE))/lib/pkgconfig pkg-config --modversion flowrt); \
+	so=$$(cd $(RELEASE_STAGE)/lib && ls libflowrt.so.*.*.* | sed 's/^libflowrt\.so\.//'); \
+	soname=$$(objdump -p $(LIB) | awk '$$1 == "SONAME" {print $$2}'); \
+	printf '%-34s %s\n' "header FLOWRT_VERSION_STRING" "$$header" "header FLOWRT_VERSION_NUMBER" "$$header_number" \
+	  "library version string, number" "$$library" "flowrt --version" "$$cli" "flowrt info" "$$info" \
+	  "Python package (pyproject.toml)" "$$python" "installed flowrt.pc" "$$pc" "installed libflowrt.so.*" "$$so" "soname" "$$soname"; \
+	bad=""; \
+	for v in "$${library% *}" "$$cli" "$$info" "$$python" "$$pc" "$$so"; do [ "$$v" = "$$header" ] || bad="$$bad '$$v'"; done; \
+	[ "$${library#* }" = "$$header_number" ] || bad="$$bad number $${library#* }"; \
+	[ "$$soname" = "libflowrt.so.$(SOMAJOR)" ] || bad="$$bad soname $$soname"; \
+	if [ -n "$$bad" ]; then echo "release-check: differs from the header's $$header:$$bad"; exit 1; fi; \
+	echo "release-check: every version is $$header"
