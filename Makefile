@@ -16,7 +16,7 @@ VPY := $(VENV)/bin/python
 RELEASE := .build/release
 LIB := $(RELEASE)/libflowrt.so
 CLI := $(RELEASE)/flowrt-cli
-DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind
+DEB_PACKAGES := libopenblas-dev libprotobuf-c-dev libonnx-dev pkg-config valgrind abigail-tools
 FIXTURES ?= ../shared/fixtures/onnx
 export FLOWRT_FIXTURES := $(abspath $(FIXTURES))
 CFLAGS_TEST := -std=c99 -Wall -Wextra -Werror -pedantic -O2
@@ -39,7 +39,18 @@ deps:
 
 # --static-swift-stdlib: the CLI runs without a Swift installation too (the
 # library links the runtime statically through its own linker settings).
+# SwiftPM does not track include/flowrt.h, the header of the CFlowRT system
+# module: after the header changes (a version macro, a field appended to a
+# struct) it would relink stale CAPI objects, whose MemoryLayout sizes and
+# version numbers are the old header's. So when the header is newer than a
+# build's library, that build's header users are compiled again.
+# $(call header_refresh,BUILD_DIR)
+header_refresh = @if [ -e $(1)/libflowrt.so ] && [ include/flowrt.h -nt $(1)/libflowrt.so ]; then \
+	  echo "include/flowrt.h changed: recompiling CAPI and flowrt-cli in $(1)"; \
+	  rm -rf $(1)/CAPI.build $(1)/flowrt_cli.build $(1)/libflowrt.so $(1)/flowrt-cli; fi
+
 build: deps
+	$(call header_refresh,$(RELEASE))
 	$(SWIFT) build -c release --static-swift-stdlib
 	ln -sf libflowrt.so $(RELEASE)/libflowrt.so.0
 
@@ -94,6 +105,7 @@ test-c-valgrind: $(LIB)
 
 ASAN_LIB := .build-asan/debug
 test-c-asan:
+	$(call header_refresh,$(ASAN_LIB))
 	$(SWIFT) build --product flowrt --scratch-path .build-asan -Xswiftc -sanitize=address -Xcc -fsanitize=address >/dev/null
 	ln -sf libflowrt.so $(ASAN_LIB)/libflowrt.so.0
 	@for t in $(C_TESTS); do \
@@ -103,8 +115,15 @@ test-c-asan:
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-test-python: venv
+# struct_layout prints the C layout of the header's structs for
+# test_struct_layout.py (the ctypes Structures must match it).
+STRUCT_LAYOUT := bindings/c/tests/struct_layout
+$(STRUCT_LAYOUT): bindings/c/tests/struct_layout.c include/flowrt.h
+	$(CC) $(CFLAGS_TEST) -Iinclude $< -o $@
+
+test-python: venv $(STRUCT_LAYOUT)
 	FLOWRT_LIBRARY=$(abspath $(LIB)) FLOWRT_CLI=$(abspath $(CLI)) FLOWRT_FIXTURES=$(abspath $(FIXTURES)) \
+	  FLOWRT_STRUCT_LAYOUT=$(abspath $(STRUCT_LAYOUT)) \
 	  PYTHONPATH=$(abspath bindings/python) $(VPY) -m pytest -q bindings/python/tests
 
 # Trains the default flow on the checkerboard, saves demo-out/demo.onnx,
@@ -144,7 +163,7 @@ check-symbols: build
 	echo "libflowrt.so: exports $$(nm -D --defined-only $(LIB) | grep -c ' T flowrt_') flowrt_* functions only; no Swift runtime dependency"
 
 clean:
-	rm -rf .build .build-asan $(C_TEST_BINS)
+	rm -rf .build .build-asan .build-fuzz $(C_TEST_BINS) $(STRUCT_LAYOUT)
 
 # The flows section's C suite (issue 4) joins the C suites above.
 C_TESTS += test_flow
@@ -183,23 +202,60 @@ regen-onnx-proto:
 	  sed 's|#include "onnx.pb-c.h"|#include "include/onnx.pb-c.h"|' $$tmp/onnx.pb-c.c > Sources/ONNXProto/onnx.pb-c.c && \
 	  cp $$tmp/onnx.pb-c.h Sources/ONNXProto/include/onnx.pb-c.h && rm -rf $$tmp
 
-# libFuzzer over flowrt_model_load_onnx_buffer (fuzz/onnx_buffer_fuzzer.c)
-# with the library instrumented (coverage + AddressSanitizer, LeakSanitizer)
-# in .build-fuzz. FUZZ_SECONDS of wall time; seeds in fuzz/corpus, the
-# growing corpus in fuzz/corpus-work (not committed), crashes in .build-fuzz/artifacts.
+# libFuzzer harnesses (fuzz/README.md), with the library instrumented
+# (coverage + AddressSanitizer, LeakSanitizer) in .build-fuzz:
+#   onnx_buffer  flowrt_model_load_onnx_buffer      (C, fuzz/onnx_buffer_fuzzer.c)
+#   checkpoint   flowrt_trainer_load_checkpoint     (C, fuzz/checkpoint_fuzzer.c)
+#   npy          NPY.decode, NPY.Reader             (Swift, fuzz/io_fuzzer.swift -D FUZZ_NPY)
+#   csv          CSV.decode                         (Swift, fuzz/io_fuzzer.swift -D FUZZ_CSV)
+#   image        ImageData.decodeIDX / decodeNPY    (Swift, fuzz/io_fuzzer.swift -D FUZZ_IMAGE)
+# `make fuzz FUZZER=npy FUZZ_SECONDS=600` runs one for FUZZ_SECONDS of wall
+# time on its committed seeds (fuzz/corpus for onnx_buffer, fuzz/corpus-NAME
+# otherwise) plus a growing corpus in .build-fuzz/work-NAME (not committed);
+# crashes land in .build-fuzz/artifacts/. `make fuzz-regress` runs every
+# harness once over its committed corpus (seeds and regression cases).
+# The Swift harnesses link FlowRuntime's instrumented object files directly
+# (libflowrt.so exports the C ABI only).
 FUZZ_SECONDS ?= 600
-FUZZ_LIB := .build-fuzz/debug
-.PHONY: fuzz fuzz-build
+FUZZER ?= onnx_buffer
+FUZZERS := onnx_buffer checkpoint npy csv image
+FUZZ_SCRATCH := .build-fuzz
+FUZZ_LIB := $(FUZZ_SCRATCH)/debug
+FUZZ_CORPUS = $(if $(filter onnx_buffer,$(1)),fuzz/corpus,fuzz/corpus-$(1))
+FUZZ_SWIFT_FLAGS := -parse-as-library -g -Onone -sanitize=fuzzer,address -I $(FUZZ_LIB)/Modules \
+  -Xcc -fmodule-map-file=$(FUZZ_LIB)/CKernels.build/module.modulemap \
+  -Xcc -fmodule-map-file=$(FUZZ_LIB)/ONNXProto.build/module.modulemap \
+  -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap \
+  -Xcc -ISources/CKernels/include -Xcc -ISources/ONNXProto/include
+.PHONY: fuzz fuzz-build fuzz-regress
 fuzz-build:
-	$(SWIFT) build --product flowrt --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
+	$(call header_refresh,$(FUZZ_LIB))
+	$(SWIFT) build --product flowrt --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >/dev/null
 	ln -sf libflowrt.so $(FUZZ_LIB)/libflowrt.so.0
-	clang -g -O1 -fsanitize=fuzzer,address -Iinclude fuzz/onnx_buffer_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
-	  -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o .build-fuzz/onnx_buffer_fuzzer 2>/dev/null
+	@for f in onnx_buffer checkpoint; do \
+	  clang -g -O1 -fsanitize=fuzzer,address $(FUZZ_CFLAGS) -Iinclude fuzz/$${f}_fuzzer.c -L$(FUZZ_LIB) -lflowrt \
+	    -Wl,-rpath,$(abspath $(FUZZ_LIB)) -o $(FUZZ_SCRATCH)/$${f}_fuzzer 2>&1 | grep -v 'Cannot export local symbol'; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+	@for f in npy csv image; do \
+	  F=$$(echo $$f | tr a-z A-Z); \
+	  $(SWIFT)c $(FUZZ_SWIFT_FLAGS) -D FUZZ_$$F -module-name $${f}_fuzzer fuzz/io_fuzzer.swift \
+	    $(FUZZ_LIB)/FlowRuntime.build/*.o $(FUZZ_LIB)/CKernels.build/*.o $(FUZZ_LIB)/ONNXProto.build/*.o \
+	    -lopenblas -lprotobuf-c -o $(FUZZ_SCRATCH)/$${f}_fuzzer || exit 1; \
+	done
+	@echo "built: $(patsubst %,$(FUZZ_SCRATCH)/%_fuzzer,$(FUZZERS))"
 fuzz: fuzz-build
-	mkdir -p fuzz/corpus-work .build-fuzz/artifacts
-	ASAN_OPTIONS=detect_leaks=1 ./.build-fuzz/onnx_buffer_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
-	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ \
-	  fuzz/corpus-work fuzz/corpus
+	mkdir -p $(FUZZ_SCRATCH)/work-$(FUZZER) $(FUZZ_SCRATCH)/artifacts
+	ASAN_OPTIONS=detect_leaks=1 ./$(FUZZ_SCRATCH)/$(FUZZER)_fuzzer -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	  -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_SCRATCH)/artifacts/$(FUZZER)- \
+	  $(FUZZ_SCRATCH)/work-$(FUZZER) $(call FUZZ_CORPUS,$(FUZZER))
+fuzz-regress: fuzz-build
+	@for f in $(FUZZERS); do \
+	  c=$$([ $$f = onnx_buffer ] && echo fuzz/corpus || echo fuzz/corpus-$$f); \
+	  echo "== $$f over $$c ($$(ls $$c | wc -l) files)"; \
+	  ASAN_OPTIONS=detect_leaks=1 ./$(FUZZ_SCRATCH)/$${f}_fuzzer -runs=0 -timeout=10 -rss_limit_mb=2048 $$c 2>&1 | tail -n 1; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 # Transport and likelihood against torchdiffeq / flow_matching (issue 4).
 bench-transport:
@@ -268,3 +324,75 @@ test-c: test-c-kernels
 .PHONY: bench-images
 bench-images: build
 	bash bench/images/run.sh
+
+# ABI check (issue 16, item 6). `make test-abi` (part of `make test`)
+# compares the C ABI of this tree with the committed baseline
+# abi/libflowrt.abi using abidiff (Debian's abigail-tools): removed or
+# changed functions, changed symbol versions and changed struct layouts
+# (a field appended to a params struct too: compatible through struct_size,
+# but an ABI change all the same) fail with abidiff's report; added
+# functions pass (counted in the summary).
+# libflowrt.so's functions are Swift (@_cdecl), whose DWARF libabigail cannot
+# read, so the ABI is taken from stubs of every header function
+# (abi/stubs.py) compiled with -g and linked with the library's own version
+# script and soname; test-abi first checks that the real library exports
+# exactly those symbols at those versions. `make abi-baseline` rewrites
+# the baseline: run it only for an intentional ABI change (see CHANGELOG).
+ABI_DIR := .build/abi
+ABI_STUB := $(ABI_DIR)/libflowrt.so.0
+ABI_DUMP := $(ABI_DIR)/libflowrt.abi
+ABI_BASELINE := abi/libflowrt.abi
+# name@version of every exported flowrt_* function in `objdump -T` output.
+ABI_SYMS := awk '$$4 == ".text" && $$NF ~ /^flowrt_/ {v = ""; for (i = 5; i < NF; i++) if ($$i ~ /^FLOWRT_/) v = $$i; print $$NF "@" v}'
+.PHONY: abi-dump abi-baseline test-abi
+abi-dump: $(LIB)
+	@mkdir -p $(ABI_DIR)
+	python3 abi/stubs.py include/flowrt.h > $(ABI_DIR)/stubs.c
+	$(CC) -std=c99 -g -O0 -w -shared -fPIC -Iinclude $(ABI_DIR)/stubs.c -Wl,-soname=libflowrt.so.0 \
+	  -Wl,--version-script=Sources/CAPI/exports.map -o $(ABI_STUB)
+	@objdump -T $(LIB) | $(ABI_SYMS) | sort > $(ABI_DIR)/library.syms
+	@objdump -T $(ABI_STUB) | $(ABI_SYMS) | sort > $(ABI_DIR)/header.syms
+	@if ! diff -u $(ABI_DIR)/header.syms $(ABI_DIR)/library.syms > $(ABI_DIR)/syms.diff; then \
+	  echo "libflowrt.so does not export exactly the functions of flowrt.h (- header only, + library only):"; \
+	  grep '^[-+][a-z]' $(ABI_DIR)/syms.diff; exit 1; fi
+	abidw --no-show-locs --no-comp-dir-path --no-corpus-path $(ABI_STUB) > $(ABI_DUMP)
+	@echo "$(ABI_DUMP): $$(wc -l < $(ABI_DIR)/header.syms) functions ($$(grep -c '@FLOWRT_0$$' $(ABI_DIR)/header.syms) FLOWRT_0)"
+abi-baseline: abi-dump
+	@mkdir -p abi
+	cp $(ABI_DUMP) $(ABI_BASELINE)
+	@echo "wrote $(ABI_BASELINE): commit it with the change that moved the ABI"
+test-abi: abi-dump
+	@abidiff --no-added-syms $(ABI_BASELINE) $(ABI_DUMP) > $(ABI_DIR)/abidiff.txt; \
+	rc=$$?; \
+	if [ $$rc -ne 0 ]; then cat $(ABI_DIR)/abidiff.txt; \
+	  echo "test-abi: the C ABI differs from $(ABI_BASELINE) (abidiff status $$rc); if intended, make abi-baseline"; exit 1; fi; \
+	added=$$(abidiff $(ABI_BASELINE) $(ABI_DUMP) | grep -c "^  \[A\]"); \
+	echo "test-abi: no incompatible change against $(ABI_BASELINE) ($$added functions added)"
+test: test-abi
+
+# The version everywhere it appears (issue 16, item 8): the header's macros
+# (the source of truth; VERSION above), libflowrt.so's flowrt_version_string
+# and flowrt_version_number, the CLI's --version and `flowrt info`, the
+# Python package's metadata, and the names `make install` gives the library
+# and flowrt.pc. Prints them and fails if any differs.
+RELEASE_STAGE := .build/release-check
+.PHONY: release-check
+release-check: build
+	@rm -rf $(RELEASE_STAGE) && $(MAKE) -s install PREFIX=$(abspath $(RELEASE_STAGE)) >/dev/null
+	@number=$$(printf '#include "flowrt.h"\nFLOWRT_VERSION_NUMBER\n' | $(CC) -E -P -Iinclude - | tail -n 1 | tr -d ' '); \
+	header="$(VERSION)"; header_number=$$(( $$number )); \
+	library=$$($(PYTHON) -c 'import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); l.flowrt_version_string.restype = ctypes.c_char_p; print(l.flowrt_version_string().decode(), l.flowrt_version_number())' $(abspath $(LIB))); \
+	cli=$$($(CLI) --version); info=$$($(CLI) info | head -n 1 | awk '{print $$2}'); \
+	python=$$(sed -n 's/^version = "\(.*\)"/\1/p' bindings/python/pyproject.toml); \
+	pc=$$(PKG_CONFIG_PATH=$(abspath $(RELEASE_STAGE))/lib/pkgconfig pkg-config --modversion flowrt); \
+	so=$$(cd $(RELEASE_STAGE)/lib && ls libflowrt.so.*.*.* | sed 's/^libflowrt\.so\.//'); \
+	soname=$$(objdump -p $(LIB) | awk '$$1 == "SONAME" {print $$2}'); \
+	printf '%-34s %s\n' "header FLOWRT_VERSION_STRING" "$$header" "header FLOWRT_VERSION_NUMBER" "$$header_number" \
+	  "library version string, number" "$$library" "flowrt --version" "$$cli" "flowrt info" "$$info" \
+	  "Python package (pyproject.toml)" "$$python" "installed flowrt.pc" "$$pc" "installed libflowrt.so.*" "$$so" "soname" "$$soname"; \
+	bad=""; \
+	for v in "$${library% *}" "$$cli" "$$info" "$$python" "$$pc" "$$so"; do [ "$$v" = "$$header" ] || bad="$$bad '$$v'"; done; \
+	[ "$${library#* }" = "$$header_number" ] || bad="$$bad number $${library#* }"; \
+	[ "$$soname" = "libflowrt.so.$(SOMAJOR)" ] || bad="$$bad soname $$soname"; \
+	if [ -n "$$bad" ]; then echo "release-check: differs from the header's $$header:$$bad"; exit 1; fi; \
+	echo "release-check: every version is $$header"

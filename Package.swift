@@ -55,6 +55,8 @@ let package = Package(
             name: "flowrt-cli",
             dependencies: [
                 "FlowRuntime",
+                // `flowrt info`: the header's version macros, the kernels' ISA, OpenBLAS's build.
+                "CFlowRT", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/flowrt-cli",

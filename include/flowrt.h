@@ -75,12 +75,12 @@ extern "C" {
  * ------------------------------------------------------------------------ */
 
 #define FLOWRT_VERSION_MAJOR 0
-#define FLOWRT_VERSION_MINOR 1
+#define FLOWRT_VERSION_MINOR 2
 #define FLOWRT_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define FLOWRT_VERSION_NUMBER \
     (FLOWRT_VERSION_MAJOR * 10000 + FLOWRT_VERSION_MINOR * 100 + FLOWRT_VERSION_PATCH)
-#define FLOWRT_VERSION_STRING "0.1.0"
+#define FLOWRT_VERSION_STRING "0.2.0"
 
 /** The library's version number (compare with FLOWRT_VERSION_NUMBER to
  *  detect a header/library mismatch). Thread-safe. */

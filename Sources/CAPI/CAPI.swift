@@ -129,43 +129,47 @@ func requireFinite(_ p: UnsafePointer<Double>, _ n: Int, _ name: String) throws 
 }
 
 /// The `struct_size` a caller wrote at the start of a versioned params
-/// struct, checked to be the first public version's size (`firstSize`) or
-/// this library's `sizeof` (every struct has been appended to at most once).
+/// struct, checked to be one of the sizes a public header has given it
+/// (`knownSizes`, see FlowRuntime's `VersionedStruct`; this library's
+/// `sizeof` is always accepted).
+func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, knownSizes: [Int], _ name: String) throws -> Int {
+    try versions(T.self, knownSizes).size(at: p, name)
+}
+
+/// A struct appended to once: its first public version's size (`firstSize`)
+/// or this library's `sizeof`.
 func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, firstSize: Int, _ name: String) throws -> Int {
-    let size = Int(p.load(as: UInt32.self))
-    // Exactly a size some version of the header had: anything in between
-    // would cut an appended field (a pointer, say) in half.
-    guard size == firstSize || size == MemoryLayout<T>.size else {
-        let known = firstSize == MemoryLayout<T>.size ? "\(firstSize)" : "\(firstSize) or \(MemoryLayout<T>.size)"
-        throw FlowError.invalidArgument(
-            "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(known)); use flowrt_*_default_params()")
-    }
-    return size
+    try structSize(p, type, knownSizes: [firstSize], name)
 }
 
 /// Reads a versioned params struct: starts from `defaults`, then copies the
 /// caller's first `struct_size` bytes. NULL means the defaults.
-func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> T {
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, knownSizes: [Int], _ name: String) throws -> T {
     guard let p else { return defaults }
-    let size = try structSize(UnsafeRawPointer(p), T.self, firstSize: firstSize, name)
-    var out = defaults
-    withUnsafeMutableBytes(of: &out) { dst in
-        dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size))
-    }
-    return out
+    return try versions(T.self, knownSizes).read(UnsafeRawPointer(p), defaults: defaults, name)
+}
+
+func readParams<T>(_ p: UnsafePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> T {
+    try readParams(p, defaults: defaults, knownSizes: [firstSize], name)
 }
 
 /// Writes `defaults` into the caller's struct up to its `struct_size`,
 /// keeping the caller's struct_size.
-func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> flowrt_status {
+func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, knownSizes: [Int], _ name: String) throws -> flowrt_status {
     let p = try require(p, name)
-    let size = try structSize(UnsafeRawPointer(p), T.self, firstSize: firstSize, name)
-    var d = defaults
-    withUnsafeBytes(of: &d) { src in
-        UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: size)
-    }
-    UnsafeMutableRawPointer(p).storeBytes(of: UInt32(size), as: UInt32.self)
+    try versions(T.self, knownSizes).write(defaults, to: UnsafeMutableRawPointer(p), name)
     return FLOWRT_OK
+}
+
+func initParams<T>(_ p: UnsafeMutablePointer<T>?, defaults: T, firstSize: Int, _ name: String) throws -> flowrt_status {
+    try initParams(p, defaults: defaults, knownSizes: [firstSize], name)
+}
+
+/// The versions of `T`: `sizes` (older versions; the current size among
+/// them is ignored) plus `MemoryLayout<T>.size`.
+private func versions<T>(_ type: T.Type, _ sizes: [Int]) -> VersionedStruct<T> {
+    let current = MemoryLayout<T>.size
+    return VersionedStruct<T>(olderSizes: sizes.filter { $0 != current }, typeName: "\(T.self)")
 }
 
 /// Runs a load of the file `path`, naming it in any error it throws

@@ -8,7 +8,7 @@ struct FlowRTCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flowrt",
         abstract: "Normalizing flows from stochastic interpolants (InterFlow).",
-        version: "0.1.0",
+        version: flowrtVersion,
         subcommands: [
             Info.self,
             Train.self,
@@ -22,12 +22,4 @@ struct FlowRTCommand: ParsableCommand {
             Inspect.self,
             // (subcommands: add one line per command file)
         ])
-}
-
-/// `flowrt info`: version and build facts.
-struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print version and build information.")
-    func run() throws {
-        print("flowrt 0.1.0")
-    }
 }

@@ -20,11 +20,15 @@ class NonFinite(FlowError, ValueError):
 
 
 class ONNXError(FlowError):
-    """A malformed or unsupported model file (statuses 4 and 5)."""
+    """A malformed or corrupt model file (FLOWRT_INVALID_MODEL, status 4)."""
     status = 4
 
 
-class Unsupported(ONNXError):
+class Unsupported(FlowError):
+    """Something valid this library does not do (FLOWRT_UNSUPPORTED, status 5):
+    an ONNX op, attribute or dtype, a file version, or an operation the flow
+    cannot perform (e.g. the score of a flow without a closed-form schedule).
+    Not an ONNXError: most causes have nothing to do with model files."""
     status = 5
 
 

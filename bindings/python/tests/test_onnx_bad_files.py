@@ -1,22 +1,25 @@
 """Malformed ONNX bytes through the C ABI: an error status with a message,
 never a crash."""
 import ctypes
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import _capi
+import flowrt
+from flowrt import _capi
 
 INVALID_ARGUMENT, SHAPE_MISMATCH, INVALID_MODEL, UNSUPPORTED, IO_ERROR = 1, 2, 4, 5, 6
 
 
 def status_of(data: bytes, **opts):
-    with pytest.raises(_capi.FlowrtError) as e:
-        _capi.Model.load_bytes(data, _capi.options(**opts) if opts else None)
-    assert e.value.message, "an error must carry a message"
-    return e.value
+    """Loads through the package (flowrt.Model.from_onnx_bytes); the error's status and message."""
+    with pytest.raises(flowrt.FlowError) as e:
+        flowrt.Model.from_onnx_bytes(data, **opts)
+    assert str(e.value), "an error must carry a message"
+    return SimpleNamespace(status=e.value.status, message=str(e.value))
 
 
 def mlp(op="Relu", x_type=TensorProto.FLOAT, w_dims=(8, 3), w_data=None, extra_nodes=(), opset=17):
@@ -34,7 +37,7 @@ def mlp(op="Relu", x_type=TensorProto.FLOAT, w_dims=(8, 3), w_data=None, extra_n
 
 
 def test_valid_handmade_model_loads():
-    m = _capi.Model.load_bytes(mlp().SerializeToString())
+    m = flowrt.Model.from_onnx_bytes(mlp().SerializeToString())
     assert m.dim == 2
     v = m.velocity([0.5], np.array([[1.0, -1.0]], np.float32))
     h = np.maximum(np.ones((8, 3)) @ np.array([1.0, -1.0, 0.5]), 0)
@@ -93,28 +96,28 @@ def _external(tmp_path, location, write=True):
 
 
 def test_external_data_loads_relative_to_the_model(tmp_path):
-    m = _capi.Model.load(_external(tmp_path, "weights.bin"))
+    m = flowrt.Model.load(_external(tmp_path, "weights.bin"))
     assert m.dim == 2
 
 
 def test_missing_external_data(tmp_path):
-    with pytest.raises(_capi.FlowrtError) as e:
-        _capi.Model.load(_external(tmp_path, "weights.bin", write=False))
-    assert e.value.status == IO_ERROR and "weights.bin" in e.value.message
+    with pytest.raises(flowrt.FlowError) as e:
+        flowrt.Model.load(_external(tmp_path, "weights.bin", write=False))
+    assert e.value.status == IO_ERROR and "weights.bin" in str(e.value)
 
 
 def test_external_location_escaping_the_folder(tmp_path):
     for location in ("../weights.bin", "/etc/passwd", "a/../../weights.bin"):
-        with pytest.raises(_capi.FlowrtError) as e:
-            _capi.Model.load(_external(tmp_path, location))
-        assert e.value.status == INVALID_MODEL and "folder" in e.value.message
+        with pytest.raises(flowrt.FlowError) as e:
+            flowrt.Model.load(_external(tmp_path, location))
+        assert e.value.status == INVALID_MODEL and "folder" in str(e.value)
 
 
 def test_null_arguments_are_reported():
     h = ctypes.c_void_p()
-    assert _capi.load_onnx(None, None, ctypes.byref(h)) == INVALID_ARGUMENT
-    assert _capi.load_onnx_buffer(None, 10, None, ctypes.byref(h)) == INVALID_ARGUMENT
-    assert _capi.load_onnx(b"/nonexistent/model.onnx", None, ctypes.byref(h)) == IO_ERROR
+    assert _capi.flowrt_model_load_onnx(None, None, ctypes.byref(h)) == INVALID_ARGUMENT
+    assert _capi.flowrt_model_load_onnx_buffer(None, 10, None, ctypes.byref(h)) == INVALID_ARGUMENT
+    assert _capi.flowrt_model_load_onnx(b"/nonexistent/model.onnx", None, ctypes.byref(h)) == IO_ERROR
     assert not h.value
 
 

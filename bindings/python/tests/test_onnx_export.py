@@ -1,6 +1,7 @@
 """Exported ONNX files pass onnx.checker (full check) and run in onnxruntime
 with FlowRuntime's velocities; export(import(f)) of every fixture does too."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,12 @@ import onnxruntime as ort
 import pytest
 
 import flowrt
-import _capi
+
+
+def fixtures() -> Path:
+    """The reference exports (FLOWRT_FIXTURES, else ../shared/fixtures/onnx beside the repository)."""
+    env = os.environ.get("FLOWRT_FIXTURES")
+    return Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "onnx"
 
 
 def session(data: bytes) -> ort.InferenceSession:
@@ -35,7 +41,7 @@ NATIVE = [dict(activation=a) for a in ["silu", "tanh", "relu", "gelu", "softplus
 @pytest.mark.parametrize("config", NATIVE, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_native_export_passes_checker_and_matches_onnxruntime(config):
     m = flowrt.Model.mlp(dim=3, hidden=32, depth=2, seed=5, **config)
-    data = _capi.export_bytes(m._handle)
+    data = m.to_onnx_bytes()
     proto = onnx.load_from_string(data)
     onnx.checker.check_model(proto, full_check=True)
     assert proto.ir_version == 8
@@ -58,19 +64,19 @@ OWN_EXPORTS = Path(__file__).resolve().parents[3] / "Tests" / "ONNXData"
 
 
 def fixture_files():
-    return sorted(p.name for p in _capi.fixtures().glob("*.onnx"))
+    return sorted(p.name for p in fixtures().glob("*.onnx"))
 
 
 def test_fixture_folder_has_all_40_exports():
-    assert len(fixture_files()) == 40, _capi.fixtures()
+    assert len(fixture_files()) == 40, fixtures()
 
 
-CASES = [(_capi.fixtures(), n) for n in fixture_files()] + [(OWN_EXPORTS, p.name) for p in sorted(OWN_EXPORTS.glob("*.onnx"))]
+CASES = [(fixtures(), n) for n in fixture_files()] + [(OWN_EXPORTS, p.name) for p in sorted(OWN_EXPORTS.glob("*.onnx"))]
 
 
 @pytest.mark.parametrize("folder,name", CASES, ids=[n for _, n in CASES])
 def test_export_of_imported_fixture_runs_in_onnxruntime(folder, name, tmp_path):
-    model = _capi.Model.load(folder / name)
+    model = flowrt.Model.load(folder / name)
     ref = json.loads((folder / name.replace(".onnx", ".json")).read_text())
     inputs = {i["name"]: np.asarray(i["data"], np.float32).reshape(i["shape"]) for i in ref["inputs"]}
     expected = np.asarray(ref["outputs"][0]["data"], np.float32).reshape(ref["outputs"][0]["shape"])
@@ -84,18 +90,18 @@ def test_export_of_imported_fixture_runs_in_onnxruntime(folder, name, tmp_path):
     model.save(path)
     data = path.read_bytes()
     onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
-    x_name, t_name = model.input_names()
+    x_name, t_name = model.input_names
     got = run(session(data), x, t, x_name, t_name)
     np.testing.assert_allclose(got, expected, atol=ref.get("tolerance", 1e-5), rtol=0)
     np.testing.assert_allclose(model.velocity(t, x), expected, atol=ref.get("tolerance", 1e-5), rtol=0)
 
 
 def test_metadata_and_names_round_trip():
-    folder = _capi.fixtures()
-    model = _capi.Model.load(folder / "mlp_silu__legacy__op17.onnx")
-    assert model.input_names() == ("x", "t")
-    assert model.output_name() == "v"
-    again = _capi.Model.load_bytes(model.export())
-    md = again.metadata()
+    folder = fixtures()
+    model = flowrt.Model.load(folder / "mlp_silu__legacy__op17.onnx")
+    assert model.input_names == ("x", "t")
+    assert model.output_name == "v"
+    again = flowrt.Model.from_onnx_bytes(model.to_onnx_bytes())
+    md = again.metadata
     assert md["flowrt.dimension"] == "2"
     assert md["flowrt.time_convention"].startswith("t in [0,1]")
