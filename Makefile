@@ -268,3 +268,9 @@ test-c: test-c-kernels
 .PHONY: bench-images
 bench-images: build
 	bash bench/images/run.sh
+
+# Conditional flows (issue 15): contexts in sampling, transport, encoding,
+# log-densities and training; join the C suites above.
+C_TESTS += test_conditional
+C_TEST_BINS += bindings/c/tests/test_conditional
+test-c: bindings/c/tests/test_conditional

@@ -131,12 +131,25 @@ func requireFinite(_ p: UnsafePointer<Double>, _ n: Int, _ name: String) throws 
 /// The `struct_size` a caller wrote at the start of a versioned params
 /// struct, checked to be the first public version's size (`firstSize`) or
 /// this library's `sizeof` (every struct has been appended to at most once).
+/// Sizes a params struct had between its first and its current version
+/// (each release that appended fields), all accepted by `structSize`.
+func intermediateSizes<T>(_ type: T.Type) -> [Int] {
+    if T.self == flowrt_trainer_params.self {
+        // 0.1: up to schedule_user_data; 0.2 appended label_dropout.
+        return [MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.label_dropout)!]
+    }
+    return []
+}
+
 func structSize<T>(_ p: UnsafeRawPointer, _ type: T.Type, firstSize: Int, _ name: String) throws -> Int {
     let size = Int(p.load(as: UInt32.self))
     // Exactly a size some version of the header had: anything in between
     // would cut an appended field (a pointer, say) in half.
-    guard size == firstSize || size == MemoryLayout<T>.size else {
-        let known = firstSize == MemoryLayout<T>.size ? "\(firstSize)" : "\(firstSize) or \(MemoryLayout<T>.size)"
+    let sizes = [firstSize] + intermediateSizes(T.self) + [MemoryLayout<T>.size]
+    guard sizes.contains(size) else {
+        var distinct: [Int] = []
+        for k in sizes where !distinct.contains(k) { distinct.append(k) }
+        let known = distinct.map(String.init).joined(separator: " or ")
         throw FlowError.invalidArgument(
             "\(name)->struct_size = \(size); set it to sizeof(\(T.self)) (this library knows \(known)); use flowrt_*_default_params()")
     }
