@@ -1286,6 +1286,22 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob_conditional(const flowrt_flow *flo
 FLOWRT_API flowrt_status flowrt_model_create_mlp_conditional(const flowrt_mlp_params *params, size_t context_dim,
                                                              flowrt_model **out);
 
+/** Creates a label-conditional MLP v(t, x, y): the MLP of
+ *  flowrt_model_create_mlp with a class label y per sample (context_dim 1,
+ *  an exact integer float in 0..num_classes-1) selecting a learned
+ *  embedding row [embedding_width] (initialised N(0, 1)) concatenated
+ *  after x and the time features. For guidance, train with label_dropout
+ *  > 0 and keep the last class for the null label (real labels
+ *  0..num_classes-2).
+ *  @param params           in, non-NULL (as flowrt_model_create_mlp).
+ *  @param num_classes      classes, 1..2^20 (including the null class).
+ *  @param embedding_width  embedding width, 0..65536 (0 = 16).
+ *  @param out              out, non-NULL: free with flowrt_model_free.
+ *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
+ *          num_classes or embedding_width out of range. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
+                                                        size_t embedding_width, flowrt_model **out);
+
 /** Creates a trainer of a conditional model on pairs (x_i, c_i): as
  *  flowrt_trainer_create, with row i of `context` going with row i of
  *  `data` in the held-out split and in every minibatch; the loss is the

@@ -59,28 +59,54 @@ public func flowrt_flow_log_prob_conditional(_ handle: OpaquePointer?, _ n: Int,
 public func flowrt_model_create_mlp_conditional(_ params: UnsafePointer<flowrt_mlp_params>?, _ contextDim: Int,
                                                 _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
     guarded("flowrt_model_create_mlp_conditional") {
-        let out = try require(out, "out")
-        out.pointee = nil
         guard contextDim >= 0, contextDim <= 1 << 16 else {
             throw FlowError.invalidArgument("context_dim = \(unsigned(contextDim)) must be in 0...65536")
         }
-        // flowrt_model_create_mlp validates the params (same checks, same
-        // messages); its unconditional model is then rebuilt with the context.
-        var plain: OpaquePointer?
-        let status = flowrt_model_create_mlp(params, &plain)
-        guard status == FLOWRT_OK else { return status }
-        let base = try modelObject(plain)
-        flowrt_model_free(plain)
-        let p = try readParams(try require(params, "params"), defaults: defaultMLPParams(),
-                               firstSize: MemoryLayout<flowrt_mlp_params>.size, "params")
-        let encoding: VelocityMLP.TimeEncoding = UInt32(bitPattern: p.time_encoding) == FLOWRT_TIME_SINUSOIDAL.rawValue
-            ? .sinusoidal(frequencies: Int(p.time_frequencies)) : .concat
-        let mlp = VelocityMLP(dimension: Int(p.dim), hiddenWidths: Array(repeating: Int(p.width), count: Int(p.depth)),
-                              activation: try unaryFunction(activation: p.activation), timeEncoding: encoding,
-                              residual: p.residual != 0, seed: p.seed, contextDimension: contextDim)
-        out.pointee = retainHandle(ModelHandle(try Model(graph: mlp.makeGraph(), metadata: base.metadata)))
-        return FLOWRT_OK
+        return try conditionalMLP(params, out) { $0.contextDimension = contextDim }
     }
+}
+
+@_cdecl("flowrt_model_create_mlp_labels")
+public func flowrt_model_create_mlp_labels(_ params: UnsafePointer<flowrt_mlp_params>?, _ numClasses: Int,
+                                           _ embeddingWidth: Int,
+                                           _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_model_create_mlp_labels") {
+        guard numClasses >= 1, numClasses <= 1 << 20 else {
+            throw FlowError.invalidArgument("num_classes = \(unsigned(numClasses)) must be in 1...2^20")
+        }
+        guard embeddingWidth >= 0, embeddingWidth <= 1 << 16 else {
+            throw FlowError.invalidArgument("embedding_width = \(unsigned(embeddingWidth)) must be in 0...65536 (0 = 16)")
+        }
+        return try conditionalMLP(params, out) {
+            $0.classCount = numClasses
+            $0.labelEmbeddingWidth = embeddingWidth == 0 ? 16 : embeddingWidth
+        }
+    }
+}
+
+/// The MLP of `params` (validated by flowrt_model_create_mlp: same checks,
+/// same messages) with a context set by `condition`.
+func conditionalMLP(_ params: UnsafePointer<flowrt_mlp_params>?, _ out: UnsafeMutablePointer<OpaquePointer?>?,
+                    _ condition: (inout VelocityMLP) -> Void) throws -> flowrt_status {
+    let out = try require(out, "out")
+    out.pointee = nil
+    // flowrt_model_create_mlp validates the params (same checks, same
+    // messages); its unconditional model is then rebuilt with the context.
+    var plain: OpaquePointer?
+    let status = flowrt_model_create_mlp(params, &plain)
+    guard status == FLOWRT_OK else { return status }
+    let base = try modelObject(plain)
+    flowrt_model_free(plain)
+    let p = try readParams(try require(params, "params"), defaults: defaultMLPParams(),
+                           firstSize: MemoryLayout<flowrt_mlp_params>.size, "params")
+    let encoding: VelocityMLP.TimeEncoding = UInt32(bitPattern: p.time_encoding) == FLOWRT_TIME_SINUSOIDAL.rawValue
+        ? .sinusoidal(frequencies: Int(p.time_frequencies)) : .concat
+    var mlp = VelocityMLP(dimension: Int(p.dim), hiddenWidths: Array(repeating: Int(p.width), count: Int(p.depth)),
+                          activation: try unaryFunction(activation: p.activation), timeEncoding: encoding,
+                          residual: p.residual != 0, seed: p.seed)
+    condition(&mlp)
+    out.pointee = retainHandle(ModelHandle(try Model(graph: mlp.makeGraph(), metadata: base.metadata)))
+    return FLOWRT_OK
 }
 
 @_cdecl("flowrt_trainer_create_conditional")

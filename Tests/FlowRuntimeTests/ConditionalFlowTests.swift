@@ -290,6 +290,10 @@ final class ConditionalFlowTests: XCTestCase {
         let c = try VelocityMLP(dimension: 3, hiddenWidths: [16, 16], seed: 5, contextDimension: 4).makeModel()
         XCTAssertEqual(c.contextDimension, 4)
         XCTAssertEqual(c.graph.parameters[0].tensor.shape, [16, 3 + 1 + 4])
+        let labels = try VelocityMLP(dimension: 3, hiddenWidths: [16], seed: 5, classCount: 4, labelEmbeddingWidth: 6).makeModel()
+        XCTAssertEqual(labels.contextDimension, 1)
+        XCTAssertEqual(labels.classCount, 4)
+        XCTAssertThrowsError(try VelocityMLP(dimension: 3, contextDimension: 2, classCount: 4).makeGraph())
     }
 
     /// Gaussian-linear simulation-based inference, scaled down: θ ~ N(0, 0.1 I₂),

@@ -391,3 +391,7 @@ flowrt_model_create_mlp_conditional = _declare("flowrt_model_create_mlp_conditio
 flowrt_trainer_create_conditional = _declare("flowrt_trainer_create_conditional", c_int, c_void_p, c_float_p, c_float_p,
                                              c_size_t, c_size_t, c_size_t, POINTER(flowrt_trainer_params),
                                              POINTER(c_void_p))
+# flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
+#                                              size_t embedding_width, flowrt_model **out);
+flowrt_model_create_mlp_labels = _declare("flowrt_model_create_mlp_labels", c_int, POINTER(flowrt_mlp_params),
+                                          c_size_t, c_size_t, POINTER(c_void_p))

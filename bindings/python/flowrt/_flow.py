@@ -155,12 +155,18 @@ class Flow(_Handle):
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
             interpolant="trig", base: str = "normal", seed: int = 0, context_dim: int = 0,
-            **mlp_options) -> "Flow":
+            num_classes: int = 0, label_embedding: int = 16, **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`); `interpolant`
         as in `Flow()`. `context_dim` m > 0 makes it conditional: v(t, x, c)
-        with c [m] concatenated after x and the time features."""
-        if context_dim:
-            model = _conditional_mlp(dim, hidden, depth, activation, seed, int(context_dim), **mlp_options)
+        with c [m] concatenated after x and the time features;
+        `num_classes` K > 0 makes it label-conditional (a label 0..K-1 per
+        point, embedded in `label_embedding` features; for guidance, train
+        with `label_dropout` and keep label K-1 for the null class)."""
+        if context_dim and num_classes:
+            raise ValueError("give context_dim (float contexts) or num_classes (labels), not both")
+        if context_dim or num_classes:
+            model = _conditional_mlp(dim, hidden, depth, activation, seed, int(context_dim), int(num_classes),
+                                     int(label_embedding), **mlp_options)
         else:
             model = Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options)
         return cls(model, interpolant=interpolant, base=base)
@@ -377,9 +383,11 @@ class Flow(_Handle):
 
 
 def _conditional_mlp(dim: int, hidden: int, depth: int, activation: str, seed: int, context_dim: int,
+                     num_classes: int = 0, label_embedding: int = 16,
                      time_encoding: str = "concat", time_frequencies: int = 16, residual: bool = False) -> Model:
     """`Model.mlp` with a context of `context_dim` floats
-    (flowrt_model_create_mlp_conditional)."""
+    (flowrt_model_create_mlp_conditional) or a class label
+    (flowrt_model_create_mlp_labels)."""
     p = _capi.flowrt_mlp_default_params()
     p.dim, p.width, p.depth = dim, hidden, depth
     if activation not in _capi.ACTIVATIONS:
@@ -394,5 +402,10 @@ def _conditional_mlp(dim: int, hidden: int, depth: int, activation: str, seed: i
     p.residual = int(bool(residual))
     p.seed = seed
     h = ctypes.c_void_p()
-    check(_capi.flowrt_model_create_mlp_conditional(ctypes.byref(p), context_dim, ctypes.byref(h)))
+    if num_classes:
+        if num_classes < 0 or label_embedding < 1:
+            raise ValueError(f"num_classes and label_embedding must be > 0, got {num_classes}, {label_embedding}")
+        check(_capi.flowrt_model_create_mlp_labels(ctypes.byref(p), num_classes, label_embedding, ctypes.byref(h)))
+    else:
+        check(_capi.flowrt_model_create_mlp_conditional(ctypes.byref(p), context_dim, ctypes.byref(h)))
     return Model(h)

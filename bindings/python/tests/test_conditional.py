@@ -99,3 +99,25 @@ def test_training_is_deterministic_across_threads():
             t.fit(5)
             out.append(t.model().velocity(np.full(4, 0.5), theta[:4], context=x[:4]))
     assert np.array_equal(out[0], out[1])
+
+
+def test_label_mlp_with_dropout_and_guidance():
+    # Class 0 → N(−2, 0.5²), class 1 → N(2, 0.5²); class 2 is the null label
+    # that label dropout teaches (the mixture of both).
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 8000)
+    X = (np.where(y == 0, -2.0, 2.0) + 0.5 * rng.normal(size=8000)).astype(np.float32)[:, None]
+    flow = flowrt.Flow.mlp(1, hidden=64, depth=2, num_classes=3, seed=1)
+    assert (flow.context_dim, flow.num_classes) == (1, 3)
+    flow.fit(X, context=y.astype(np.float32), steps=1500, batch_size=512, seed=2, label_dropout=0.2)
+    for label, mean in ((0, -2.0), (1, 2.0)):
+        s = flow.sample(4000, seed=label, context=[label])
+        assert abs(float(s.mean()) - mean) < 0.15 and abs(float(s.std()) - 0.5) < 0.1, (label, s.mean(), s.std())
+        lp = flow.log_prob(np.array([[mean]]), context=[label])
+        assert abs(lp[0] - (-0.5 * np.log(2 * np.pi * 0.25))) < 0.2, lp
+    null = flow.sample(4000, seed=3, context=[2])
+    assert abs(float(np.abs(null).mean()) - 2.0) < 0.25 and abs(float(null.mean())) < 0.3
+    guided = flow.sample(4000, seed=1, context=[1], guidance=2.0)
+    assert guided.mean() > 1.8 and (guided < 0).mean() < 0.01
+    with pytest.raises(flowrt.InvalidArgument, match="guidance"):
+        flow.sample(10, seed=1, context=[1], guidance=2.0, return_log_prob=True)
