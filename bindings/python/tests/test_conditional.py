@@ -121,3 +121,20 @@ def test_label_mlp_with_dropout_and_guidance():
     assert guided.mean() > 1.8 and (guided < 0).mean() < 0.01
     with pytest.raises(flowrt.InvalidArgument, match="guidance"):
         flow.sample(10, seed=1, context=[1], guidance=2.0, return_log_prob=True)
+
+
+def test_saved_conditional_flow_is_complete(tmp_path):
+    # The ONNX file holds the context input and flowrt.context_dim /
+    # flowrt.num_classes: a reloaded flow samples identically.
+    c = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    f = flowrt.Flow.mlp(2, hidden=16, depth=2, context_dim=3, seed=1)
+    f.save(tmp_path / "f.onnx")
+    g = flowrt.load(tmp_path / "f.onnx")
+    assert g.context_dim == 3
+    assert np.array_equal(f.sample(5, seed=1, context=c), g.sample(5, seed=1, context=c))
+    h = flowrt.Flow.mlp(1, hidden=16, depth=2, num_classes=3, seed=1)
+    h.save(tmp_path / "h.onnx")
+    k = flowrt.load(tmp_path / "h.onnx")
+    assert (k.context_dim, k.num_classes) == (1, 3)
+    labels = [0, 1, 2, 1, 0]
+    assert np.array_equal(h.sample(5, seed=1, context=labels), k.sample(5, seed=1, context=labels))
