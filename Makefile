@@ -396,3 +396,9 @@ release-check: build
 	[ "$$soname" = "libflowrt.so.$(SOMAJOR)" ] || bad="$$bad soname $$soname"; \
 	if [ -n "$$bad" ]; then echo "release-check: differs from the header's $$header:$$bad"; exit 1; fi; \
 	echo "release-check: every version is $$header"
+
+# Conditional flows (issue 15): contexts in sampling, transport, encoding,
+# log-densities and training; join the C suites above.
+C_TESTS += test_conditional
+C_TEST_BINS += bindings/c/tests/test_conditional
+test-c: bindings/c/tests/test_conditional

@@ -599,7 +599,8 @@ typedef struct flowrt_solver_stats {
     uint64_t max_steps_per_sample; /**< Most accepted steps of one sample. */
 } flowrt_solver_stats;
 
-/** Creates a flow around a model.
+/** Creates a flow around a model (a conditional model gives a conditional
+ *  flow: see the section "Conditional flows").
  *  @param model   in, non-NULL. The flow keeps its own reference: the model
  *                 may be freed before the flow.
  *  @param params  in, nullable (NULL = defaults).
@@ -840,6 +841,12 @@ typedef struct flowrt_trainer_params {
                                     threads. (Appended in 0.1: a struct_size
                                     without it is accepted and means NULL.) */
     void *schedule_user_data;  /**< Passed to schedule_fn (default NULL). */
+    double label_dropout;      /**< Label dropout p in [0, 1) for guidance, label-conditional
+                                    models only (flowrt_trainer_create_conditional): each
+                                    training label becomes the null class (the last,
+                                    num_classes − 1) with probability p, seeded by `seed`
+                                    (default 0 = off). (Appended in 0.2: a struct_size
+                                    without it means 0.) */
 } flowrt_trainer_params;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set
@@ -876,7 +883,9 @@ static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
  *          FLOWRT_NON_FINITE (NaN/Inf in data; schedule_fn failed or was
  *          not finite at a checked time or for the held-out set);
  *          FLOWRT_INVALID_MODEL; FLOWRT_OUT_OF_MEMORY (no room for the
- *          copy of the data and its split: twice n * dim floats).
+ *          copy of the data and its split: twice n * dim floats);
+ *          FLOWRT_INVALID_ARGUMENT for a conditional model (use
+ *          flowrt_trainer_create_conditional).
  *  Thread-safe (creates an independent object). */
 FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
                                                const flowrt_trainer_params *params, flowrt_trainer **out);
@@ -1164,6 +1173,162 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  per sample. Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
                                                 uint64_t seed, uint64_t first_index, size_t n, float *x_out);
+
+/* ---------------------------------------------------------------------------
+ * Conditional flows (DESIGN.md §5 "Conditioning")
+ * ------------------------------------------------------------------------ */
+/* (section: conditional flows) */
+
+/* A conditional flow is a flow over a conditional model (a context input:
+ * flowrt_model_context_dim > 0; from flowrt_model_create_mlp_conditional, a
+ * trainer, or ONNX). Its velocity is v(t, x, c) with a context c per point:
+ * m floats, or one class label carried as an exact integer float. The base
+ * does not depend on c; each point's context is held fixed along its
+ * trajectory, and each point's result does not depend on the others in its
+ * batch (per-sample step control, as for unconditional flows). Contexts
+ * cross as caller-owned row-major [rows, m] floats. flowrt_flow_create
+ * accepts conditional models (0.1 refused them); the calls without a
+ * context (flowrt_flow_sample, _transport, _encode, _log_prob) return
+ * FLOWRT_INVALID_ARGUMENT on a conditional flow, naming the _conditional
+ * call to use. Score and SDE sampling refuse conditional flows
+ * (FLOWRT_UNSUPPORTED). Simulation-based inference is this with θ as x and
+ * the observation as c: posterior samples and log p(θ | x_obs). */
+
+/** Context values per point m of a flow (0: unconditional; 1 for a class
+ *  label; 0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_flow_context_dim(const flowrt_flow *flow);
+
+/** The number of classes of a label-conditional flow (labels are
+ *  0..num_classes-1; the last is the null label of guidance when the model
+ *  was trained with label_dropout), 0 otherwise and for NULL. Thread-safe. */
+FLOWRT_API size_t flowrt_flow_num_classes(const flowrt_flow *flow);
+
+/** Draws samples first_index, …, first_index + n − 1 of the conditional
+ *  model density p(x | c): base samples as flowrt_flow_sample_range (sample
+ *  i from the stream (seed, first_index + i)) transported from t = 0 to 1
+ *  with their contexts held fixed; with log_prob_out, log p(x_out[i] | c_i)
+ *  in the same pass. With guidance w ≠ 0 (label-conditional models only),
+ *  the velocity is (1 + w) v(t, x, c) − w v(t, x, ∅), ∅ = the null label
+ *  num_classes − 1 (train with label_dropout > 0 so that it means "no
+ *  class"); guidance changes the density, so log_prob_out must then be NULL.
+ *  @param flow          in, non-NULL.
+ *  @param first_index   index of the first sample (≤ 2^62).
+ *  @param n             samples (0: an empty batch).
+ *  @param seed          base-sample seed.
+ *  @param context       in, [context_rows, context_dim] floats, finite (labels:
+ *                       integers 0..num_classes-1); NULL only for an
+ *                       unconditional flow (then this equals
+ *                       flowrt_flow_sample_range).
+ *  @param context_rows  n (one context per output point) or 1 (one context
+ *                       for all n points).
+ *  @param guidance      w (0 = none).
+ *  @param params        in, nullable (NULL = defaults).
+ *  @param x_out         out, [n, dim].
+ *  @param log_prob_out  out, nullable, [n]: log p(x_out[i] | c_i) in nats.
+ *  @param stats         out, nullable.
+ *  @return as flowrt_flow_sample, plus FLOWRT_INVALID_ARGUMENT (NULL context
+ *          for a conditional flow, a context for an unconditional one,
+ *          context_rows not n or 1, a label that is not a class, guidance
+ *          with log_prob_out or not finite); FLOWRT_NON_FINITE (NaN/Inf in
+ *          context); FLOWRT_UNSUPPORTED (guidance without class labels).
+ *  Cost: as flowrt_flow_sample; guidance doubles it. Nothing is retained.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_conditional(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                        uint64_t seed, const float *context, size_t context_rows,
+                                                        double guidance, const flowrt_solver_params *params,
+                                                        float *x_out, double *log_prob_out,
+                                                        flowrt_solver_stats *stats);
+
+/** Transports points with their contexts from t_from to t_to (as
+ *  flowrt_flow_transport; context row i goes with point i).
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_transport, plus
+ *  FLOWRT_INVALID_ARGUMENT / FLOWRT_NON_FINITE for the context as
+ *  flowrt_flow_sample_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_transport_conditional(const flowrt_flow *flow, size_t n, const float *x_in,
+                                                           const float *context, double t_from, double t_to,
+                                                           const flowrt_solver_params *params, float *x_out,
+                                                           flowrt_solver_stats *stats);
+
+/** Encodes data given their contexts: the transport from t = 1 to 0 (the
+ *  base code of x_i given c_i).
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_encode and
+ *  flowrt_flow_transport_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_encode_conditional(const flowrt_flow *flow, size_t n, const float *x,
+                                                        const float *context, const flowrt_solver_params *params,
+                                                        float *z_out, flowrt_solver_stats *stats);
+
+/** log p_t(x_i | c_i) for t ∈ [0, 1], each context held fixed along its
+ *  point's backward trajectory (as flowrt_flow_log_prob: exact or
+ *  Hutchinson divergence, error control including Δ). Guidance is not
+ *  available here: it changes the density.
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_log_prob, plus the
+ *  context errors of flowrt_flow_sample_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_log_prob_conditional(const flowrt_flow *flow, size_t n, const float *x,
+                                                          const float *context, double t,
+                                                          const flowrt_solver_params *params, double *log_prob,
+                                                          double *std_error, flowrt_solver_stats *stats);
+
+/** Creates a conditional MLP v(t, x, c): the MLP of flowrt_model_create_mlp
+ *  with a context of context_dim floats concatenated after x and the time
+ *  features ([x, φ(t), c]); context_dim = 0 gives exactly
+ *  flowrt_model_create_mlp's model.
+ *  @param params       in, non-NULL (as flowrt_model_create_mlp).
+ *  @param context_dim  context values per sample, 0..65536.
+ *  @param out          out, non-NULL: free with flowrt_model_free.
+ *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
+ *          context_dim > 65536. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp_conditional(const flowrt_mlp_params *params, size_t context_dim,
+                                                             flowrt_model **out);
+
+/** Creates a label-conditional MLP v(t, x, y): the MLP of
+ *  flowrt_model_create_mlp with a class label y per sample (context_dim 1,
+ *  an exact integer float in 0..num_classes-1) selecting a learned
+ *  embedding row [embedding_width] (initialised N(0, 1)) concatenated
+ *  after x and the time features. For guidance, train with label_dropout
+ *  > 0 and keep the last class for the null label (real labels
+ *  0..num_classes-2).
+ *  @param params           in, non-NULL (as flowrt_model_create_mlp).
+ *  @param num_classes      classes, 1..2^20 (including the null class).
+ *  @param embedding_width  embedding width, 0..65536 (0 = 16).
+ *  @param out              out, non-NULL: free with flowrt_model_free.
+ *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
+ *          num_classes or embedding_width out of range. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
+                                                        size_t embedding_width, flowrt_model **out);
+
+/** Creates a trainer of a conditional model on pairs (x_i, c_i): as
+ *  flowrt_trainer_create, with row i of `context` going with row i of
+ *  `data` in the held-out split and in every minibatch; the loss is the
+ *  same with c_i passed through. params->label_dropout > 0 (label models)
+ *  replaces labels by the null class for guidance. Checkpoints hold no
+ *  contexts (they are data): resume with the same data and contexts.
+ *  flowrt_trainer_create refuses conditional models and names this call.
+ *  @param init         in, non-NULL: a conditional model (or unconditional,
+ *                      with context_dim 0 and context NULL).
+ *  @param data         in, [n, dim] floats (finite).
+ *  @param context      in, [n, context_dim] floats (finite; labels
+ *                      0..num_classes-1); NULL only when context_dim is 0.
+ *  @param n            rows (> 0).
+ *  @param dim          columns of data (the model's dim).
+ *  @param context_dim  columns of context (the model's context_dim).
+ *  @param params       in, nullable (NULL = defaults).
+ *  @param out          out, non-NULL: free with flowrt_trainer_free.
+ *  @return as flowrt_trainer_create, plus FLOWRT_SHAPE_MISMATCH
+ *          (context_dim differs from the model's); FLOWRT_INVALID_ARGUMENT
+ *          (NULL context for a conditional model, a label that is not a
+ *          class, label_dropout outside [0, 1) or without a label model);
+ *          FLOWRT_NON_FINITE (NaN/Inf in context). The data and contexts
+ *          are copied. Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_conditional(const flowrt_model *init, const float *data,
+                                                           const float *context, size_t n, size_t dim,
+                                                           size_t context_dim, const flowrt_trainer_params *params,
+                                                           flowrt_trainer **out);
 
 #ifdef __cplusplus
 }

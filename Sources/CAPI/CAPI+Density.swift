@@ -178,7 +178,7 @@ public func flowrt_trainer_create_from_densities(_ initial: OpaquePointer?, _ ta
         let data = try densityObject(target, "target").source
         let baseSource = try base.map { try densityObject($0, "base").source }
         let held = try count(heldOut, "heldout", allowZero: true)
-        let p = try readParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params")
+        let p = try readParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params")
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .source(data, heldOut: held), base: baseSource,
                                   loss: loss, configuration: config, metadata: model.metadata)

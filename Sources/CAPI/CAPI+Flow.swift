@@ -203,23 +203,69 @@ public func flowrt_flow_sample_range(_ handle: OpaquePointer?, _ firstIndex: UIn
     sampleCall("flowrt_flow_sample_range", handle, firstIndex, n, seed, params, xOut, logProbOut, stats)
 }
 
-/// The shared body of the two sampling calls: validates, then runs the
-/// flow's streamed sampler, writing each block into the caller's buffers
-/// (scratch is O(block), whatever n).
+/// Refuses a conditional flow in a call without contexts, naming the
+/// `_conditional` function to call instead.
+func requireUnconditional(_ flow: Flow, _ conditionalFunction: String) throws {
+    let m = flow.contextDimension
+    guard m == 0 else {
+        throw FlowError.invalidArgument("the flow is conditional (\(m) context value\(m == 1 ? "" : "s") per point): call \(conditionalFunction) with a context [n, \(m)]")
+    }
+}
+
+/// The contexts of a conditional call: nil for an unconditional flow
+/// (context must then be NULL, or is ignored when rows is 0), else the
+/// caller's `[rows, m]` floats, checked for NULL and size.
+func callContexts(_ flow: Flow, _ context: UnsafePointer<Float>?, rows: Int) throws -> UnsafePointer<Float>? {
+    let m = flow.contextDimension
+    if m == 0 {
+        guard context == nil else {
+            throw FlowError.invalidArgument("context is not NULL, but the flow is unconditional (context_dim 0): pass NULL")
+        }
+        return nil
+    }
+    _ = try checkedProduct(rows, m, "context")
+    guard let context else {
+        throw FlowError.invalidArgument("context is NULL, but the flow is conditional: pass [n, \(m)] floats (class labels as floats for a label model)")
+    }
+    return context
+}
+
+/// The shared body of the sampling calls: validates, then runs the flow's
+/// streamed sampler, writing each block into the caller's buffers (scratch
+/// is O(block), whatever n). `context` is `[contextRows, m]` (contextRows
+/// n or 1) for the conditional call, `conditional` false for the others.
 func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
                 _ params: UnsafePointer<flowrt_solver_params>?, _ xOut: UnsafeMutablePointer<Float>?,
                 _ logProbOut: UnsafeMutablePointer<Double>?,
-                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+                _ stats: UnsafeMutablePointer<flowrt_solver_stats>?, conditional: Bool = false,
+                context: UnsafePointer<Float>? = nil, contextRows: Int = 0, guidance: Double = 0) -> flowrt_status {
     guarded(function) {
         let flow = try flowObject(handle)
         let n = try batchCount(n), d = flow.dimension
         _ = try checkedProduct(n, d, "x_out")
         guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large (at most 2^62)") }
+        var contexts: Tensor? = nil
+        if conditional {
+            let m = flow.contextDimension
+            guard m > 0 || guidance == 0 else {
+                throw FlowError.unsupported("guidance = \(guidance) needs a label-conditional flow; this flow is unconditional")
+            }
+            if let c = try callContexts(flow, context, rows: contextRows) {
+                guard contextRows == n || contextRows == 1 else {
+                    throw FlowError.invalidArgument("context_rows = \(contextRows) must be n = \(n) (one context per point) or 1 (one context for all)")
+                }
+                let values = Array(UnsafeBufferPointer(start: c, count: contextRows * m))
+                contexts = Tensor(shape: [contextRows, m], scalars: values)
+            }
+        } else {
+            try requireUnconditional(flow, "flowrt_flow_sample_conditional")
+        }
         let call = try SolverCall(params)
         if n == 0 { return try finish(function, SolverStatistics(), stats) }
         let x = try require(xOut, "x_out")
         var nan = FirstNaN()
-        let statistics = try flow.sampleBlocks(count: n, seed: seed, solver: call.options,
+        let statistics = try flow.sampleBlocks(count: n, seed: seed, contexts: contexts, guidance: guidance,
+                                               solver: call.options,
                                                logDensity: logProbOut == nil ? nil : call.divergence(for: d),
                                                firstIndex: firstIndex, progress: call.progress) { range, block in
             write(block.points.scalars, to: x, at: range.lowerBound * d)
@@ -234,13 +280,23 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
 }
 
 /// The shared body of transport and encode (streamed in blocks; x_out may
-/// alias x_in: each block is read before it is written).
+/// alias x_in: each block is read before it is written). `conditional`
+/// calls pass `context` `[n, m]`.
 func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _ xIn: UnsafePointer<Float>?,
                    _ t0: Double, _ t1: Double, _ params: UnsafePointer<flowrt_solver_params>?,
-                   _ xOut: UnsafeMutablePointer<Float>?, _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
+                   _ xOut: UnsafeMutablePointer<Float>?, _ stats: UnsafeMutablePointer<flowrt_solver_stats>?,
+                   conditional: Bool = false, context: UnsafePointer<Float>? = nil) -> flowrt_status {
     guarded(function) {
         let flow = try flowObject(handle)
         let n = try batchCount(n), d = flow.dimension
+        let m = flow.contextDimension
+        let c: UnsafePointer<Float>?
+        if conditional {
+            c = try callContexts(flow, context, rows: n)
+        } else {
+            try requireUnconditional(flow, "\(function)_conditional")
+            c = nil
+        }
         let nd = try checkedProduct(n, d, "x_in")
         guard t0.isFinite, t1.isFinite, (0...1).contains(t0), (0...1).contains(t1) else {
             throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite and in [0, 1]")
@@ -251,6 +307,7 @@ func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int,
         let out = try require(xOut, "x_out")
         try requireFinite(x, nd, "x_in")
         let statistics = try flow.transportBlocks(count: n, from: t0, to: t1, solver: call.options, progress: call.progress,
+                                                  contexts: c.map { c in { rows(c, $0, m) } },
                                                   points: { rows(x, $0, d) }) { range, r in
             write(r.points.scalars, to: out, at: range.lowerBound * d)
         }
@@ -278,19 +335,38 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
                                  _ params: UnsafePointer<flowrt_solver_params>?, _ logProb: UnsafeMutablePointer<Double>?,
                                  _ stdError: UnsafeMutablePointer<Double>?,
                                  _ stats: UnsafeMutablePointer<flowrt_solver_stats>?) -> flowrt_status {
-    guarded("flowrt_flow_log_prob") {
+    logProbCall("flowrt_flow_log_prob", handle, n, x, t, params, logProb, stdError, stats)
+}
+
+/// The shared body of the log-density calls; `conditional` calls pass
+/// `context` `[n, m]`.
+func logProbCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _ x: UnsafePointer<Float>?, _ t: Double,
+                 _ params: UnsafePointer<flowrt_solver_params>?, _ logProb: UnsafeMutablePointer<Double>?,
+                 _ stdError: UnsafeMutablePointer<Double>?,
+                 _ stats: UnsafeMutablePointer<flowrt_solver_stats>?, conditional: Bool = false,
+                 context: UnsafePointer<Float>? = nil) -> flowrt_status {
+    guarded(function) {
         let flow = try flowObject(handle)
         let n = try batchCount(n), d = flow.dimension
+        let m = flow.contextDimension
+        let c: UnsafePointer<Float>?
+        if conditional {
+            c = try callContexts(flow, context, rows: n)
+        } else {
+            try requireUnconditional(flow, "flowrt_flow_log_prob_conditional")
+            c = nil
+        }
         let nd = try checkedProduct(n, d, "x")
         guard t.isFinite, t >= 0, t <= 1 else { throw FlowError.invalidArgument("t = \(t) must be in [0, 1]") }
         let call = try SolverCall(params)
-        if n == 0 { return try finish("flowrt_flow_log_prob", SolverStatistics(), stats) }
+        if n == 0 { return try finish(function, SolverStatistics(), stats) }
         let points = try require(x, "x")
         let out = try require(logProb, "log_prob")
         try requireFinite(points, nd, "x")
         var nan = FirstNaN()
         let statistics = try flow.logDensityBlocks(count: n, time: t, method: call.divergence(for: d), solver: call.options,
-                                                   progress: call.progress, points: { rows(points, $0, d) }) { range, r in
+                                                   progress: call.progress, contexts: c.map { c in { rows(c, $0, m) } },
+                                                   points: { rows(points, $0, d) }) { range, r in
             write(r.logDensities, to: out, at: range.lowerBound)
             nan.scan(r.logDensities, from: range.lowerBound)
             if let se = stdError {
@@ -298,6 +374,6 @@ public func flowrt_flow_log_prob(_ handle: OpaquePointer?, _ n: Int, _ x: Unsafe
             }
         }
         try nan.check(statistics)
-        return try finish("flowrt_flow_log_prob", statistics, stats)
+        return try finish(function, statistics, stats)
     }
 }

@@ -26,7 +26,7 @@ public func flowrt_solver_params_init(_ params: UnsafeMutablePointer<flowrt_solv
 
 @_cdecl("flowrt_trainer_params_init")
 public func flowrt_trainer_params_init(_ params: UnsafeMutablePointer<flowrt_trainer_params>?) -> flowrt_status {
-    guarded("flowrt_trainer_params_init") { try initParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params") }
+    guarded("flowrt_trainer_params_init") { try initParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params") }
 }
 
 @_cdecl("flowrt_sde_params_init")

@@ -69,6 +69,11 @@ let flowParamsFirstSize = MemoryLayout<flowrt_flow_params>.offset(of: \flowrt_fl
 let trainerParamsFirstSize = MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.time_beta_b)!
     + MemoryLayout<Double>.size
 
+/// The sizes flowrt_trainer_params had before this one: 0.1's first version
+/// (before `schedule_fn`) and 0.1's last (before 0.2's `label_dropout`).
+let trainerParamsSizes = [trainerParamsFirstSize,
+                          MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.label_dropout)!]
+
 /// Fails, with the C calls that fix it, when `flow` was loaded from a file
 /// recording a "custom" schedule (which the file cannot hold) and `what`
 /// needs the schedule. Other flows pass (FlowRuntime reports the rest).

@@ -19,7 +19,8 @@ func defaultTrainerParams() -> flowrt_trainer_params {
         optimizer: Int32(FLOWRT_OPTIMIZER_ADAM.rawValue), weight_decay: 0, warmup_steps: 0,
         lr_schedule: Int32(FLOWRT_LR_CONSTANT.rawValue), total_steps: 0, lr_min_factor: 0.01,
         step_every: 1000, step_factor: 0.5, grad_clip: 0, ema_decay: 0.999, heldout_fraction: 0.1,
-        seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0, schedule_fn: nil, schedule_user_data: nil)
+        seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0, schedule_fn: nil, schedule_user_data: nil,
+        label_dropout: 0)
 }
 
 /// Converts C params into the Swift configuration and schedule; every range
@@ -57,7 +58,8 @@ func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration
         gradientClip: p.grad_clip == 0 ? nil : p.grad_clip,
         emaDecay: p.ema_decay, heldOutFraction: p.heldout_fraction,
         timeDistribution: time, seed: p.seed,
-        threads: p.threads == 0 ? Parallel.defaultThreads : Int(p.threads))
+        threads: p.threads == 0 ? Parallel.defaultThreads : Int(p.threads),
+        labelDropout: p.label_dropout)
     try config.validate()
     return (config, InterpolantLoss(schedule: schedule, timeDistribution: time))
 }
@@ -74,10 +76,13 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         guard d == model.dimension else {
             throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
         }
+        guard model.contextDimension == 0 else {
+            throw FlowError.invalidArgument("the model is conditional (\(model.contextDimension) context values per sample): call flowrt_trainer_create_conditional with a context [n, \(model.contextDimension)]")
+        }
         let total = try checkedProduct(rows, d, "data")
         let x = try require(data, "data")
         try requireFinite(x, total, "data")
-        let p = try readParams(params, defaults: defaultTrainerParams(), firstSize: trainerParamsFirstSize, "params")
+        let p = try readParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params")
         let (config, loss) = try trainerSettings(p)
         // The copy and the trainer's split of it: twice the data, reserved
         // through the checked path (a refusal is FLOWRT_OUT_OF_MEMORY).

@@ -1,5 +1,7 @@
-/// Velocity, JVP and divergence of a `Model` (the `VelocityField` contract).
-extension Model {
+/// Velocity, JVP and divergence of a `Model` (the `VelocityField` and
+/// `ConditionalVelocityField` contracts; an unconditional network has
+/// context dimension 0 and ignores contexts).
+extension Model: ConditionalVelocityField {
     var executor: Executor { Executor(plan: plan, params: plan.parameters) }
 
     @inline(__always)
@@ -61,24 +63,40 @@ extension Model {
                             into velocities: UnsafeMutableBufferPointer<Float>,
                             products: UnsafeMutableBufferPointer<Float>,
                             workspace: FieldWorkspace) {
-        let n = times.count, d = dimension
+        velocityJVP(times: times, points: points, contexts: nil, tangents: tangents, k: k, into: velocities,
+                    products: products, workspace: workspace)
+    }
+
+    /// JVPs in x of a conditional network, each sample's context `[n,
+    /// contextDimension]` held fixed (nil: zeros, and for unconditional
+    /// networks, which ignore it).
+    public func velocityJVP(times: UnsafeBufferPointer<Double>,
+                            points: UnsafeBufferPointer<Float>,
+                            contexts: UnsafeBufferPointer<Float>?,
+                            tangents: UnsafeBufferPointer<Float>, k: Int,
+                            into velocities: UnsafeMutableBufferPointer<Float>,
+                            products: UnsafeMutableBufferPointer<Float>,
+                            workspace: FieldWorkspace) {
+        let n = times.count, d = dimension, m = graph.contextDimension
         precondition(points.count >= n * d && tangents.count >= n * k * d && products.count >= n * k * d)
+        precondition(contexts.map { $0.count >= n * m } ?? true)
         let ws = graphWorkspace(workspace)
         let ex = executor
         let chunk = recordedChunkSize(tangents: k)
         var start = 0
         while start < n {
-            let m = Swift.min(chunk, n - start)
-            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + m]),
-                                 points: points.baseAddress! + start * d, batch: m, workspace: ws, record: true)
-            (velocities.baseAddress! + start * d).update(from: out, count: m * d)
+            let count = Swift.min(chunk, n - start)
+            let c = m > 0 ? contexts.map { UnsafePointer($0.baseAddress! + start * m) } : nil
+            let out = ex.forward(times: UnsafeBufferPointer(rebasing: times[start..<start + count]),
+                                 points: points.baseAddress! + start * d, context: c, batch: count, workspace: ws, record: true)
+            (velocities.baseAddress! + start * d).update(from: out, count: count * d)
             let dst = products.baseAddress! + start * k * d
             if let jv = ex.jvp(tangents: tangents.baseAddress! + start * k * d, k: k, workspace: ws) {
-                dst.update(from: jv, count: m * k * d)
+                dst.update(from: jv, count: count * k * d)
             } else {
-                dst.update(repeating: 0, count: m * k * d)
+                dst.update(repeating: 0, count: count * k * d)
             }
-            start += m
+            start += count
         }
     }
 
@@ -98,8 +116,21 @@ extension Model {
                                    into velocities: UnsafeMutableBufferPointer<Float>,
                                    divergences: UnsafeMutableBufferPointer<Double>,
                                    workspace: FieldWorkspace) {
-        let n = times.count, d = dimension
+        velocityDivergence(times: times, points: points, contexts: nil, into: velocities, divergences: divergences,
+                           workspace: workspace)
+    }
+
+    /// Exact divergences in x of a conditional network, each sample's
+    /// context held fixed (nil: zeros; ignored by unconditional networks).
+    public func velocityDivergence(times: UnsafeBufferPointer<Double>,
+                                   points: UnsafeBufferPointer<Float>,
+                                   contexts: UnsafeBufferPointer<Float>?,
+                                   into velocities: UnsafeMutableBufferPointer<Float>,
+                                   divergences: UnsafeMutableBufferPointer<Double>,
+                                   workspace: FieldWorkspace) {
+        let n = times.count, d = dimension, cm = graph.contextDimension
         if n == 0 { return }
+        precondition(contexts.map { $0.count >= n * cm } ?? true)
         let ws = graphWorkspace(workspace)
         let ex = executor
         let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * plan.widestBatchedSize)))
@@ -110,7 +141,9 @@ extension Model {
         while start < n {
             let m = Swift.min(chunk, n - start)
             let sub = UnsafeBufferPointer(rebasing: times[start..<start + m])
-            let out = ex.forward(times: sub, points: points.baseAddress! + start * d, batch: m, workspace: ws, record: true)
+            let c = cm > 0 ? contexts.map { UnsafePointer($0.baseAddress! + start * cm) } : nil
+            let out = ex.forward(times: sub, points: points.baseAddress! + start * d, context: c, batch: m,
+                                 workspace: ws, record: true)
             (velocities.baseAddress! + start * d).update(from: out, count: m * d)
             if let jv = ex.jvp(tangents: basis, k: d, workspace: ws) {
                 for i in 0..<m {
@@ -241,6 +274,13 @@ public final class GraphDifferentiator: @unchecked Sendable {
     public func forward(times: UnsafeBufferPointer<Double>, points: UnsafePointer<Float>,
                         workspace: GraphWorkspace) -> UnsafePointer<Float> {
         UnsafePointer(executor.forward(times: times, points: points, batch: times.count, workspace: workspace, record: true))
+    }
+
+    /// `forward` of a conditional graph: `contexts` is `[n, contextDimension]`.
+    public func forward(times: UnsafeBufferPointer<Double>, points: UnsafePointer<Float>, contexts: UnsafePointer<Float>?,
+                        workspace: GraphWorkspace) -> UnsafePointer<Float> {
+        UnsafePointer(executor.forward(times: times, points: points, context: contexts, batch: times.count,
+                                       workspace: workspace, record: true))
     }
 
     /// Zeroes, then fills `workspace`'s parameter gradients with the gradient

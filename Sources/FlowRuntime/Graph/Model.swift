@@ -38,11 +38,7 @@ public final class Model: VelocityField, @unchecked Sendable {
     public var contextDimension: Int { graph.contextDimension }
     /// The number of classes of a label-conditional network (the rows of the
     /// embedding its label indexes), or nil.
-    public var classCount: Int? {
-        guard let c = graph.context, graph.values[c].shape.isEmpty else { return nil }
-        return graph.nodes.first { $0.operation.as(EmbeddingOp.self) != nil && $0.inputs[1] == c }
-            .map { graph.values[$0.inputs[0]].shape[0] }
-    }
+    public var classCount: Int? { graph.classCount }
 
     /// Checks host contexts `[n, contextDimension]`: finite, and for label
     /// contexts integers in 0..<classCount.
@@ -83,6 +79,16 @@ public final class Model: VelocityField, @unchecked Sendable {
     /// A copy with other metadata.
     public func withMetadata(_ metadata: [String: String]) throws -> Model {
         try Model(graph: graph, metadata: metadata, packWeights: plan.parameters.packsWeights)
+    }
+}
+
+extension Graph {
+    /// The number of classes of a label-conditional graph (the rows of the
+    /// embedding its label context indexes), or nil.
+    public var classCount: Int? {
+        guard let c = context, values[c].shape.isEmpty else { return nil }
+        return nodes.first { $0.operation.as(EmbeddingOp.self) != nil && $0.inputs[1] == c }
+            .map { values[$0.inputs[0]].shape[0] }
     }
 }
 

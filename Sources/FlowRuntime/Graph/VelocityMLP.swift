@@ -5,6 +5,16 @@
 /// [sin(2π f_i t), cos(2π f_i t)] with frequencies f_i = 2^(i/2), i < K.
 /// With `residual`, hidden layers are blocks h ← h + W₂ σ(W₁ LN(h) + b₁) + b₂.
 ///
+/// Conditional (`contextDimension` m > 0): a context input c `[m]` per
+/// sample is concatenated after the time features, v(t, x, c) =
+/// W_L σ(… σ(W_1 [x, φ(t), c] + b_1) …) + b_L (DESIGN.md §5). With m = 0
+/// (the default) the graph is exactly the unconditional one.
+/// Label-conditional (`classCount` K > 0): a class label per sample (one
+/// float, an integer in 0..<K) selects a row of a learned embedding
+/// `[K, labelEmbeddingWidth]` (initialised N(0, 1), as PyTorch's
+/// nn.Embedding), concatenated in the same place. Train with label dropout
+/// to make the last class the null label ∅ of guidance.
+///
 /// Initialisation is PyTorch's default for Linear (U(−1/√fan_in, 1/√fan_in)
 /// for weights and biases), drawn from `RandomStream(seed, .initialization,
 /// layer)`, so a seed gives the same network everywhere.
@@ -22,20 +32,32 @@ public struct VelocityMLP: Sendable, Equatable {
     public var timeEncoding: TimeEncoding
     public var residual: Bool
     public var seed: UInt64
+    /// Context values per sample m (0: unconditional).
+    public var contextDimension: Int
+    /// Classes K of a label-conditional MLP (0: none). Exclusive with
+    /// `contextDimension`.
+    public var classCount: Int
+    /// Width of a class label's embedding (default 16).
+    public var labelEmbeddingWidth: Int
 
     public init(dimension: Int, hiddenWidths: [Int] = [256, 256, 256], activation: UnaryFunction = .silu,
-                timeEncoding: TimeEncoding = .concat, residual: Bool = false, seed: UInt64 = 0) {
+                timeEncoding: TimeEncoding = .concat, residual: Bool = false, seed: UInt64 = 0,
+                contextDimension: Int = 0, classCount: Int = 0, labelEmbeddingWidth: Int = 16) {
         self.dimension = dimension
         self.hiddenWidths = hiddenWidths
         self.activation = activation
         self.timeEncoding = timeEncoding
         self.residual = residual
         self.seed = seed
+        self.contextDimension = contextDimension
+        self.classCount = classCount
+        self.labelEmbeddingWidth = labelEmbeddingWidth
     }
 
     /// Builds the graph.
-    /// - Throws: `.invalidArgument` for a zero dimension or width, or a
-    ///   residual net whose hidden widths differ.
+    /// - Throws: `.invalidArgument` for a zero dimension or width, a
+    ///   context dimension outside 0...65536, or a residual net whose hidden
+    ///   widths differ.
     public func makeGraph() throws -> Graph {
         guard dimension > 0, dimension <= 1 << 16 else { throw FlowError.invalidArgument("dimension \(dimension) must be in 1...65536") }
         guard !hiddenWidths.isEmpty, hiddenWidths.allSatisfy({ $0 > 0 && $0 <= 1 << 16 }) else {
@@ -44,7 +66,29 @@ public struct VelocityMLP: Sendable, Equatable {
         if residual, Set(hiddenWidths).count != 1 {
             throw FlowError.invalidArgument("a residual MLP needs equal hidden widths, got \(hiddenWidths)")
         }
+        guard contextDimension >= 0, contextDimension <= 1 << 16 else {
+            throw FlowError.invalidArgument("context dimension \(contextDimension) must be in 0...65536")
+        }
+        guard classCount >= 0, classCount <= 1 << 20, labelEmbeddingWidth > 0, labelEmbeddingWidth <= 1 << 16 else {
+            throw FlowError.invalidArgument("class count \(classCount) must be in 0...2^20 and the label embedding width \(labelEmbeddingWidth) in 1...65536")
+        }
+        guard classCount == 0 || contextDimension == 0 else {
+            throw FlowError.invalidArgument("an MLP takes a float context (contextDimension) or class labels (classCount), not both")
+        }
         var b = GraphBuilder(dimension: dimension)
+        var context: [ValueID] = []
+        var contextWidth = contextDimension
+        if contextDimension > 0 {
+            context = [b.addContext(shape: [contextDimension])]
+        } else if classCount > 0 {
+            let label = b.addContext(shape: [])
+            var rng = RandomStream(seed: seed, purpose: .initialization, index: 1 << 32)
+            let table = Tensor(shape: [classCount, labelEmbeddingWidth],
+                               scalars: (0..<(classCount * labelEmbeddingWidth)).map { _ in Float(rng.nextNormal()) })
+            let t = b.parameter("label.embedding", table)
+            context = [try b.apply(.embedding, [t, label], name: "label.embed")]
+            contextWidth = labelEmbeddingWidth
+        }
         var layer: UInt64 = 0
         func init_(_ out: Int, _ inp: Int) -> (Tensor, Tensor) {
             var rng = RandomStream(seed: seed, purpose: .initialization, index: layer)
@@ -58,8 +102,8 @@ public struct VelocityMLP: Sendable, Equatable {
         var width: Int
         switch timeEncoding {
         case .concat:
-            input = try b.concat([b.x, b.t], name: "xt")
-            width = dimension + 1
+            input = try b.concat([b.x, b.t] + context, name: "xt")
+            width = dimension + 1 + contextWidth
         case .sinusoidal(let k):
             guard k > 0 && k <= 1024 else { throw FlowError.invalidArgument("frequencies \(k) must be in 1...1024") }
             let freqs = (0..<k).map { Float(2 * Double.pi * Double(sqrt(pow(2.0, Double($0))))) }
@@ -67,8 +111,8 @@ public struct VelocityMLP: Sendable, Equatable {
             let arg = try b.mul(b.t, f, name: "time.arg")
             let s = try b.unary(.sin, arg, name: "time.sin")
             let c = try b.unary(.cos, arg, name: "time.cos")
-            input = try b.concat([b.x, s, c], name: "xt")
-            width = dimension + 2 * k
+            input = try b.concat([b.x, s, c] + context, name: "xt")
+            width = dimension + 2 * k + contextWidth
         }
         var h = input
         if residual {

@@ -38,16 +38,19 @@ public enum DivergenceMethod: Sendable, Equatable {
 /// with the exact divergence: width d + 1.
 struct ExactAugmentedSystem: BatchedSystem {
     let field: any VelocityField
+    /// Each sample's context, held fixed, for a conditional field.
+    let contexts: BoundContexts?
     /// d (x only) or d + 1 (x and Δ) in the error norm.
     var controlledWidth: Int
     var width: Int { field.dimension + 1 }
 
-    init(field: any VelocityField, controlledWidth: Int? = nil) {
+    init(field: any VelocityField, contexts: BoundContexts? = nil, controlledWidth: Int? = nil) {
         self.field = field
+        self.contexts = contexts
         self.controlledWidth = controlledWidth ?? field.dimension + 1
     }
 
-    func makeContext() -> _FieldContext { _FieldContext(field) }
+    func makeContext() -> _FieldContext { _FieldContext(field, contexts) }
 
     func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
                   samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
@@ -56,9 +59,17 @@ struct ExactAugmentedSystem: BatchedSystem {
         let p = c.stagePoints(states, rows: m, dimension: d, width: w)
         if c.divergences.count < m { c.divergences = [Double](repeating: 0, count: m) }
         c.divergences.withUnsafeMutableBufferPointer { div in
-            field.velocityDivergence(times: times, points: UnsafeBufferPointer(start: p, count: m * d),
-                                     into: UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d),
-                                     divergences: UnsafeMutableBufferPointer(rebasing: div[0..<m]), workspace: c.workspace)
+            let points = UnsafeBufferPointer(start: p, count: m * d)
+            let velocities = UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d)
+            let divergences = UnsafeMutableBufferPointer(rebasing: div[0..<m])
+            if let contexts {
+                contexts.field.velocityDivergence(times: times, points: points,
+                                                  contexts: c.stageContexts(contexts, samples: samples),
+                                                  into: velocities, divergences: divergences, workspace: c.workspace)
+            } else {
+                field.velocityDivergence(times: times, points: points, into: velocities, divergences: divergences,
+                                         workspace: c.workspace)
+            }
             c.unstageVelocities(derivatives, rows: m, dimension: d, width: w)
             for r in 0..<m { derivatives[r * w + d] = div[r] }
         }
@@ -71,6 +82,8 @@ struct ExactAugmentedSystem: BatchedSystem {
 /// standard error of their mean.
 struct HutchinsonAugmentedSystem: BatchedSystem {
     let field: any VelocityField
+    /// Each sample's context, held fixed, for a conditional field.
+    let contexts: BoundContexts?
     let probeCount: Int
     /// Probes of every sample of the run, `[n, K, d]`.
     let probes: [Float]
@@ -79,9 +92,10 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
     var width: Int { field.dimension + probeCount }
 
     /// Draws the probes of samples `firstIndex ..< firstIndex + count`.
-    init(field: any VelocityField, count: Int, firstIndex: UInt64, probes k: Int,
+    init(field: any VelocityField, contexts: BoundContexts? = nil, count: Int, firstIndex: UInt64, probes k: Int,
          kind: DivergenceMethod.ProbeKind, seed: UInt64, controlledWidth: Int? = nil) throws {
         self.field = field
+        self.contexts = contexts
         probeCount = k
         self.controlledWidth = controlledWidth ?? field.dimension + k
         let d = field.dimension
@@ -98,7 +112,7 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
         probes = eps
     }
 
-    func makeContext() -> _FieldContext { _FieldContext(field) }
+    func makeContext() -> _FieldContext { _FieldContext(field, contexts) }
 
     func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
                   samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
@@ -110,10 +124,16 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
             for r in 0..<m { (tan + r * kd).update(from: eps.baseAddress! + samples[r] * kd, count: kd) }
         }
         let prod = c.products.reserve(m * kd)
-        field.velocityJVP(times: times, points: UnsafeBufferPointer(start: p, count: m * d),
-                          tangents: UnsafeBufferPointer(start: tan, count: m * kd), k: k,
-                          into: UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d),
-                          products: UnsafeMutableBufferPointer(start: prod, count: m * kd), workspace: c.workspace)
+        let points = UnsafeBufferPointer(start: p, count: m * d), tangents = UnsafeBufferPointer(start: tan, count: m * kd)
+        let velocities = UnsafeMutableBufferPointer(start: c.velocities.reserve(m * d), count: m * d)
+        let products = UnsafeMutableBufferPointer(start: prod, count: m * kd)
+        if let contexts {
+            contexts.field.velocityJVP(times: times, points: points, contexts: c.stageContexts(contexts, samples: samples),
+                                       tangents: tangents, k: k, into: velocities, products: products, workspace: c.workspace)
+        } else {
+            field.velocityJVP(times: times, points: points, tangents: tangents, k: k, into: velocities,
+                              products: products, workspace: c.workspace)
+        }
         c.unstageVelocities(derivatives, rows: m, dimension: d, width: w)
         for r in 0..<m {
             for j in 0..<k {

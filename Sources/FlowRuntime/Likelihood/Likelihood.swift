@@ -22,17 +22,21 @@ public enum Likelihood {
     ///
     /// - Parameters:
     ///   - points: `[n, d]`.
+    ///   - contexts: `[n, m]` for a conditional field (required then; row i
+    ///     is held fixed along sample i's trajectory): log ρ_t(x_i | c_i).
     ///   - time: t ∈ [0, 1] (t = 0 gives the base density, no steps).
     ///   - firstIndex: Hutchinson stream index of the first point.
     /// - Cost: see `Transport.integrateWithLogDensityChange`, plus n base
     ///   log-density evaluations.
     /// - Throws: `.shapeMismatch` (points or base dimension), `.nonFinite`,
     ///   `.invalidArgument` (time outside [0, 1], bad options), `.cancelled`.
-    public static func logDensity(field: any VelocityField, base: any Density, points: Tensor, time: Double,
+    public static func logDensity(field: any VelocityField, base: any Density, points: Tensor, contexts: Tensor? = nil,
+                                  time: Double,
                                   divergence method: DivergenceMethod, options: SolverOptions,
                                   firstIndex: UInt64 = 0, progress: SolverProgress? = nil) throws -> LogDensityResult {
         let d = field.dimension
         let n = try Transport.checkPoints(points, dimension: d)
+        _ = try BoundContexts.bind(field, contexts, count: n)
         let call = "Likelihood.logDensity"
         var logp = try HostMemory.array(repeating: 0.0, count: n, for: call)
         var errors: [Double]? = method == .exact ? nil : try HostMemory.array(repeating: .nan, count: n, for: call)
@@ -40,7 +44,8 @@ public enum Likelihood {
         var samples = try HostMemory.array(repeating: SampleStatistics(), count: n, for: call)
         let statistics = try logDensityBlocks(
             field: field, base: base, count: n, time: time, divergence: method, options: options,
-            firstIndex: firstIndex, progress: progress, points: { points.rows($0) }
+            firstIndex: firstIndex, progress: progress, contexts: contexts.map { c in { c.rows($0) } },
+            points: { points.rows($0) }
         ) { range, r in
             logp.replaceSubrange(range, with: r.logDensities)
             if let e = r.standardErrors { errors?.replaceSubrange(range, with: e) }
@@ -60,6 +65,7 @@ public enum Likelihood {
     public static func logDensityBlocks(field: any VelocityField, base: any Density, count: Int, time: Double,
                                         divergence method: DivergenceMethod, options: SolverOptions,
                                         firstIndex: UInt64 = 0, progress: SolverProgress? = nil,
+                                        contexts: ((Range<Int>) throws -> Tensor)? = nil,
                                         points: (Range<Int>) throws -> Tensor,
                                         consume: (Range<Int>, LogDensityResult) throws -> Void) throws -> SolverStatistics {
         guard time >= 0, time <= 1 else { throw FlowError.invalidArgument("time \(time) must be in [0, 1]") }
@@ -68,7 +74,7 @@ public enum Likelihood {
         }
         return try Transport.integrateWithLogDensityChangeBlocks(
             field: field, count: count, from: time, to: 0, divergence: method, options: options,
-            firstIndex: firstIndex, controlChange: true, progress: progress, points: points
+            firstIndex: firstIndex, controlChange: true, progress: progress, contexts: contexts, points: points
         ) { range, r in
             var logp = base.logDensity(of: r.points)
             // change = log ρ0(X_0) − log ρ_t(x).

@@ -125,7 +125,7 @@ public struct RandomStream: Sendable {
     public enum Purpose: UInt32 {
         case initialization = 1, baseSample = 2, hutchinsonProbe = 3, brownian = 4
         case minibatch = 5, trainingTime = 6, trainingBase = 7, dataset = 8, split = 9
-        case dequantization = 10
+        case dequantization = 10, labelDropout = 11
         case custom = 100
     }
 

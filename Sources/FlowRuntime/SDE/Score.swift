@@ -163,8 +163,12 @@ extension Flow {
     }
 
     /// The `ScoreField` of this flow.
-    /// - Throws: `.unsupported` without a Gaussian base or a schedule.
+    /// - Throws: `.unsupported` without a Gaussian base or a schedule, or
+    ///   for a conditional flow (its score needs contexts, not taken here).
     public func scoreField() throws -> ScoreField {
+        if contextDimension > 0 {
+            throw FlowError.unsupported("the score and SDE sampling of a conditional flow are not supported yet: use the ODE (sample with contexts)")
+        }
         guard let schedule else {
             if interpolantName == Self.customInterpolant {
                 throw FlowError.unsupported(

@@ -35,9 +35,24 @@ final class _FieldContext {
     let velocities = FloatBuffer()
     let tangents = FloatBuffer()
     let products = FloatBuffer()
+    let contexts = FloatBuffer()
     var divergences: [Double] = []
 
-    init(_ field: any VelocityField) { workspace = field.makeWorkspace() }
+    /// The workspace of `bound.field` for a conditional run, else of `field`.
+    init(_ field: any VelocityField, _ bound: BoundContexts? = nil) {
+        workspace = bound?.field.makeWorkspace() ?? field.makeWorkspace()
+    }
+
+    /// Gathers the contexts of the rows' samples (`samples[r]` indexes the
+    /// block) into the contexts buffer: `[rows, m]`.
+    func stageContexts(_ bound: BoundContexts, samples: UnsafeBufferPointer<Int>) -> UnsafeBufferPointer<Float> {
+        let m = bound.dimension, rows = samples.count
+        let c = contexts.reserve(Swift.max(rows * m, 1))
+        bound.values.withUnsafeBufferPointer { src in
+            for r in 0..<rows { (c + r * m).update(from: src.baseAddress! + samples[r] * m, count: m) }
+        }
+        return UnsafeBufferPointer(start: c, count: rows * m)
+    }
 
     /// Converts the first `dimension` components of each row of `states`
     /// (row stride `width`) into the Float points buffer.
@@ -59,21 +74,28 @@ final class _FieldContext {
     }
 }
 
-/// The probability-flow ODE dx/dt = v(t, x).
+/// The probability-flow ODE dx/dt = v(t, x), or dx/dt = v(t, x, c) with
+/// each sample's context c held fixed (`contexts`).
 struct TransportSystem: BatchedSystem {
     let field: any VelocityField
+    var contexts: BoundContexts? = nil
     var width: Int { field.dimension }
 
-    func makeContext() -> _FieldContext { _FieldContext(field) }
+    func makeContext() -> _FieldContext { _FieldContext(field, contexts) }
 
     func evaluate(times: UnsafeBufferPointer<Double>, states: UnsafePointer<Double>,
                   samples: UnsafeBufferPointer<Int>, into derivatives: UnsafeMutablePointer<Double>,
                   context: _FieldContext) {
         let m = times.count, d = field.dimension
         let p = context.stagePoints(states, rows: m, dimension: d, width: d)
-        field.velocity(times: times, points: UnsafeBufferPointer(start: p, count: m * d),
-                       into: UnsafeMutableBufferPointer(start: context.velocities.reserve(m * d), count: m * d),
-                       workspace: context.workspace)
+        let points = UnsafeBufferPointer(start: p, count: m * d)
+        let velocities = UnsafeMutableBufferPointer(start: context.velocities.reserve(m * d), count: m * d)
+        if let contexts {
+            contexts.field.velocity(times: times, points: points, contexts: context.stageContexts(contexts, samples: samples),
+                                    into: velocities, workspace: context.workspace)
+        } else {
+            field.velocity(times: times, points: points, into: velocities, workspace: context.workspace)
+        }
         context.unstageVelocities(derivatives, rows: m, dimension: d, width: d)
     }
 }

@@ -84,6 +84,10 @@ public enum Transport {
     }
 
     /// Moves `points` (`[n, d]`) from time t0 to t1 (t1 < t0 runs backward).
+    /// A conditional field (`ConditionalVelocityField` with contexts) needs
+    /// `contexts` `[n, m]`: row i is sample i's context, held fixed along
+    /// its trajectory; each sample's result does not depend on the others
+    /// in the batch, contexts included.
     ///
     /// - Cost: per accepted step of each sample, `stages` field evaluations
     ///   (one fewer for FSAL methods after the first), plus rejected steps and,
@@ -91,15 +95,20 @@ public enum Transport {
     /// - Throws: `.shapeMismatch` when points are not `[n, d]`, `.nonFinite`
     ///   for NaN/∞ inputs, `.invalidArgument` for bad options or times,
     ///   `.cancelled` when `progress` returns false, `.outOfMemory` when the
-    ///   result or a block's scratch cannot be allocated.
-    public static func integrate(field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+    ///   result or a block's scratch cannot be allocated; for contexts, see
+    ///   `ConditionalVelocityField` (missing for a conditional field, given
+    ///   for an unconditional one, wrong shape, not finite, not a class).
+    public static func integrate(field: any VelocityField, points: Tensor, contexts: Tensor? = nil,
+                                 from t0: Double, to t1: Double,
                                  options: SolverOptions, progress: SolverProgress? = nil) throws -> TransportResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
+        _ = try BoundContexts.bind(field, contexts, count: n)
         var end = try HostMemory.array(repeating: Float(0), count: n * d, for: "Transport.integrate")
         var samples = try HostMemory.array(repeating: SampleStatistics(), count: n, for: "Transport.integrate")
         let statistics = try integrateBlocks(
             field: field, count: n, from: t0, to: t1, options: options, progress: progress,
+            contexts: contexts.map { c in { c.rows($0) } },
             points: { points.rows($0) },
             consume: { range, r in
                 end.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
@@ -115,15 +124,21 @@ public enum Transport {
     /// batch, bit for bit.
     /// - Returns: the statistics of the whole run.
     /// - Throws: as `integrate`, and whatever the closures throw.
+    /// `contexts(range)`, required for a conditional field, gives the
+    /// block's contexts `[range.count, m]`.
     public static func integrateBlocks(field: any VelocityField, count n: Int, from t0: Double, to t1: Double,
                                        options: SolverOptions, progress: SolverProgress? = nil,
+                                       contexts: ((Range<Int>) throws -> Tensor)? = nil,
                                        points: (Range<Int>) throws -> Tensor,
                                        consume: (Range<Int>, TransportResult) throws -> Void) throws -> SolverStatistics {
         try options.validate()
+        try BoundContexts.check(field, given: contexts != nil)
         var total = SolverStatistics()
         try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension), progress: progress) { range, blockProgress in
             let x = try points(range)
-            let r = try integrateBlock(field: field, points: x, from: t0, to: t1, options: options, progress: blockProgress)
+            let c = try contexts?(range)
+            let r = try integrateBlock(field: field, points: x, contexts: c, from: t0, to: t1, options: options,
+                                       progress: blockProgress)
             total.merge(r.statistics)
             try consume(range, r)
         }
@@ -131,14 +146,16 @@ public enum Transport {
     }
 
     /// One block of `integrate`, held whole in memory.
-    static func integrateBlock(field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+    static func integrateBlock(field: any VelocityField, points: Tensor, contexts: Tensor? = nil,
+                               from t0: Double, to t1: Double,
                                options: SolverOptions, progress: SolverProgress?) throws -> TransportResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
+        let bound = try BoundContexts.bind(field, contexts, count: n)
         var state = try HostMemory.array(repeating: 0.0, count: points.count, for: "Transport.integrate")
         for i in state.indices { state[i] = Double(points.scalars[i]) }
         let stats = try state.withUnsafeMutableBufferPointer { s in
-            try RungeKuttaIntegrator(system: TransportSystem(field: field), options: options)
+            try RungeKuttaIntegrator(system: TransportSystem(field: field, contexts: bound), options: options)
                 .run(states: s, from: t0, to: t1, progress: progress)
         }
         return TransportResult(points: Tensor(shape: [n, d], scalars: state.map(Float.init)),
@@ -165,13 +182,14 @@ public enum Transport {
     ///   passes (exact) or (1 + K) (Hutchinson).
     /// - Throws: as `integrate`, and `.invalidArgument` for a bad probe count.
     public static func integrateWithLogDensityChange(
-        field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+        field: any VelocityField, points: Tensor, contexts: Tensor? = nil, from t0: Double, to t1: Double,
         divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64 = 0,
         controlChange: Bool = true, progress: SolverProgress? = nil
     ) throws -> LogDensityChangeResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
         let call = "Transport.integrateWithLogDensityChange"
+        _ = try BoundContexts.bind(field, contexts, count: n)
         var end = try HostMemory.array(repeating: Float(0), count: n * d, for: call)
         var change = try HostMemory.array(repeating: 0.0, count: n, for: call)
         var errors: [Double]? = method == .exact ? nil : try HostMemory.array(repeating: .nan, count: n, for: call)
@@ -179,6 +197,7 @@ public enum Transport {
         let statistics = try integrateWithLogDensityChangeBlocks(
             field: field, count: n, from: t0, to: t1, divergence: method, options: options, firstIndex: firstIndex,
             controlChange: controlChange, progress: progress,
+            contexts: contexts.map { c in { c.rows($0) } },
             points: { points.rows($0) },
             consume: { range, r in
                 end.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
@@ -196,16 +215,19 @@ public enum Transport {
         field: any VelocityField, count n: Int, from t0: Double, to t1: Double,
         divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64 = 0,
         controlChange: Bool = true, progress: SolverProgress? = nil,
+        contexts: ((Range<Int>) throws -> Tensor)? = nil,
         points: (Range<Int>) throws -> Tensor,
         consume: (Range<Int>, LogDensityChangeResult) throws -> Void
     ) throws -> SolverStatistics {
         try method.validate()
         try options.validate()
+        try BoundContexts.check(field, given: contexts != nil)
         var total = SolverStatistics()
         try forEachBlock(count: n, blockSize: blockSize(options, width: field.dimension + method.accumulators), progress: progress) { range, blockProgress in
             let x = try points(range)
+            let c = try contexts?(range)
             let r = try integrateWithLogDensityChangeBlock(
-                field: field, points: x, from: t0, to: t1, divergence: method, options: options,
+                field: field, points: x, contexts: c, from: t0, to: t1, divergence: method, options: options,
                 firstIndex: firstIndex &+ UInt64(range.lowerBound), controlChange: controlChange, progress: blockProgress)
             total.merge(r.statistics)
             try consume(range, r)
@@ -215,12 +237,13 @@ public enum Transport {
 
     /// One block of `integrateWithLogDensityChange`, held whole in memory.
     static func integrateWithLogDensityChangeBlock(
-        field: any VelocityField, points: Tensor, from t0: Double, to t1: Double,
+        field: any VelocityField, points: Tensor, contexts: Tensor? = nil, from t0: Double, to t1: Double,
         divergence method: DivergenceMethod, options: SolverOptions, firstIndex: UInt64,
         controlChange: Bool, progress: SolverProgress?
     ) throws -> LogDensityChangeResult {
         let d = field.dimension
         let n = try checkPoints(points, dimension: d)
+        let bound = try BoundContexts.bind(field, contexts, count: n)
         let extra = method.accumulators
         let w = d + extra
         var state = try HostMemory.array(repeating: 0.0, count: n * w, for: "Transport.integrateWithLogDensityChange")
@@ -229,11 +252,11 @@ public enum Transport {
         let stats: [SampleStatistics] = try state.withUnsafeMutableBufferPointer { s in
             switch method {
             case .exact:
-                return try RungeKuttaIntegrator(system: ExactAugmentedSystem(field: field, controlledWidth: controlled),
+                return try RungeKuttaIntegrator(system: ExactAugmentedSystem(field: field, contexts: bound, controlledWidth: controlled),
                                                 options: options)
                     .run(states: s, from: t0, to: t1, progress: progress)
             case .hutchinson(let k, let kind, let seed):
-                let system = try HutchinsonAugmentedSystem(field: field, count: n, firstIndex: firstIndex,
+                let system = try HutchinsonAugmentedSystem(field: field, contexts: bound, count: n, firstIndex: firstIndex,
                                                        probes: k, kind: kind, seed: seed, controlledWidth: controlled)
                 return try RungeKuttaIntegrator(system: system, options: options)
                     .run(states: s, from: t0, to: t1, progress: progress)

@@ -52,31 +52,13 @@ extension VelocityField {
                                    into velocities: UnsafeMutableBufferPointer<Float>,
                                    divergences: UnsafeMutableBufferPointer<Double>,
                                    workspace: FieldWorkspace) {
-        let d = dimension, n = times.count
-        let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * d)))
-        var tangents = [Float](repeating: 0, count: chunk * d * d)
-        var products = [Float](repeating: 0, count: chunk * d * d)
-        for i in 0..<chunk { for j in 0..<d { tangents[(i * d + j) * d + j] = 1 } }
-        var start = 0
-        while start < n {
-            let m = Swift.min(chunk, n - start)
-            tangents.withUnsafeBufferPointer { tan in
-                products.withUnsafeMutableBufferPointer { prod in
-                    velocityJVP(
-                        times: UnsafeBufferPointer(rebasing: times[start..<start + m]),
-                        points: UnsafeBufferPointer(rebasing: points[start * d..<(start + m) * d]),
-                        tangents: UnsafeBufferPointer(rebasing: tan[0..<m * d * d]), k: d,
-                        into: UnsafeMutableBufferPointer(rebasing: velocities[start * d..<(start + m) * d]),
-                        products: UnsafeMutableBufferPointer(rebasing: prod[0..<m * d * d]),
-                        workspace: workspace)
-                    for i in 0..<m {
-                        var tr = 0.0
-                        for j in 0..<d { tr += Double(prod[(i * d + j) * d + j]) }
-                        divergences[start + i] = tr
-                    }
-                }
-            }
-            start += m
+        let d = dimension
+        _divergenceByBasisTangents(dimension: d, count: times.count, divergences: divergences) { range, tangents, products in
+            velocityJVP(times: UnsafeBufferPointer(rebasing: times[range]),
+                        points: UnsafeBufferPointer(rebasing: points[range.lowerBound * d..<range.upperBound * d]),
+                        tangents: tangents, k: d,
+                        into: UnsafeMutableBufferPointer(rebasing: velocities[range.lowerBound * d..<range.upperBound * d]),
+                        products: products, workspace: workspace)
         }
     }
 }

@@ -16,6 +16,10 @@ import Glibc
 /// exactly as the uninterrupted run.
 ///
 /// Works on any `Graph`: native MLPs and ONNX-imported networks alike.
+/// A conditional network (a context input) trains on pairs (x_i, c_i):
+/// `.samples` data with a parallel contexts array, the loss unchanged with
+/// c_i passed through (DESIGN.md §5); optional label dropout
+/// (`TrainerConfiguration.labelDropout`) for guidance.
 /// A trainer is used from one thread at a time; `model()` returns an
 /// immutable snapshot (EMA weights) that stays valid while training goes on.
 public final class Trainer {
@@ -33,6 +37,14 @@ public final class Trainer {
     public let metadata: [String: String]
 
     let data: TrainingData
+    /// Contexts `[n, m]` parallel to `.samples` rows (conditional networks).
+    let contexts: [Float]?
+    /// Context values per sample m (0: unconditional).
+    public let contextDimension: Int
+    /// The null label of label dropout (nil without dropout).
+    let nullLabel: Float?
+    /// Held-out contexts `[held-out, m]`, parallel to `heldOutPoints`.
+    let heldOutContexts: [Float]
     let differentiator: GraphDifferentiator
     /// Indices of the trainable parameters in `graph.parameters`.
     let trainable: [Int]
@@ -69,16 +81,23 @@ public final class Trainer {
     /// - Parameters:
     ///   - graph: the network to train (its parameters are the start point).
     ///   - data: where x1 comes from; `.samples` must hold rows of d floats.
+    ///   - contexts: for a conditional network (required then), the
+    ///     context of each `.samples` row, `[n, m]` (class labels as floats
+    ///     in 0..<classCount); nil otherwise.
     ///   - base: ρ0 (default N(0, I)); any `SampleSource`, e.g. an
     ///     `EmpiricalDensity` for data-to-data transport.
     ///   - loss: schedule and time density (default trig, uniform).
     ///   - metadata: extra metadata for exported models.
     /// - Throws: `.invalidArgument` for a bad configuration or too few
-    ///   samples, `.shapeMismatch` when dimensions disagree, `.nonFinite`
+    ///   samples, missing contexts for a conditional network (or contexts
+    ///   for an unconditional one), labels that are not classes, label
+    ///   dropout without a label network; `.unsupported` for a conditional
+    ///   network with `.source`/`.stream` data; `.shapeMismatch` when
+    ///   dimensions disagree, `.nonFinite`
     ///   for NaN/Inf data or a schedule not finite at a held-out time,
     ///   `.invalidModel` for an inconsistent graph.
     /// - Cost: builds the held-out set (O(held-out · d)).
-    public init(graph: Graph, data: TrainingData, base: (any SampleSource)? = nil,
+    public init(graph: Graph, data: TrainingData, contexts: [Float]? = nil, base: (any SampleSource)? = nil,
                 loss: InterpolantLoss = InterpolantLoss(), configuration: TrainerConfiguration = TrainerConfiguration(),
                 metadata: [String: String] = [:]) throws {
         try configuration.validate()
@@ -93,6 +112,40 @@ public final class Trainer {
         self.base = base
         self.dimension = d
         self.data = data
+        let cm = graph.contextDimension
+        self.contextDimension = cm
+        if cm == 0 {
+            if contexts != nil {
+                throw FlowError.invalidArgument("contexts were given, but the network is unconditional (no context input): pass none")
+            }
+            if configuration.labelDropout > 0 {
+                throw FlowError.invalidArgument("label dropout \(configuration.labelDropout) needs a label-conditional network")
+            }
+        } else {
+            guard case .samples(let x) = data else {
+                throw FlowError.unsupported("a conditional network trains on in-memory samples with contexts; streamed or sampled data cannot carry contexts yet")
+            }
+            guard let contexts else {
+                throw FlowError.invalidArgument("the network is conditional (\(cm) context value\(cm == 1 ? "" : "s") per sample): pass contexts [n, \(cm)], one row per training sample")
+            }
+            let n = x.count / Swift.max(d, 1)
+            guard contexts.count == n * cm else {
+                throw FlowError.shapeMismatch("contexts hold \(contexts.count) values; \(n) training samples need [\(n), \(cm)] = \(n * cm)")
+            }
+            if let bad = contexts.firstIndex(where: { !$0.isFinite }) {
+                throw FlowError.nonFinite("context of training row \(bad / cm) is not finite")
+            }
+            if let classes = graph.classCount, let bad = contexts.firstIndex(where: { !($0 >= 0 && $0 < Float(classes) && $0 == $0.rounded(.down)) }) {
+                throw FlowError.invalidArgument("label \(contexts[bad]) of training row \(bad) is not a class in 0..<\(classes)")
+            }
+            if configuration.labelDropout > 0 {
+                guard let classes = graph.classCount, classes >= 2 else {
+                    throw FlowError.invalidArgument("label dropout \(configuration.labelDropout) needs a label-conditional network with at least 2 classes (the last is the null label)")
+                }
+            }
+        }
+        self.contexts = contexts
+        self.nullLabel = configuration.labelDropout > 0 ? graph.classCount.map { Float($0 - 1) } : nil
         self.differentiator = try GraphDifferentiator(graph: graph)
         self.trainable = differentiator.trainableIndices
         guard !trainable.isEmpty else { throw FlowError.invalidArgument("the network has no trainable parameters") }
@@ -106,6 +159,7 @@ public final class Trainer {
         // Held-out x1 rows and training rows.
         let seed = configuration.seed
         var heldOutRows: [Float] = []
+        var heldOutContextRows: [Float] = []
         switch data {
         case .samples(let x):
             guard x.count % d == 0, !x.isEmpty else {
@@ -122,7 +176,10 @@ public final class Trainer {
             let held = Int(Double(n) * configuration.heldOutFraction)
             guard n - held >= 1 else { throw FlowError.invalidArgument("no training rows left after the held-out split of \(n)") }
             trainRows = Array(order[held...])
-            for r in order[..<Swift.min(held, configuration.heldOutLimit)] { heldOutRows += x[(r * d)..<((r + 1) * d)] }
+            for r in order[..<Swift.min(held, configuration.heldOutLimit)] {
+                heldOutRows += x[(r * d)..<((r + 1) * d)]
+                if let contexts { heldOutContextRows += contexts[(r * cm)..<((r + 1) * cm)] }
+            }
         case .source(let source, let heldOut):
             guard source.dimension == d else {
                 throw FlowError.shapeMismatch("the data source has dimension \(source.dimension) but the network \(d)")
@@ -161,6 +218,7 @@ public final class Trainer {
         }
         if let bad = nonFinite { throw loss.schedule.nonFiniteError(at: bad.time, bad.coefficients) }
         heldOutTimes = times
+        heldOutContexts = heldOutContextRows
         heldOutPoints = points
         heldOutTargets = targets
 
@@ -202,6 +260,9 @@ public final class Trainer {
     /// - Cost: one forward and one backward pass over `batchSize` samples.
     @discardableResult
     public func step() throws -> LossReport {
+        if coupling != nil, contextDimension > 0 {
+            throw FlowError.unsupported("mini-batch OT coupling re-pairs x0 with data rows of other contexts: not supported for conditional training")
+        }
         let report = try computeGradient(step: stepCount)
         var norm2 = 0.0
         for g in gradient {
@@ -275,6 +336,8 @@ public final class Trainer {
         let scale = 1 / Float(b)
         let chunks = self.chunks, loss = self.loss, base = self.base, data = self.data
         let rows = trainRows, net = differentiator, stream = streamBatch, coupling = self.coupling
+        let contexts = self.contexts, cm = contextDimension, nullLabel = self.nullLabel
+        let dropout = configuration.labelDropout
         Parallel.forEachChunk(count: b, chunkSize: cs, threads: configuration.threads) { c, range in
             let chunk = chunks[c], n = range.count
             let first = UInt64(step) &* UInt64(b) &+ UInt64(range.lowerBound)
@@ -288,11 +351,19 @@ public final class Trainer {
             base.sample(seed: baseSeed, firstIndex: first, into: UnsafeMutableBufferPointer(start: x0, count: n * d))
             switch data {
             case .samples(let x):
+                let c1 = cm > 0 ? chunk.contexts.reserve(n * cm) : nil
                 x.withUnsafeBufferPointer { src in
                     for i in 0..<n {
                         var r = RandomStream(seed: seed, purpose: .minibatch, index: first + UInt64(i))
                         let row = rows[r.nextInt(below: rows.count)]
                         (x1 + i * d).update(from: src.baseAddress! + row * d, count: d)
+                        if let c1, let contexts {
+                            contexts.withUnsafeBufferPointer { (c1 + i * cm).update(from: $0.baseAddress! + row * cm, count: cm) }
+                            if let nullLabel {
+                                var u = RandomStream(seed: seed, purpose: .labelDropout, index: first + UInt64(i))
+                                if u.nextUniform() < dropout { c1[i] = nullLabel }
+                            }
+                        }
                     }
                 }
             case .source(let source, _):
@@ -305,7 +376,8 @@ public final class Trainer {
                 let t = UnsafeBufferPointer(rebasing: tb[0..<n])
                 nonFinite.initializeElement(at: c, to: loss.interpolate(times: t, x0: x0, x1: x1, dimension: d,
                                                                         points: xt, targets: u))
-                let v = net.forward(times: t, points: xt, workspace: chunk.workspace)
+                let v = cm > 0 ? net.forward(times: t, points: xt, contexts: chunk.contexts.pointer, workspace: chunk.workspace)
+                               : net.forward(times: t, points: xt, workspace: chunk.workspace)
                 partial[c] = InterpolantLoss.sums(velocities: v, targets: u, count: n * d, gradient: g, gradientScale: scale)
                 net.backward(outputGradient: g, workspace: chunk.workspace)
             }
@@ -385,7 +457,12 @@ public final class Trainer {
         var v = [Float](repeating: 0, count: m * d)
         heldOutTimes.withUnsafeBufferPointer { t in
             heldOutPoints.withUnsafeBufferPointer { x in
-                v.withUnsafeMutableBufferPointer { model.velocity(times: t, points: x, into: $0, threads: configuration.threads) }
+                heldOutContexts.withUnsafeBufferPointer { c in
+                    v.withUnsafeMutableBufferPointer {
+                        model.velocity(times: t, points: x, contexts: contextDimension > 0 ? c : nil, into: $0,
+                                       threads: configuration.threads)
+                    }
+                }
             }
         }
         let sums = InterpolantLoss.sums(velocities: v, targets: heldOutTargets, count: m * d)
@@ -425,6 +502,8 @@ final class TrainingChunk: @unchecked Sendable {
     let workspace = GraphWorkspace()
     var times: [Double] = []
     let x0 = FloatBuffer(), x1 = FloatBuffer(), points = FloatBuffer(), targets = FloatBuffer(), gradient = FloatBuffer()
+    /// The chunk's contexts `[n, m]` (conditional networks).
+    let contexts = FloatBuffer()
 }
 
 /// Monotonic wall-clock seconds (no Foundation in the core).

@@ -31,12 +31,20 @@ public struct TrainerConfiguration: Sendable, Equatable {
     /// `fit` evaluates the held-out loss every this many steps (default 250)
     /// and after its last step.
     public var evaluationInterval: Int
+    /// Label dropout p for classifier-free guidance (label-conditional
+    /// networks only; default 0): each training sample's label is replaced
+    /// by the null class ∅ = classCount − 1 with probability p, drawn from
+    /// `RandomStream(seed, .labelDropout, sample)`. The network then also
+    /// learns v̂(t, x, ∅) (reserve the last class for it: real labels are
+    /// 0..<classCount − 1), which `Flow.sample(…guidance:)` uses.
+    public var labelDropout: Double
 
     public init(batchSize: Int = 1024, learningRate: LearningRateSchedule = LearningRateSchedule(),
                 optimizer: OptimizerConfiguration = OptimizerConfiguration(), gradientClip: Double? = nil,
                 emaDecay: Double = 0.999, heldOutFraction: Double = 0.1, heldOutLimit: Int = 8192,
                 timeDistribution: TimeDistribution = .uniform, seed: UInt64 = 0,
-                threads: Int = Parallel.defaultThreads, chunkSize: Int = 256, evaluationInterval: Int = 250) {
+                threads: Int = Parallel.defaultThreads, chunkSize: Int = 256, evaluationInterval: Int = 250,
+                labelDropout: Double = 0) {
         self.batchSize = batchSize
         self.learningRate = learningRate
         self.optimizer = optimizer
@@ -49,6 +57,7 @@ public struct TrainerConfiguration: Sendable, Equatable {
         self.threads = threads
         self.chunkSize = chunkSize
         self.evaluationInterval = evaluationInterval
+        self.labelDropout = labelDropout
     }
 
     /// - Throws: `.invalidArgument` naming the first bad field.
@@ -68,12 +77,18 @@ public struct TrainerConfiguration: Sendable, Equatable {
         guard threads > 0, threads <= 1024 else { throw FlowError.invalidArgument("threads \(threads) must be in 1...1024") }
         guard chunkSize > 0 else { throw FlowError.invalidArgument("chunk size must be > 0") }
         guard evaluationInterval > 0 else { throw FlowError.invalidArgument("evaluation interval must be > 0") }
+        guard labelDropout >= 0, labelDropout < 1 else {
+            throw FlowError.invalidArgument("label dropout \(labelDropout) must be in [0, 1)")
+        }
     }
 }
 
 /// Where a trainer's target samples x1 come from.
 public enum TrainingData: @unchecked Sendable {
-    /// Samples held in memory, `[n, d]` row-major. A seeded permutation puts
+    /// Samples held in memory, `[n, d]` row-major (for a conditional network
+    /// with a parallel contexts array `[n, m]`, `Trainer.init(…contexts:)`:
+    /// row i of the contexts goes with row i of the samples, in the split
+    /// and in every minibatch). A seeded permutation puts
     /// ⌊n · heldOutFraction⌋ rows (at most `heldOutLimit` are evaluated) in
     /// the held-out split; minibatches draw training rows uniformly with
     /// replacement: row of sample k = `RandomStream(seed, .minibatch, k)`.

@@ -253,7 +253,7 @@ class flowrt_trainer_params(Structure):
                 ("lr_min_factor", c_double), ("step_every", c_uint64), ("step_factor", c_double),
                 ("grad_clip", c_double), ("ema_decay", c_double), ("heldout_fraction", c_double),
                 ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double),
-                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p)]
+                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p), ("label_dropout", c_double)]
 
 
 # flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
@@ -353,3 +353,45 @@ flowrt_trainer_create_from_densities = _declare("flowrt_trainer_create_from_dens
 COUPLINGS = {"independent": 0, "exact-ot": 1}
 # flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
 flowrt_trainer_set_coupling = _declare("flowrt_trainer_set_coupling", c_int, c_void_p, c_int32)
+
+# Conditional flows (issue 15).
+# size_t flowrt_flow_context_dim(const flowrt_flow *flow);
+flowrt_flow_context_dim = _declare("flowrt_flow_context_dim", c_size_t, c_void_p)
+# size_t flowrt_flow_num_classes(const flowrt_flow *flow);
+flowrt_flow_num_classes = _declare("flowrt_flow_num_classes", c_size_t, c_void_p)
+# flowrt_status flowrt_flow_sample_conditional(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
+#     const float *context, size_t context_rows, double guidance, const flowrt_solver_params *params,
+#     float *x_out, double *log_prob_out, flowrt_solver_stats *stats);
+flowrt_flow_sample_conditional = _declare("flowrt_flow_sample_conditional", c_int, c_void_p, c_uint64, c_size_t,
+                                          c_uint64, c_float_p, c_size_t, c_double, POINTER(flowrt_solver_params),
+                                          c_float_p, c_double_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_transport_conditional(const flowrt_flow *flow, size_t n, const float *x_in,
+#     const float *context, double t_from, double t_to, const flowrt_solver_params *params, float *x_out,
+#     flowrt_solver_stats *stats);
+flowrt_flow_transport_conditional = _declare("flowrt_flow_transport_conditional", c_int, c_void_p, c_size_t, c_float_p,
+                                             c_float_p, c_double, c_double, POINTER(flowrt_solver_params), c_float_p,
+                                             POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_encode_conditional(const flowrt_flow *flow, size_t n, const float *x,
+#     const float *context, const flowrt_solver_params *params, float *z_out, flowrt_solver_stats *stats);
+flowrt_flow_encode_conditional = _declare("flowrt_flow_encode_conditional", c_int, c_void_p, c_size_t, c_float_p,
+                                          c_float_p, POINTER(flowrt_solver_params), c_float_p,
+                                          POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_flow_log_prob_conditional(const flowrt_flow *flow, size_t n, const float *x,
+#     const float *context, double t, const flowrt_solver_params *params, double *log_prob, double *std_error,
+#     flowrt_solver_stats *stats);
+flowrt_flow_log_prob_conditional = _declare("flowrt_flow_log_prob_conditional", c_int, c_void_p, c_size_t, c_float_p,
+                                            c_float_p, c_double, POINTER(flowrt_solver_params), c_double_p,
+                                            c_double_p, POINTER(flowrt_solver_stats))
+# flowrt_status flowrt_model_create_mlp_conditional(const flowrt_mlp_params *params, size_t context_dim,
+#                                                   flowrt_model **out);
+flowrt_model_create_mlp_conditional = _declare("flowrt_model_create_mlp_conditional", c_int, POINTER(flowrt_mlp_params),
+                                               c_size_t, POINTER(c_void_p))
+# flowrt_status flowrt_trainer_create_conditional(const flowrt_model *init, const float *data, const float *context,
+#     size_t n, size_t dim, size_t context_dim, const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create_conditional = _declare("flowrt_trainer_create_conditional", c_int, c_void_p, c_float_p, c_float_p,
+                                             c_size_t, c_size_t, c_size_t, POINTER(flowrt_trainer_params),
+                                             POINTER(c_void_p))
+# flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
+#                                              size_t embedding_width, flowrt_model **out);
+flowrt_model_create_mlp_labels = _declare("flowrt_model_create_mlp_labels", c_int, POINTER(flowrt_mlp_params),
+                                          c_size_t, c_size_t, POINTER(c_void_p))

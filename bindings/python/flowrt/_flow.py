@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _capi
 from ._arrays import count, dptr, fptr, points, times
-from ._errors import check
+from ._errors import ShapeMismatch, check
 from ._model import Model, _Handle
 from ._progress import Progress
 from ._schedule import apply as apply_interpolant, checker
@@ -81,6 +81,13 @@ class Flow(_Handle):
     method ("dopri5" adaptive, or fixed-step "euler", "heun", "midpoint",
     "rk4" with `steps`), rtol, atol, max_steps, threads, progress (True shows
     a bar), callback(done, total, value) -> stop?, return_stats.
+
+    Conditional flows (a model with a context input, e.g.
+    `Flow.mlp(dim, context_dim=m)`): every method takes `context=`, one row
+    per point ([n, m] floats, or [n] class labels), held fixed along each
+    point's trajectory; `sample` also takes one context for all n samples
+    and, for label models trained with `label_dropout`, a `guidance` weight.
+    Simulation-based inference: θ as X and the observation as the context.
     """
     _free = staticmethod(_capi.flowrt_flow_free)
 
@@ -147,22 +154,67 @@ class Flow(_Handle):
 
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
-            interpolant="trig", base: str = "normal", seed: int = 0, **mlp_options) -> "Flow":
+            interpolant="trig", base: str = "normal", seed: int = 0, context_dim: int = 0,
+            num_classes: int = 0, label_embedding: int = 16, **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`); `interpolant`
-        as in `Flow()`."""
-        return cls(Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options),
-                   interpolant=interpolant, base=base)
+        as in `Flow()`. `context_dim` m > 0 makes it conditional: v(t, x, c)
+        with c [m] concatenated after x and the time features;
+        `num_classes` K > 0 makes it label-conditional (a label 0..K-1 per
+        point, embedded in `label_embedding` features; for guidance, train
+        with `label_dropout` and keep label K-1 for the null class)."""
+        if context_dim and num_classes:
+            raise ValueError("give context_dim (float contexts) or num_classes (labels), not both")
+        if context_dim or num_classes:
+            model = _conditional_mlp(dim, hidden, depth, activation, seed, int(context_dim), int(num_classes),
+                                     int(label_embedding), **mlp_options)
+        else:
+            model = Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options)
+        return cls(model, interpolant=interpolant, base=base)
 
     @property
     def dim(self) -> int:
         return int(_capi.flowrt_flow_dim(self._handle))
 
+    @property
+    def context_dim(self) -> int:
+        """Context values per point (0: unconditional; 1: a class label)."""
+        return int(_capi.flowrt_flow_context_dim(self._handle))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a label-conditional flow (0 otherwise); the last is the
+        null label of guidance when trained with `label_dropout`."""
+        return int(_capi.flowrt_flow_num_classes(self._handle))
+
+    def _context(self, context, n: int, allow_one: bool = False):
+        """(float32 [rows, m] array or None, rows): rows = n, or 1 for one
+        context shared by all n samples (`allow_one`)."""
+        m = self.context_dim
+        if m == 0:
+            if context is not None:
+                raise ValueError("this flow is unconditional: context must be None")
+            return None, 0
+        if context is None:
+            raise ValueError(f"this flow is conditional ({m} context value{'s' if m > 1 else ''} per point): "
+                             f"pass context=[n, {m}]" + (" class labels" if self.num_classes else "")
+                             + (" or one context for all samples" if allow_one else ""))
+        c = np.asarray(context, dtype=np.float32)
+        if allow_one and c.size == m and n != 1:
+            rows = 1
+        elif c.size == n * m and (c.ndim == 2 and c.shape == (n, m) or c.ndim == 1 and (m == 1 or n == 1)):
+            rows = n
+        else:
+            raise ShapeMismatch(f"context must have shape [{n}, {m}]" + (f" or [{m}]" if allow_one else "")
+                                + f", got {list(c.shape)}")
+        return np.ascontiguousarray(c.reshape(rows, m)), rows
     def fit(self, X, steps: int = 5000, batch_size: int = 1024, lr: float = 2e-3, progress=False, callback=None,
             warmup: int | None = None, schedule: str = "cosine", ema: float = 0.999, clip: float = 1.0,
-            heldout: float = 0.1, seed: int = 0, threads: int = 0, **trainer_options):
+            heldout: float = 0.1, seed: int = 0, threads: int = 0, context=None, **trainer_options):
         """Trains the flow's velocity on samples X [n, dim] with the quadratic
         interpolant loss (no ODE solve), starting from the current weights,
         then swaps in the EMA weights. Returns the final `Losses`.
+        A conditional flow trains on pairs: `context` [n, m] (row i with
+        X[i]; [n] labels), optionally with `label_dropout` for guidance.
         See `flowrt.Trainer` for every option; defaults: Adam, lr 2e-3 with
         cosine decay over `steps` after a warmup of min(200, steps/10)."""
         from ._trainer import Trainer
@@ -176,7 +228,7 @@ class Flow(_Handle):
                              "hold: load it with flowrt.load(path, interpolant=<the schedule callable>) to train it")
         with Trainer(self.model, X, interpolant=self._schedule or self.interpolant, lr=lr, batch_size=batch_size, warmup=warmup,
                      schedule=schedule, total_steps=max(1, int(steps)), ema=ema, clip=clip, heldout=heldout,
-                     seed=seed, threads=threads, **trainer_options) as trainer:
+                     seed=seed, threads=threads, context=context, **trainer_options) as trainer:
             try:
                 losses = trainer.fit(steps, progress=progress, callback=callback)
             finally:
@@ -213,18 +265,29 @@ class Flow(_Handle):
         return _stats_value(stats) if return_stats else None
 
     def sample(self, n: int, seed: int = 0, return_log_prob: bool = False, progress=False, callback=None,
-               return_stats=False, first_index: int = 0, **solver):
+               return_stats=False, first_index: int = 0, context=None, guidance: float = 0.0, **solver):
         """n samples of the model density (float32 [n, dim]); with
         `return_log_prob`, also log ρ1 of each (float64 [n]) from the same pass.
         Sample i depends only on (seed, first_index + i), so ranges of one
-        stream can be drawn separately (e.g. by Dask workers)."""
+        stream can be drawn separately (e.g. by Dask workers).
+
+        Conditional flows: `context` is one context per sample ([n, m], or
+        [n] labels) or one for all ([m]): samples of p(x | c) and
+        log p(x | c). `guidance` w ≠ 0 (label models) samples
+        (1 + w) v(c) − w v(∅), ∅ = the last class; not with log-densities."""
         n = count(n)
         x = np.empty((n, self.dim), np.float32)
         lp = np.empty(n, np.float64) if return_log_prob else None
         divergence = solver.pop("divergence", None)
-        st = self._run(lambda p, s: _capi.flowrt_flow_sample_range(self._handle, int(first_index), n, seed, p, fptr(x),
-                                                                   dptr(lp) if lp is not None else None, s),
-                       "sample", progress, callback, return_stats, solver, divergence)
+        if context is None and not guidance and self.context_dim == 0:
+            fn = lambda p, s: _capi.flowrt_flow_sample_range(self._handle, int(first_index), n, seed, p, fptr(x),
+                                                             dptr(lp) if lp is not None else None, s)
+        else:
+            c, rows = self._context(context, n, allow_one=True)
+            fn = lambda p, s: _capi.flowrt_flow_sample_conditional(
+                self._handle, int(first_index), n, seed, fptr(c) if c is not None else None, rows, float(guidance),
+                p, fptr(x), dptr(lp) if lp is not None else None, s)
+        st = self._run(fn, "sample", progress, callback, return_stats, solver, divergence)
         out = (x, lp) if return_log_prob else x
         return (*out, st) if return_stats and return_log_prob else ((out, st) if return_stats else out)
 
@@ -262,36 +325,87 @@ class Flow(_Handle):
         del keep
         return x
 
-    def transport(self, X, t_from: float, t_to: float, progress=False, callback=None, return_stats=False, **solver):
-        """Points X [n, dim] moved along the flow from `t_from` to `t_to`."""
+    def transport(self, X, t_from: float, t_to: float, progress=False, callback=None, return_stats=False,
+                  context=None, **solver):
+        """Points X [n, dim] moved along the flow from `t_from` to `t_to`
+        (with `context` [n, m] for a conditional flow)."""
         x = points(X, self.dim)
         y = np.empty_like(x)
-        st = self._run(lambda p, s: _capi.flowrt_flow_transport(self._handle, x.shape[0], fptr(x), float(t_from),
-                                                                float(t_to), p, fptr(y), s),
-                       "transport", progress, callback, return_stats, solver)
+        if context is None and self.context_dim == 0:
+            fn = lambda p, s: _capi.flowrt_flow_transport(self._handle, x.shape[0], fptr(x), float(t_from),
+                                                          float(t_to), p, fptr(y), s)
+        else:
+            c, _ = self._context(context, x.shape[0])
+            fn = lambda p, s: _capi.flowrt_flow_transport_conditional(
+                self._handle, x.shape[0], fptr(x), fptr(c) if c is not None else None, float(t_from), float(t_to),
+                p, fptr(y), s)
+        st = self._run(fn, "transport", progress, callback, return_stats, solver)
         return (y, st) if return_stats else y
 
-    def encode(self, X, progress=False, callback=None, return_stats=False, **solver):
-        """Data points mapped to the base (the transport from t = 1 to 0)."""
+    def encode(self, X, progress=False, callback=None, return_stats=False, context=None, **solver):
+        """Data points mapped to the base (the transport from t = 1 to 0);
+        `context` [n, m] for a conditional flow (the code of x given c)."""
         x = points(X, self.dim)
         z = np.empty_like(x)
-        st = self._run(lambda p, s: _capi.flowrt_flow_encode(self._handle, x.shape[0], fptr(x), p, fptr(z), s),
-                       "encode", progress, callback, return_stats, solver)
+        if context is None and self.context_dim == 0:
+            fn = lambda p, s: _capi.flowrt_flow_encode(self._handle, x.shape[0], fptr(x), p, fptr(z), s)
+        else:
+            c, _ = self._context(context, x.shape[0])
+            fn = lambda p, s: _capi.flowrt_flow_encode_conditional(
+                self._handle, x.shape[0], fptr(x), fptr(c) if c is not None else None, p, fptr(z), s)
+        st = self._run(fn, "encode", progress, callback, return_stats, solver)
         return (z, st) if return_stats else z
 
     def log_prob(self, X, t: float = 1.0, method: str = "exact", probes: int = 1, return_std_error=False,
-                 progress=False, callback=None, return_stats=False, **solver):
+                 progress=False, callback=None, return_stats=False, context=None, **solver):
         """log ρ_t(X) per row in nats (float64 [n]), with the exact divergence or
         Hutchinson's estimator (`method="hutchinson"`, `probes` per sample;
-        `return_std_error` gives each estimate's standard error)."""
+        `return_std_error` gives each estimate's standard error). A
+        conditional flow needs `context` [n, m]: log ρ_t(x_i | c_i) (SBI:
+        log p(θ | x_obs))."""
         x = points(X, self.dim)
         lp = np.empty(x.shape[0], np.float64)
         se = np.empty(x.shape[0], np.float64) if return_std_error else None
         solver.setdefault("probes", probes)
-        st = self._run(lambda p, s: _capi.flowrt_flow_log_prob(self._handle, x.shape[0], fptr(x), float(t), p,
-                                                               dptr(lp), dptr(se) if se is not None else None, s),
-                       "log_prob", progress, callback, return_stats, solver, divergence=method)
+        if context is None and self.context_dim == 0:
+            fn = lambda p, s: _capi.flowrt_flow_log_prob(self._handle, x.shape[0], fptr(x), float(t), p,
+                                                         dptr(lp), dptr(se) if se is not None else None, s)
+        else:
+            c, _ = self._context(context, x.shape[0])
+            fn = lambda p, s: _capi.flowrt_flow_log_prob_conditional(
+                self._handle, x.shape[0], fptr(x), fptr(c) if c is not None else None, float(t), p,
+                dptr(lp), dptr(se) if se is not None else None, s)
+        st = self._run(fn, "log_prob", progress, callback, return_stats, solver, divergence=method)
         out = (lp, se) if return_std_error else lp
         if return_stats:
             return (*out, st) if return_std_error else (out, st)
         return out
+
+
+def _conditional_mlp(dim: int, hidden: int, depth: int, activation: str, seed: int, context_dim: int,
+                     num_classes: int = 0, label_embedding: int = 16,
+                     time_encoding: str = "concat", time_frequencies: int = 16, residual: bool = False) -> Model:
+    """`Model.mlp` with a context of `context_dim` floats
+    (flowrt_model_create_mlp_conditional) or a class label
+    (flowrt_model_create_mlp_labels)."""
+    p = _capi.flowrt_mlp_default_params()
+    p.dim, p.width, p.depth = dim, hidden, depth
+    if activation not in _capi.ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_capi.ACTIVATIONS)}, got {activation!r}")
+    if time_encoding not in _capi.TIME_ENCODINGS:
+        raise ValueError(f"time_encoding must be one of {sorted(_capi.TIME_ENCODINGS)}")
+    if context_dim < 0:
+        raise ValueError(f"context_dim must be >= 0, got {context_dim}")
+    p.activation = _capi.ACTIVATIONS[activation]
+    p.time_encoding = _capi.TIME_ENCODINGS[time_encoding]
+    p.time_frequencies = time_frequencies
+    p.residual = int(bool(residual))
+    p.seed = seed
+    h = ctypes.c_void_p()
+    if num_classes:
+        if num_classes < 0 or label_embedding < 1:
+            raise ValueError(f"num_classes and label_embedding must be > 0, got {num_classes}, {label_embedding}")
+        check(_capi.flowrt_model_create_mlp_labels(ctypes.byref(p), num_classes, label_embedding, ctypes.byref(h)))
+    else:
+        check(_capi.flowrt_model_create_mlp_conditional(ctypes.byref(p), context_dim, ctypes.byref(h)))
+    return Model(h)

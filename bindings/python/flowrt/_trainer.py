@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _capi
 from ._arrays import points
-from ._errors import check
+from ._errors import ShapeMismatch, check
 from ._model import Model, _Handle
 from ._progress import Progress
 from ._schedule import apply as apply_interpolant, checker
@@ -46,6 +46,12 @@ class Trainer(_Handle):
     schedule ("constant" | "cosine" | "step"), total_steps (cosine horizon),
     lr_min_factor, step_every, step_factor, clip, ema, heldout (fraction),
     seed, threads, time_beta=(a, b).
+
+    A conditional model (context_dim > 0) trains on pairs (X[i], context[i]):
+    `context` [n, m] floats, or [n] class labels; `label_dropout` p replaces
+    a label by the null class (the last) with probability p (seeded), so
+    that sampling can use guidance. Checkpoints hold no contexts: resume with
+    the same X and context.
     """
     _free = staticmethod(_capi.flowrt_trainer_free)
 
@@ -55,8 +61,20 @@ class Trainer(_Handle):
                  lr_min_factor: float | None = None, step_every: int | None = None,
                  step_factor: float | None = None, clip: float | None = None, ema: float | None = None,
                  heldout: float | None = None, seed: int | None = None, threads: int | None = None,
-                 time_beta: tuple[float, float] | None = None):
+                 time_beta: tuple[float, float] | None = None, context=None, label_dropout: float | None = None):
         x = points(X, model.dim)
+        m = model.context_dim
+        c = None
+        if m > 0:
+            if context is None:
+                raise ValueError(f"this model is conditional ({m} context value{'s' if m > 1 else ''} per sample): "
+                                 f"pass context=[n, {m}]" + (" class labels" if model.num_classes else ""))
+            c = np.asarray(context, dtype=np.float32)
+            if c.size != x.shape[0] * m or not (c.ndim == 2 and c.shape[1] == m or c.ndim == 1 and m == 1):
+                raise ShapeMismatch(f"context must have shape [{x.shape[0]}, {m}], got {list(c.shape)}")
+            c = np.ascontiguousarray(c.reshape(x.shape[0], m))
+        elif context is not None:
+            raise ValueError("this model is unconditional: context must be None")
         p = _capi.flowrt_trainer_default_params()
         name, interpolant_fn = apply_interpolant(p, interpolant)  # `schedule` is the learning-rate schedule
         if optimizer is not None:
@@ -76,14 +94,23 @@ class Trainer(_Handle):
                 setattr(p, field, value)
         if time_beta is not None:
             p.time_beta_a, p.time_beta_b = time_beta
+        if label_dropout is not None:
+            p.label_dropout = float(label_dropout)
         h = ctypes.c_void_p()
         self._check = checker(interpolant_fn)
-        self._check(_capi.flowrt_trainer_create(model._handle, x.ctypes.data_as(_capi.c_float_p), x.shape[0],
-                                                x.shape[1], ctypes.byref(p), ctypes.byref(h)))
+        if c is not None or (label_dropout or 0) > 0:
+            self._check(_capi.flowrt_trainer_create_conditional(
+                model._handle, x.ctypes.data_as(_capi.c_float_p),
+                c.ctypes.data_as(_capi.c_float_p) if c is not None else None,
+                x.shape[0], x.shape[1], m, ctypes.byref(p), ctypes.byref(h)))
+        else:
+            self._check(_capi.flowrt_trainer_create(model._handle, x.ctypes.data_as(_capi.c_float_p), x.shape[0],
+                                                    x.shape[1], ctypes.byref(p), ctypes.byref(h)))
         super().__init__(h)
         self.interpolant = name
         self._schedule = interpolant_fn  # the C trainer calls it: alive as long as self
         self.dim = model.dim
+        self.context_dim = m
 
     def step(self) -> float:
         """One optimisation step; returns the minibatch's G before the update."""

@@ -26,3 +26,22 @@ def test_log_prob_and_sample_on_a_local_cluster(tmp_path):
     np.testing.assert_allclose(s, flow.sample(900, seed=5), rtol=1e-5, atol=1e-5)
     # Different seeds really give different samples (the test can fail).
     assert np.abs(s - flow.sample(900, seed=6)).max() > 0.1
+
+
+def test_conditional_log_prob_and_sample_on_a_local_cluster(tmp_path):
+    # Contexts are chunked with the points (or one context for all samples).
+    flow = flowrt.Flow.mlp(2, hidden=32, depth=2, context_dim=3, seed=4)
+    path = tmp_path / "flow.onnx"
+    flow.save(path)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 2)).astype(np.float32)
+    C = rng.standard_normal((1000, 3)).astype(np.float32)
+    one = np.array([0.5, -1.0, 0.2], np.float32)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        lp = flowrt.dask.log_prob(path, da.from_array(X, chunks=(250, 2)), context=C).compute()
+        s = flowrt.dask.sample(path, 1000, chunks=300, seed=5, context=da.from_array(C, chunks=(500, 3))).compute()
+        s1 = flowrt.dask.sample(path, 900, chunks=200, seed=5, context=one).compute()
+    np.testing.assert_allclose(lp, flow.log_prob(X, context=C), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, flow.sample(1000, seed=5, context=C), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s1, flow.sample(900, seed=5, context=one), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,140 @@
+"""Conditional flows from Python (issue 15): context= on sample, log_prob,
+transport, encode, fit and Trainer; Flow.mlp(..., context_dim=m); the
+Gaussian-linear simulation-based-inference example end to end against the
+closed-form posterior (mean, covariance, log p(θ | x_obs))."""
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+import flowrt
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+import sbi_gaussian_linear as sbi  # noqa: E402
+
+
+def test_sbi_gaussian_linear_posterior_matches_closed_form():
+    # θ ~ N(0, 0.1 I₂), x | θ ~ N(θ, 0.1 I₂) ⇒ θ | x ~ N(x/2, 0.05 I₂).
+    r = sbi.run(dim=2, simulations=20_000, steps=4000, observations=5, posterior_samples=4000,
+                hidden=128, depth=3, batch_size=512, lr=2e-3, verbose=False)
+    print(r)
+    assert r["max_mean_error_in_sd"] < 0.2, r        # 4000 samples: sampling error ≈ 0.016 sd
+    assert r["max_cov_error_relative"] < 0.2, r      # measured ≈ 0.09
+    assert r["max_mean_abs_log_prob_error"] < 0.15, r  # measured ≈ 0.05 nats
+
+
+@pytest.fixture(scope="module")
+def trained():
+    rng = np.random.default_rng(1)
+    theta, x = sbi.simulate(4000, 2, rng)
+    flow = flowrt.Flow.mlp(2, hidden=32, depth=2, context_dim=2, seed=2)
+    flow.fit(theta, context=x, steps=200, batch_size=256, seed=3)
+    return flow
+
+
+def test_context_dims():
+    f = flowrt.Flow.mlp(3, hidden=16, depth=1, context_dim=4)
+    assert (f.dim, f.context_dim, f.num_classes, f.model.context_dim) == (3, 4, 0, 4)
+    assert flowrt.Flow.mlp(3, hidden=16, depth=1).context_dim == 0
+
+
+def test_one_context_for_all_equals_repeated_contexts(trained):
+    c = np.array([0.2, -0.1], np.float32)
+    a = trained.sample(50, seed=4, context=c)
+    b = trained.sample(50, seed=4, context=np.repeat(c[None], 50, axis=0))
+    assert np.array_equal(a, b)
+
+
+def test_each_point_independent_of_its_batch(trained):
+    rng = np.random.default_rng(5)
+    c = rng.normal(0, 0.4, (20, 2)).astype(np.float32)
+    x, lp = trained.sample(20, seed=6, context=c, return_log_prob=True)
+    for i in (0, 7, 19):
+        xi, lpi = trained.sample(1, seed=6, first_index=i, context=c[i:i + 1], return_log_prob=True)
+        assert np.array_equal(xi[0], x[i]) and lpi[0] == lp[i]
+
+
+def test_log_prob_encode_transport_consistent(trained):
+    rng = np.random.default_rng(7)
+    c = rng.normal(0, 0.4, (30, 2)).astype(np.float32)
+    x, lp = trained.sample(30, seed=8, context=c, return_log_prob=True)
+    lq = trained.log_prob(x, context=c)
+    assert np.abs(lq - lp).max() < 2e-3
+    z = trained.encode(x, context=c)
+    back = trained.transport(z, 0.0, 1.0, context=c)
+    assert np.abs(back - x).max() < 1e-3
+    # Hutchinson agrees with the exact trace on average.
+    lh = trained.log_prob(x, context=c, method="hutchinson", probes=8)
+    assert abs(float(np.mean(lh - lq))) < 0.1
+
+
+def test_misuse_is_a_clear_error(trained):
+    with pytest.raises(ValueError, match=r"pass context=\[n, 2\]"):
+        trained.sample(3)
+    with pytest.raises(ValueError, match="conditional"):
+        trained.log_prob(np.zeros((3, 2)))
+    with pytest.raises(flowrt.ShapeMismatch):
+        trained.log_prob(np.zeros((3, 2)), context=np.zeros((2, 2)))
+    with pytest.raises(flowrt.NonFinite):
+        trained.log_prob(np.zeros((2, 2)), context=np.array([[0, np.nan], [0, 0]]))
+    with pytest.raises(flowrt.Unsupported, match="label"):
+        trained.sample(3, context=np.zeros(2), guidance=1.0)
+    plain = flowrt.Flow.mlp(2, hidden=8, depth=1)
+    with pytest.raises(ValueError, match="unconditional"):
+        plain.sample(3, context=np.zeros((3, 2)))
+    with pytest.raises(flowrt.InvalidArgument, match="label"):
+        flowrt.Trainer(plain.model, np.zeros((10, 2)), label_dropout=0.1)
+    with pytest.raises(ValueError, match="conditional"):
+        flowrt.Trainer(trained.model, np.zeros((10, 2)))
+
+
+def test_training_is_deterministic_across_threads():
+    rng = np.random.default_rng(9)
+    theta, x = sbi.simulate(2000, 2, rng)
+    model = flowrt.Flow.mlp(2, hidden=32, depth=2, context_dim=2, seed=1).model
+    out = []
+    for threads in (1, 2):
+        with flowrt.Trainer(model, theta, context=x, batch_size=512, seed=3, threads=threads) as t:
+            t.fit(5)
+            out.append(t.model().velocity(np.full(4, 0.5), theta[:4], context=x[:4]))
+    assert np.array_equal(out[0], out[1])
+
+
+def test_label_mlp_with_dropout_and_guidance():
+    # Class 0 → N(−2, 0.5²), class 1 → N(2, 0.5²); class 2 is the null label
+    # that label dropout teaches (the mixture of both).
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 8000)
+    X = (np.where(y == 0, -2.0, 2.0) + 0.5 * rng.normal(size=8000)).astype(np.float32)[:, None]
+    flow = flowrt.Flow.mlp(1, hidden=64, depth=2, num_classes=3, seed=1)
+    assert (flow.context_dim, flow.num_classes) == (1, 3)
+    flow.fit(X, context=y.astype(np.float32), steps=1500, batch_size=512, seed=2, label_dropout=0.2)
+    for label, mean in ((0, -2.0), (1, 2.0)):
+        s = flow.sample(4000, seed=label, context=[label])
+        assert abs(float(s.mean()) - mean) < 0.15 and abs(float(s.std()) - 0.5) < 0.1, (label, s.mean(), s.std())
+        lp = flow.log_prob(np.array([[mean]]), context=[label])
+        assert abs(lp[0] - (-0.5 * np.log(2 * np.pi * 0.25))) < 0.2, lp
+    null = flow.sample(4000, seed=3, context=[2])
+    assert abs(float(np.abs(null).mean()) - 2.0) < 0.25 and abs(float(null.mean())) < 0.3
+    guided = flow.sample(4000, seed=1, context=[1], guidance=2.0)
+    assert guided.mean() > 1.8 and (guided < 0).mean() < 0.01
+    with pytest.raises(flowrt.InvalidArgument, match="guidance"):
+        flow.sample(10, seed=1, context=[1], guidance=2.0, return_log_prob=True)
+
+
+def test_saved_conditional_flow_is_complete(tmp_path):
+    # The ONNX file holds the context input and flowrt.context_dim /
+    # flowrt.num_classes: a reloaded flow samples identically.
+    c = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    f = flowrt.Flow.mlp(2, hidden=16, depth=2, context_dim=3, seed=1)
+    f.save(tmp_path / "f.onnx")
+    g = flowrt.load(tmp_path / "f.onnx")
+    assert g.context_dim == 3
+    assert np.array_equal(f.sample(5, seed=1, context=c), g.sample(5, seed=1, context=c))
+    h = flowrt.Flow.mlp(1, hidden=16, depth=2, num_classes=3, seed=1)
+    h.save(tmp_path / "h.onnx")
+    k = flowrt.load(tmp_path / "h.onnx")
+    assert (k.context_dim, k.num_classes) == (1, 3)
+    labels = [0, 1, 2, 1, 0]
+    assert np.array_equal(h.sample(5, seed=1, context=labels), k.sample(5, seed=1, context=labels))
