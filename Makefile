@@ -268,3 +268,7 @@ test-c: test-c-kernels
 .PHONY: bench-images
 bench-images: build
 	bash bench/images/run.sh
+
+# Image flows (issue 14): zlib reads the gzip-compressed IDX files of Debian's
+# dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/*-ubyte.gz).
+DEB_PACKAGES += zlib1g-dev dataset-fashion-mnist
