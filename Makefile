@@ -402,3 +402,11 @@ release-check: build
 C_TESTS += test_conditional
 C_TEST_BINS += bindings/c/tests/test_conditional
 test-c: bindings/c/tests/test_conditional
+# Image flows (issue 14): zlib reads the gzip-compressed IDX files of Debian's
+# dataset-fashion-mnist (/usr/share/datasets/fashion-mnist/*-ubyte.gz).
+DEB_PACKAGES += zlib1g-dev dataset-fashion-mnist
+
+# The U-Net image velocity's C suite (issue 14) joins the C suites above.
+C_TESTS += test_images
+C_TEST_BINS += bindings/c/tests/test_images
+test-c: bindings/c/tests/test_images

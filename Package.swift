@@ -17,6 +17,10 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // zlib's gzread for gzip-compressed IDX image files (ImageData).
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
         // Vectorised elementwise kernels in C, compiled once per ISA level
         // (AVX-512, AVX2+FMA, baseline) and dispatched at load time.
         .target(name: "CKernels", path: "Sources/CKernels"),
@@ -28,7 +32,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]),
         .target(
             name: "FlowRuntime",
-            dependencies: ["CBLAS", "CKernels", "ONNXProto"],
+            dependencies: ["CBLAS", "CKernels", "ONNXProto", "CZlib"],
             path: "Sources/FlowRuntime"),
         // The public header as a Clang module for the CAPI implementation.
         .systemLibrary(name: "CFlowRT", path: "Sources/CFlowRT"),
@@ -65,7 +69,7 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(
             name: "FlowRuntimeTests",
-            dependencies: ["FlowRuntime", "CKernels"],
+            dependencies: ["FlowRuntime", "CKernels", "CZlib"],
             path: "Tests/FlowRuntimeTests"),
     ]
 )

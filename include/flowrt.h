@@ -281,6 +281,63 @@ FLOWRT_API flowrt_status flowrt_model_divergence(const flowrt_model *model, size
                                                  const double *t, const float *x,
                                                  float *v, double *div);
 
+/** Architecture of a native U-Net image velocity v(t, x[, y]) (guided-
+ *  diffusion / torchcfm layout: sinusoidal time embedding → MLP, residual
+ *  blocks GroupNorm–SiLU–Conv with time FiLM, down/up sampling, skip
+ *  connections, self-attention at chosen resolutions, optional class
+ *  labels). x is [n, channels·height·width] at the ABI (C, H, W row-major);
+ *  flowrt_model_shape reports [channels, height, width]. */
+typedef struct flowrt_unet_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_unet_params). */
+    uint32_t channels;         /**< Image channels C, 1..4096 (default 1). */
+    uint32_t height;           /**< Image height H (default 28); divisible by 2^(levels-1). */
+    uint32_t width;            /**< Image width W (default 28); divisible by 2^(levels-1). */
+    uint32_t model_channels;   /**< Channels of the first level, even (default 32). */
+    uint32_t channel_mult[4];  /**< Channel multiplier per level (default {1, 2, 2}). */
+    uint32_t channel_mult_count; /**< Levels: entries used in channel_mult, 1..4 (default 3). */
+    uint32_t res_blocks;       /**< Residual blocks per level on the way down (default 1). */
+    uint32_t attention[4];     /**< Feature-map heights with self-attention after
+                                    each residual block (default {14}: the 14×14
+                                    level of a 28×28 image); the middle block
+                                    always has attention. */
+    uint32_t attention_count;  /**< Entries used in attention, 0..4 (default 1). */
+    uint32_t heads;            /**< Attention heads (default 1). */
+    uint32_t groups;           /**< GroupNorm groups, at most (default 32). */
+    uint32_t num_classes;      /**< Class labels (context = one label per sample);
+                                    0 = unconditional (default 0). */
+    uint32_t reserved;         /**< Must be 0. */
+    uint64_t seed;             /**< Initialisation seed (PyTorch's default init; default 0). */
+} flowrt_unet_params;
+
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_unet_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_unet_params_init(flowrt_unet_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_unet_params flowrt_unet_default_params(void) {
+    flowrt_unet_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_unet_params_init(&p);
+    return p;
+}
+
+/** Creates a U-Net velocity network initialised from params->seed; the
+ *  same network, parameter names and weights as FlowRuntime's Swift
+ *  VelocityUNet builder (and as torchcfm's UNetModel for its state dict).
+ *  @param params  in, non-NULL.
+ *  @param out     out, non-NULL: receives the model; free with flowrt_model_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, bad struct_size,
+ *          channel_mult_count outside 1..4, attention_count above 4, reserved
+ *          not 0, or a configuration the builder rejects: odd model_channels,
+ *          a size not divisible by 2^(levels-1), an attention height that is
+ *          no level's, heads not dividing an attention block's channels).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_unet(const flowrt_unet_params *params, flowrt_model **out);
+
 /* ---------------------------------------------------------------------------
  * ONNX import and export
  * ------------------------------------------------------------------------ */

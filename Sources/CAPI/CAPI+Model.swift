@@ -198,3 +198,47 @@ public func flowrt_model_divergence(_ handle: OpaquePointer?, _ n: Int, _ t: Uns
         return FLOWRT_OK
     }
 }
+
+// MARK: U-Net image velocities (issue 14)
+
+func defaultUNetParams() -> flowrt_unet_params {
+    flowrt_unet_params(
+        struct_size: UInt32(MemoryLayout<flowrt_unet_params>.size), channels: 1, height: 28, width: 28,
+        model_channels: 32, channel_mult: (1, 2, 2, 0), channel_mult_count: 3, res_blocks: 1,
+        attention: (14, 0, 0, 0), attention_count: 1, heads: 1, groups: 32, num_classes: 0, reserved: 0, seed: 0)
+}
+
+@_cdecl("flowrt_unet_params_init")
+public func flowrt_unet_params_init(_ params: UnsafeMutablePointer<flowrt_unet_params>?) -> flowrt_status {
+    guarded("flowrt_unet_params_init") {
+        try initParams(params, defaults: defaultUNetParams(), firstSize: MemoryLayout<flowrt_unet_params>.size, "params")
+    }
+}
+
+@_cdecl("flowrt_model_create_unet")
+public func flowrt_model_create_unet(_ params: UnsafePointer<flowrt_unet_params>?,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_model_create_unet") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let p = try readParams(try require(params, "params"), defaults: defaultUNetParams(),
+                               firstSize: MemoryLayout<flowrt_unet_params>.size, "params")
+        guard (1...4).contains(p.channel_mult_count) else {
+            throw FlowError.invalidArgument("params->channel_mult_count = \(p.channel_mult_count) must be in 1...4")
+        }
+        guard p.attention_count <= 4 else {
+            throw FlowError.invalidArgument("params->attention_count = \(p.attention_count) must be in 0...4")
+        }
+        guard p.reserved == 0 else { throw FlowError.invalidArgument("params->reserved must be 0") }
+        let mult = [p.channel_mult.0, p.channel_mult.1, p.channel_mult.2, p.channel_mult.3]
+        let attention = [p.attention.0, p.attention.1, p.attention.2, p.attention.3]
+        let unet = VelocityUNet(
+            channels: Int(p.channels), height: Int(p.height), width: Int(p.width), modelChannels: Int(p.model_channels),
+            channelMultipliers: mult.prefix(Int(p.channel_mult_count)).map(Int.init),
+            resBlocksPerLevel: Int(p.res_blocks),
+            attentionResolutions: Set(attention.prefix(Int(p.attention_count)).map(Int.init)),
+            heads: Int(p.heads), groups: Int(p.groups), numClasses: Int(p.num_classes), seed: p.seed)
+        out.pointee = retainHandle(ModelHandle(try unet.makeModel()))
+        return FLOWRT_OK
+    }
+}

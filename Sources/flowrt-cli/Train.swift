@@ -20,6 +20,16 @@ struct Train: ParsableCommand {
     @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "A built-in dataset instead of --data: \(ToyDataset.allCases.map(\.rawValue).joined(separator: ", ")).")
     var toy: String?
+    @Option(help: "Images instead of --data: fashion-mnist (Debian's dataset-fashion-mnist), digits (8×8, if exported), or an IDX (.gz) / uint8 .npy file [n, H, W] or [n, C, H, W]. Trains a U-Net.")
+    var images: String?
+    @OptionGroup var unet: UNetOptions
+    @Option(parsing: .unconditional, help: "With --images: write a sample grid PNG every N steps (0 = only at the end).",
+            transform: Checked.integer(atLeast: 0)) var gridEvery = 500
+    @Option(help: "With --images: the sample grid PNG (default: --out with -grid.png, else grid.png).") var grid: String?
+    @Option(parsing: .unconditional, help: "With --images: training images held out for the held-out loss (the last N of the training set).",
+            transform: Checked.integer(atLeast: 0)) var validation = 1000
+    @Option(parsing: .unconditional, help: "With --images fashion-mnist: after training, bits/dim on this many test images (Hutchinson, 1 probe, 0 = skip).",
+            transform: Checked.integer(atLeast: 0)) var testImages = 0
     @Option(help: "Write the trained model (EMA weights, flowrt.* metadata) as ONNX here.")
     var out: String?
     @Option(help: "Write a checkpoint here at the end (and resume from it with --resume).")
@@ -33,6 +43,12 @@ struct Train: ParsableCommand {
         // Outputs first: a typo in a path must not cost a training run.
         if let out { try Checked.writable(out, option: "--out", extensions: [".onnx"]) }
         if let checkpoint { try Checked.writable(checkpoint, option: "--checkpoint", extensions: []) }
+        if let images {
+            guard data == nil, toy == nil else { throw ValidationError("give one of --images, --data and --toy") }
+            return try ImageTraining.run(images: images, options: options, unet: unet, out: out, checkpoint: checkpoint,
+                                         resume: resume, logInterval: logInterval, gridEvery: gridEvery, grid: grid,
+                                         validation: validation, testImages: testImages)
+        }
         let trainingData: TrainingData
         let dimension: Int
         switch (data, toy) {
@@ -47,11 +63,11 @@ struct Train: ParsableCommand {
             trainingData = .source(t.source, heldOut: options.heldOut)
             dimension = 2
         default:
-            throw ValidationError("give exactly one of --data and --toy")
+            throw ValidationError("give exactly one of --data, --toy and --images")
         }
         let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
         if let resume { try Checked.loading(resume) { try trainer.loadCheckpoint(from: resume) } }
-        let remaining = max(0, options.steps - trainer.stepCount)
+        let remaining = max(0, options.resolved(.vectors).steps - trainer.stepCount)
         var printer = ProgressPrinter(logInterval: logInterval)
         try trainer.fit(steps: remaining) { printer.show($0) }
         printer.finish()
@@ -62,18 +78,18 @@ struct Train: ParsableCommand {
 
 /// Options shared by `train` and `demo`.
 struct TrainingOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Total training steps (≥ 0).", transform: Checked.integer(atLeast: 0)) var steps = 5000
-    @Option(parsing: .unconditional, help: "Samples per step (≥ 1).", transform: Checked.integer(atLeast: 1)) var batch = 1024
+    @Option(parsing: .unconditional, help: "Total training steps (≥ 0; default 5000, 3000 with --images).", transform: Checked.integer(atLeast: 0)) var steps: Int?
+    @Option(parsing: .unconditional, help: "Samples per step (≥ 1; default 1024, 32 with --images).", transform: Checked.integer(atLeast: 1)) var batch: Int?
     @Option(parsing: .unconditional, help: "Hidden units per layer (≥ 1).", transform: Checked.integer(atLeast: 1)) var width = 256
     @Option(parsing: .unconditional, help: "Hidden layers (≥ 1).", transform: Checked.integer(atLeast: 1)) var depth = 3
     @Option(parsing: .unconditional, help: "Sinusoidal time features K (0 = t appended to x).", transform: Checked.integer(atLeast: 0)) var timeFrequencies = 0
-    @Option(help: "Peak learning rate (Adam).") var lr = 2e-3
-    @Option(parsing: .unconditional, help: "Linear warmup steps (≥ 0).", transform: Checked.integer(atLeast: 0)) var warmup = 200
+    @Option(help: "Peak learning rate (Adam; default 2e-3, 1e-3 with --images).") var lr: Double?
+    @Option(parsing: .unconditional, help: "Linear warmup steps (≥ 0; default 200, 100 with --images).", transform: Checked.integer(atLeast: 0)) var warmup: Int?
     @Option(help: "Decay after warmup: cosine, step, constant.") var decay = "cosine"
     @Option(help: "Optimiser: adam or adamw.") var optimizer = "adam"
     @Option(help: "Weight decay (L2 for adam, decoupled for adamw).") var weightDecay = 0.0
     @Option(help: "Gradient-norm clip (0 = off).") var clip = 1.0
-    @Option(help: "EMA decay of the evaluation weights (0 = off).") var ema = 0.999
+    @Option(help: "EMA decay of the evaluation weights (0 = off; default 0.999, 0.995 with --images).") var ema: Double?
     @Option(help: "Interpolant schedule: trig or linear.") var schedule = "trig"
     @Option(help: "Held-out fraction of --data samples.") var heldOutFraction = 0.1
     @Option(parsing: .unconditional, help: "Held-out samples drawn from a --toy dataset (≥ 0).", transform: Checked.integer(atLeast: 0)) var heldOut = 4096
@@ -81,7 +97,30 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Worker threads (0 = all processors; results do not depend on it).", transform: Checked.integer(atLeast: 0)) var threads = 0
     @Option(parsing: .unconditional, help: "Samples per work unit (changes rounding, not results' statistics).", transform: Checked.integer(atLeast: 1)) var chunkSize = 256
 
+    /// Defaults of the options that differ between vector and image training.
+    struct Defaults {
+        var steps: Int, batch: Int, lr: Double, warmup: Int, ema: Double
+        static let vectors = Defaults(steps: 5000, batch: 1024, lr: 2e-3, warmup: 200, ema: 0.999)
+        /// Sized for a U-Net on 2 CPU cores (see `make demo-images`).
+        static let images = Defaults(steps: 3000, batch: 32, lr: 1e-3, warmup: 100, ema: 0.995)
+    }
+
+    /// The options with unset ones filled from `defaults`.
+    func resolved(_ defaults: Defaults) -> (steps: Int, batch: Int, lr: Double, warmup: Int, ema: Double) {
+        (steps ?? defaults.steps, batch ?? defaults.batch, lr ?? defaults.lr, warmup ?? defaults.warmup, ema ?? defaults.ema)
+    }
+
+    /// A trainer of the MLP these options describe.
     func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
+        let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
+                                    timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
+                                    seed: seed).makeGraph()
+        return try makeTrainer(graph: graph, data: data, defaults: .vectors, metadata: ["flowrt.architecture": "mlp"])
+    }
+
+    /// A trainer of `graph` with these options (unset ones from `defaults`).
+    func makeTrainer(graph: Graph, data: TrainingData, defaults: Defaults, metadata: [String: String]) throws -> Trainer {
+        let (steps, batch, lr, warmup, ema) = resolved(defaults)
         guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
         guard let opt = OptimizerConfiguration.Kind(rawValue: optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
         let decayRule: LearningRateSchedule.Decay
@@ -97,11 +136,8 @@ struct TrainingOptions: ParsableArguments {
             optimizer: OptimizerConfiguration(kind: opt, weightDecay: weightDecay),
             gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
             seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize)
-        let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
-                                    timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
-                                    seed: seed).makeGraph()
         return try Trainer(graph: graph, data: data, loss: InterpolantLoss(schedule: kind.schedule),
-                           configuration: config, metadata: ["flowrt.architecture": "mlp"])
+                           configuration: config, metadata: metadata)
     }
 }
 

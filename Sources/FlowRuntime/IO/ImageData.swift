@@ -39,10 +39,11 @@ public struct PixelArray: Sendable, Equatable {
 /// Formats:
 /// - IDX (MNIST, Fashion-MNIST): a big-endian magic `00 00 08 r` (unsigned
 ///   bytes, r dimensions: 0x00000803 images `[n, H, W]`, 0x00000801 labels
-///   `[n]`), r big-endian 32-bit extents, then the bytes. Only uncompressed
-///   files: the `*-ubyte.gz` files of Debian's `dataset-fashion-mnist`
-///   (`/usr/share/datasets/fashion-mnist/`) must be gunzipped first; a gzip
-///   file is reported as `.unsupported` saying so.
+///   `[n]`), r big-endian 32-bit extents, then the bytes. Files may be
+///   gzip-compressed, like the `*-ubyte.gz` files of Debian's
+///   `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`): `read`
+///   and `readIDX` inflate them with zlib; `decodeIDX` (bytes in memory)
+///   reports gzip data as `.unsupported`.
 /// - `.npy`: uint8 (`|u1`) arrays read as bytes, or any dtype `NPY.decode`
 ///   reads (float32/float64) holding integers in 0...255.
 ///
@@ -60,7 +61,7 @@ public enum ImageData {
     ///   gzip data or another element type.
     public static func decodeIDX(_ bytes: [UInt8]) throws -> PixelArray {
         if bytes.count >= 2, bytes[0] == 0x1F, bytes[1] == 0x8B {
-            throw FlowError.unsupported("IDX data is gzip-compressed; gunzip it first (e.g. `gunzip -k file-ubyte.gz`)")
+            throw FlowError.unsupported("IDX data in memory is gzip-compressed; read the file with ImageData.read(path:), which inflates it, or gunzip it")
         }
         guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else { throw FlowError.io("not an IDX file (bad magic)") }
         guard bytes[2] == 0x08 else {
@@ -90,12 +91,19 @@ public enum ImageData {
         return out + array.bytes
     }
 
-    /// Reads an uncompressed IDX file.
-    /// - Throws: as `decodeIDX`, with the path; `.io` when it cannot be read.
+    /// Reads an IDX file, uncompressed or gzip-compressed.
+    /// - Throws: as `decodeIDX`, with the path; `.io` when it cannot be read
+    ///   or its gzip data is corrupt, truncated or followed by extra bytes.
     public static func readIDX(path: String) throws -> PixelArray {
         let bytes = try FileIO.read(path)
-        do { return try decodeIDX(bytes) } catch let error as FlowError { throw error._imageDataPrefixed(path) }
+        do {
+            if _isGzip(bytes) { return try _readGzipIDX(path: path) }
+            return try decodeIDX(bytes)
+        } catch let error as FlowError { throw error._imageDataPrefixed(path) }
     }
+
+    /// Whether `bytes` start with the gzip magic 1F 8B.
+    static func _isGzip(_ bytes: [UInt8]) -> Bool { bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B }
 
     /// Writes an IDX file (atomically).
     public static func writeIDX(_ array: PixelArray, to path: String) throws {
@@ -128,11 +136,13 @@ public enum ImageData {
         do { return try decodeNPY(bytes) } catch let error as FlowError { throw error._imageDataPrefixed(path) }
     }
 
-    /// Reads IDX or `.npy` image data, recognised by the file's magic bytes.
+    /// Reads IDX (plain or gzip-compressed) or `.npy` image data, recognised
+    /// by the file's magic bytes.
     /// - Throws: as `readIDX` / `readNPY`.
     public static func read(path: String) throws -> PixelArray {
         let bytes = try FileIO.read(path)
         do {
+            if _isGzip(bytes) { return try _readGzipIDX(path: path) }
             if bytes.count >= 6, bytes[0] == 0x93, Array(bytes[1..<6]) == Array("NUMPY".utf8) { return try decodeNPY(bytes) }
             return try decodeIDX(bytes)
         } catch let error as FlowError { throw error._imageDataPrefixed(path) }

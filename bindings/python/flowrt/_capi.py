@@ -395,3 +395,25 @@ flowrt_trainer_create_conditional = _declare("flowrt_trainer_create_conditional"
 #                                              size_t embedding_width, flowrt_model **out);
 flowrt_model_create_mlp_labels = _declare("flowrt_model_create_mlp_labels", c_int, POINTER(flowrt_mlp_params),
                                           c_size_t, c_size_t, POINTER(c_void_p))
+
+# Issue 14: native U-Net image velocities.
+class flowrt_unet_params(Structure):
+    """typedef struct flowrt_unet_params { ... } flowrt_unet_params;"""
+    _fields_ = [("struct_size", c_uint32), ("channels", c_uint32), ("height", c_uint32), ("width", c_uint32),
+                ("model_channels", c_uint32), ("channel_mult", c_uint32 * 4), ("channel_mult_count", c_uint32),
+                ("res_blocks", c_uint32), ("attention", c_uint32 * 4), ("attention_count", c_uint32),
+                ("heads", c_uint32), ("groups", c_uint32), ("num_classes", c_uint32), ("reserved", c_uint32),
+                ("seed", c_uint64)]
+
+
+# flowrt_status flowrt_unet_params_init(flowrt_unet_params *params);
+flowrt_unet_params_init = _declare("flowrt_unet_params_init", c_int, POINTER(flowrt_unet_params))
+
+
+def flowrt_unet_default_params():
+    """The defaults (the header's static inline flowrt_unet_default_params)."""
+    return _defaults(flowrt_unet_params, flowrt_unet_params_init)
+
+
+# flowrt_status flowrt_model_create_unet(const flowrt_unet_params *params, flowrt_model **out);
+flowrt_model_create_unet = _declare("flowrt_model_create_unet", c_int, POINTER(flowrt_unet_params), POINTER(c_void_p))

@@ -201,3 +201,34 @@ class Model(_Handle):
             key = _take_string(_capi.flowrt_model_metadata_key, self._handle, i)
             out[key] = _take_string(_capi.flowrt_model_metadata, self._handle, key.encode())
         return out
+
+
+def _unet(cls, channels: int = 1, height: int = 28, width: int = 28, model_channels: int = 32,
+          channel_mult=(1, 2, 2), res_blocks: int = 1, attention=(14,), heads: int = 1, groups: int = 32,
+          num_classes: int = 0, seed: int = 0) -> "Model":
+    """A native U-Net image velocity v(t, x[, y]) initialised from `seed`
+    (PyTorch's default init): guided-diffusion's layout as torchcfm uses it,
+    the same network and weights as the C `flowrt_model_create_unet` and the
+    Swift `VelocityUNet`. `channel_mult` gives 1 to 4 levels; `attention` the
+    feature-map heights (up to 4) with self-attention; `num_classes` > 0 makes
+    a label-conditional model. `velocity` takes X as [n, C·H·W] or
+    [n, C, H, W]; `shape` is (C, H, W)."""
+    mult, attn = tuple(int(m) for m in channel_mult), tuple(int(a) for a in attention)
+    if not 1 <= len(mult) <= 4:
+        raise ValueError(f"channel_mult must hold 1 to 4 values, got {channel_mult!r}")
+    if len(attn) > 4:
+        raise ValueError(f"attention must hold at most 4 resolutions, got {attention!r}")
+    p = _capi.flowrt_unet_default_params()
+    p.channels, p.height, p.width, p.model_channels = channels, height, width, model_channels
+    p.channel_mult_count = len(mult)
+    for i in range(4):
+        p.channel_mult[i] = mult[i] if i < len(mult) else 0
+        p.attention[i] = attn[i] if i < len(attn) else 0
+    p.attention_count = len(attn)
+    p.res_blocks, p.heads, p.groups, p.num_classes, p.seed = res_blocks, heads, groups, num_classes, seed
+    h = ctypes.c_void_p()
+    check(_capi.flowrt_model_create_unet(ctypes.byref(p), ctypes.byref(h)))
+    return cls(h)
+
+
+Model.unet = classmethod(_unet)
