@@ -346,7 +346,7 @@ ABI_BASELINE := abi/libflowrt.abi
 # name@version of every exported flowrt_* function in `objdump -T` output.
 ABI_SYMS := awk '$$4 == ".text" && $$NF ~ /^flowrt_/ {v = ""; for (i = 5; i < NF; i++) if ($$i ~ /^FLOWRT_/) v = $$i; print $$NF "@" v}'
 .PHONY: abi-dump abi-baseline test-abi
-abi-dump: $(LIB)
+abi-dump: build
 	@mkdir -p $(ABI_DIR)
 	python3 abi/stubs.py include/flowrt.h > $(ABI_DIR)/stubs.c
 	$(CC) -std=c99 -g -O0 -w -shared -fPIC -Iinclude $(ABI_DIR)/stubs.c -Wl,-soname=libflowrt.so.0 \
