@@ -23,13 +23,19 @@ public struct PixelArray: Sendable, Equatable {
 
     /// The per-sample image shape `[C, H, W]`: `[1, H, W]` for `[n, H, W]`
     /// data, `[C, H, W]` for `[n, C, H, W]`.
-    /// - Throws: `.shapeMismatch` for another rank.
+    /// - Throws: `.shapeMismatch` for another rank, or for a sample of more
+    ///   than Int.max pixels (a file of zero images may claim any extents).
     public func sampleShape() throws -> [Int] {
+        let sample: [Int]
         switch shape.count {
-        case 3: return [1, shape[1], shape[2]]
-        case 4: return Array(shape.dropFirst())
+        case 3: sample = [1, shape[1], shape[2]]
+        case 4: sample = Array(shape.dropFirst())
         default: throw FlowError.shapeMismatch("image data has shape \(shape); expected [n, H, W] or [n, C, H, W]")
         }
+        guard sample.checkedElementCount != nil else {
+            throw FlowError.shapeMismatch("image data has shape \(shape): a sample of \(sample) has more than Int.max pixels")
+        }
+        return sample
     }
 }
 
