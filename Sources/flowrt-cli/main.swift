@@ -19,6 +19,7 @@ struct FlowRTCommand: ParsableCommand {
             Paths.self,
             ScoreCommand.self,
             SampleSDE.self,
+            Conditional.self,
             // (subcommands: add one line per command file)
         ])
 }
