@@ -20,6 +20,7 @@ struct FlowRTCommand: ParsableCommand {
             ScoreCommand.self,
             SampleSDE.self,
             Inspect.self,
+            Conditional.self,
             // (subcommands: add one line per command file)
         ])
 }

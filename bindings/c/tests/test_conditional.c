@@ -140,6 +140,37 @@ int main(int argc, char **argv) {
         CHECK_STATUS(flowrt_flow_sample_conditional(plain, 0, NB, 4, ctx, NB, 0, &sp, back, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
     }
 
+    {
+        /* A label MLP: guidance samples other points, refuses
+         * log-densities, and rejects labels that are not classes. */
+        flowrt_mlp_params p = flowrt_mlp_default_params();
+        flowrt_model *labels = NULL;
+        flowrt_flow *lf = NULL;
+        float y[4] = {0, 1, 2, 1}, xs[4], xg[4], bad = 3;
+        double lps[4];
+        flowrt_solver_stats a, b;
+        memset(&a, 0, sizeof a); a.struct_size = sizeof a;
+        memset(&b, 0, sizeof b); b.struct_size = sizeof b;
+        p.dim = 1; p.width = 16; p.depth = 2;
+        CHECK_STATUS(flowrt_model_create_mlp_labels(&p, 0, 8, &labels), FLOWRT_INVALID_ARGUMENT);
+        CHECK_STATUS(flowrt_model_create_mlp_labels(&p, 3, 8, &labels), FLOWRT_OK);
+        CHECK(flowrt_model_context_dim(labels) == 1 && flowrt_model_num_classes(labels) == 3, "label model dims");
+        CHECK_STATUS(flowrt_flow_create(labels, NULL, &lf), FLOWRT_OK);
+        CHECK(flowrt_flow_num_classes(lf) == 3, "flow classes");
+        sp.fixed_steps = 10; sp.method = FLOWRT_SOLVER_RK4;
+        CHECK_STATUS(flowrt_flow_sample_conditional(lf, 0, 4, 1, y, 4, 0, &sp, xs, lps, &a), FLOWRT_OK);
+        memcpy(xg, xs, sizeof xs);
+        CHECK_STATUS(flowrt_flow_sample_conditional(lf, 0, 4, 1, y, 4, 1.5, &sp, xs, NULL, &b), FLOWRT_OK);
+        /* Same solver steps (each guided evaluation runs the network twice),
+         * other velocities. */
+        CHECK(b.evaluations == a.evaluations && memcmp(xg, xs, sizeof xs) != 0, "guided samples differ");
+        CHECK_STATUS(flowrt_flow_sample_conditional(lf, 0, 4, 1, y, 4, 1.5, &sp, xs, lps, NULL), FLOWRT_INVALID_ARGUMENT);
+        CHECK(strstr(flowrt_last_error_message(), "guidance") != NULL, "%s", flowrt_last_error_message());
+        CHECK_STATUS(flowrt_flow_sample_conditional(lf, 0, 4, 1, &bad, 1, 0, &sp, xs, NULL, NULL), FLOWRT_INVALID_ARGUMENT);
+        flowrt_flow_free(lf);
+        flowrt_model_free(labels);
+    }
+
     flowrt_flow_free(plain);
     flowrt_flow_free(flow);
     flowrt_model_free(trained);
