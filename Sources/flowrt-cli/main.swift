@@ -13,6 +13,7 @@ struct FlowRTCommand: ParsableCommand {
             Info.self,
             Train.self,
             Demo.self,
+            DemoImages.self,
             Sample.self,
             LogProb.self,
             Encode.self,
