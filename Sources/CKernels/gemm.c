@@ -368,3 +368,46 @@ void fr_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float
         }
     }
 }
+
+// B packed whole, in fr_gemm's blocks and order: for each block of n (j0),
+// for each block of k (p0), kc × round16(nc) floats.
+size_t fr_gemm_packed_b_floats(size_t n, size_t k) {
+    if (n == 0 || k == 0) return 1;
+    const size_t ncb = fr_gemm_nc(n);
+    size_t total = 0;
+    for (size_t j0 = 0; j0 < n; j0 += ncb) total += k * fr_round16(fr_min(ncb, n - j0));
+    return total;
+}
+
+void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp) {
+    if (n == 0 || k == 0) return;
+    const int avx512 = fr_dense_use_avx512();
+    const size_t ncb = fr_gemm_nc(n);
+    for (size_t j0 = 0; j0 < n; j0 += ncb) {
+        size_t nc = fr_min(ncb, n - j0);
+        for (size_t p0 = 0; p0 < k; p0 += FR_GEMM_KC) {
+            size_t kc = fr_min(FR_GEMM_KC, k - p0);
+            fr_pack_b(trans_b, b, ldb, p0, j0, kc, nc, bp, avx512);
+            bp += kc * fr_round16(nc);
+        }
+    }
+}
+
+void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                       size_t ldc) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    const size_t ncb = fr_gemm_nc(n);
+    for (size_t j0 = 0; j0 < n; j0 += ncb) {
+        size_t nc = fr_min(ncb, n - j0);
+        for (size_t p0 = 0; p0 < k; p0 += FR_GEMM_KC) {
+            size_t kc = fr_min(FR_GEMM_KC, k - p0);
+            fr_dense_block(m, nc, kc, a + p0, lda, 0, bp, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, c + j0, ldc,
+                           p0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
+            bp += kc * fr_round16(nc);
+        }
+    }
+}
