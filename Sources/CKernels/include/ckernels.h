@@ -133,6 +133,10 @@ size_t fr_gemm_scratch_floats(size_t m, size_t n, size_t k);
 /// fr_gemm_prepacked then computes C = A·op(B) for A [m, k] row-major (lda),
 /// C written (beta = 0), with the same values as fr_gemm bit for bit.
 size_t fr_gemm_packed_b_floats(size_t n, size_t k);
+/// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols: a matrix
+/// transposed (16 × 16 blocks in registers with AVX-512F). dst must not
+/// overlap src.
+void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
 void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
 void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
                        size_t ldc);
