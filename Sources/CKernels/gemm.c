@@ -272,7 +272,37 @@ static FR_DENSE_AVX512 void fr_add_transposed_avx512(size_t rows, size_t cols, c
     }
 }
 
+// dst[j·ldd + i] = src[i·lds + j], as above without the add.
+static FR_DENSE_AVX512 void fr_transpose_avx512(size_t rows, size_t cols, const float *src, size_t lds, float *dst,
+                                                size_t ldd) {
+    for (size_t i0 = 0; i0 < rows; i0 += 16) {
+        size_t it = fr_min(16, rows - i0);
+        __mmask16 mi = (__mmask16)(it >= 16 ? 0xffffu : (1u << it) - 1u);
+        for (size_t j0 = 0; j0 < cols; j0 += 16) {
+            size_t jt = fr_min(16, cols - j0);
+            __mmask16 mj = (__mmask16)(jt >= 16 ? 0xffffu : (1u << jt) - 1u);
+            __m512 v[16];
+            for (size_t l = 0; l < 16; l++)
+                v[l] = l < it ? _mm512_maskz_loadu_ps(mj, src + (i0 + l) * lds + j0) : _mm512_setzero_ps();
+            fr_transpose16(v);
+            for (size_t t = 0; t < jt; t++) _mm512_mask_storeu_ps(dst + (j0 + t) * ldd + i0, mi, v[t]);
+        }
+    }
+}
+
 #endif  // FR_DENSE_HAVE_AVX512
+
+void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
+#ifdef FR_DENSE_HAVE_AVX512
+    if (fr_dense_use_avx512()) {
+        fr_transpose_avx512(rows, cols, src, lds, dst, ldd);
+        return;
+    }
+#endif
+    for (size_t i0 = 0; i0 < rows; i0 += 16)
+        for (size_t j = 0; j < cols; j++)
+            for (size_t i = i0; i < fr_min(rows, i0 + 16); i++) dst[j * ldd + i] = src[i * lds + j];
+}
 
 void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
 #ifdef FR_DENSE_HAVE_AVX512
@@ -365,6 +395,49 @@ void fr_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float
             const float *ap = trans_a ? a + p0 * lda : a + p0;
             fr_dense_block(m, nc, kc, ap, lda, trans_a, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, c + j0, ldc,
                            init, NULL);
+        }
+    }
+}
+
+// B packed whole, in fr_gemm's blocks and order: for each block of n (j0),
+// for each block of k (p0), kc × round16(nc) floats.
+size_t fr_gemm_packed_b_floats(size_t n, size_t k) {
+    if (n == 0 || k == 0) return 1;
+    const size_t ncb = fr_gemm_nc(n);
+    size_t total = 0;
+    for (size_t j0 = 0; j0 < n; j0 += ncb) total += k * fr_round16(fr_min(ncb, n - j0));
+    return total;
+}
+
+void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp) {
+    if (n == 0 || k == 0) return;
+    const int avx512 = fr_dense_use_avx512();
+    const size_t ncb = fr_gemm_nc(n);
+    for (size_t j0 = 0; j0 < n; j0 += ncb) {
+        size_t nc = fr_min(ncb, n - j0);
+        for (size_t p0 = 0; p0 < k; p0 += FR_GEMM_KC) {
+            size_t kc = fr_min(FR_GEMM_KC, k - p0);
+            fr_pack_b(trans_b, b, ldb, p0, j0, kc, nc, bp, avx512);
+            bp += kc * fr_round16(nc);
+        }
+    }
+}
+
+void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                       size_t ldc) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    const size_t ncb = fr_gemm_nc(n);
+    for (size_t j0 = 0; j0 < n; j0 += ncb) {
+        size_t nc = fr_min(ncb, n - j0);
+        for (size_t p0 = 0; p0 < k; p0 += FR_GEMM_KC) {
+            size_t kc = fr_min(FR_GEMM_KC, k - p0);
+            fr_dense_block(m, nc, kc, a + p0, lda, 0, bp, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, c + j0, ldc,
+                           p0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
+            bp += kc * fr_round16(nc);
         }
     }
 }

@@ -127,6 +127,20 @@ void fr_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k,
              float beta, float *c, size_t ldc, float *scratch);
 size_t fr_gemm_scratch_floats(size_t m, size_t n, size_t k);
 
+/// fr_gemm with B packed once for many products with the same B (the row
+/// blocks of a fused attention): fr_gemm_pack_b packs op(B) [k, n] (trans_b
+/// and ldb as for fr_gemm) into bp, fr_gemm_packed_b_floats(n, k) floats;
+/// fr_gemm_prepacked then computes C = A·op(B) for A [m, k] row-major (lda),
+/// C written (beta = 0), with the same values as fr_gemm bit for bit.
+size_t fr_gemm_packed_b_floats(size_t n, size_t k);
+/// dst[j*ldd + i] = src[i*lds + j] for i < rows, j < cols: a matrix
+/// transposed (16 × 16 blocks in registers with AVX-512F). dst must not
+/// overlap src.
+void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
+void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
+void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                       size_t ldc);
+
 /// Geometry of a 2-D convolution (Conv1d: h = 1, kh = 1). Every field is a
 /// count of elements. cin and cout are divisible by groups; the caller gives
 /// oh and ow, which imply the bottom and right padding (input positions out

@@ -27,6 +27,11 @@ final class ExecutionPlan: @unchecked Sendable {
     /// Floats per sample of the largest set of values alive at once in an
     /// inference pass (sizes chunks of big batches).
     let peakLiveSize: Int
+    /// Inference only: per node, the attention chain it runs fused (at its
+    /// first node), and the nodes such a chain computes instead
+    /// (`AttentionFusion`). Recorded passes run every node.
+    let attentionFusions: [AttentionFusion?]
+    let fusedAway: [Bool]
 
     init(_ graph: Graph, packWeights: Bool = PackedWeights.available) throws {
         self.graph = graph
@@ -70,14 +75,35 @@ final class ExecutionPlan: @unchecked Sendable {
         }
         self.parameters = ParameterStore(graph, packWeights: packWeights)
         self.widestBatchedSize = zip(graph.values, sizes).filter { $0.0.isBatched }.map(\.1).max() ?? 1
-        (slots, slotCount, peakLiveSize) = Self.assignSlots(graph, sizes: sizes)
+        var readers = [Int](repeating: 0, count: graph.values.count)
+        for node in graph.nodes { for i in node.inputs { readers[i] += 1 } }
+        var fusions = [AttentionFusion?](repeating: nil, count: graph.nodes.count)
+        var away = [Bool](repeating: false, count: graph.nodes.count)
+        for n in graph.nodes.indices where !away[n] {
+            guard let f = AttentionFusion.starting(at: n, in: graph, readers: readers) else { continue }
+            fusions[n] = f
+            away[f.softmax] = true
+            away[f.product] = true
+        }
+        attentionFusions = fusions
+        fusedAway = away
+        (slots, slotCount, peakLiveSize) = Self.assignSlots(graph, sizes: sizes, fusions: fusions)
     }
 
     /// Greedy slot assignment in execution order: a value's slot is freed
     /// after its last reader runs (never the output's); a new value takes a
     /// free slot (the largest, so buffers grow rarely) or a new one. An op's
     /// output never shares a slot with its inputs (they are freed after it).
-    static func assignSlots(_ graph: Graph, sizes: [Int]) -> (slots: [Int], count: Int, peak: Int) {
+    /// A fused attention chain takes its output's slot at its first node;
+    /// S and P get none.
+    static func assignSlots(_ graph: Graph, sizes: [Int], fusions: [AttentionFusion?] = [])
+        -> (slots: [Int], count: Int, peak: Int) {
+        var produced = graph.nodes.map { [$0.output] }
+        for case let f? in fusions {
+            produced[f.scores] = [graph.nodes[f.product].output]
+            produced[f.softmax] = []
+            produced[f.product] = []
+        }
         var lastUse = [Int](repeating: -1, count: graph.values.count)
         for (n, node) in graph.nodes.enumerated() { for i in node.inputs { lastUse[i] = n } }
         lastUse[graph.output] = Int.max
@@ -104,7 +130,7 @@ final class ExecutionPlan: @unchecked Sendable {
             }
         }
         for (n, node) in graph.nodes.enumerated() {
-            take(node.output)
+            for v in produced[n] { take(v) }
             for i in Set(node.inputs) where lastUse[i] == n && slots[i] >= 0 {
                 free.append(slots[i])
                 live -= sizes[i]

@@ -53,6 +53,16 @@ struct Executor {
             if let context { cp.update(from: context, count: batch * m) } else { cp.update(repeating: 0, count: batch * m) }
         }
         for (n, node) in graph.nodes.enumerated() {
+            if !record {
+                if plan.fusedAway[n] { continue }
+                if let fusion = plan.attentionFusions[n] {
+                    let product = graph.nodes[fusion.product]
+                    let out = buffer(product.output, batch * plan.sizes[product.output])
+                    fusion.forward(OpContext(executor: self, index: n, node: node, ws: ws, batch: batch, k: 0,
+                                             record: false, out: out), product: product, into: out)
+                    continue
+                }
+            }
             let out = buffer(node.output, batch * plan.sizes[node.output])
             node.operation.op.forward(OpContext(executor: self, index: n, node: node, ws: ws, batch: batch, k: 0,
                                                 record: record, out: out))

@@ -57,10 +57,25 @@ enum Strided {
     }
 
     /// The unit-stride inner loops of the common cases (b, c absent, unit
-    /// stride, or broadcast); false when `apply`'s general loop must run.
+    /// stride, or broadcast; a broadcast, b unit stride: a scalar times a
+    /// tensor, as in the exporters' GELU-tanh expansion); false when
+    /// `apply`'s general loop must run.
     @inline(__always)
     private static func contiguousRow(_ op: StridedOp, _ d: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                                      _ y: UnsafePointer<Float>, bStride: Int, count n: Int, accumulate: Bool) -> Bool {
+                                      _ y: UnsafePointer<Float>, aStride: Int, bStride: Int, count n: Int,
+                                      accumulate: Bool) -> Bool {
+        if aStride == 0 {
+            guard bStride == 1, !accumulate else { return false }
+            let v = x[0]
+            switch op {
+            case .add: for i in 0..<n { d[i] = v + y[i] }
+            case .sub: for i in 0..<n { d[i] = v - y[i] }
+            case .mul: for i in 0..<n { d[i] = v * y[i] }
+            case .div: for i in 0..<n { d[i] = v / y[i] }
+            default: return false
+            }
+            return true
+        }
         switch (op, bStride, accumulate) {
         case (.copy, _, false): d.update(from: x, count: n)
         case (.copy, _, true): for i in 0..<n { d[i] += x[i] }
@@ -97,12 +112,12 @@ enum Strided {
         let di = ds[rank - 1], ai = as_[rank - 1], bi = bs[rank - 1], ci = cs[rank - 1]
         let outer = shp.dropLast().reduce(1, *)
         if outer == 0 || inner == 0 { return }
-        let unit = di == 1 && ai == 1 && (bi == 0 || bi == 1) && c == nil
+        let unit = di == 1 && c == nil && (ai == 1 && (bi == 0 || bi == 1) || ai == 0 && bi == 1 && b != nil)
         var index = [Int](repeating: 0, count: Swift.max(rank - 1, 1))
         var od = 0, oa = 0, ob = 0, oc = 0
         for _ in 0..<outer {
             let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
-            if unit && contiguousRow(op, d, x, y, bStride: bi, count: inner, accumulate: accumulate) {
+            if unit && contiguousRow(op, d, x, y, aStride: ai, bStride: bi, count: inner, accumulate: accumulate) {
                 // done by the unit-stride loop
             } else {
             switch op {

@@ -16,7 +16,27 @@ protocol IndexMappingOp: GraphOp {
 /// A per-sample source map, shared by copies of an op (built once).
 final class IndexMap: @unchecked Sendable, Equatable {
     let sources: [Int32]
-    init(_ sources: [Int32]) { self.sources = sources }
+    /// The map as runs of consecutive sources (output start, input start or
+    /// -1 for `fill`, length), when they average at least 8 elements (a
+    /// Slice, Split or Pad: whole rows); nil otherwise (a Resize).
+    let runs: [(out: Int, in: Int, count: Int)]?
+
+    init(_ sources: [Int32]) {
+        self.sources = sources
+        var runs: [(out: Int, in: Int, count: Int)] = []
+        var i = 0
+        while i < sources.count {
+            let start = i, first = Int(sources[i])
+            i += 1
+            if first < 0 {
+                while i < sources.count && sources[i] < 0 { i += 1 }
+            } else {
+                while i < sources.count && Int(sources[i]) == first + (i - start) { i += 1 }
+            }
+            runs.append((start, first, i - start))
+        }
+        self.runs = runs.count * 8 <= sources.count ? runs : nil
+    }
     static func == (a: IndexMap, b: IndexMap) -> Bool { a === b || a.sources == b.sources }
 
     /// Builds the map of an output of `outShape` whose element at index `o`
@@ -63,6 +83,16 @@ extension IndexMappingOp {
 
     private func gather(_ c: OpContext, from x: UnsafeMutablePointer<Float>, rows: Int, fillValue: Float) {
         let m = map.sources, inSize = c.size(0), outSize = c.outputSize, out = c.out
+        if let runs = map.runs {
+            for s in 0..<rows {
+                let src = x + s * inSize, dst = out + s * outSize
+                for r in runs {
+                    if r.in >= 0 { (dst + r.out).update(from: src + r.in, count: r.count) }
+                    else { (dst + r.out).update(repeating: fillValue, count: r.count) }
+                }
+            }
+            return
+        }
         m.withUnsafeBufferPointer { mp in
             for s in 0..<rows {
                 let src = x + s * inSize, dst = out + s * outSize

@@ -1,5 +1,8 @@
+import CKernels
+
 /// Transpose: permutes the per-sample axes (`perm[i]` is the input axis of
-/// output axis i). Runs as an index map (`IndexMappingOp`).
+/// output axis i). Derivatives run as an index map (`IndexMappingOp`); the
+/// forward pass and JVP copy through strides instead (`permute`).
 struct TransposeOp: IndexMappingOp {
     var perm: [Int]
     let map: IndexMap
@@ -19,6 +22,45 @@ struct TransposeOp: IndexMappingOp {
     }
 
     var kindName: String { "Transpose" }
+
+    func forward(_ c: OpContext) { permute(c, from: c.input(0), rows: c.batch) }
+    func jvp(_ c: OpContext) { permute(c, from: c.tangent(0)!, rows: c.batch * c.k) }
+
+    /// Copies `rows` samples of x into `c.out`, permuted. With the axes that
+    /// stay adjacent merged (and extent-1 axes dropped), a permutation that
+    /// swaps the last two merged axes is a batch of matrix transposes
+    /// (`fr_transpose`, 16 × 16 blocks: attention's [C, HW] ↔ [HW, C]); any
+    /// other runs as a strided copy (`Strided.apply`, whole rows when the
+    /// innermost axis stays innermost). Same values as the index map.
+    private func permute(_ c: OpContext, from x: UnsafeMutablePointer<Float>, rows: Int) {
+        let inShape = c.shape(0), size = c.size(0), out = c.out
+        // Output-ordered groups of adjacent input axes (extent-1 axes dropped).
+        var groups: [[Int]] = []
+        for p in perm where inShape[p] != 1 {
+            if let last = groups.last?.last, let next = ((last + 1)..<inShape.count).first(where: { inShape[$0] != 1 }),
+               next == p {
+                groups[groups.count - 1].append(p)
+            } else {
+                groups.append([p])
+            }
+        }
+        let extents = groups.map { $0.reduce(1) { $0 * inShape[$1] } }
+        let inputOrder = groups.indices.sorted { groups[$0][0] < groups[$1][0] }
+        let n = groups.count
+        if n >= 2, inputOrder == Array(0..<(n - 2)) + [n - 1, n - 2] {
+            // Per sample: `outer` matrices [a, b] → [b, a] (a = extents[n-1]).
+            let a = extents[n - 1], b = extents[n - 2], outer = size / (a * b)
+            for s in 0..<(rows * outer) {
+                fr_transpose(a, b, x + s * a * b, b, out + s * a * b, a)
+            }
+            return
+        }
+        let inStrides = Strided.strides(of: inShape, broadcastTo: inShape)
+        let outShape = perm.map { inShape[$0] }
+        let full = [rows] + outShape
+        Strided.apply(.copy, shape: full, dst: out, dstStrides: Strided.strides(of: full, broadcastTo: full),
+                      accumulate: false, StridedOperand(pointer: x, strides: [size] + perm.map { inStrides[$0] }))
+    }
 
     func outputShape(_ inputs: [Graph.Value], node: String) throws -> [Int] {
         guard inputs.count == 1, inputs[0].shape.count == perm.count else {
