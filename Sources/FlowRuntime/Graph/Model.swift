@@ -16,6 +16,8 @@ public final class Model: VelocityField, @unchecked Sendable {
     public let metadata: [String: String]
     /// Compiled execution plan (value sizes, dependence on x, gradients).
     let plan: ExecutionPlan
+    /// Samples per evaluation chunk (`chunkSize(peakLiveSize:flopsPerSample:)`).
+    public let preferredChunkSize: Int
     private let pool = WorkspacePool()
 
     /// - Throws: `FlowError.invalidModel` when the graph is inconsistent.
@@ -29,6 +31,7 @@ public final class Model: VelocityField, @unchecked Sendable {
         self.graph = graph
         self.metadata = metadata
         self.plan = try ExecutionPlan(graph, packWeights: packWeights)
+        self.preferredChunkSize = Model.chunkSize(peakLiveSize: plan.peakLiveSize, flopsPerSample: graph.flopsPerSample)
     }
 
     public var dimension: Int { graph.dimension }
