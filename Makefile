@@ -413,7 +413,7 @@ C_TEST_BINS += bindings/c/tests/test_images
 test-c: bindings/c/tests/test_images
 
 # A small U-Net flow on Fashion-MNIST (issue 14): trains (at most --minutes,
-# default 10), writes demo-out/fashion-samples.png next to fashion-real.png,
+# default 8), writes demo-out/fashion-samples.png next to fashion-real.png,
 # reports test bits/dim ± standard error and the nearest-training-neighbour check.
 .PHONY: demo-images
 demo-images: build

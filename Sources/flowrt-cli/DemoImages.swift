@@ -19,7 +19,7 @@ struct DemoImages: ParsableCommand {
     var modelChannels = 16
     @Option(help: "U-Net feature-map heights with attention ('' = middle block only).") var attention = ""
     @Option(help: "Stop training after this many minutes even if steps remain (the machine may be busy).")
-    var minutes = 10.0
+    var minutes = 8.0
     @Option(parsing: .unconditional, help: "Test images scored for bits/dim.", transform: Checked.integer(atLeast: 2))
     var testImages = 200
     @Option(parsing: .unconditional, help: "Hutchinson probes per test image.", transform: Checked.integer(atLeast: 1))
@@ -43,7 +43,7 @@ struct DemoImages: ParsableCommand {
         unet.modelChannels = modelChannels; unet.attention = attention
         let (trainer, trainPart, heldPart) = try ImageTraining.makeTrainer(set: set, options: options, unet: unet, validation: 1000)
         let nThreads = trainer.configuration.threads
-        print("demo-images: \(unet.summary), \(try trainer.model().parameterCount) parameters; Fashion-MNIST "
+        print("demo-images: \(unet.summary(shape: [1, 28, 28])), \(try trainer.model().parameterCount) parameters; Fashion-MNIST "
               + "\(trainPart.count) training images, \(heldPart.count) held out; \(steps) steps of \(batch) "
               + "(budget \(minutes) min), \(nThreads) threads")
         fflush(stdout)

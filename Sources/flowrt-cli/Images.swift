@@ -9,8 +9,8 @@ struct UNetOptions: ParsableArguments {
             transform: Checked.integer(atLeast: 2)) var modelChannels = 32
     @Option(help: "U-Net: channel multiplier per level, comma-separated (its length is the number of levels).")
     var channelMult = "1,2,2"
-    @Option(help: "U-Net: feature-map heights followed by self-attention, comma-separated ('' = the middle block only).")
-    var attention = "14"
+    @Option(help: "U-Net: feature-map heights followed by self-attention, comma-separated ('' = the middle block only; default H/2, e.g. 14 for 28×28).")
+    var attention: String?
     @Option(parsing: .unconditional, help: "U-Net: residual blocks per level.", transform: Checked.integer(atLeast: 1))
     var resBlocks = 1
     @Option(parsing: .unconditional, help: "U-Net: attention heads.", transform: Checked.integer(atLeast: 1)) var heads = 1
@@ -29,12 +29,15 @@ struct UNetOptions: ParsableArguments {
     func network(shape: [Int], seed: UInt64) throws -> VelocityUNet {
         VelocityUNet(channels: shape[0], height: shape[1], width: shape[2], modelChannels: modelChannels,
                      channelMultipliers: try Self.integers(channelMult, option: "--channel-mult"), resBlocksPerLevel: resBlocks,
-                     attentionResolutions: Set(try Self.integers(attention, option: "--attention")), heads: heads,
+                     attentionResolutions: Set(try Self.integers(attention ?? Self.defaultAttention(shape), option: "--attention")), heads: heads,
                      groups: groups, seed: seed)
     }
 
-    var summary: String {
-        "U-Net(channels \(modelChannels), mult [\(channelMult)], attention [\(attention)], \(resBlocks) res block(s)/level)"
+    /// H/2 when the second level has that height (a 28×28 image: 14), else none.
+    static func defaultAttention(_ shape: [Int]) -> String { shape[1] % 2 == 0 && shape[1] >= 4 ? "\(shape[1] / 2)" : "" }
+
+    func summary(shape: [Int]) -> String {
+        "U-Net(channels \(modelChannels), mult [\(channelMult)], attention [\(attention ?? Self.defaultAttention(shape))], \(resBlocks) res block(s)/level)"
     }
 }
 
@@ -203,7 +206,7 @@ enum ImageTraining {
         let (trainer, trainPart, heldPart) = try makeTrainer(set: set, options: options, unet: unet, validation: validation)
         if let resume { try Checked.loading(resume) { try trainer.loadCheckpoint(from: resume) } }
         let r = options.resolved(.images), threads = trainer.configuration.threads
-        print("training \(unet.summary), \(try trainer.model().parameterCount) parameters, on \(set.name): "
+        print("training \(unet.summary(shape: try trainPart.sampleShape())), \(try trainer.model().parameterCount) parameters, on \(set.name): "
               + "\(trainPart.count) images \(try trainPart.sampleShape().map(String.init).joined(separator: "×")), "
               + "\(heldPart.count) held out; \(r.steps) steps of \(r.batch), lr \(r.lr), EMA \(r.ema), \(threads) threads")
         fflush(stdout)
