@@ -356,14 +356,15 @@ class Flow(_Handle):
         st = self._run(fn, "encode", progress, callback, return_stats, solver)
         return (z, st) if return_stats else z
 
-    def log_prob(self, X, t: float = 1.0, method: str = "exact", probes: int = 1, return_std_error=False,
+    def log_prob(self, X, t: float = 1.0, method: str = "auto", probes: int = 1, return_std_error=False,
                  progress=False, callback=None, return_stats=False, context=None, **solver):
-        """log ρ_t(X) per row in nats (float64 [n]), with the exact divergence or
-        Hutchinson's estimator (`method="hutchinson"`, `probes` per sample;
+        """log ρ_t(X) per row in nats (float64 [n]), with the exact divergence
+        (`method="exact"`; the default "auto" takes it for dim ≤ 256) or
+        Hutchinson's estimator (`method="hutchinson"`, and "auto" above 256; `probes` per sample;
         `return_std_error` gives each estimate's standard error). A
         conditional flow needs `context` [n, m]: log ρ_t(x_i | c_i) (SBI:
         log p(θ | x_obs))."""
-        x = points(X, self.dim)
+        x = points(np.asarray(X).reshape(len(X), -1) if np.ndim(X) > 2 else X, self.dim)
         lp = np.empty(x.shape[0], np.float64)
         se = np.empty(x.shape[0], np.float64) if return_std_error else None
         solver.setdefault("probes", probes)
@@ -380,6 +381,14 @@ class Flow(_Handle):
         if return_stats:
             return (*out, st) if return_std_error else (out, st)
         return out
+
+
+    def bits_per_dim(self, images, probes: int | None = 1, seed: int = 0, **solver):
+        """Bits per dimension of 8-bit `images` ([n, H, W] or [n, C, H, W]
+        uint8): (mean, standard error, per-image values); see
+        `flowrt.images.bits_per_dim`."""
+        from .images import bits_per_dim
+        return bits_per_dim(self, images, probes=probes, seed=seed, **solver)
 
 
 def _conditional_mlp(dim: int, hidden: int, depth: int, activation: str, seed: int, context_dim: int,

@@ -52,7 +52,7 @@ def bits_per_dim(flow, images, probes: int | None = 1, seed: int = 0, **solver):
     if d != flow.dim:
         raise ValueError(f"images have {d} values each but the flow's dimension is {flow.dim}")
     if probes is None:
-        lp = flow.log_prob(y, **solver)
+        lp = flow.log_prob(y, method="exact", **solver)
     else:
         solver.setdefault("probe_seed", seed)
         lp = flow.log_prob(y, method="hutchinson", probes=int(probes), **solver)
