@@ -218,9 +218,9 @@ final class VelocityUNetTests: XCTestCase {
             let model = try config.makeModel()
             let back = try roundTrip(model)
             XCTAssertEqual(back.graph.sampleShape, config.sampleShape)
-            // Not compared: parameterCount. The opset-17 GroupNorm expansion (Reshape → InstanceNormalization
-            // → Reshape → Mul → Add) comes back with γ, β as folded constants and InstanceNormalization's
-            // [G] placeholders trainable, so trainable counts differ though the function is the same.
+            // The same trainable parameters: GroupNorm's γ, β stay weights through
+            // the opset-17 expansion, and constants (time frequencies) stay constants.
+            XCTAssertEqual(back.parameterCount, model.parameterCount)
             let (t, x) = batch(config.sampleShape, 3, seed: 31)
             let err = model.velocity(t: t, x: x, context: nil).maxAbsDifference(back.velocity(t: t, x: x, context: nil))
             XCTAssertLessThanOrEqual(err, 1e-5, "\(config.height)×\(config.width)")

@@ -22,6 +22,12 @@ extension Model {
         var props: [String: String] = [:]
         for (k, v) in metadata { props[k.hasPrefix("flowrt.") ? k : "flowrt." + k] = v }
         props["flowrt.dimension"] = "\(dimension)"
+        let constants = graph.values.compactMap { v -> String? in
+            guard case .parameter(let i) = v.source, !graph.parameters[i].isTrainable,
+                  graph.parameters[i].tensor.count > 1 else { return nil }
+            return v.name
+        }
+        if !constants.isEmpty { props[ONNXImporter.constantsKey] = constants.joined(separator: "\n") }
         if graph.sampleShape.count > 1 { props["flowrt.sample_shape"] = graph.sampleShape.map(String.init).joined(separator: ",") }
         if let c = graph.context {
             props["flowrt.context_dim"] = "\(graph.contextDimension)"

@@ -118,9 +118,13 @@ struct ONNXImporter {
             }
         }
         var initial: [String: Imported] = [:]
+        // Initializers FlowRuntime exported as constants (time frequencies,
+        // epsilons) stay constants; every other float initializer is a weight.
+        let constants = Set((proto.metadata.first { $0.key == Self.constantsKey }?.value ?? "")
+            .split(separator: "\n").map(String.init))
         for t in g.initializers {
             switch try ONNXTensorDecoding.decode(t, directory: directory) {
-            case .float(let tensor): initial[t.name] = .float(tensor, trainable: true)
+            case .float(let tensor): initial[t.name] = .float(tensor, trainable: !constants.contains(t.name))
             case .ints(let ints): initial[t.name] = .ints(ints)
             }
         }
@@ -183,6 +187,10 @@ struct ONNXImporter {
     }
 
     // MARK: Inputs by role
+
+    /// Metadata key listing (newline-separated) the float initializers that
+    /// are constants, not trainable weights.
+    static let constantsKey = "flowrt.constant_initializers"
 
     private static let timeNames: Set<String> = ["t", "time", "times", "timestep", "timesteps", "tau", "s"]
 

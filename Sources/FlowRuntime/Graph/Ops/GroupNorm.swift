@@ -129,16 +129,18 @@ struct GroupNormOp: GraphOp {
         let shape = e.graph.values[n.inputs[0]].shape
         let grouped = e.fresh(out + "/grouped"), normed = e.fresh(out + "/normed"), back = e.fresh(out + "/ungrouped")
         let scaled = e.fresh(out + "/scaled"), affine = silu ? e.fresh(out + "/affine") : out
+        // γ, β first: an importer meets them as constants when it reaches the
+        // InstanceNormalization (FlowRuntime's own fuses the pattern back).
+        let channelShape = [shape[0]] + [Int](repeating: 1, count: shape.count - 1)
+        let gamma = e.fresh(out + "/gamma"), beta = e.fresh(out + "/beta")
+        e.node("Reshape", [e.name(n.inputs[1]), e.int64Initializer(out + "/channel_shape", channelShape.map(Int64.init))], gamma)
+        e.node("Reshape", [e.name(n.inputs[2]), e.int64Initializer(out + "/channel_shape", channelShape.map(Int64.init))], beta)
         e.node("Reshape", [x, e.int64Initializer(out + "/group_shape", [0, Int64(groups), -1])], grouped)
         let ones = e.fresh(out + "/ones"), zeros = e.fresh(out + "/zeros")
         e.initializers.append(ONNXExporter.floatTensor(ones, Tensor(shape: [groups], repeating: 1)))
         e.initializers.append(ONNXExporter.floatTensor(zeros, Tensor(shape: [groups])))
         e.node("InstanceNormalization", [grouped, ones, zeros], normed, ["epsilon": .float(epsilon)])
         e.node("Reshape", [normed, e.int64Initializer(out + "/shape", [-1] + shape.map(Int64.init))], back)
-        let channelShape = [shape[0]] + [Int](repeating: 1, count: shape.count - 1)
-        let gamma = e.fresh(out + "/gamma"), beta = e.fresh(out + "/beta")
-        e.node("Reshape", [e.name(n.inputs[1]), e.int64Initializer(out + "/channel_shape", channelShape.map(Int64.init))], gamma)
-        e.node("Reshape", [e.name(n.inputs[2]), e.int64Initializer(out + "/channel_shape", channelShape.map(Int64.init))], beta)
         e.node("Mul", [back, gamma], scaled)
         e.node("Add", [scaled, beta], affine)
         if silu { try e.unary(.silu, affine, out) }
