@@ -40,6 +40,24 @@ int main(void) {
     FIELD(flowrt_mlp_params, seed);
     end();
 
+    BEGIN(flowrt_unet_params);
+    FIELD(flowrt_unet_params, struct_size);
+    FIELD(flowrt_unet_params, channels);
+    FIELD(flowrt_unet_params, height);
+    FIELD(flowrt_unet_params, width);
+    FIELD(flowrt_unet_params, model_channels);
+    FIELD(flowrt_unet_params, channel_mult);
+    FIELD(flowrt_unet_params, channel_mult_count);
+    FIELD(flowrt_unet_params, res_blocks);
+    FIELD(flowrt_unet_params, attention);
+    FIELD(flowrt_unet_params, attention_count);
+    FIELD(flowrt_unet_params, heads);
+    FIELD(flowrt_unet_params, groups);
+    FIELD(flowrt_unet_params, num_classes);
+    FIELD(flowrt_unet_params, reserved);
+    FIELD(flowrt_unet_params, seed);
+    end();
+
     BEGIN(flowrt_onnx_options);
     FIELD(flowrt_onnx_options, struct_size);
     FIELD(flowrt_onnx_options, x_name);
@@ -106,6 +124,7 @@ int main(void) {
     FIELD(flowrt_trainer_params, time_beta_b);
     FIELD(flowrt_trainer_params, schedule_fn);
     FIELD(flowrt_trainer_params, schedule_user_data);
+    FIELD(flowrt_trainer_params, label_dropout);
     end();
 
     BEGIN(flowrt_sde_params);

@@ -12,7 +12,6 @@ import pytest
 
 import flowrt
 from flowrt import _capi as capi
-import _capi
 
 SMALL = dict(channels=1, height=8, width=8, model_channels=8, channel_mult=(1, 2), attention=(4,), heads=2,
              groups=4, seed=7)
@@ -68,7 +67,7 @@ def test_seed_determines_the_weights():
 
 def test_export_runs_in_onnxruntime_with_the_same_output():
     m = flowrt.Model.unet(**SMALL)
-    data = _capi.export_bytes(m._handle)
+    data = m.to_onnx_bytes()
     onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
