@@ -277,20 +277,6 @@ void fr_mul_rows_k(const float *d, const float *in, float *out, size_t rows, siz
     }
 }
 
-FR_CLONES
-void fr_add_row_vector(float *y, const float *b, size_t rows, size_t n) {
-    for (size_t r = 0; r < rows; r++) {
-        float *yr = y + r * n;
-        for (size_t i = 0; i < n; i++) yr[i] += b[i];
-    }
-}
-
-double fr_sum_squares(const float *x, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
-    return s;
-}
-
 // Y[r, j] = Σ_k X[r, k] W[j, k] for a row-major W [out, in] and m small
 // (batch ≤ 32): each block of four W rows (4·in floats) stays in L1 while
 // every input row passes over it, so W is read from L2 once per call; 16

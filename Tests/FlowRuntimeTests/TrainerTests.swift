@@ -259,3 +259,31 @@ final class TrainerONNXTests: XCTestCase {
         }
     }
 }
+
+import Foundation
+
+extension TrainerTests {
+    /// The checkpoint fuzzer's findings: a CRC-valid file whose step is
+    /// above Int.max, or near it (the next step's arithmetic overflowed),
+    /// is refused with a message instead of trapping.
+    func testCheckpointsWithAbsurdStepsAreRefused() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("fuzz/corpus-checkpoint")
+        let data = (0..<128).map { Float($0 % 7) / 7 }
+        for name in ["regress-step-above-int-max", "regress-step-near-int-max"] {
+            // The corpus files hold everything but the CRC, which the harness
+            // appends (little-endian CRC-32 of the preceding bytes).
+            var bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+            let crc = Checksum.crc32(bytes[...])
+            bytes += (0..<4).map { UInt8(truncatingIfNeeded: crc >> (8 * $0)) }
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("flowrt-\(name).ckpt").path
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let t = try Trainer(graph: try smallGraph(), data: .samples(data), configuration: config())
+            XCTAssertThrowsError(try t.loadCheckpoint(from: path), name) { e in
+                guard case FlowError.invalidModel(let m) = e else { return XCTFail("\(name): \(e)") }
+                XCTAssertTrue(m.contains("above 2^53"), m)
+            }
+        }
+    }
+}

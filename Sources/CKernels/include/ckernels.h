@@ -63,9 +63,6 @@ void fr_unary_forward_derivative(int kind, float p1, float p2,
 void fr_mul_rows_k(const float *d, const float *in, float *out,
                    size_t rows, size_t k, size_t m);
 
-/// y[r*n + i] += b[i] for r < rows, i < n (bias over a batch).
-void fr_add_row_vector(float *y, const float *b, size_t rows, size_t n);
-
 /// y[r*out + j] = Σ_k x[r*in + k] w[j*in + k] (+ bias[j] if bias is not NULL)
 /// for r < m, j < out (row-major W [out, in]), for small m; no aliasing.
 /// The Linear kernel where fr_gemm_packed is not available.
@@ -87,8 +84,6 @@ int fr_packed_supported(void);
 void fr_gemm_packed(const float *x, const float *wp, const float *bias, float *y,
                     size_t m, size_t out, size_t in);
 
-/// Sum of squares of x (double accumulator, fixed order).
-double fr_sum_squares(const float *x, size_t n);
 
 /* ======================================================================
  * Dense kernels: general GEMM, 2-D convolution, row softmax, GroupNorm

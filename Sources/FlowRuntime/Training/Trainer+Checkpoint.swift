@@ -67,6 +67,11 @@ extension Trainer {
         let version = try r.u32()
         guard version == 1 else { throw FlowError.unsupported("checkpoint '\(path)' has version \(version); this library reads version 1") }
         let step = try r.u64()
+        // Steps stay exact as Doubles (learning-rate schedules) and far from
+        // Int overflow in step arithmetic (found by the checkpoint fuzzer).
+        guard step <= 1 << 53 else {
+            throw FlowError.invalidModel("checkpoint '\(path)' has step \(step), above 2^53")
+        }
         _ = try r.u64(); _ = try r.u64()  // seed and batch size: informational
         let losses = try (0..<4).map { _ in try r.f64() }
         let lr = try r.f64()
