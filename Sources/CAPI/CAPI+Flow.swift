@@ -212,6 +212,16 @@ func requireUnconditional(_ flow: Flow, _ conditionalFunction: String) throws {
     }
 }
 
+/// The contexts of a per-point call (`[n, m]`): checked for a `_conditional`
+/// call, refused (naming the call to use) for a plain call on a conditional
+/// flow; nil for unconditional flows.
+func pointContexts(_ flow: Flow, _ context: UnsafePointer<Float>?, rows n: Int, conditional: Bool,
+                   plainFunction: String) throws -> UnsafePointer<Float>? {
+    if conditional { return try callContexts(flow, context, rows: n) }
+    try requireUnconditional(flow, plainFunction + "_conditional")
+    return nil
+}
+
 /// The contexts of a conditional call: nil for an unconditional flow
 /// (context must then be NULL, or is ignored when rows is 0), else the
 /// caller's `[rows, m]` floats, checked for NULL and size.
@@ -290,13 +300,7 @@ func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int,
         let flow = try flowObject(handle)
         let n = try batchCount(n), d = flow.dimension
         let m = flow.contextDimension
-        let c: UnsafePointer<Float>?
-        if conditional {
-            c = try callContexts(flow, context, rows: n)
-        } else {
-            try requireUnconditional(flow, "\(function)_conditional")
-            c = nil
-        }
+        let c = try pointContexts(flow, context, rows: n, conditional: conditional, plainFunction: "\(function)")
         let nd = try checkedProduct(n, d, "x_in")
         guard t0.isFinite, t1.isFinite, (0...1).contains(t0), (0...1).contains(t1) else {
             throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite and in [0, 1]")
@@ -349,13 +353,7 @@ func logProbCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _
         let flow = try flowObject(handle)
         let n = try batchCount(n), d = flow.dimension
         let m = flow.contextDimension
-        let c: UnsafePointer<Float>?
-        if conditional {
-            c = try callContexts(flow, context, rows: n)
-        } else {
-            try requireUnconditional(flow, "flowrt_flow_log_prob_conditional")
-            c = nil
-        }
+        let c = try pointContexts(flow, context, rows: n, conditional: conditional, plainFunction: "flowrt_flow_log_prob")
         let nd = try checkedProduct(n, d, "x")
         guard t.isFinite, t >= 0, t <= 1 else { throw FlowError.invalidArgument("t = \(t) must be in [0, 1]") }
         let call = try SolverCall(params)

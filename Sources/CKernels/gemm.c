@@ -250,10 +250,11 @@ static FR_DENSE_AVX512 void fr_pack_b_cols_avx512(const float *b, size_t ldb, si
     }
 }
 
-// dst[j·ldd + i] += src[i·lds + j] through 16 × 16 blocks transposed in
-// registers.
-static FR_DENSE_AVX512 void fr_add_transposed_avx512(size_t rows, size_t cols, const float *src, size_t lds,
-                                                     float *dst, size_t ldd) {
+// dst[j·ldd + i] (+)= src[i·lds + j] through 16 × 16 blocks transposed in
+// registers; `add` accumulates into dst (constant at each call site).
+static inline __attribute__((always_inline)) FR_DENSE_AVX512
+void fr_transpose_blocks_avx512(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd,
+                                const int add) {
     for (size_t i0 = 0; i0 < rows; i0 += 16) {
         size_t it = fr_min(16, rows - i0);
         __mmask16 mi = (__mmask16)(it >= 16 ? 0xffffu : (1u << it) - 1u);
@@ -266,28 +267,20 @@ static FR_DENSE_AVX512 void fr_add_transposed_avx512(size_t rows, size_t cols, c
             fr_transpose16(v);
             for (size_t t = 0; t < jt; t++) {
                 float *d = dst + (j0 + t) * ldd + i0;
-                _mm512_mask_storeu_ps(d, mi, _mm512_add_ps(_mm512_maskz_loadu_ps(mi, d), v[t]));
+                _mm512_mask_storeu_ps(d, mi, add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mi, d), v[t]) : v[t]);
             }
         }
     }
 }
 
-// dst[j·ldd + i] = src[i·lds + j], as above without the add.
+static FR_DENSE_AVX512 void fr_add_transposed_avx512(size_t rows, size_t cols, const float *src, size_t lds,
+                                                     float *dst, size_t ldd) {
+    fr_transpose_blocks_avx512(rows, cols, src, lds, dst, ldd, 1);
+}
+
 static FR_DENSE_AVX512 void fr_transpose_avx512(size_t rows, size_t cols, const float *src, size_t lds, float *dst,
                                                 size_t ldd) {
-    for (size_t i0 = 0; i0 < rows; i0 += 16) {
-        size_t it = fr_min(16, rows - i0);
-        __mmask16 mi = (__mmask16)(it >= 16 ? 0xffffu : (1u << it) - 1u);
-        for (size_t j0 = 0; j0 < cols; j0 += 16) {
-            size_t jt = fr_min(16, cols - j0);
-            __mmask16 mj = (__mmask16)(jt >= 16 ? 0xffffu : (1u << jt) - 1u);
-            __m512 v[16];
-            for (size_t l = 0; l < 16; l++)
-                v[l] = l < it ? _mm512_maskz_loadu_ps(mj, src + (i0 + l) * lds + j0) : _mm512_setzero_ps();
-            fr_transpose16(v);
-            for (size_t t = 0; t < jt; t++) _mm512_mask_storeu_ps(dst + (j0 + t) * ldd + i0, mi, v[t]);
-        }
-    }
+    fr_transpose_blocks_avx512(rows, cols, src, lds, dst, ldd, 0);
 }
 
 #endif  // FR_DENSE_HAVE_AVX512
