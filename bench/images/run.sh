@@ -71,7 +71,7 @@ flags=$(grep -o -w -E 'avx512f|avx2|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')
   echo "Command: \`bash bench/images/run.sh\` (RUNS=$RUNS, BUDGET=$BUDGET s; OPENBLAS_CORETYPE/L2_SIZE unset for this"
   echo "command only; FLOWRT_NUM_THREADS=T, ORT intra_op_num_threads=T / inter_op 1 / ORT_SEQUENTIAL, torch.set_num_threads(T);"
   echo "one process per system and thread count). $elapsed s in all; load average $load_before before, $load_after after"
-  echo "(the 2-core machine was shared with other builds and tests, so figures are noisy: each is the minimum over single calls)."
+  echo "(each figure is the minimum over single calls; compare the load averages: a shared machine makes figures noisy)."
   echo
   echo "Versions: $versions."
   echo
@@ -87,12 +87,9 @@ for m, d in f.items(): print(f'| {m} | ' + ' | '.join(f'{d[k]/1e6:.1f}' for k in
   echo
   echo "Ratios are time ratios: FR / ORT = FlowRuntime ms / onnxruntime ms (< 1: FlowRuntime faster)."
   echo
-  echo "Threads: \`flowrt_model_velocity\` (what \`Model.velocity\` calls) splits a batch over threads only in chunks of"
-  echo "1024 rows (\`Model.velocity(times:points:into:threads:chunkSize:)\`, Sources/FlowRuntime/Graph/Model+Evaluation.swift), and"
-  echo "no graph op is multi-threaded, so at batch 1, 16 and 64 FlowRuntime runs on ONE thread whatever FLOWRT_NUM_THREADS"
-  echo "says: its 2-thread rows time the same single-threaded computation, and their spread against the 1-thread rows is"
-  echo "a direct measure of this run's noise. onnxruntime and PyTorch do use the second thread (intra-op); on a 2-core"
-  echo "machine with other jobs running, their 2-thread figures suffer most (PyTorch's OpenMP workers spin-wait at barriers)."
+  echo "Threads: \`flowrt_model_velocity\` evaluates a batch in fixed per-model chunks (one U-Net sample, eight DiT"
+  echo "samples; \`Model.preferredChunkSize\`) spread over FLOWRT_NUM_THREADS threads; batch 1 runs on one thread (no"
+  echo "op splits a sample's work). Results do not depend on the thread count."
   echo
   "$PY" bench/images/report.py "$OUT/flops.json" "${runs[@]}"
 } > bench/images/results.md
