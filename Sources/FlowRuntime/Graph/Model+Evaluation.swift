@@ -165,16 +165,7 @@ extension Model: ConditionalVelocityField {
     /// Convenience: velocities of a batch as a tensor. `x: [n, d]`, `t: [n]`.
     public func velocity(t: [Double], x: Tensor) -> Tensor {
         precondition(x.shape == [t.count, dimension], "x must be [\(t.count), \(dimension)]")
-        var v = Tensor(shape: x.shape)
-        let ws = makeWorkspace()
-        t.withUnsafeBufferPointer { tb in
-            x.scalars.withUnsafeBufferPointer { xb in
-                v.scalars.withUnsafeMutableBufferPointer { vb in
-                    velocity(times: tb, points: xb, into: vb, workspace: ws)
-                }
-            }
-        }
-        return v
+        return velocity(t: t, x: x, context: nil)
     }
 
     /// Convenience: velocities of a batch of a conditional network.

@@ -53,7 +53,6 @@ struct GroupNormOp: GraphOp {
         }
     }
 
-    /// Calls `body(group base, μ, r, γ offset)` for each (sample, group).
     func jvp(_ c: OpContext) {
         let (_, spatial, m) = dims(c)
         let x = c.input(0), tx = c.tangent(0)!, gamma = c.input(1), out = c.out
