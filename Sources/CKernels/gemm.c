@@ -285,6 +285,15 @@ static FR_DENSE_AVX512 void fr_transpose_avx512(size_t rows, size_t cols, const 
 
 #endif  // FR_DENSE_HAVE_AVX512
 
+// dst[j·ldd + i] (+)= src[i·lds + j] in strips of 16 rows (the portable path).
+static void fr_transpose_portable(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd,
+                                  int add) {
+    for (size_t i0 = 0; i0 < rows; i0 += 16)
+        for (size_t j = 0; j < cols; j++)
+            for (size_t i = i0; i < fr_min(rows, i0 + 16); i++)
+                dst[j * ldd + i] = add ? dst[j * ldd + i] + src[i * lds + j] : src[i * lds + j];
+}
+
 void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
 #ifdef FR_DENSE_HAVE_AVX512
     if (fr_dense_use_avx512()) {
@@ -292,9 +301,7 @@ void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float 
         return;
     }
 #endif
-    for (size_t i0 = 0; i0 < rows; i0 += 16)
-        for (size_t j = 0; j < cols; j++)
-            for (size_t i = i0; i < fr_min(rows, i0 + 16); i++) dst[j * ldd + i] = src[i * lds + j];
+    fr_transpose_portable(rows, cols, src, lds, dst, ldd, 0);
 }
 
 void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
@@ -304,9 +311,7 @@ void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t 
         return;
     }
 #endif
-    for (size_t i0 = 0; i0 < rows; i0 += 16)
-        for (size_t j = 0; j < cols; j++)
-            for (size_t i = i0; i < fr_min(rows, i0 + 16); i++) dst[j * ldd + i] += src[i * lds + j];
+    fr_transpose_portable(rows, cols, src, lds, dst, ldd, 1);
 }
 
 static void fr_pack_b(int trans_b, const float *b, size_t ldb, size_t p0, size_t j0, size_t kc, size_t nc,

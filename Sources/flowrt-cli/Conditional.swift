@@ -27,6 +27,16 @@ struct ContextOptions: ParsableArguments {
     @Flag(help: "The context CSV's first row is a header.") var contextHeader = false
 
     /// The contexts, streamed by rows, after checking the flow is conditional.
+    /// The points of `--data` and one context row per point.
+    func pointsAndRows(data: String, header: Bool, for flow: Flow) throws -> (points: PointRows, contexts: PointRows) {
+        let input = try PointRows(path: data, dimension: flow.dimension, header: header)
+        let c = try rows(for: flow)
+        guard c.count == input.count else {
+            throw ValidationError("--context has \(c.count) rows but --data \(input.count): one context per point")
+        }
+        return (input, c)
+    }
+
     func rows(for flow: Flow) throws -> PointRows {
         let m = try dimension(flow)
         return try PointRows(path: context, dimension: m, header: contextHeader)
@@ -98,11 +108,7 @@ struct ConditionalLogProb: ParsableCommand {
         if let out { try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"]) }
         let options = try solver.options()
         let f = try flow.makeFlow()
-        let input = try PointRows(path: data, dimension: f.dimension, header: header)
-        let c = try contexts.rows(for: f)
-        guard c.count == input.count else {
-            throw ValidationError("--context has \(c.count) rows but --data \(input.count): one context per point")
-        }
+        let (input, c) = try contexts.pointsAndRows(data: data, header: header, for: f)
         let values = try out.map { try RowWriter(path: $0, rows: input.count, columns: nil, float32: false, header: ["log_prob"]) }
         let start = Date()
         let statistics = try f.logDensityBlocks(count: input.count, time: time, method: .exact, solver: options,
@@ -131,11 +137,7 @@ struct ConditionalEncode: ParsableCommand {
         try Checked.writable(out, option: "--out", extensions: [".npy", ".csv"])
         let options = try solver.options()
         let f = try flow.makeFlow()
-        let input = try PointRows(path: data, dimension: f.dimension, header: header)
-        let c = try contexts.rows(for: f)
-        guard c.count == input.count else {
-            throw ValidationError("--context has \(c.count) rows but --data \(input.count): one context per point")
-        }
+        let (input, c) = try contexts.pointsAndRows(data: data, header: header, for: f)
         let codes = try RowWriter(path: out, rows: input.count, columns: f.dimension, float32: true)
         let start = Date()
         let statistics = try f.transportBlocks(count: input.count, from: 1, to: 0, solver: options,
