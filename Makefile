@@ -308,6 +308,13 @@ test-c-limits: bindings/c/tests/test_limits
 	@echo "== bindings/c/tests/test_limits (plain only: RLIMIT_AS)"; ./bindings/c/tests/test_limits
 test-c: test-c-limits
 
+# Path-length optimisation from C (issue 16 item 5): a trainer that learns
+# a Fourier interpolant, its flow saved and loaded back. Valgrind and ASan
+# run it with fewer optimiser steps (argv[1]).
+C_TESTS += test_path_length
+C_TEST_BINS += bindings/c/tests/test_path_length
+test-c: bindings/c/tests/test_path_length
+
 # The dense kernels (GEMM, convolutions, softmax, GroupNorm) against naive
 # double-precision references, on the AVX-512 and the portable paths (issue 13).
 # clang (the Swift toolchain's): the AVX-512 paths are written for it, as SwiftPM builds them.

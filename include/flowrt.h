@@ -778,7 +778,9 @@ FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const ch
 
 /** Loads a flow from an ONNX file: the network (as flowrt_model_load_onnx),
  *  the interpolant named in its flowrt.interpolant metadata ("trig" when
- *  absent, e.g. for a network exported by PyTorch) and a standard normal base.
+ *  absent, e.g. for a network exported by PyTorch; "fourier" with the
+ *  coefficients in flowrt.fourier.alpha / flowrt.fourier.beta, see
+ *  flowrt_trainer_create_path_length) and a standard normal base.
  *
  *  A file that records "custom" (saved from a flow with a host schedule)
  *  loads without its schedule: sampling, transport, encoding and
@@ -791,7 +793,9 @@ FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const ch
  *  @param options  in, nullable (see flowrt_onnx_options).
  *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
  *  @return as flowrt_model_load_onnx; FLOWRT_INVALID_MODEL also for an
- *          interpolant or base this version cannot rebuild.
+ *          interpolant or base this version cannot rebuild, and for Fourier
+ *          coefficients that are missing, not numbers, not finite, or
+ *          unequal in number (the message names the key).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_onnx_options *options,
                                                flowrt_flow **out);
@@ -1012,6 +1016,132 @@ FLOWRT_API flowrt_status flowrt_trainer_load_checkpoint(flowrt_trainer *trainer,
 
 /** Releases a trainer. NULL is a no-op. Models obtained from it stay valid. */
 FLOWRT_API void flowrt_trainer_free(flowrt_trainer *trainer);
+
+/* ----- Path-length optimisation (added after 0.2.0) ------------------------
+ * A trainer that also learns its interpolant: the Fourier schedule
+ *     α(t) = 1 − t + Σ_k a_k sin(kπt),   β(t) = t + Σ_k b_k sin(kπt),  k = 1..K,
+ * moved by Adam ascent on min_v G (alternating with the network's descent),
+ * which shortens the path: the kinetic energy ∫ E|v|² dt falls toward
+ * W2²(ρ0, ρ1) (DESIGN.md §1 "Path length"). The coefficients start at 0
+ * (the linear schedule). flowrt_trainer_flow gives the trained flow with its
+ * schedule; flowrt_flow_save_onnx records the coefficients in the metadata
+ * (flowrt.interpolant = "fourier", flowrt.fourier.alpha, flowrt.fourier.beta:
+ * comma-separated numbers) and flowrt_flow_load_onnx rebuilds the same
+ * flow from them. */
+
+/** Settings of the schedule player of a path-length trainer. */
+typedef struct flowrt_path_params {
+    uint32_t struct_size;       /**< sizeof(flowrt_path_params). */
+    uint32_t terms;             /**< Fourier terms K, 1..4096 (default 4). */
+    double learning_rate;       /**< Adam step of the coefficients, finite and > 0
+                                     (default 0.001). Keep it slow next to the
+                                     network's: a schedule that outruns the
+                                     network is steered by its errors. */
+    uint64_t warmup_steps;      /**< Network-only updates before the schedule
+                                     moves (default 300). */
+    uint32_t network_steps;     /**< Network updates per schedule update after the
+                                     warmup, ≥ 1 (default 8). */
+    uint32_t batch_size;        /**< Samples (t, x0, x1) per schedule update,
+                                     0..2^24; 0 = the trainer's batch_size (default 0). */
+    double coefficient_bound;   /**< Coefficients are kept in [−bound, bound],
+                                     finite and > 0 (default 2). */
+} flowrt_path_params;
+
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_path_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_path_params_init(flowrt_path_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_path_params flowrt_path_default_params(void) {
+    flowrt_path_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_path_params_init(&p);
+    return p;
+}
+
+/** Creates a path-length trainer: as flowrt_trainer_create (same data
+ *  handling, same trainer params except the interpolant), with a learned
+ *  Fourier schedule of path->terms terms instead of params->interpolant
+ *  (ignored). The result is an ordinary flowrt_trainer with these
+ *  differences:
+ *    - flowrt_trainer_step makes one network update during the warmup, then
+ *      path->network_steps network updates and one schedule update; *loss is
+ *      the last network minibatch's G. flowrt_trainer_fit(steps) makes
+ *      `steps` such steps (progress: done = those steps, value = G).
+ *      flowrt_trainer_step_count counts network updates.
+ *    - flowrt_trainer_path_state reads the coefficients and the kinetic
+ *      energy estimate; flowrt_trainer_flow gives the flow with the current
+ *      schedule; flowrt_trainer_model's metadata records the schedule.
+ *    - flowrt_trainer_save_checkpoint / _load_checkpoint and
+ *      flowrt_trainer_set_coupling return FLOWRT_UNSUPPORTED (a checkpoint
+ *      does not hold the schedule's optimiser state; a coupling would train
+ *      the network on other pairs than those the schedule is moved with).
+ *  Randomness: the schedule batches have their own stream derived from
+ *  params->seed; results never depend on params->threads.
+ *  @param init    in, non-NULL: the starting model (copied), unconditional.
+ *  @param data    in, [n, dim] floats (finite).
+ *  @param n       rows (> 0); at least one must remain for training.
+ *  @param dim     columns (> 0), the model's dim.
+ *  @param params  in, nullable (NULL = defaults); schedule_fn must be NULL.
+ *  @param path    in, nullable (NULL = flowrt_path_default_params()).
+ *  @param out     out, non-NULL: the trainer (NULL on failure); free with
+ *                 flowrt_trainer_free.
+ *  @return as flowrt_trainer_create, plus FLOWRT_INVALID_ARGUMENT (bad
+ *          path->struct_size, a path field out of range, schedule_fn set,
+ *          a conditional model); FLOWRT_NON_FINITE (a non-finite path field).
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_path_length(const flowrt_model *init, const float *data, size_t n,
+                                                           size_t dim, const flowrt_trainer_params *params,
+                                                           const flowrt_path_params *path, flowrt_trainer **out);
+
+/** The current schedule of a path-length trainer and its last kinetic
+ *  energy estimate ∫ E|v̂(t, x_t)|² dt (t uniform, on the last schedule
+ *  batch; the path length being shortened).
+ *  @param trainer         in, non-NULL, from flowrt_trainer_create_path_length.
+ *  @param alpha           out, [capacity]: a_1..a_K; nullable when capacity is 0.
+ *  @param beta            out, [capacity]: b_1..b_K; nullable when capacity is 0.
+ *  @param capacity        entries available in alpha and beta.
+ *  @param terms           out, non-NULL: K.
+ *  @param kinetic_energy  out, nullable: the estimate; NaN before the first
+ *                         schedule update (during the warmup).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL trainer or terms, a
+ *          trainer that is not a path-length trainer, capacity below K:
+ *          *terms is still set, so a first call with capacity 0 asks for K).
+ *  Not thread-safe with a concurrent step on the same trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_path_state(const flowrt_trainer *trainer, double *alpha, double *beta,
+                                                   size_t capacity, size_t *terms, double *kinetic_energy);
+
+/** The flow trained so far: flowrt_trainer_model's snapshot (EMA weights)
+ *  with the trainer's interpolant (for a path-length trainer its current
+ *  Fourier schedule; a host schedule_fn stays required as for
+ *  flowrt_flow_create) and its base density (the standard normal, or the
+ *  base given to flowrt_trainer_create_from_densities). Independent of
+ *  further training; save it with flowrt_flow_save_onnx.
+ *  @param trainer  in, non-NULL.
+ *  @param out      out, non-NULL: the flow (NULL on failure); free with flowrt_flow_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (a
+ *          sample-only base, which a flow cannot evaluate).
+ *  Not thread-safe with a concurrent step on the same trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_flow(const flowrt_trainer *trainer, flowrt_flow **out);
+
+/** The Fourier coefficients of a flow's interpolant (a flow from
+ *  flowrt_trainer_flow of a path-length trainer, or loaded from a file
+ *  recording flowrt.interpolant = "fourier").
+ *  @param flow      in, non-NULL.
+ *  @param alpha     out, [capacity]: a_1..a_K; nullable when capacity is 0.
+ *  @param beta      out, [capacity]: b_1..b_K; nullable when capacity is 0.
+ *  @param capacity  entries available in alpha and beta.
+ *  @param terms     out, non-NULL: K; 0 when the interpolant is not a
+ *                   Fourier schedule (trig, linear, custom).
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL flow or terms, capacity
+ *          below K: *terms is still set). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_fourier_coefficients(const flowrt_flow *flow, double *alpha, double *beta,
+                                                          size_t capacity, size_t *terms);
+/* ----- end of path-length optimisation ---------------------------------- */
 
 /* ---------------------------------------------------------------------------
  * Densities (host-defined, empirical, diagonal normal), score and SDE sampling

@@ -190,7 +190,9 @@ public func flowrt_trainer_create_from_densities(_ initial: OpaquePointer?, _ ta
 @_cdecl("flowrt_trainer_set_coupling")
 public func flowrt_trainer_set_coupling(_ handle: OpaquePointer?, _ coupling: Int32) -> flowrt_status {
     guarded("flowrt_trainer_set_coupling") {
-        let trainer = try trainerObject(handle)
+        let h = try object(handle, TrainerHandle.self, "trainer")
+        try h.refusePathLength("flowrt_trainer_set_coupling", "the network would train on other pairs than those the schedule moves with")
+        let trainer = h.trainer
         switch UInt32(bitPattern: coupling) {
         case FLOWRT_COUPLING_INDEPENDENT.rawValue: trainer.coupling = nil
         case FLOWRT_COUPLING_EXACT_OT.rawValue: trainer.coupling = .exact

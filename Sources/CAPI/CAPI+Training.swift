@@ -3,9 +3,18 @@ import CFlowRT
 import FlowRuntime
 
 /// The object behind a `flowrt_trainer *`.
+/// A path-length trainer (flowrt_trainer_create_path_length) also holds its
+/// optimiser, which steps the network and the schedule.
 final class TrainerHandle {
     let trainer: Trainer
-    init(_ trainer: Trainer) { self.trainer = trainer }
+    let pathOptimizer: PathLengthOptimizer?
+    init(_ trainer: Trainer) { self.trainer = trainer; pathOptimizer = nil }
+    init(_ optimizer: PathLengthOptimizer) { trainer = optimizer.trainer; pathOptimizer = optimizer }
+
+    /// Fails for a path-length trainer, naming `call` and why.
+    func refusePathLength(_ call: String, _ reason: String) throws {
+        guard pathOptimizer == nil else { throw FlowError.unsupported("\(call) is not available for a path-length trainer: \(reason)") }
+    }
 }
 
 func trainerObject(_ handle: OpaquePointer?) throws -> Trainer {
@@ -97,8 +106,12 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
 @_cdecl("flowrt_trainer_step")
 public func flowrt_trainer_step(_ handle: OpaquePointer?, _ loss: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_trainer_step") {
-        let report = try trainerObject(handle).step()
-        loss?.pointee = report.quadratic
+        let h = try object(handle, TrainerHandle.self, "trainer")
+        if let optimizer = h.pathOptimizer {
+            loss?.pointee = try optimizer.step().networkLoss.quadratic
+        } else {
+            loss?.pointee = try h.trainer.step().quadratic
+        }
         return FLOWRT_OK
     }
 }
@@ -107,8 +120,17 @@ public func flowrt_trainer_step(_ handle: OpaquePointer?, _ loss: UnsafeMutableP
 public func flowrt_trainer_fit(_ handle: OpaquePointer?, _ steps: UInt64, _ progress: flowrt_progress_fn?,
                                _ userData: UnsafeMutableRawPointer?) -> flowrt_status {
     guarded("flowrt_trainer_fit") {
-        let trainer = try trainerObject(handle)
+        let h = try object(handle, TrainerHandle.self, "trainer")
+        let trainer = h.trainer
         guard steps < 1 << 62 else { throw FlowError.invalidArgument("steps = \(steps) is too large") }
+        if let optimizer = h.pathOptimizer {
+            var done: UInt64 = 0
+            try optimizer.fit(steps: Int(steps)) { r in
+                done += 1
+                return progress.map { $0(userData, done, steps, r.networkLoss.quadratic) == 0 } ?? true
+            }
+            return FLOWRT_OK
+        }
         let start = trainer.stepCount
         if let progress {
             try trainer.fit(steps: Int(steps)) { p in
@@ -155,7 +177,9 @@ public func flowrt_trainer_step_count(_ handle: OpaquePointer?) -> UInt64 {
 @_cdecl("flowrt_trainer_save_checkpoint")
 public func flowrt_trainer_save_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
     guarded("flowrt_trainer_save_checkpoint") {
-        let t = try trainerObject(handle)
+        let h = try object(handle, TrainerHandle.self, "trainer")
+        try h.refusePathLength("flowrt_trainer_save_checkpoint", "a checkpoint does not hold the schedule's optimiser state")
+        let t = h.trainer
         try t.saveCheckpoint(to: String(cString: try require(path, "path")))
         return FLOWRT_OK
     }
@@ -164,7 +188,9 @@ public func flowrt_trainer_save_checkpoint(_ handle: OpaquePointer?, _ path: Uns
 @_cdecl("flowrt_trainer_load_checkpoint")
 public func flowrt_trainer_load_checkpoint(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> flowrt_status {
     guarded("flowrt_trainer_load_checkpoint") {
-        let t = try trainerObject(handle)
+        let h = try object(handle, TrainerHandle.self, "trainer")
+        try h.refusePathLength("flowrt_trainer_load_checkpoint", "a checkpoint does not hold the schedule's optimiser state")
+        let t = h.trainer
         let file = String(cString: try require(path, "path"))
         try namingFile(file) { try t.loadCheckpoint(from: file) }
         return FLOWRT_OK

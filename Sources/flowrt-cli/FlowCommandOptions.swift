@@ -15,14 +15,16 @@ struct FlowModelOptions: ParsableArguments {
     /// The flow: the model, a standard-normal base, the schedule.
     func makeFlow() throws -> Flow {
         let model = try ModelFile.load(self.model)
-        let name = interpolant ?? model.metadata["flowrt.interpolant"] ?? "trig"
         let schedule: (any Schedule)?
-        switch name {
-        case "trig": schedule = TrigSchedule()
-        case "linear": schedule = LinearSchedule()
-        default:
-            if interpolant != nil { throw ValidationError("--interpolant must be trig or linear, got '\(name)'") }
-            schedule = nil  // e.g. a learned Fourier schedule: not needed to sample or evaluate
+        if let interpolant {
+            guard let kind = ScheduleKind(rawValue: interpolant) else {
+                throw ValidationError("--interpolant must be \(ScheduleKind.allCases.map(\.rawValue).joined(separator: " or ")), got '\(interpolant)'")
+            }
+            schedule = kind.schedule
+        } else {
+            // The file's schedule (a learned Fourier one too); one it cannot
+            // rebuild is not needed to sample or evaluate, so it is left out.
+            schedule = (try? ScheduleMetadata.schedule(from: model.metadata)) ?? nil
         }
         return try Flow(field: model, schedule: schedule)
     }

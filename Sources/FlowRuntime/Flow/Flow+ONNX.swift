@@ -1,5 +1,6 @@
 /// A saved flow is a complete flow: the network plus `flowrt.*` metadata
-/// naming the interpolant and the base density (the exporter adds
+/// naming the interpolant (with its coefficients for a learned Fourier
+/// schedule: `ScheduleMetadata`) and the base density (the exporter adds
 /// flowrt.dimension and flowrt.time_convention), so `loadONNX` rebuilds the
 /// same flow.
 ///
@@ -12,13 +13,13 @@
 extension Flow {
     /// Metadata keys written and read by flow files.
     public enum MetadataKey {
-        public static let interpolant = "flowrt.interpolant"
+        public static let interpolant = ScheduleMetadata.interpolantKey
         public static let base = "flowrt.base"
     }
 
     /// The name `flowrt.interpolant` records for a host-supplied schedule
     /// (`CallbackSchedule`'s default name).
-    public static let customInterpolant = "custom"
+    public static let customInterpolant = ScheduleMetadata.customName
 
     /// The interpolant's name: the schedule's, or, for a flow loaded from a
     /// file whose schedule cannot be rebuilt, what its model's metadata
@@ -38,8 +39,12 @@ extension Flow {
             throw FlowError.unsupported("only flows with a standard normal base can be saved as ONNX for now")
         }
         var meta = model.metadata
-        // A flow loaded without its schedule keeps the name its file recorded.
-        meta[MetadataKey.interpolant] = interpolantName ?? "trig"
+        if let schedule {
+            meta = ScheduleMetadata.recording(schedule, in: meta)
+        } else {
+            // A flow loaded without its schedule keeps the name its file recorded.
+            meta[MetadataKey.interpolant] = interpolantName ?? ScheduleKind.trig.rawValue
+        }
         meta[MetadataKey.base] = "standard_normal"
         return try model.withMetadata(meta)
     }
@@ -50,19 +55,14 @@ extension Flow {
     }
 
     /// A flow around a loaded model, with the interpolant its metadata names
-    /// (`trig` when absent, e.g. a network exported by PyTorch) and a
-    /// standard normal base. For "custom" (a host-supplied schedule) the
-    /// flow has no schedule: see the type's comment.
-    /// - Throws: `.invalidModel` for an unknown interpolant or base in the metadata.
+    /// (`trig` when absent, e.g. a network exported by PyTorch; a Fourier
+    /// schedule with the recorded coefficients) and a standard normal base.
+    /// For "custom" (a host-supplied schedule) the flow has no schedule: see
+    /// the type's comment.
+    /// - Throws: `.invalidModel` for an unknown interpolant or base, or
+    ///   malformed Fourier coefficients, in the metadata (`ScheduleMetadata`).
     public convenience init(model: Model) throws {
-        let schedule: (any Schedule)?
-        switch model.metadata[MetadataKey.interpolant] ?? "trig" {
-        case "trig": schedule = TrigSchedule()
-        case "linear": schedule = LinearSchedule()
-        case Self.customInterpolant: schedule = nil
-        case let other:
-            throw FlowError.invalidModel("\(MetadataKey.interpolant) = '\(other)' is not an interpolant this version can rebuild (trig, linear, or custom without its schedule)")
-        }
+        let schedule = try ScheduleMetadata.schedule(from: model.metadata)
         let base = model.metadata[MetadataKey.base] ?? "standard_normal"
         guard base == "standard_normal" else {
             throw FlowError.invalidModel("\(MetadataKey.base) = '\(base)' is not a base density this version can rebuild")

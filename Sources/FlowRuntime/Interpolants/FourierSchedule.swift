@@ -38,7 +38,7 @@ public struct FourierSchedule: Schedule, Equatable {
 
     /// K, the number of sine terms.
     public var terms: Int { alphaCoefficients.count }
-    public var name: String { "fourier" }
+    public var name: String { Self.metadataName }
 
     public func coefficients(at t: Double) -> InterpolantCoefficients {
         var c = InterpolantCoefficients(alpha: 1 - t, beta: t, alphaDot: -1, betaDot: 1)

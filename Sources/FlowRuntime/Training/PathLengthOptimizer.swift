@@ -116,12 +116,17 @@ public final class PathLengthOptimizer {
     ///   - schedule: the starting coefficients (`FourierSchedule(terms: K)`
     ///     is the linear schedule).
     ///   - timeDistribution: the network's training time density.
+    ///   - metadata: extra metadata for exported models (as `Trainer`).
+    ///
+    /// The flow trained so far, with the current schedule, is
+    /// `trainer.flow()` (the trainer's loss follows `schedule`).
     /// - Throws: as `Trainer.init`; `.invalidArgument` for a bad
     ///   configuration, no Fourier terms, or streaming data.
     public init(graph: Graph, data: TrainingData, base: (any SampleSource)? = nil, schedule: FourierSchedule,
                 timeDistribution: TimeDistribution = .uniform,
                 trainerConfiguration: TrainerConfiguration = TrainerConfiguration(),
-                configuration: PathLengthConfiguration = PathLengthConfiguration()) throws {
+                configuration: PathLengthConfiguration = PathLengthConfiguration(),
+                metadata: [String: String] = [:]) throws {
         try configuration.validate()
         guard schedule.terms > 0 else { throw FlowError.invalidArgument("path-length optimisation needs at least one Fourier term") }
         if case .stream = data {
@@ -129,7 +134,7 @@ public final class PathLengthOptimizer {
         }
         trainer = try Trainer(graph: graph, data: data, base: base,
                               loss: InterpolantLoss(schedule: schedule, timeDistribution: timeDistribution),
-                              configuration: trainerConfiguration)
+                              configuration: trainerConfiguration, metadata: metadata)
         self.configuration = configuration
         self.schedule = schedule
         parameters = (schedule.alphaCoefficients + schedule.betaCoefficients).map(Float.init)

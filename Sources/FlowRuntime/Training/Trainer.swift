@@ -26,7 +26,9 @@ public final class Trainer {
     public let configuration: TrainerConfiguration
     /// Settable inside the module so that `PathLengthOptimizer` can move the
     /// schedule between updates (the held-out set keeps its initial schedule).
-    public internal(set) var loss: InterpolantLoss
+    public internal(set) var loss: InterpolantLoss {
+        didSet { cachedModel = nil }  // the model's metadata records the schedule
+    }
     /// ρ0, sampled for x0.
     public let base: any SampleSource
     /// The state dimension d.
@@ -150,7 +152,7 @@ public final class Trainer {
         self.trainable = differentiator.trainableIndices
         guard !trainable.isEmpty else { throw FlowError.invalidArgument("the network has no trainable parameters") }
         var meta = metadata
-        meta["flowrt.interpolant"] = loss.schedule.name
+        meta = ScheduleMetadata.recording(loss.schedule, in: meta)
         meta["flowrt.base"] = base is StandardNormal ? "standard_normal" : base is DiagonalNormal ? "diagonal_normal" : "custom"
         meta["flowrt.training.batch_size"] = String(configuration.batchSize)
         meta["flowrt.training.seed"] = String(configuration.seed)
@@ -488,12 +490,30 @@ public final class Trainer {
         if let cachedModel { return cachedModel }
         var g = differentiator.graph
         g.parameters = evaluationParameters
-        var meta = metadata
+        // The current schedule (a path-length optimiser moves it).
+        var meta = ScheduleMetadata.recording(loss.schedule, in: metadata)
         meta["flowrt.training.steps"] = String(stepCount)
         if let l = lastHeldOutLoss { meta["flowrt.training.heldout_loss"] = String(l.quadratic) }
         let m = try Model(graph: g, metadata: meta)
         cachedModel = m
         return m
+    }
+
+    /// The flow trained so far: `model()` with the current schedule
+    /// (`loss.schedule`, which a `PathLengthOptimizer` moves) over the
+    /// trainer's base density. The model's metadata records the schedule
+    /// (`ScheduleMetadata`), so `Flow.saveONNX` and `Flow(model:)` round-trip it.
+    /// - Throws: `.unsupported` when the base is sample-only (a flow's base
+    ///   needs a log-density); as `model()`.
+    public func flow() throws -> Flow {
+        var density: (any Density)? = nil
+        if !(base is StandardNormal) {
+            guard let d = base as? any Density, (d as? CallbackDensity)?.hasLogDensity ?? true else {
+                throw FlowError.unsupported("the trainer's base density is sample-only: a flow needs a base with a log-density")
+            }
+            density = d
+        }
+        return try Flow(field: model(), base: density, schedule: loss.schedule)
     }
 }
 

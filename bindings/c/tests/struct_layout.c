@@ -138,6 +138,16 @@ int main(void) {
     FIELD(flowrt_sde_params, threads);
     end();
 
+    BEGIN(flowrt_path_params);
+    FIELD(flowrt_path_params, struct_size);
+    FIELD(flowrt_path_params, terms);
+    FIELD(flowrt_path_params, learning_rate);
+    FIELD(flowrt_path_params, warmup_steps);
+    FIELD(flowrt_path_params, network_steps);
+    FIELD(flowrt_path_params, batch_size);
+    FIELD(flowrt_path_params, coefficient_bound);
+    end();
+
     printf("\n}\n");
     return 0;
 }

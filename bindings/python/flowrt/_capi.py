@@ -286,6 +286,43 @@ flowrt_trainer_load_checkpoint = _declare("flowrt_trainer_load_checkpoint", c_in
 # void flowrt_trainer_free(flowrt_trainer *trainer);
 flowrt_trainer_free = _declare("flowrt_trainer_free", None, c_void_p)
 
+# ---- path-length optimisation (section: training, after 0.2.0) ----
+
+
+class flowrt_path_params(Structure):
+    """typedef struct flowrt_path_params { uint32_t struct_size; uint32_t terms; double learning_rate;
+    uint64_t warmup_steps; uint32_t network_steps; uint32_t batch_size; double coefficient_bound; }
+    flowrt_path_params;"""
+    _fields_ = [("struct_size", c_uint32), ("terms", c_uint32), ("learning_rate", c_double),
+                ("warmup_steps", c_uint64), ("network_steps", c_uint32), ("batch_size", c_uint32),
+                ("coefficient_bound", c_double)]
+
+
+# flowrt_status flowrt_path_params_init(flowrt_path_params *params);
+flowrt_path_params_init = _declare("flowrt_path_params_init", c_int, POINTER(flowrt_path_params))
+
+
+def flowrt_path_default_params():
+    """The defaults (the header's static inline flowrt_path_default_params)."""
+    return _defaults(flowrt_path_params, flowrt_path_params_init)
+
+
+# flowrt_status flowrt_trainer_create_path_length(const flowrt_model *init, const float *data, size_t n,
+#     size_t dim, const flowrt_trainer_params *params, const flowrt_path_params *path, flowrt_trainer **out);
+flowrt_trainer_create_path_length = _declare("flowrt_trainer_create_path_length", c_int, c_void_p, c_float_p,
+                                             c_size_t, c_size_t, POINTER(flowrt_trainer_params),
+                                             POINTER(flowrt_path_params), POINTER(c_void_p))
+# flowrt_status flowrt_trainer_path_state(const flowrt_trainer *trainer, double *alpha, double *beta,
+#                                         size_t capacity, size_t *terms, double *kinetic_energy);
+flowrt_trainer_path_state = _declare("flowrt_trainer_path_state", c_int, c_void_p, c_double_p, c_double_p,
+                                     c_size_t, POINTER(c_size_t), c_double_p)
+# flowrt_status flowrt_trainer_flow(const flowrt_trainer *trainer, flowrt_flow **out);
+flowrt_trainer_flow = _declare("flowrt_trainer_flow", c_int, c_void_p, POINTER(c_void_p))
+# flowrt_status flowrt_flow_fourier_coefficients(const flowrt_flow *flow, double *alpha, double *beta,
+#                                                size_t capacity, size_t *terms);
+flowrt_flow_fourier_coefficients = _declare("flowrt_flow_fourier_coefficients", c_int, c_void_p, c_double_p,
+                                            c_double_p, c_size_t, POINTER(c_size_t))
+
 # ---- densities and SDE (section: densities and SDE) ----
 SDE_METHODS = {"heun": 0, "euler_maruyama": 1}
 # typedef double (*flowrt_diffusion_fn)(void *user_data, double t);

@@ -147,6 +147,15 @@ class Flow(_Handle):
         with flow:
             return cls(flow.model, interpolant=interpolant)
 
+    @property
+    def fourier_coefficients(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(a, b) of a Fourier interpolant (a flow from a path-length
+        `Trainer.flow()`, or loaded from its file), float64 [terms] each;
+        None for other interpolants."""
+        from ._trainer import _coefficients
+        a, b = _coefficients(_capi.flowrt_flow_fourier_coefficients, self._handle, None)
+        return (a, b) if self.interpolant == "fourier" else None
+
     def save(self, path) -> None:
         """Saves the flow as one self-contained ONNX file that onnxruntime runs
         and `flowrt.load` reads back (interpolant and base in its metadata)."""
@@ -223,6 +232,9 @@ class Flow(_Handle):
                                       "(train with the Swift Trainer's base option, or fit a normal-base flow)")
         if warmup is None:
             warmup = min(200, max(0, int(steps) // 10))
+        if self.interpolant == "fourier":
+            raise ValueError("this flow's interpolant is a learned Fourier schedule: fine-tuning with it fixed is not "
+                             "available; continue with flowrt.Trainer(model, X, interpolant='fourier')")
         if self.interpolant == "custom" and self._schedule is None:
             raise ValueError("this flow was loaded from a file that records a custom schedule, which a file cannot "
                              "hold: load it with flowrt.load(path, interpolant=<the schedule callable>) to train it")

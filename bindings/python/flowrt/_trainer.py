@@ -47,6 +47,18 @@ class Trainer(_Handle):
     lr_min_factor, step_every, step_factor, clip, ema, heldout (fraction),
     seed, threads, time_beta=(a, b).
 
+    Path-length optimisation: `interpolant="fourier"` learns the schedule
+    α = 1 − t + Σ a_k sin(kπt), β = t + Σ b_k sin(kπt) (k = 1..`terms`,
+    starting linear) by ascent on min_v G alternating with the network's
+    descent, which shortens the path toward W2² (DESIGN.md §1). Settings:
+    terms (default 4), path_lr (0.001), path_warmup (300 network-only
+    updates), path_inner (8 network updates per schedule update), path_batch
+    (schedule samples; default batch_size), path_bound (2). A step is then
+    one network update during the warmup and path_inner updates plus one
+    schedule update after it; `fourier_coefficients`, `kinetic_energy` and
+    `flow()` give the result, and the saved flow keeps its coefficients.
+    Checkpoints and couplings are not available for it.
+
     A conditional model (context_dim > 0) trains on pairs (X[i], context[i]):
     `context` [n, m] floats, or [n] class labels; `label_dropout` p replaces
     a label by the null class (the last) with probability p (seeded), so
@@ -61,7 +73,9 @@ class Trainer(_Handle):
                  lr_min_factor: float | None = None, step_every: int | None = None,
                  step_factor: float | None = None, clip: float | None = None, ema: float | None = None,
                  heldout: float | None = None, seed: int | None = None, threads: int | None = None,
-                 time_beta: tuple[float, float] | None = None, context=None, label_dropout: float | None = None):
+                 time_beta: tuple[float, float] | None = None, context=None, label_dropout: float | None = None,
+                 terms: int | None = None, path_lr: float | None = None, path_warmup: int | None = None,
+                 path_inner: int | None = None, path_batch: int | None = None, path_bound: float | None = None):
         x = points(X, model.dim)
         m = model.context_dim
         c = None
@@ -76,7 +90,13 @@ class Trainer(_Handle):
         elif context is not None:
             raise ValueError("this model is unconditional: context must be None")
         p = _capi.flowrt_trainer_default_params()
-        name, interpolant_fn = apply_interpolant(p, interpolant)  # `schedule` is the learning-rate schedule
+        path = _path_params(interpolant, terms, path_lr, path_warmup, path_inner, path_batch, path_bound)
+        if path is not None:
+            if m > 0:
+                raise ValueError("path-length optimisation (interpolant='fourier') takes an unconditional model")
+            name, interpolant_fn = "fourier", None
+        else:
+            name, interpolant_fn = apply_interpolant(p, interpolant)  # `schedule` is the learning-rate schedule
         if optimizer is not None:
             if optimizer not in _capi.OPTIMIZERS:
                 raise ValueError(f"optimizer must be one of {sorted(_capi.OPTIMIZERS)}")
@@ -98,7 +118,11 @@ class Trainer(_Handle):
             p.label_dropout = float(label_dropout)
         h = ctypes.c_void_p()
         self._check = checker(interpolant_fn)
-        if c is not None or (label_dropout or 0) > 0:
+        if path is not None:
+            check(_capi.flowrt_trainer_create_path_length(model._handle, x.ctypes.data_as(_capi.c_float_p), x.shape[0],
+                                                          x.shape[1], ctypes.byref(p), ctypes.byref(path),
+                                                          ctypes.byref(h)))
+        elif c is not None or (label_dropout or 0) > 0:
             self._check(_capi.flowrt_trainer_create_conditional(
                 model._handle, x.ctypes.data_as(_capi.c_float_p),
                 c.ctypes.data_as(_capi.c_float_p) if c is not None else None,
@@ -145,8 +169,67 @@ class Trainer(_Handle):
         check(_capi.flowrt_trainer_model(self._handle, ctypes.byref(h)))
         return Model(h)
 
+    def flow(self):
+        """The flow trained so far: `model()` with the trainer's interpolant
+        (for interpolant='fourier' its current learned schedule), ready to
+        sample, evaluate or `save` (the file keeps the coefficients)."""
+        from ._flow import Flow
+        h = ctypes.c_void_p()
+        check(_capi.flowrt_trainer_flow(self._handle, ctypes.byref(h)))
+        flow = Flow._from_handle(h)
+        flow._schedule = self._schedule  # a Python schedule the C flow calls
+        if self._schedule is not None:
+            flow.interpolant = "custom"
+        return flow
+
+    @property
+    def fourier_coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b): the current Fourier coefficients of a path-length trainer
+        (interpolant='fourier'), float64 [terms] each."""
+        return _coefficients(_capi.flowrt_trainer_path_state, self._handle, None)
+
+    @property
+    def kinetic_energy(self) -> float:
+        """The path-length trainer's last estimate of ∫ E|v̂(t, x_t)|² dt on
+        its schedule batch (NaN during the warmup): the path length it shortens."""
+        energy = ctypes.c_double()
+        _coefficients(_capi.flowrt_trainer_path_state, self._handle, ctypes.byref(energy))
+        return energy.value
+
     def save_checkpoint(self, path) -> None:
         check(_capi.flowrt_trainer_save_checkpoint(self._handle, str(path).encode()))
 
     def load_checkpoint(self, path) -> None:
         check(_capi.flowrt_trainer_load_checkpoint(self._handle, str(path).encode()))
+
+
+def _path_params(interpolant, terms, lr, warmup, inner, batch, bound):
+    """A flowrt_path_params for interpolant='fourier' (None otherwise; path
+    settings without it are an error)."""
+    given = {k: v for k, v in dict(terms=terms, path_lr=lr, path_warmup=warmup, path_inner=inner,
+                                   path_batch=batch, path_bound=bound).items() if v is not None}
+    if not (isinstance(interpolant, str) and interpolant == "fourier"):
+        if given:
+            raise ValueError(f"{', '.join(sorted(given))} apply to path-length optimisation: pass interpolant='fourier'")
+        return None
+    q = _capi.flowrt_path_default_params()
+    for value, field in ((terms, "terms"), (lr, "learning_rate"), (warmup, "warmup_steps"),
+                         (inner, "network_steps"), (batch, "batch_size"), (bound, "coefficient_bound")):
+        if value is not None:
+            setattr(q, field, value)
+    return q
+
+
+def _coefficients(fn, handle, energy):
+    """(a, b) from flowrt_trainer_path_state / flowrt_flow_fourier_coefficients
+    (`energy`: the trainer call's kinetic-energy pointer, or None for a flow)."""
+    k = ctypes.c_size_t()
+    extra = (energy,) if fn is _capi.flowrt_trainer_path_state else ()
+    status = fn(handle, None, None, 0, ctypes.byref(k), *extra)
+    if k.value == 0:
+        check(status)
+        return np.zeros(0), np.zeros(0)
+    a, b = np.zeros(k.value), np.zeros(k.value)
+    check(fn(handle, a.ctypes.data_as(_capi.c_double_p), b.ctypes.data_as(_capi.c_double_p), k.value,
+             ctypes.byref(k), *extra))
+    return a, b

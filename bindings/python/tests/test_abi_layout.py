@@ -13,6 +13,7 @@ def test_struct_sizes_match_the_library():
                          ("flowrt_solver_default_params", _capi.flowrt_solver_params),
                          ("flowrt_trainer_default_params", _capi.flowrt_trainer_params),
                          ("flowrt_onnx_default_options", _capi.flowrt_onnx_options),
-                         ("flowrt_sde_default_params", _capi.flowrt_sde_params)]:
+                         ("flowrt_sde_default_params", _capi.flowrt_sde_params),
+                         ("flowrt_path_default_params", _capi.flowrt_path_params)]:
         got = getattr(_capi, name)()
         assert got.struct_size == ctypes.sizeof(struct), (name, got.struct_size, ctypes.sizeof(struct))

@@ -91,5 +91,6 @@ def test_default_params_report_the_c_size(layout):
                      ("flowrt_solver_default_params", "flowrt_solver_params"),
                      ("flowrt_trainer_default_params", "flowrt_trainer_params"),
                      ("flowrt_onnx_default_options", "flowrt_onnx_options"),
-                     ("flowrt_sde_default_params", "flowrt_sde_params")]:
+                     ("flowrt_sde_default_params", "flowrt_sde_params"),
+                     ("flowrt_path_default_params", "flowrt_path_params")]:
         assert getattr(_capi, fn)().struct_size == layout[name]["size"], fn
