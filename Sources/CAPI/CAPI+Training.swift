@@ -107,11 +107,10 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
 public func flowrt_trainer_step(_ handle: OpaquePointer?, _ loss: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_trainer_step") {
         let h = try object(handle, TrainerHandle.self, "trainer")
-        if let optimizer = h.pathOptimizer {
-            loss?.pointee = try optimizer.step().networkLoss.quadratic
-        } else {
-            loss?.pointee = try h.trainer.step().quadratic
-        }
+        // Computed before the store: `loss?.pointee = try …` would skip the
+        // step when loss is NULL.
+        let g = try h.pathOptimizer.map { try $0.step().networkLoss.quadratic } ?? h.trainer.step().quadratic
+        loss?.pointee = g
         return FLOWRT_OK
     }
 }

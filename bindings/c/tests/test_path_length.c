@@ -129,8 +129,10 @@ int main(int argc, char **argv) {
     double loss = NAN;
     CHECK_STATUS(flowrt_trainer_step(t, &loss), FLOWRT_OK);
     CHECK(isfinite(loss) && flowrt_trainer_step_count(t) == 1, "one warmup step: loss %f", loss);
-    CHECK_STATUS(flowrt_trainer_fit(t, (uint64_t)(99 + steps), count_progress, NULL), FLOWRT_OK);
-    CHECK(progress_calls == 99 + steps, "%ld progress calls", progress_calls);
+    CHECK_STATUS(flowrt_trainer_step(t, NULL), FLOWRT_OK);
+    CHECK(flowrt_trainer_step_count(t) == 2, "a step without a loss pointer steps too");
+    CHECK_STATUS(flowrt_trainer_fit(t, (uint64_t)(98 + steps), count_progress, NULL), FLOWRT_OK);
+    CHECK(progress_calls == 98 + steps, "%ld progress calls", progress_calls);
     CHECK(flowrt_trainer_step_count(t) == (uint64_t)(100 + 4 * steps), "network updates %llu",
           (unsigned long long)flowrt_trainer_step_count(t));
     CHECK_STATUS(flowrt_trainer_path_state(t, alpha, beta, 4, &k, &energy), FLOWRT_OK);
