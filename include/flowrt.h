@@ -117,7 +117,17 @@ typedef enum flowrt_status {
      *  per-call statistics say which. Outputs are still written. */
     FLOWRT_SOLVER_INCOMPLETE = 9,
     /** A bug in FlowRuntime; please report it with the message. */
-    FLOWRT_INTERNAL = 10
+    FLOWRT_INTERNAL = 10,
+    /** An adaptive solve stopped for some samples because the step size
+     *  underflowed (below 1e-14 · max(1, |t|)) with a finite state: the
+     *  error control cannot be met there (the field is singular or blows up,
+     *  or rtol/atol are below float rounding). Raising max_steps does not
+     *  help. The message names the first such sample, its time and step;
+     *  outputs are written as for FLOWRT_SOLVER_INCOMPLETE and
+     *  flowrt_solver_stats.step_underflow_samples counts them. Returned
+     *  instead of FLOWRT_SOLVER_INCOMPLETE when any sample underflowed
+     *  (0.2.0 reported these as max steps). Added after 0.2.0. */
+    FLOWRT_STEP_UNDERFLOW = 11
 } flowrt_status;
 
 /** Static, human-readable description of a status code ("invalid
@@ -654,6 +664,10 @@ typedef struct flowrt_solver_stats {
     uint64_t max_steps_samples;    /**< Samples stopped by max_steps. */
     uint64_t non_finite_samples;   /**< Samples whose state became NaN/Inf. */
     uint64_t max_steps_per_sample; /**< Most accepted steps of one sample. */
+    uint64_t step_underflow_samples; /**< Samples stopped by a step-size underflow
+                                        (FLOWRT_STEP_UNDERFLOW). Appended after
+                                        0.2.0: written only when struct_size
+                                        covers it. */
 } flowrt_solver_stats;
 
 /** Creates a flow around a model (a conditional model gives a conditional
@@ -706,6 +720,9 @@ FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
  *          FLOWRT_SOLVER_INCOMPLETE (some samples hit max_steps or became
  *          non-finite: outputs are written, those samples hold their last
  *          state; stats count them).
+ *          FLOWRT_STEP_UNDERFLOW (an adaptive step underflowed for some
+ *          samples: as FLOWRT_SOLVER_INCOMPLETE, and the message names the
+ *          first one's time and step).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_sample(const flowrt_flow *flow, size_t n, uint64_t seed,
                                             const flowrt_solver_params *params, float *x_out,
@@ -728,7 +745,8 @@ FLOWRT_API flowrt_status flowrt_flow_sample_range(const flowrt_flow *flow, uint6
  *  Other parameters as flowrt_flow_sample.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n ≥ 2^40, times
  *          outside [0, 1] or not finite, bad params); FLOWRT_NON_FINITE
- *          (NaN/Inf in x_in); FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE.
+ *          (NaN/Inf in x_in); FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE;
+ *          FLOWRT_STEP_UNDERFLOW (as flowrt_flow_sample).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_transport(const flowrt_flow *flow, size_t n, const float *x_in,
                                                double t_from, double t_to, const flowrt_solver_params *params,
@@ -752,7 +770,8 @@ FLOWRT_API flowrt_status flowrt_flow_encode(const flowrt_flow *flow, size_t n, c
  *  Other parameters as flowrt_flow_sample.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointers, n ≥ 2^40, t
  *          outside [0, 1], bad params); FLOWRT_NON_FINITE (NaN/Inf in x);
- *          FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE (log_prob of the
+ *          FLOWRT_CANCELLED; FLOWRT_SOLVER_INCOMPLETE, FLOWRT_STEP_UNDERFLOW
+ *          (as flowrt_flow_sample; log_prob of the
  *          unfinished samples is not meaningful). params->progress is
  *          called during the run (see flowrt_solver_params), not only at
  *          its end.

@@ -20,6 +20,7 @@ public func flowrt_version_string() -> UnsafePointer<CChar> {
 private let statusTexts: [UnsafeMutablePointer<CChar>] = ([
     "ok", "invalid argument", "shape mismatch", "non-finite value", "invalid model",
     "unsupported", "I/O error", "cancelled", "out of memory", "solver incomplete", "internal error",
+    "step size underflow",
     "unknown status",
 ] as [String]).map { strdup($0)! }
 

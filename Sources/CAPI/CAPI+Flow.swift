@@ -105,7 +105,8 @@ struct SolverCall {
 }
 
 /// Writes the statistics into the caller's struct (only the bytes its
-/// struct_size covers) and maps incomplete runs to FLOWRT_SOLVER_INCOMPLETE.
+/// struct_size covers) and maps incomplete runs to FLOWRT_STEP_UNDERFLOW
+/// (any sample's step underflowed) or FLOWRT_SOLVER_INCOMPLETE.
 func finish(_ function: StaticString, _ statistics: SolverStatistics,
             _ out: UnsafeMutablePointer<flowrt_solver_stats>?) throws -> flowrt_status {
     if let out {
@@ -117,12 +118,15 @@ func finish(_ function: StaticString, _ statistics: SolverStatistics,
             struct_size: UInt32(size), samples: UInt64(statistics.samples), steps: UInt64(statistics.steps),
             rejections: UInt64(statistics.rejections), evaluations: UInt64(statistics.evaluations),
             max_steps_samples: UInt64(statistics.maxStepsSamples), non_finite_samples: UInt64(statistics.nonFiniteSamples),
-            max_steps_per_sample: UInt64(statistics.maxStepsPerSample))
+            max_steps_per_sample: UInt64(statistics.maxStepsPerSample),
+            step_underflow_samples: UInt64(statistics.stepUnderflowSamples))
         withUnsafeBytes(of: &s) { src in
             UnsafeMutableRawPointer(out).copyMemory(from: src.baseAddress!, byteCount: Swift.min(size, src.count))
         }
     }
-    return statistics.isComplete ? FLOWRT_OK : report(function, FLOWRT_SOLVER_INCOMPLETE, statistics.incompleteDescription)
+    if statistics.isComplete { return FLOWRT_OK }
+    let status = statistics.stepUnderflowSamples > 0 ? FLOWRT_STEP_UNDERFLOW : FLOWRT_SOLVER_INCOMPLETE
+    return report(function, status, statistics.incompleteDescription)
 }
 
 /// The first NaN log-density of a run (index into the batch), kept while

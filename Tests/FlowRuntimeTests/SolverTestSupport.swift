@@ -79,3 +79,28 @@ enum Fixtures {
         return Tensor(shape: [n, d], scalars: (0..<(n * d)).map { _ in Float(scale * rng.nextNormal()) })
     }
 }
+
+/// dx/dt = x² + 1 (any dimension, componentwise): x(t) = tan(t + atan x(t0) − t0)
+/// reaches infinity at t* = t0 + π/2 − atan x(t0), so an adaptive solve's
+/// steps shrink like t* − t until they underflow (issue 16); x(t0) ≤
+/// tan(π/2 − (t1 − t0)) reaches t1.
+struct TangentBlowUpField: VelocityField {
+    let dimension: Int
+    func makeWorkspace() -> FieldWorkspace { FieldWorkspace() }
+    func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                  into velocities: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
+        for i in 0..<points.count { velocities[i] = points[i] * points[i] + 1 }
+    }
+    func velocityJVP(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                     tangents: UnsafeBufferPointer<Float>, k: Int,
+                     into velocities: UnsafeMutableBufferPointer<Float>,
+                     products: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
+        velocity(times: times, points: points, into: velocities, workspace: workspace)
+        let d = dimension
+        for i in 0..<times.count {
+            for l in 0..<(k * d) { products[i * k * d + l] = 2 * points[i * d + l % d] * tangents[i * k * d + l] }
+        }
+    }
+    /// The blow-up time from x0 at t0.
+    static func blowUpTime(_ x0: Double, from t0: Double = 0) -> Double { t0 + Double.pi / 2 - atan(x0) }
+}

@@ -81,6 +81,49 @@ final class SolverTests: XCTestCase {
         }
     }
 
+    /// A field that blows up in finite time (dx/dt = x² + 1) stops with
+    /// `.stepUnderflow` at its blow-up time π/2 − atan x0 (1e-6), not with
+    /// `.maxSteps`, whatever max steps allows; a sample whose blow-up time
+    /// lies past t = 1 finishes at tan(1 + atan x0). Statistics count the
+    /// underflows, name the first (index, time, step) and keep it through
+    /// blocked runs (`merge`), and the message says max steps will not help.
+    func testStepUnderflowIsReportedAsSuch() throws {
+        let field = TangentBlowUpField(dimension: 1)
+        let x0: [Float] = [0, 1, -0.5, 2]
+        for maxSteps in [10_000, 1_000_000] {
+            var o = SolverOptions.dopri5(rtol: 1e-6, atol: 1e-6)
+            o.maxSteps = maxSteps
+            let r = try Transport.integrate(field: field, points: Tensor(shape: [4, 1], scalars: x0), from: 0, to: 1, options: o)
+            XCTAssertEqual(r.samples.map(\.status), [.ok, .stepUnderflow, .ok, .stepUnderflow])
+            XCTAssertEqual(Double(r.points.scalars[0]), tan(1.0), accuracy: 1e-4)
+            XCTAssertEqual(Double(r.points.scalars[2]), tan(1 + atan(-0.5)), accuracy: 1e-4)
+            for i in [1, 3] {
+                let s = r.samples[i]
+                XCTAssertEqual(s.stopTime, TangentBlowUpField.blowUpTime(Double(x0[i])), accuracy: 1e-6)
+                XCTAssertLessThanOrEqual(abs(s.lastStep), 1e-14 * max(1, abs(s.stopTime)))
+                XCTAssertTrue(r.points.scalars[i].isFinite && r.points.scalars[i] > 1e6, "stopped near the blow-up, finite")
+                XCTAssertLessThan(Int(s.steps + s.rejections), 2000, "far below max steps")
+            }
+            XCTAssertEqual(r.statistics.stepUnderflowSamples, 2)
+            XCTAssertEqual(r.statistics.maxStepsSamples, 0)
+            XCTAssertEqual(r.statistics.nonFiniteSamples, 0)
+            XCTAssertFalse(r.statistics.isComplete)
+            XCTAssertEqual(r.statistics.firstUnderflow?.sample, 1)
+            XCTAssertEqual(r.statistics.firstUnderflow?.time ?? 0, Double.pi / 4, accuracy: 1e-6)
+            let message = r.statistics.incompleteDescription
+            XCTAssertTrue(message.contains("underflowed") && message.contains("sample 1 at t = 0.78539"), message)
+            XCTAssertTrue(message.contains("raising max_steps does not help"), message)
+            XCTAssertFalse(message.contains("raise max_steps"), message)
+        }
+        // Blocks: the first underflow's index counts the earlier blocks' samples.
+        var total = SolverStatistics()
+        total.merge(try Transport.integrate(field: field, points: Tensor(shape: [2, 1], scalars: [0, 0]), from: 0, to: 1, options: .dopri5()).statistics)
+        total.merge(try Transport.integrate(field: field, points: Tensor(shape: [2, 1], scalars: [0, 3]), from: 0, to: 1, options: .dopri5()).statistics)
+        XCTAssertEqual(total.stepUnderflowSamples, 1)
+        XCTAssertEqual(total.firstUnderflow?.sample, 3)
+        XCTAssertEqual(total.firstUnderflow?.time ?? 0, TangentBlowUpField.blowUpTime(3), accuracy: 1e-6)
+    }
+
     func testMaxStepsAndNonFiniteAreReportedPerSample() throws {
         let field = ExponentialSineField(dimension: 1, k: 1.5)
         var o = SolverOptions.dopri5(rtol: 1e-9, atol: 1e-9)

@@ -12,6 +12,11 @@ public struct SampleStatistics: Sendable, Equatable {
     public var rejections: Int32 = 0
     /// Field evaluations of this sample (including step-size selection).
     public var evaluations: Int32 = 0
+    /// The time the sample reached when it stopped (0 before it stops).
+    public var stopTime: Double = 0
+    /// The next step size it would have tried when it stopped (signed; 0
+    /// before it stops): for `.stepUnderflow`, the step that underflowed.
+    public var lastStep: Double = 0
     /// A sample that has not been integrated yet.
     public init() {}
 }
@@ -21,6 +26,9 @@ extension SolverStatistics {
     public init<S: Sequence>(_ samples: S) where S.Element == SampleStatistics {
         self.init()
         for s in samples {
+            if s.status == .stepUnderflow, firstUnderflow == nil {
+                firstUnderflow = (self.samples, s.stopTime, s.lastStep)
+            }
             self.samples += 1
             steps += Int(s.steps)
             rejections += Int(s.rejections)
@@ -30,6 +38,7 @@ extension SolverStatistics {
             case .ok: break
             case .maxSteps: maxStepsSamples += 1
             case .nonFinite: nonFiniteSamples += 1
+            case .stepUnderflow: stepUnderflowSamples += 1
             }
         }
     }
@@ -272,6 +281,8 @@ final class _ChunkRun<System: BatchedSystem> {
     private func stop(_ i: Int, _ status: SolverStatus) {
         done[i] = true
         stats[i].status = status
+        stats[i].stopTime = time[i]
+        stats[i].lastStep = step[i]
         finishedCount += 1
     }
 
@@ -425,8 +436,8 @@ final class _ChunkRun<System: BatchedSystem> {
             if Int(stats[i].steps) + Int(stats[i].rejections) >= maxSteps {
                 stop(i, .maxSteps)
             } else if abs(step[i]) <= 1e-14 * Swift.max(1, abs(time[i])) {
-                // The step underflowed: the field is not integrable here.
-                stop(i, finite ? .maxSteps : .nonFinite)
+                // The step underflowed: the error control cannot be met here.
+                stop(i, finite ? .stepUnderflow : .nonFinite)
             }
         }
     }

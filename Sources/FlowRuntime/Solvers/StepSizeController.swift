@@ -138,10 +138,24 @@ public enum SolverStatus: UInt8, Sendable, Equatable {
     /// The state or its derivative became NaN or infinite; the state is the
     /// last finite one.
     case nonFinite = 2
+    /// An adaptive step shrank below 1e-14 · max(1, |t|) with a finite
+    /// state: the error control cannot be met there (a singular or blowing-up
+    /// field, or tolerances below Float rounding). More steps do not help;
+    /// the state is where it stopped, and the sample's `stopTime` and
+    /// `lastStep` say where.
+    case stepUnderflow = 3
 }
 
 /// Per-run statistics: sums over samples, plus the status counts.
 public struct SolverStatistics: Sendable, Equatable {
+    public static func == (a: SolverStatistics, b: SolverStatistics) -> Bool {
+        a.samples == b.samples && a.steps == b.steps && a.rejections == b.rejections && a.evaluations == b.evaluations
+            && a.maxStepsSamples == b.maxStepsSamples && a.nonFiniteSamples == b.nonFiniteSamples
+            && a.stepUnderflowSamples == b.stepUnderflowSamples && a.maxStepsPerSample == b.maxStepsPerSample
+            && a.firstUnderflow?.sample == b.firstUnderflow?.sample && a.firstUnderflow?.time == b.firstUnderflow?.time
+            && a.firstUnderflow?.step == b.firstUnderflow?.step
+    }
+
     /// Samples integrated.
     public var samples = 0
     /// Accepted steps, summed over samples.
@@ -154,6 +168,11 @@ public struct SolverStatistics: Sendable, Equatable {
     public var maxStepsSamples = 0
     /// Samples that stopped on a non-finite state.
     public var nonFiniteSamples = 0
+    /// Samples whose adaptive step underflowed (`SolverStatus.stepUnderflow`).
+    public var stepUnderflowSamples = 0
+    /// The first sample (in order) whose step underflowed: its index in the
+    /// run, the time it reached and the step size it was down to.
+    public var firstUnderflow: (sample: Int, time: Double, step: Double)?
     /// Largest number of accepted steps of any one sample.
     public var maxStepsPerSample = 0
 
@@ -161,13 +180,16 @@ public struct SolverStatistics: Sendable, Equatable {
     public init() {}
 
     /// Whether every sample finished with `.ok`.
-    public var isComplete: Bool { maxStepsSamples == 0 && nonFiniteSamples == 0 }
+    public var isComplete: Bool { maxStepsSamples == 0 && nonFiniteSamples == 0 && stepUnderflowSamples == 0 }
 
     /// A sentence for error messages, e.g. "3 of 100 samples reached max steps".
     public var incompleteDescription: String {
         var parts: [String] = []
         if maxStepsSamples > 0 { parts.append("\(maxStepsSamples) of \(samples) samples reached the maximum number of steps (raise max_steps or loosen rtol/atol)") }
         if nonFiniteSamples > 0 { parts.append("\(nonFiniteSamples) of \(samples) samples became non-finite (NaN or infinity)") }
+        if let u = firstUnderflow {
+            parts.append("\(stepUnderflowSamples) of \(samples) samples stopped because the step size underflowed (first: sample \(u.sample) at t = \(u.time) with step \(u.step)); the field is singular or blows up there, or rtol/atol are below float rounding: raising max_steps does not help")
+        }
         return parts.joined(separator: "; ")
     }
 }

@@ -303,14 +303,18 @@ extension Tensor {
 }
 
 extension SolverStatistics {
-    /// Adds another run's statistics (sums, and the larger per-sample maximum).
+    /// Adds another run's statistics, which follows this one (sums, the
+    /// larger per-sample maximum, and the first underflow, its sample index
+    /// shifted past this run's samples).
     public mutating func merge(_ other: SolverStatistics) {
+        if firstUnderflow == nil, let u = other.firstUnderflow { firstUnderflow = (samples + u.sample, u.time, u.step) }
         samples += other.samples
         steps += other.steps
         rejections += other.rejections
         evaluations += other.evaluations
         maxStepsSamples += other.maxStepsSamples
         nonFiniteSamples += other.nonFiniteSamples
+        stepUnderflowSamples += other.stepUnderflowSamples
         maxStepsPerSample = Swift.max(maxStepsPerSample, other.maxStepsPerSample)
     }
 }

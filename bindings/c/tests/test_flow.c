@@ -120,6 +120,47 @@ int main(void) {
     CHECK(strstr(flowrt_last_error_message(), "max") != NULL, "message: %s", flowrt_last_error_message());
     sp = flowrt_solver_default_params();
 
+    /* A step-size underflow is reported as such (issue 16): dx/dt = x² + 1
+     * (Tests/ONNXData/blow_up.onnx) blows up at t* = π/2 − atan x0, so
+     * x0 = 1 and 2 stop there (π/4, 0.4636) while x0 = 0 and −0.5 reach
+     * t = 1 at tan(1) and tan(1 + atan(−0.5)). More max_steps change nothing. */
+    {
+        flowrt_flow *blow = NULL;
+        CHECK_STATUS(flowrt_flow_load_onnx("Tests/ONNXData/blow_up.onnx", NULL, &blow), FLOWRT_OK);
+        float x0[4] = {0, 1, -0.5f, 2}, x1[4];
+        for (uint32_t max_steps = 10000; blow && max_steps <= 1000000; max_steps *= 100) {
+            sp.max_steps = max_steps;
+            sp.rtol = sp.atol = 1e-6;
+            memset(&st, 0, sizeof st);
+            st.struct_size = sizeof st;
+            CHECK_STATUS(flowrt_flow_transport(blow, 4, x0, 0, 1, &sp, x1, &st), FLOWRT_STEP_UNDERFLOW);
+            CHECK(st.step_underflow_samples == 2 && st.max_steps_samples == 0 && st.non_finite_samples == 0,
+                  "underflow %llu, max steps %llu, non-finite %llu", (unsigned long long)st.step_underflow_samples,
+                  (unsigned long long)st.max_steps_samples, (unsigned long long)st.non_finite_samples);
+            CHECK(fabs(x1[0] - tan(1.0)) < 1e-4 && fabs(x1[2] - tan(1 + atan(-0.5))) < 1e-4, "finished samples %g %g",
+                  x1[0], x1[2]);
+            CHECK(isfinite(x1[1]) && x1[1] > 1e6 && isfinite(x1[3]), "underflowed samples keep a finite state");
+            const char *m = flowrt_last_error_message();
+            CHECK(strstr(m, "underflowed") && strstr(m, "sample 1 at t = 0.78539") && strstr(m, "with step") &&
+                  !strstr(m, "raise max_steps"), "message: %s", m);
+            CHECK(st.steps + st.rejections < 4000, "stopped long before max_steps (%llu steps)",
+                  (unsigned long long)(st.steps + st.rejections));
+        }
+        CHECK(strcmp(flowrt_status_string(FLOWRT_STEP_UNDERFLOW), "step size underflow") == 0, "status string");
+        /* log_prob runs backward: from x = −2 at t = 1 the field blows up (to −∞) at
+         * t = 1 − π/2 − atan(−2) ≈ 0.5364 on the way to t = 0. */
+        float xb[2] = {-2, 0.5f};
+        double lp[2];
+        CHECK_STATUS(flowrt_flow_log_prob(blow, 2, xb, 1, &sp, lp, NULL, &st), FLOWRT_STEP_UNDERFLOW);
+        CHECK(strstr(flowrt_last_error_message(), "sample 0 at t = 0.536") != NULL, "message: %s", flowrt_last_error_message());
+        CHECK(st.step_underflow_samples == 1, "log_prob underflows %llu", (unsigned long long)st.step_underflow_samples);
+        /* A fixed-step run never underflows (its steps do not shrink). */
+        sp.fixed_steps = 20;
+        CHECK_STATUS(flowrt_flow_transport(blow, 1, x0, 0, 0.5, &sp, x1, NULL), FLOWRT_OK);
+        flowrt_flow_free(blow);
+        sp = flowrt_solver_default_params();
+    }
+
     /* A caller with an older, shorter stats struct: only its bytes are written. */
     {
         struct { uint32_t struct_size; uint64_t samples; uint64_t guard; } old = { 16, 0, 12345 };

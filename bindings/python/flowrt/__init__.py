@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import _capi, datasets
 from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOError_, NonFinite, ONNXError,
-                      OutOfMemory, ShapeMismatch, SolverIncomplete, Unsupported)
+                      OutOfMemory, ShapeMismatch, SolverIncomplete, StepUnderflow, Unsupported)
 from ._density import Density
 from ._flow import Flow, SolverStats
 from ._model import Model
@@ -31,4 +31,4 @@ def load_model(path, x_name=None, t_name=None) -> Model:
 
 # flowrt.dask is imported on demand (it needs dask).
 __all__ = ["load", "load_model", "datasets", "Model", "Flow", "Density", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
-           "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "InternalError", "__version__"]
+           "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "StepUnderflow", "InternalError", "__version__"]

@@ -28,6 +28,7 @@ CANCELLED = 7
 OUT_OF_MEMORY = 8
 SOLVER_INCOMPLETE = 9
 INTERNAL = 10
+STEP_UNDERFLOW = 11
 
 # typedef enum flowrt_activation
 ACTIVATIONS = {"silu": 0, "tanh": 1, "relu": 2, "gelu": 3, "softplus": 4, "sigmoid": 5,
@@ -139,7 +140,7 @@ class flowrt_solver_stats(Structure):
     """typedef struct flowrt_solver_stats { ... } flowrt_solver_stats;"""
     _fields_ = [("struct_size", c_uint32), ("samples", c_uint64), ("steps", c_uint64), ("rejections", c_uint64),
                 ("evaluations", c_uint64), ("max_steps_samples", c_uint64), ("non_finite_samples", c_uint64),
-                ("max_steps_per_sample", c_uint64)]
+                ("max_steps_per_sample", c_uint64), ("step_underflow_samples", c_uint64)]
 
 
 # flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);

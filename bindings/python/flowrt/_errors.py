@@ -53,8 +53,17 @@ class InternalError(FlowError):
     status = 10
 
 
+class StepUnderflow(SolverIncomplete):
+    """An adaptive solve stopped for some samples because the step size
+    underflowed (FLOWRT_STEP_UNDERFLOW, status 11): the field is singular or
+    blows up there, or rtol/atol are below float rounding; raising max_steps
+    does not help. The message names the first sample, its time and step.
+    A SolverIncomplete, so code catching that keeps working."""
+    status = 11
+
+
 _BY_STATUS = {c.status: c for c in (InvalidArgument, ShapeMismatch, NonFinite, ONNXError, Unsupported,
-                                    IOError_, Cancelled, OutOfMemory, SolverIncomplete, InternalError)}
+                                    IOError_, Cancelled, OutOfMemory, SolverIncomplete, InternalError, StepUnderflow)}
 
 
 def check(status: int) -> None:

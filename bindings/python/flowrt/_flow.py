@@ -24,6 +24,7 @@ class SolverStats:
     max_steps_samples: int
     non_finite_samples: int
     max_steps_per_sample: int
+    step_underflow_samples: int = 0
 
     @property
     def evaluations_per_sample(self) -> float:
@@ -70,7 +71,7 @@ def _stats():
 
 def _stats_value(s) -> SolverStats:
     return SolverStats(s.samples, s.steps, s.rejections, s.evaluations, s.max_steps_samples,
-                       s.non_finite_samples, s.max_steps_per_sample)
+                       s.non_finite_samples, s.max_steps_per_sample, s.step_underflow_samples)
 
 
 class Flow(_Handle):

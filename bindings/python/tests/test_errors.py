@@ -10,7 +10,11 @@ def test_every_status_has_its_own_flow_error():
         assert issubclass(cls, flowrt.FlowError) and cls.status == status
         assert cls not in seen
         seen.add(cls)
-    assert sorted(_errors._BY_STATUS) == list(range(1, 11))
+    assert sorted(_errors._BY_STATUS) == list(range(1, 12))
+    # The C library has a text for every one of them.
+    for status in _errors._BY_STATUS:
+        assert _capi.flowrt_status_string(status).decode() != "unknown status", status
+    assert _capi.flowrt_status_string(12).decode() == "unknown status"
 
 
 def test_unsupported_is_not_an_onnx_error():
