@@ -315,6 +315,12 @@ C_TESTS += test_path_length
 C_TEST_BINS += bindings/c/tests/test_path_length
 test-c: bindings/c/tests/test_path_length
 
+# The item 4 review's additions (docs/abi-review.md): limits, the coupling
+# in the trainer params, one sampling argument order, SDE progress and stats.
+C_TESTS += test_abi_review
+C_TEST_BINS += bindings/c/tests/test_abi_review
+test-c: bindings/c/tests/test_abi_review
+
 # The dense kernels (GEMM, convolutions, softmax, GroupNorm) against naive
 # double-precision references, on the AVX-512 and the portable paths (issue 13).
 # clang (the Swift toolchain's): the AVX-512 paths are written for it, as SwiftPM builds them.

@@ -82,6 +82,14 @@ extern "C" {
     (FLOWRT_VERSION_MAJOR * 10000 + FLOWRT_VERSION_MINOR * 100 + FLOWRT_VERSION_PATCH)
 #define FLOWRT_VERSION_STRING "0.2.0"
 
+/* ----- Limits (added after 0.2.0; FlowRuntime's Limits, defined once) ---- */
+/** The most worker threads any `threads` field accepts (0 = all processors);
+ *  more is FLOWRT_INVALID_ARGUMENT. */
+#define FLOWRT_MAX_THREADS 4096
+/** Hutchinson probes per sample are 1..FLOWRT_MAX_PROBES. */
+#define FLOWRT_MAX_PROBES 4096
+/* ----- end of limits ----------------------------------------------------- */
+
 /** The library's version number (compare with FLOWRT_VERSION_NUMBER to
  *  detect a header/library mismatch). Thread-safe. */
 FLOWRT_API uint32_t flowrt_version_number(void);
@@ -435,8 +443,10 @@ FLOWRT_API flowrt_status flowrt_model_load_onnx_buffer(const void *data, size_t 
  *  renames it, so a failure never leaves a truncated file.
  *  @param model  in, non-NULL.
  *  @param path   in, non-NULL: NUL-terminated file path (replaced if present).
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED (an
- *          operation opset 17 cannot express); FLOWRT_IO_ERROR.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_IO_ERROR.
+ *          Every operation a model of this version can hold (built or
+ *          imported) has an opset-17 export, so FLOWRT_UNSUPPORTED is not
+ *          returned (0.2.0 listed it; the review of issue 16 found no path).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const char *path);
 
@@ -445,8 +455,9 @@ FLOWRT_API flowrt_status flowrt_model_save_onnx(const flowrt_model *model, const
  *  @param bytes  out, non-NULL: receives a buffer owned by the caller,
  *                released with flowrt_buffer_free (NULL on failure).
  *  @param size   out, non-NULL: receives its size in bytes.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT; FLOWRT_UNSUPPORTED;
- *          FLOWRT_OUT_OF_MEMORY. Thread-safe. */
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT; FLOWRT_OUT_OF_MEMORY (as
+ *          flowrt_model_save_onnx, FLOWRT_UNSUPPORTED is not returned).
+ *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_export_onnx_buffer(const flowrt_model *model, void **bytes, size_t *size);
 
 /** Name of a model input: index 0 is x, 1 is t (the ONNX input names of an
@@ -614,7 +625,7 @@ typedef struct flowrt_solver_params {
                                    (default 10000). */
     int32_t divergence;       /**< flowrt_divergence for log-densities (default AUTO:
                                    exact for d ≤ 256, Hutchinson above). */
-    uint32_t probes;          /**< Hutchinson probes per sample, 1..4096 (default 1). */
+    uint32_t probes;          /**< Hutchinson probes per sample, 1..FLOWRT_MAX_PROBES (default 1). */
     int32_t probe_kind;       /**< flowrt_probe_kind (default RADEMACHER). */
     uint64_t seed;            /**< Seed of the Hutchinson probes (default 0); sample
                                    i's probes depend on (seed, i) only. */
@@ -692,7 +703,9 @@ FLOWRT_API void flowrt_flow_free(flowrt_flow *flow);
 /** The state dimension d of a flow (0 for NULL). Thread-safe. */
 FLOWRT_API size_t flowrt_flow_dim(const flowrt_flow *flow);
 
-/** Draws n samples of the model density: base samples x0 (sample i from the
+/** Draws n samples of the model density (flowrt_flow_sample_range with
+ *  first_index 0, which has the argument order of every sampling call:
+ *  first_index, n, seed): base samples x0 (sample i from the
  *  seeded stream (seed, i), so any split of a batch gives the same samples)
  *  transported from t = 0 to 1. With log_prob_out, log ρ1 of each sample is
  *  integrated in the same pass (log ρ0(x0) − ∫ ∇·v), with the divergence
@@ -790,7 +803,7 @@ FLOWRT_API flowrt_status flowrt_flow_log_prob(const flowrt_flow *flow, size_t n,
  *  @param path  in, non-NULL.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL); FLOWRT_UNSUPPORTED
  *          (a base other than the standard normal, e.g. from
- *          flowrt_flow_create_with_base, or an op opset 17 cannot express);
+ *          flowrt_flow_create_with_base);
  *          FLOWRT_IO_ERROR (cannot write; the previous file, if any, is intact).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_save_onnx(const flowrt_flow *flow, const char *path);
@@ -845,6 +858,15 @@ FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model
  *          n ≥ 2^40).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
+
+/* (added after 0.2.0: the sampling calls' one argument order) */
+/** Samples first_index, …, first_index + n − 1 of the stream
+ *  flowrt_dataset_sample draws for `seed` (which is this with first_index 0):
+ *  a batch split into ranges gives the samples of one call.
+ *  @param first_index  index of the first sample (≤ 2^62).
+ *  Other parameters and return codes as flowrt_dataset_sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_dataset_sample_range(const char *name, uint64_t first_index, size_t n, uint64_t seed,
+                                                     float *x_out);
 
 /** The exact log-density (nats) of a built-in dataset at n points.
  *  @param x         in, [n, dim], finite.
@@ -927,6 +949,12 @@ typedef struct flowrt_trainer_params {
                                     num_classes − 1) with probability p, seeded by `seed`
                                     (default 0 = off). (Appended in 0.2: a struct_size
                                     without it means 0.) */
+    int32_t coupling;          /**< flowrt_coupling: how minibatches pair x0 with x1
+                                    (default INDEPENDENT); the same as calling
+                                    flowrt_trainer_set_coupling after creation,
+                                    which stays available to change it between
+                                    steps. (Appended after 0.2.0: a struct_size
+                                    without it means INDEPENDENT.) */
 } flowrt_trainer_params;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set
@@ -1111,7 +1139,7 @@ static inline flowrt_path_params flowrt_path_default_params(void) {
  *                 flowrt_trainer_free.
  *  @return as flowrt_trainer_create, plus FLOWRT_INVALID_ARGUMENT (bad
  *          path->struct_size, a path field out of range, schedule_fn set,
- *          a conditional model); FLOWRT_NON_FINITE (a non-finite path field).
+ *          params->coupling not INDEPENDENT, a conditional model); FLOWRT_NON_FINITE (a non-finite path field).
  *  Thread-safe (creates an independent object). */
 FLOWRT_API flowrt_status flowrt_trainer_create_path_length(const flowrt_model *init, const float *data, size_t n,
                                                            size_t dim, const flowrt_trainer_params *params,
@@ -1240,6 +1268,14 @@ FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
 FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
                                                size_t n, float *out);
 
+/* (added after 0.2.0: the sampling calls' one argument order) */
+/** flowrt_density_sample with the argument order of every sampling call
+ *  (first_index, n, seed); the same samples. (flowrt_density_sample_fn, a
+ *  callback type, keeps its order: changing it would break hosts.)
+ *  Parameters and return codes as flowrt_density_sample. */
+FLOWRT_API flowrt_status flowrt_density_sample_range(const flowrt_density *density, uint64_t first_index, size_t n,
+                                                     uint64_t seed, float *out);
+
 /** log ρ(x[i]) in nats for i < n.
  *  @param x    in, [n, dim], finite.
  *  @param out  out, [n].
@@ -1340,6 +1376,14 @@ typedef struct flowrt_sde_params {
     void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
     uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
                                     Results do not depend on it. */
+    flowrt_progress_fn progress; /**< Optional (default NULL), as in flowrt_solver_params:
+                                    called on the calling thread with done = finished
+                                    samples, total = n, value = mean fraction of [0, 1]
+                                    covered, after 1, 2, 4 and then every 8 steps of
+                                    each block of samples; non-zero cancels
+                                    (FLOWRT_CANCELLED). (Appended after 0.2.0: a
+                                    struct_size without it means NULL.) */
+    void *progress_user_data;  /**< Passed to progress (default NULL). */
 } flowrt_sde_params;
 
 /** Fills *params with the defaults, up to params->struct_size bytes (set
@@ -1379,6 +1423,24 @@ static inline flowrt_sde_params flowrt_sde_default_params(void) {
  *  per sample. Thread-safe. */
 FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
                                                 uint64_t seed, uint64_t first_index, size_t n, float *x_out);
+
+/* (added after 0.2.0: the sampling calls' one argument order) */
+/** flowrt_flow_sample_sde with the argument order of every other sampling
+ *  call (first_index, n, seed, params, outputs, stats: as
+ *  flowrt_flow_sample_range) and the ODE calls' statistics: samples = n,
+ *  steps = n × params->steps (every sample takes the same uniform steps),
+ *  rejections = 0, evaluations = n × the evaluations per sample,
+ *  non_finite_samples, max_steps_per_sample = params->steps. Progress comes
+ *  from params->progress. The samples equal flowrt_flow_sample_sde's for the
+ *  same (seed, first_index, n, params) bit for bit; that call stays, with
+ *  its 0.1 argument order, and honours params->progress too.
+ *  @param stats  out, nullable (struct_size set by the caller).
+ *  Other parameters and return codes as flowrt_flow_sample_sde, plus
+ *  FLOWRT_CANCELLED (progress returned non-zero; outputs undefined).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                      uint64_t seed, const flowrt_sde_params *params, float *x_out,
+                                                      flowrt_solver_stats *stats);
 
 /* ---------------------------------------------------------------------------
  * Conditional flows (DESIGN.md §5 "Conditioning")

@@ -143,7 +143,7 @@ public func flowrt_trainer_create_conditional(_ initial: OpaquePointer?, _ data:
         try HostMemory.reserve(2 * total, of: Float.self, for: "flowrt_trainer_create_conditional (copy of the data)")
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
                                   contexts: contexts, loss: loss, configuration: config, metadata: model.metadata)
-        out.pointee = retainHandle(TrainerHandle(trainer))
+        out.pointee = retainHandle(try TrainerHandle(trainer, p))
         return FLOWRT_OK
     }
 }

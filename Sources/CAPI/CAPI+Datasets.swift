@@ -14,14 +14,27 @@ func toyDataset(_ name: UnsafePointer<CChar>?) throws -> ToyDataset {
 @_cdecl("flowrt_dataset_sample")
 public func flowrt_dataset_sample(_ name: UnsafePointer<CChar>?, _ n: Int, _ seed: UInt64,
                                   _ x: UnsafeMutablePointer<Float>?) -> flowrt_status {
-    guarded("flowrt_dataset_sample") {
+    datasetSample("flowrt_dataset_sample", name, 0, n, seed, x)
+}
+
+@_cdecl("flowrt_dataset_sample_range")
+public func flowrt_dataset_sample_range(_ name: UnsafePointer<CChar>?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                                        _ x: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    datasetSample("flowrt_dataset_sample_range", name, firstIndex, n, seed, x)
+}
+
+/// The body of both dataset sampling calls.
+private func datasetSample(_ function: StaticString, _ name: UnsafePointer<CChar>?, _ firstIndex: UInt64, _ n: Int,
+                           _ seed: UInt64, _ x: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    guarded(function) {
         let d = try toyDataset(name)
+        guard firstIndex <= UInt64(1) << 62 else { throw FlowError.invalidArgument("first_index = \(firstIndex) is too large (at most 2^62)") }
         let n = try batchCount(n)
         let source = d.source
         let total = try checkedProduct(n, source.dimension, "x_out")
         if n == 0 { return FLOWRT_OK }
         let x = try require(x, "x_out")
-        source.sample(seed: seed, firstIndex: 0, into: UnsafeMutableBufferPointer(start: x, count: total))
+        source.sample(seed: seed, firstIndex: firstIndex, into: UnsafeMutableBufferPointer(start: x, count: total))
         return FLOWRT_OK
     }
 }

@@ -120,6 +120,12 @@ public func flowrt_density_sample(_ density: OpaquePointer?, _ seed: UInt64, _ f
     }
 }
 
+@_cdecl("flowrt_density_sample_range")
+public func flowrt_density_sample_range(_ density: OpaquePointer?, _ firstIndex: UInt64, _ n: Int, _ seed: UInt64,
+                                        _ out: UnsafeMutablePointer<Float>?) -> flowrt_status {
+    flowrt_density_sample(density, seed, firstIndex, n, out)
+}
+
 @_cdecl("flowrt_density_log_prob")
 public func flowrt_density_log_prob(_ density: OpaquePointer?, _ n: Int, _ x: UnsafePointer<Float>?,
                                     _ out: UnsafeMutablePointer<Double>?) -> flowrt_status {
@@ -182,7 +188,7 @@ public func flowrt_trainer_create_from_densities(_ initial: OpaquePointer?, _ ta
         let (config, loss) = try trainerSettings(p)
         let trainer = try Trainer(graph: model.graph, data: .source(data, heldOut: held), base: baseSource,
                                   loss: loss, configuration: config, metadata: model.metadata)
-        out.pointee = retainHandle(TrainerHandle(trainer))
+        out.pointee = retainHandle(try TrainerHandle(trainer, p))
         return FLOWRT_OK
     }
 }
@@ -192,12 +198,7 @@ public func flowrt_trainer_set_coupling(_ handle: OpaquePointer?, _ coupling: In
     guarded("flowrt_trainer_set_coupling") {
         let h = try object(handle, TrainerHandle.self, "trainer")
         try h.refusePathLength("flowrt_trainer_set_coupling", "the network would train on other pairs than those the schedule moves with")
-        let trainer = h.trainer
-        switch UInt32(bitPattern: coupling) {
-        case FLOWRT_COUPLING_INDEPENDENT.rawValue: trainer.coupling = nil
-        case FLOWRT_COUPLING_EXACT_OT.rawValue: trainer.coupling = .exact
-        default: throw FlowError.invalidArgument("coupling = \(coupling) is not a flowrt_coupling")
-        }
+        h.trainer.coupling = try minibatchCoupling(coupling, "coupling")
         return FLOWRT_OK
     }
 }

@@ -80,7 +80,7 @@ struct SolverCall {
         if UInt32(bitPattern: p.divergence) == FLOWRT_DIVERGENCE_EXACT.rawValue {
             hutchinson = .exact
         } else {
-            guard (1...4096).contains(p.probes) else { throw FlowError.invalidArgument("params->probes = \(p.probes) must be in 1...4096") }
+            try Limits.checkProbes(Int(p.probes), "params->probes =")
             let kind: DivergenceMethod.ProbeKind
             switch UInt32(bitPattern: p.probe_kind) {
             case FLOWRT_PROBE_RADEMACHER.rawValue: kind = .rademacher

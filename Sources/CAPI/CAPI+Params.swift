@@ -31,5 +31,5 @@ public func flowrt_trainer_params_init(_ params: UnsafeMutablePointer<flowrt_tra
 
 @_cdecl("flowrt_sde_params_init")
 public func flowrt_sde_params_init(_ params: UnsafeMutablePointer<flowrt_sde_params>?) -> flowrt_status {
-    guarded("flowrt_sde_params_init") { try initParams(params, defaults: defaultSDEParams(), firstSize: MemoryLayout<flowrt_sde_params>.size, "params") }
+    guarded("flowrt_sde_params_init") { try initParams(params, defaults: defaultSDEParams(), firstSize: sdeParamsFirstSize, "params") }
 }

@@ -58,6 +58,9 @@ public func flowrt_trainer_create_path_length(_ initial: OpaquePointer?, _ data:
         guard p.schedule_fn == nil else {
             throw FlowError.invalidArgument("params->schedule_fn must be NULL: a path-length trainer learns its own (Fourier) schedule")
         }
+        guard try minibatchCoupling(p.coupling, "params->coupling") == nil else {
+            throw FlowError.invalidArgument("params->coupling must be FLOWRT_COUPLING_INDEPENDENT for a path-length trainer (the schedule moves with independent pairs)")
+        }
         p.interpolant = Int32(FLOWRT_INTERPOLANT_LINEAR.rawValue)  // ignored: the Fourier schedule replaces it
         let (config, loss) = try trainerSettings(p)
         let q = try readParams(path, defaults: defaultPathParams(), firstSize: MemoryLayout<flowrt_path_params>.size, "path")

@@ -70,9 +70,11 @@ let trainerParamsFirstSize = MemoryLayout<flowrt_trainer_params>.offset(of: \flo
     + MemoryLayout<Double>.size
 
 /// The sizes flowrt_trainer_params had before this one: 0.1's first version
-/// (before `schedule_fn`) and 0.1's last (before 0.2's `label_dropout`).
+/// (before `schedule_fn`), 0.1's last (before 0.2's `label_dropout`) and
+/// 0.2's (before `coupling`).
 let trainerParamsSizes = [trainerParamsFirstSize,
-                          MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.label_dropout)!]
+                          MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.label_dropout)!,
+                          MemoryLayout<flowrt_trainer_params>.offset(of: \flowrt_trainer_params.coupling)!]
 
 /// Fails, with the C calls that fix it, when `flow` was loaded from a file
 /// recording a "custom" schedule (which the file cannot hold) and `what`

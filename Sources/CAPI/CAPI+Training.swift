@@ -9,11 +9,26 @@ final class TrainerHandle {
     let trainer: Trainer
     let pathOptimizer: PathLengthOptimizer?
     init(_ trainer: Trainer) { self.trainer = trainer; pathOptimizer = nil }
+    /// A trainer with the coupling its params ask for.
+    convenience init(_ trainer: Trainer, _ p: flowrt_trainer_params) throws {
+        trainer.coupling = try minibatchCoupling(p.coupling, "params->coupling")
+        self.init(trainer)
+    }
     init(_ optimizer: PathLengthOptimizer) { trainer = optimizer.trainer; pathOptimizer = optimizer }
 
     /// Fails for a path-length trainer, naming `call` and why.
     func refusePathLength(_ call: String, _ reason: String) throws {
         guard pathOptimizer == nil else { throw FlowError.unsupported("\(call) is not available for a path-length trainer: \(reason)") }
+    }
+}
+
+/// A `flowrt_coupling` code (params->coupling, flowrt_trainer_set_coupling).
+/// - Throws: `.invalidArgument` naming `name` for an unknown code.
+func minibatchCoupling(_ code: Int32, _ name: String) throws -> MinibatchCoupling? {
+    switch UInt32(bitPattern: code) {
+    case FLOWRT_COUPLING_INDEPENDENT.rawValue: return nil
+    case FLOWRT_COUPLING_EXACT_OT.rawValue: return .exact
+    default: throw FlowError.invalidArgument("\(name) = \(code) is not a flowrt_coupling")
     }
 }
 
@@ -29,7 +44,7 @@ func defaultTrainerParams() -> flowrt_trainer_params {
         lr_schedule: Int32(FLOWRT_LR_CONSTANT.rawValue), total_steps: 0, lr_min_factor: 0.01,
         step_every: 1000, step_factor: 0.5, grad_clip: 0, ema_decay: 0.999, heldout_fraction: 0.1,
         seed: 0, threads: 0, time_beta_a: 0, time_beta_b: 0, schedule_fn: nil, schedule_user_data: nil,
-        label_dropout: 0)
+        label_dropout: 0, coupling: Int32(FLOWRT_COUPLING_INDEPENDENT.rawValue))
 }
 
 /// Converts C params into the Swift configuration and schedule; every range
@@ -59,7 +74,9 @@ func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration
     case (0, 0): time = .uniform
     case let (a, b): time = .beta(a, b)
     }
-    guard p.threads <= 1024 else { throw FlowError.invalidArgument("params->threads = \(p.threads) must be ≤ 1024") }
+    guard p.threads <= Limits.threads.upperBound else {
+        throw FlowError.invalidArgument("params->threads = \(p.threads) must be ≤ \(Limits.threads.upperBound) (0 = all processors)")
+    }
     let config = TrainerConfiguration(
         batchSize: Int(p.batch_size),
         learningRate: LearningRateSchedule(learningRate: p.learning_rate, warmupSteps: Int(p.warmup_steps), decay: decay),
@@ -98,7 +115,7 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
         try HostMemory.reserve(2 * total, of: Float.self, for: "flowrt_trainer_create (copy of the data)")
         let trainer = try Trainer(graph: model.graph, data: .samples(Array(UnsafeBufferPointer(start: x, count: total))),
                                   loss: loss, configuration: config, metadata: model.metadata)
-        out.pointee = retainHandle(TrainerHandle(trainer))
+        out.pointee = retainHandle(try TrainerHandle(trainer, p))
         return FLOWRT_OK
     }
 }

@@ -34,7 +34,7 @@ struct LogProb: ParsableCommand {
     @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
     @Option(help: "Write log-densities here (.npy float64 or .csv); default: print them.") var out: String?
     @Option(help: "Time t in [0, 1].") var time = 1.0
-    @Option(parsing: .unconditional, help: "Hutchinson probes per sample, 1...4096 (default: exact divergence).",
+    @Option(parsing: .unconditional, help: "Hutchinson probes per sample, \(Limits.probes.lowerBound)...\(Limits.probes.upperBound) (default: exact divergence).",
             transform: Checked.integer(atLeast: 1)) var hutchinson: Int?
     @Option(help: "Hutchinson probe kind: rademacher or gaussian.") var probe = "rademacher"
     @Option(parsing: .unconditional, help: "Seed of the Hutchinson probes.", transform: Checked.seed) var seed: UInt64 = 0

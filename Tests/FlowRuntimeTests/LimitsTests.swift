@@ -92,6 +92,36 @@ final class LimitsTests: XCTestCase {
         XCTAssertEqual(ranges, [0..<192, 192..<384, 384..<576, 576..<700])
     }
 
+    /// The SDE sampler reports progress like the ODE calls (issue 16 item
+    /// 4): after 1, 2, 4, 12, 20 steps of each block (20 steps: 5 reports
+    /// per block, fractions rising to 1, done counting finished samples),
+    /// with samples identical to a run without progress; returning false
+    /// cancels.
+    func testSDEProgressReportsDuringTheRun() throws {
+        let flow = try makeFlow()
+        var o = SDEOptions(steps: 20)
+        o.chunkSize = 2
+        o.threads = 2
+        let sampler = try SDESampler(score: flow.scoreField(), options: o)
+        var reports: [(Int, Int, Double)] = []
+        let watched = try sampler.sample(count: 300, seed: 8, firstIndex: 5) { done, total, fraction in
+            reports.append((done, total, fraction)); return true
+        }
+        XCTAssertEqual(watched.points.scalars.map(\.bitPattern),
+                       try sampler.sample(count: 300, seed: 8, firstIndex: 5).points.scalars.map(\.bitPattern))
+        XCTAssertEqual(reports.count, 3 * 5, "blocks of 128, 128, 44")
+        XCTAssertEqual(reports.map(\.0), [0, 0, 0, 0, 128, 128, 128, 128, 128, 256, 256, 256, 256, 256, 300])
+        XCTAssertTrue(reports.allSatisfy { $0.1 == 300 })
+        XCTAssertEqual(reports.map(\.2), reports.map(\.2).sorted())
+        XCTAssertEqual(reports.last?.2, 1)
+        XCTAssertEqual(reports[0].2, 128.0 / 20 / 300, accuracy: 1e-12, "one step of the first block")
+        var calls = 0
+        XCTAssertThrowsError(try sampler.sample(count: 300, seed: 8) { _, _, _ in calls += 1; return calls < 3 }) {
+            guard case FlowError.cancelled = $0 else { return XCTFail("\($0)") }
+        }
+        XCTAssertEqual(calls, 3)
+    }
+
     /// SDE blocks equal one block.
     func testSDEBlocksEqualOneRun() throws {
         let flow = try makeFlow()
@@ -109,7 +139,7 @@ final class LimitsTests: XCTestCase {
             var rng = RandomStream(seed: 8, purpose: .baseSample, index: 5 + UInt64(i))
             for j in 0..<2 { start.scalars[i * 2 + j] = Float(b.mean[j] + b.standardDeviation[j] * rng.nextNormal()) }
         }
-        let whole = sampler.run(grid, points: start, seed: 8, firstIndex: 5)
+        let whole = try sampler.run(grid, points: start, seed: 8, firstIndex: 5)
         XCTAssertEqual(blocked.points.scalars.map(\.bitPattern), whole.points.scalars.map(\.bitPattern))
     }
 

@@ -26,11 +26,9 @@ public enum DivergenceMethod: Sendable, Equatable {
         }
     }
 
-    /// - Throws: `.invalidArgument` for K outside 1...4096.
+    /// - Throws: `.invalidArgument` for K outside `Limits.probes`.
     public func validate() throws {
-        if case .hutchinson(let k, _, _) = self, !(1...4096).contains(k) {
-            throw FlowError.invalidArgument("Hutchinson probe count \(k) must be in 1...4096")
-        }
+        if case .hutchinson(let k, _, _) = self { try Limits.checkProbes(k) }
     }
 }
 

@@ -14,7 +14,9 @@ extension Model {
     /// IR 8 / opset 17. `metadata_props` hold `metadata` (keys without the
     /// `flowrt.` prefix get it) plus `flowrt.dimension` and
     /// `flowrt.time_convention`.
-    /// - Throws: `.unsupported` for an operation ONNX opset 17 cannot express.
+    /// - Throws: nothing today: every op in `Graph/Ops` implements
+    ///   `exportONNX`; an op added without one would throw `.unsupported`
+    ///   (the `GraphOp` default), which the C header does not list.
     /// - Complexity: O(parameters).
     public func onnxData() throws -> [UInt8] {
         var exporter = ONNXExporter(graph: graph)

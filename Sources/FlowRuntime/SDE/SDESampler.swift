@@ -56,7 +56,7 @@ public struct SDEOptions: Sendable {
         guard taperScale > 0, taperScale.isFinite else {
             throw FlowError.invalidArgument("SDE taper scale \(taperScale) must be finite and > 0")
         }
-        guard threads > 0, threads <= 1024 else { throw FlowError.invalidArgument("threads \(threads) must be in 1...1024") }
+        try Limits.checkThreads(threads)
         guard chunkSize > 0 else { throw FlowError.invalidArgument("chunk size must be > 0") }
         if case .constant(let e) = diffusion, !(e >= 0 && e.isFinite) {
             throw FlowError.invalidArgument("diffusion ε0 = \(e) must be finite and ≥ 0")
@@ -115,11 +115,11 @@ public struct SDESampler: Sendable {
     /// - Cost: `evaluationsPerSample` field evaluations of each sample:
     ///   (steps − 1) · (1 or 2) + 2.
     /// - Throws: as `integrate`.
-    public func sample(count: Int, seed: UInt64, firstIndex: UInt64 = 0) throws -> SDEResult {
+    public func sample(count: Int, seed: UInt64, firstIndex: UInt64 = 0, progress: SolverProgress? = nil) throws -> SDEResult {
         let d = score.field.dimension
         var points = try HostMemory.array(repeating: Float(0), count: try checkCount(count), for: "SDESampler.sample")
         var bad: [Int] = []
-        let perSample = try sampleBlocks(count: count, seed: seed, firstIndex: firstIndex) { range, r in
+        let perSample = try sampleBlocks(count: count, seed: seed, firstIndex: firstIndex, progress: progress) { range, r in
             points.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
             bad += r.nonFiniteSamples
         }
@@ -132,25 +132,27 @@ public struct SDESampler: Sendable {
     /// are drawn, integrated and handed to `consume` with their range of
     /// indices (relative to `firstIndex`) in order; `nonFiniteSamples` of a
     /// block are indices of the whole run. Memory stays bounded for any count.
+    /// `progress` is called as for the ODE calls (`Transport`): on the
+    /// calling thread, after 1, 2, 4 and then every 8 steps of each block,
+    /// with the finished samples, the total and the mean fraction of [0, 1]
+    /// covered; returning false stops with `.cancelled`.
     /// - Returns: the evaluations per sample.
-    /// - Throws: as `integrate`, and whatever `consume` throws.
-    public func sampleBlocks(count: Int, seed: UInt64, firstIndex: UInt64 = 0,
+    /// - Throws: as `integrate`, `.cancelled`, and whatever `consume` throws.
+    public func sampleBlocks(count: Int, seed: UInt64, firstIndex: UInt64 = 0, progress: SolverProgress? = nil,
                              consume: (Range<Int>, SDEResult) throws -> Void) throws -> Int {
         _ = try checkCount(count)
         let d = score.field.dimension, b = score.base
         let grid = try _SDEGrid(self, from: 0)
-        var start = 0
-        while start < count {
-            let range = start..<Swift.min(count, start + blockSize)
+        try Transport.forEachBlock(count: count, blockSize: blockSize, progress: progress) { range, blockProgress in
             var x0 = Tensor(shape: [range.count, d])
             for i in 0..<range.count {
                 var rng = RandomStream(seed: seed, purpose: .baseSample, index: firstIndex &+ UInt64(range.lowerBound + i))
                 for j in 0..<d { x0.scalars[i * d + j] = Float(b.mean[j] + b.standardDeviation[j] * rng.nextNormal()) }
             }
-            var r = run(grid, points: x0, seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
+            var r = try run(grid, points: x0, seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound),
+                            progress: blockProgress)
             r.nonFiniteSamples = r.nonFiniteSamples.map { $0 + range.lowerBound }
             try consume(range, r)
-            start = range.upperBound
         }
         return grid.evaluationsPerSample
     }
@@ -182,7 +184,7 @@ public struct SDESampler: Sendable {
         var start = 0
         while start < n {
             let range = start..<Swift.min(n, start + blockSize)
-            let r = run(grid, points: points.rows(range), seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
+            let r = try run(grid, points: points.rows(range), seed: seed, firstIndex: firstIndex &+ UInt64(range.lowerBound))
             out.replaceSubrange(range.lowerBound * d..<range.upperBound * d, with: r.points.scalars)
             bad += r.nonFiniteSamples.map { $0 + range.lowerBound }
             start = range.upperBound
@@ -191,8 +193,13 @@ public struct SDESampler: Sendable {
                          nonFiniteSamples: bad)
     }
 
-    /// Integrates one block held in memory on a prepared grid.
-    func run(_ g: _SDEGrid, points: Tensor, seed: UInt64, firstIndex: UInt64) -> SDEResult {
+    /// Integrates one block held in memory on a prepared grid. The steps
+    /// run in slices (1, 2, 4, then 8 steps; each sample's Brownian stream
+    /// carries over), with `progress(finished, n, fraction)` on the calling
+    /// thread after each slice, as the ODE integrator reports.
+    /// - Throws: `.cancelled` when `progress` returns false.
+    func run(_ g: _SDEGrid, points: Tensor, seed: UInt64, firstIndex: UInt64,
+             progress: SolverProgress? = nil) throws -> SDEResult {
         let field = score.field, d = field.dimension
         let n = points.shape[0]
         let steps = g.steps, h = g.h, grid = g.grid, coefficients = g.coefficients, epsilon = g.epsilon
@@ -200,13 +207,15 @@ public struct SDESampler: Sendable {
         var state = points.scalars
         let nonFinite = Mutex()
         var bad: [Int] = []
-        state.withUnsafeMutableBufferPointer { all in
-            let allBase = all.baseAddress!
+        var allStreams = (0..<n).map { RandomStream(seed: seed, purpose: .brownian, index: firstIndex &+ UInt64($0)) }
+        var sliceStart = 0
+        while sliceStart < steps {
+            let sliceEnd = Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
+            state.withUnsafeMutableBufferPointer { all in allStreams.withUnsafeMutableBufferPointer { everyStream in
+            let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
             Parallel.forEachChunk(count: n, chunkSize: options.chunkSize, threads: options.threads) { _, range in
                 let m = range.count, x = allBase + range.lowerBound * d
-                var streams = (0..<m).map {
-                    RandomStream(seed: seed, purpose: .brownian, index: firstIndex &+ UInt64(range.lowerBound + $0))
-                }
+                let streams = streamBase + range.lowerBound
                 let ws = field.makeWorkspace()
                 var times = [Double](repeating: 0, count: m)
                 var b1 = [Float](repeating: 0, count: m * d), b2 = b1, predictor = b1, noise = b1
@@ -228,7 +237,7 @@ public struct SDESampler: Sendable {
                         }
                     }
                 }
-                for k in 0..<steps {
+                for k in sliceStart..<sliceEnd {
                     let last = k == steps - 1
                     let g: Double
                     if last { g = 0 }
@@ -250,9 +259,16 @@ public struct SDESampler: Sendable {
                     predictor.withUnsafeMutableBufferPointer { drift(k + 1, $0.baseAddress!, &b2, score: !last) }
                     for i in 0..<(m * d) { x[i] += 0.5 * hf * (b1[i] + b2[i]) + noise[i] }
                 }
-                for r in 0..<m where !(0..<d).allSatisfy({ x[r * d + $0].isFinite }) {
-                    nonFinite.withLock { bad.append(range.lowerBound + r) }
+                if sliceEnd == steps {
+                    for r in 0..<m where !(0..<d).allSatisfy({ x[r * d + $0].isFinite }) {
+                        nonFinite.withLock { bad.append(range.lowerBound + r) }
+                    }
                 }
+            }
+            } }
+            sliceStart = sliceEnd
+            if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
+                throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")
             }
         }
         return SDEResult(points: Tensor(shape: [n, d], scalars: state),
@@ -265,8 +281,9 @@ extension Flow {
     /// `SDESampler`); requires a Gaussian base and a known schedule.
     /// - Throws: `.unsupported` (no Gaussian base or schedule), as `SDESampler`.
     public func sampleSDE(count: Int, seed: UInt64, options: SDEOptions = SDEOptions(),
-                          firstIndex: UInt64 = 0) throws -> SDEResult {
-        try SDESampler(score: scoreField(), options: options).sample(count: count, seed: seed, firstIndex: firstIndex)
+                          firstIndex: UInt64 = 0, progress: SolverProgress? = nil) throws -> SDEResult {
+        try SDESampler(score: scoreField(), options: options).sample(count: count, seed: seed, firstIndex: firstIndex,
+                                                                     progress: progress)
     }
 }
 

@@ -123,7 +123,7 @@ public struct SolverOptions: Sendable, Equatable {
             }
         }
         guard maxSteps > 0 else { throw FlowError.invalidArgument("max steps \(maxSteps) must be > 0") }
-        guard threads > 0, threads <= 4096 else { throw FlowError.invalidArgument("threads \(threads) must be in 1...4096") }
+        try Limits.checkThreads(threads)
         guard chunkSize > 0 else { throw FlowError.invalidArgument("chunk size \(chunkSize) must be > 0") }
     }
 }

@@ -74,7 +74,7 @@ public struct TrainerConfiguration: Sendable, Equatable {
             throw FlowError.invalidArgument("held-out fraction \(heldOutFraction) must be in [0, 1)")
         }
         guard heldOutLimit >= 0 else { throw FlowError.invalidArgument("held-out limit must be ≥ 0") }
-        guard threads > 0, threads <= 1024 else { throw FlowError.invalidArgument("threads \(threads) must be in 1...1024") }
+        try Limits.checkThreads(threads)
         guard chunkSize > 0 else { throw FlowError.invalidArgument("chunk size must be > 0") }
         guard evaluationInterval > 0 else { throw FlowError.invalidArgument("evaluation interval must be > 0") }
         guard labelDropout >= 0, labelDropout < 1 else {

@@ -126,6 +126,7 @@ int main(void) {
     FIELD(flowrt_trainer_params, schedule_fn);
     FIELD(flowrt_trainer_params, schedule_user_data);
     FIELD(flowrt_trainer_params, label_dropout);
+    FIELD(flowrt_trainer_params, coupling);
     end();
 
     BEGIN(flowrt_sde_params);
@@ -137,6 +138,8 @@ int main(void) {
     FIELD(flowrt_sde_params, diffusion);
     FIELD(flowrt_sde_params, diffusion_user_data);
     FIELD(flowrt_sde_params, threads);
+    FIELD(flowrt_sde_params, progress);
+    FIELD(flowrt_sde_params, progress_user_data);
     end();
 
     BEGIN(flowrt_path_params);

@@ -121,12 +121,12 @@ int main(void) {
     sp = flowrt_solver_default_params();
 
     /* A step-size underflow is reported as such (issue 16): dx/dt = x² + 1
-     * (Tests/ONNXData/blow_up.onnx) blows up at t* = π/2 − atan x0, so
+     * (Tests/SolverData/blow_up.onnx) blows up at t* = π/2 − atan x0, so
      * x0 = 1 and 2 stop there (π/4, 0.4636) while x0 = 0 and −0.5 reach
      * t = 1 at tan(1) and tan(1 + atan(−0.5)). More max_steps change nothing. */
     {
         flowrt_flow *blow = NULL;
-        CHECK_STATUS(flowrt_flow_load_onnx("Tests/ONNXData/blow_up.onnx", NULL, &blow), FLOWRT_OK);
+        CHECK_STATUS(flowrt_flow_load_onnx("Tests/SolverData/blow_up.onnx", NULL, &blow), FLOWRT_OK);
         float x0[4] = {0, 1, -0.5f, 2}, x1[4];
         for (uint32_t max_steps = 10000; blow && max_steps <= 1000000; max_steps *= 100) {
             sp.max_steps = max_steps;

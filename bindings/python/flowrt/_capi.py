@@ -187,6 +187,10 @@ flowrt_flow_log_prob = _declare("flowrt_flow_log_prob", c_int, c_void_p, c_size_
 # ---- built-in datasets (section: Built-in datasets) ----
 # flowrt_status flowrt_dataset_sample(const char *name, size_t n, uint64_t seed, float *x_out);
 flowrt_dataset_sample = _declare("flowrt_dataset_sample", c_int, c_char_p, c_size_t, c_uint64, c_float_p)
+# flowrt_status flowrt_dataset_sample_range(const char *name, uint64_t first_index, size_t n, uint64_t seed,
+#                                           float *x_out);
+flowrt_dataset_sample_range = _declare("flowrt_dataset_sample_range", c_int, c_char_p, c_uint64, c_size_t, c_uint64,
+                                       c_float_p)
 # flowrt_status flowrt_dataset_log_prob(const char *name, size_t n, const float *x, double *log_prob);
 flowrt_dataset_log_prob = _declare("flowrt_dataset_log_prob", c_int, c_char_p, c_size_t, c_float_p, c_double_p)
 # flowrt_status flowrt_dataset_info(const char *name, size_t *dim, double *entropy);
@@ -254,7 +258,8 @@ class flowrt_trainer_params(Structure):
                 ("lr_min_factor", c_double), ("step_every", c_uint64), ("step_factor", c_double),
                 ("grad_clip", c_double), ("ema_decay", c_double), ("heldout_fraction", c_double),
                 ("seed", c_uint64), ("threads", c_uint32), ("time_beta_a", c_double), ("time_beta_b", c_double),
-                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p), ("label_dropout", c_double)]
+                ("schedule_fn", schedule_fn), ("schedule_user_data", c_void_p), ("label_dropout", c_double),
+                ("coupling", c_int32)]
 
 
 # flowrt_status flowrt_trainer_params_init(flowrt_trainer_params *params);
@@ -334,7 +339,7 @@ class flowrt_sde_params(Structure):
     """typedef struct flowrt_sde_params { ... } flowrt_sde_params;"""
     _fields_ = [("struct_size", c_uint32), ("method", c_int32), ("steps", c_uint32), ("epsilon", c_double),
                 ("taper", c_double), ("diffusion", diffusion_fn), ("diffusion_user_data", c_void_p),
-                ("threads", c_uint32)]
+                ("threads", c_uint32), ("progress", progress_fn), ("progress_user_data", c_void_p)]
 
 
 # flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x, float *score_out);
@@ -350,6 +355,10 @@ def flowrt_sde_default_params():
 #                                      uint64_t first_index, size_t n, float *x_out);
 flowrt_flow_sample_sde = _declare("flowrt_flow_sample_sde", c_int, c_void_p, POINTER(flowrt_sde_params), c_uint64,
                                   c_uint64, c_size_t, c_float_p)
+# flowrt_status flowrt_flow_sample_sde_range(const flowrt_flow *flow, uint64_t first_index, size_t n, uint64_t seed,
+#                                            const flowrt_sde_params *params, float *x_out, flowrt_solver_stats *stats);
+flowrt_flow_sample_sde_range = _declare("flowrt_flow_sample_sde_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
+                                        POINTER(flowrt_sde_params), c_float_p, POINTER(flowrt_solver_stats))
 
 # typedef struct flowrt_density flowrt_density;
 # typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
@@ -377,6 +386,10 @@ flowrt_density_has_log_prob = _declare("flowrt_density_has_log_prob", c_int, c_v
 # flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
 #                                     size_t n, float *out);
 flowrt_density_sample = _declare("flowrt_density_sample", c_int, c_void_p, c_uint64, c_uint64, c_size_t, c_float_p)
+# flowrt_status flowrt_density_sample_range(const flowrt_density *density, uint64_t first_index, size_t n,
+#                                           uint64_t seed, float *out);
+flowrt_density_sample_range = _declare("flowrt_density_sample_range", c_int, c_void_p, c_uint64, c_size_t, c_uint64,
+                                       c_float_p)
 # flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x, double *out);
 flowrt_density_log_prob = _declare("flowrt_density_log_prob", c_int, c_void_p, c_size_t, c_float_p, c_double_p)
 # flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,

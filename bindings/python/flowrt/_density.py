@@ -80,7 +80,7 @@ class Density(_Handle):
     def sample(self, n: int, seed: int = 0, first_index: int = 0) -> np.ndarray:
         n = count(n)
         x = np.empty((n, self.dim), np.float32)
-        check(_capi.flowrt_density_sample(self._handle, int(seed), int(first_index), n, fptr(x)))
+        check(_capi.flowrt_density_sample_range(self._handle, int(first_index), n, int(seed), fptr(x)))
         return x
 
     def log_prob(self, X) -> np.ndarray:

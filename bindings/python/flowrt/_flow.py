@@ -315,12 +315,14 @@ class Flow(_Handle):
         return s
 
     def sample_sde(self, n: int, seed: int = 0, epsilon: float = 1.0, steps: int = 200, method: str = "heun",
-                   taper: float | None = None, diffusion=None, first_index: int = 0, threads: int = 0) -> np.ndarray:
+                   taper: float | None = None, diffusion=None, first_index: int = 0, threads: int = 0,
+                   progress=False, callback=None, return_stats=False):
         """n samples from the SDE dX = [v + ε(t) s] dt + √(2ε(t)) dW, which has
         the flow's marginals for any ε ≥ 0. `diffusion(t) -> ε` overrides the
         constant `epsilon`; ε is tapered to 0 as α → 0 (`taper`), and the last
         step is an ODE step. Brownian increments of sample i depend only on
-        (seed, first_index + i)."""
+        (seed, first_index + i). `progress`, `callback` and `return_stats`
+        as for `sample` (the same progress reports and SolverStats)."""
         if method not in _capi.SDE_METHODS:
             raise ValueError(f"method must be one of {sorted(_capi.SDE_METHODS)}")
         p = _capi.flowrt_sde_default_params()
@@ -333,10 +335,20 @@ class Flow(_Handle):
             p.diffusion = keep
         n = count(n)
         x = np.empty((n, self.dim), np.float32)
-        checker(self._schedule)(_capi.flowrt_flow_sample_sde(self._handle, ctypes.byref(p), int(seed), int(first_index),
-                                                             n, fptr(x)))
+        prog = Progress(show=bool(progress), callback=callback, desc="sample_sde", unit="samples")
+        p.progress = prog.c_callback
+        stats = _stats()
+        try:
+            status = _capi.flowrt_flow_sample_sde_range(self._handle, int(first_index), n, int(seed), ctypes.byref(p),
+                                                        fptr(x), ctypes.byref(stats))
+        finally:
+            if prog:
+                prog.close()
+        if prog:
+            prog.raise_if_interrupted()
+        checker(self._schedule)(status)
         del keep
-        return x
+        return (x, _stats_value(stats)) if return_stats else x
 
     def transport(self, X, t_from: float, t_to: float, progress=False, callback=None, return_stats=False,
                   context=None, **solver):

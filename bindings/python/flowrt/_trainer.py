@@ -41,7 +41,8 @@ class Trainer(_Handle):
     schedule. If it raises, the call fails with a FlowError whose __cause__
     is the exception, and that step is not applied.
 
-    Settings (C defaults when omitted): interpolant, lr,
+    Settings (C defaults when omitted): interpolant, coupling ("independent"
+    | "exact-ot": mini-batch optimal transport pairs x0 with x1), lr,
     batch_size, optimizer ("adam" | "adamw"), weight_decay, warmup,
     schedule ("constant" | "cosine" | "step"), total_steps (cosine horizon),
     lr_min_factor, step_every, step_factor, clip, ema, heldout (fraction),
@@ -75,7 +76,8 @@ class Trainer(_Handle):
                  heldout: float | None = None, seed: int | None = None, threads: int | None = None,
                  time_beta: tuple[float, float] | None = None, context=None, label_dropout: float | None = None,
                  terms: int | None = None, path_lr: float | None = None, path_warmup: int | None = None,
-                 path_inner: int | None = None, path_batch: int | None = None, path_bound: float | None = None):
+                 path_inner: int | None = None, path_batch: int | None = None, path_bound: float | None = None,
+                 coupling: str | None = None):
         x = points(X, model.dim)
         m = model.context_dim
         c = None
@@ -116,6 +118,10 @@ class Trainer(_Handle):
             p.time_beta_a, p.time_beta_b = time_beta
         if label_dropout is not None:
             p.label_dropout = float(label_dropout)
+        if coupling is not None:
+            if coupling not in _capi.COUPLINGS:
+                raise ValueError(f"coupling must be one of {sorted(_capi.COUPLINGS)}, got {coupling!r}")
+            p.coupling = _capi.COUPLINGS[coupling]
         h = ctypes.c_void_p()
         self._check = checker(interpolant_fn)
         if path is not None:

@@ -29,12 +29,13 @@ def entropy(name: str) -> float:
     return info(name)[1]
 
 
-def sample(name: str, n: int, seed: int = 0) -> np.ndarray:
-    """n samples, float32 [n, 2]; sample i depends only on (seed, i)."""
+def sample(name: str, n: int, seed: int = 0, first_index: int = 0) -> np.ndarray:
+    """n samples, float32 [n, 2]; sample i depends only on (seed,
+    first_index + i), so ranges of one stream can be drawn separately."""
     dim = info(name)[0]
     n = count(n)
     x = np.empty((n, dim), np.float32)
-    check(_capi.flowrt_dataset_sample(name.encode(), n, int(seed), fptr(x)))
+    check(_capi.flowrt_dataset_sample_range(name.encode(), int(first_index), n, int(seed), fptr(x)))
     return x
 
 

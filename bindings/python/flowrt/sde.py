@@ -43,6 +43,7 @@ def trainer_from_densities(model: Model, target: Density, base: Density | None =
                          (threads, "threads")):
         if value is not None:
             setattr(p, field, value)
+    p.coupling = COUPLINGS[coupling]
     h = c_void_p()
     checker(schedule)(_capi.flowrt_trainer_create_from_densities(model._handle, target._handle,
                                                                  base._handle if base else None, int(heldout),
@@ -52,5 +53,4 @@ def trainer_from_densities(model: Model, target: Density, base: Density | None =
     trainer.interpolant, trainer.dim = name, model.dim
     trainer._densities = (target, base)  # the C trainer uses their callbacks
     trainer._schedule, trainer._check = schedule, checker(schedule)  # and the schedule's
-    check(_capi.flowrt_trainer_set_coupling(h, COUPLINGS[coupling]))
     return trainer

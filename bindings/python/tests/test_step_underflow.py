@@ -1,6 +1,6 @@
 """A step-size underflow is reported as such (issue 16): StepUnderflow
 (status 11, a SolverIncomplete) with the time and step in the message, not
-"raise max_steps". The field dx/dt = x² + 1 (Tests/ONNXData/blow_up.onnx,
+"raise max_steps". The field dx/dt = x² + 1 (Tests/SolverData/blow_up.onnx,
 made by make_blow_up.py) blows up at t* = π/2 − atan x0."""
 import math
 import re
@@ -12,7 +12,7 @@ import pytest
 import flowrt
 from flowrt import _capi
 
-BLOW_UP = Path(__file__).resolve().parents[3] / "Tests" / "ONNXData" / "blow_up.onnx"
+BLOW_UP = Path(__file__).resolve().parents[3] / "Tests" / "SolverData" / "blow_up.onnx"
 
 
 def test_transport_into_a_blow_up_raises_step_underflow():

@@ -6,7 +6,7 @@ the steps an adaptive solver can take shrink like t* − t, so they underflow
 (below 1e-14) while x is about 1e13 to 1e14, far from float overflow; a
 sample with x0 ≤ 0.642 reaches t = 1. The times of x0 = 1: t* = π/4.
 
-    .venv/bin/python Tests/ONNXData/make_blow_up.py Tests/ONNXData
+    .venv/bin/python Tests/SolverData/make_blow_up.py Tests/SolverData
 """
 import sys
 from pathlib import Path
