@@ -87,7 +87,7 @@ func unsigned(_ n: Int) -> UInt { UInt(bitPattern: n) }
 /// n · m without overflow and within 2^40 elements, or `.invalidArgument`.
 func checkedProduct(_ n: Int, _ m: Int, _ what: String) throws -> Int {
     let (p, o) = n.multipliedReportingOverflow(by: m)
-    guard n >= 0, m >= 0, !o, p < (1 << 40) else {
+    guard n >= 0, m >= 0, !o, p < Limits.elements else {
         throw FlowError.invalidArgument("\(what): size \(unsigned(n)) × \(unsigned(m)) is too large (at most 2^40 elements)")
     }
     return p
@@ -98,7 +98,7 @@ func checkedProduct(_ n: Int, _ m: Int, _ what: String) throws -> Int {
 /// dimensions and sizes of things that must exist do not.
 func count(_ n: Int, _ name: String, allowZero: Bool = false) throws -> Int {
     // A size_t ≥ 2^63 arrives as a negative Int: it is too large, not negative.
-    guard n >= 0, n < (1 << 40) else {
+    guard n >= 0, n < Limits.elements else {
         throw FlowError.invalidArgument("\(name) = \(unsigned(n)) is too large (the limit is 2^40 elements)")
     }
     guard n > 0 || allowZero else { throw FlowError.invalidArgument("\(name) = 0; it must be > 0") }

@@ -7,6 +7,19 @@ public enum Limits {
     public static let threads = 1...4096
     /// Hutchinson probe vectors per sample.
     public static let probes = 1...4096
+    /// Elements of a batch (count × dimension) and of any size the C ABI
+    /// takes: below 2^40.
+    public static let elements = 1 << 40
+
+    /// count × dimension for a batch of `count` samples.
+    /// - Throws: `.invalidArgument` unless 0 ≤ count and count × dimension < `elements`.
+    public static func checkSampleCount(_ count: Int, dimension: Int) throws -> Int {
+        let (nd, overflow) = count.multipliedReportingOverflow(by: dimension)
+        guard count >= 0, !overflow, nd < elements else {
+            throw FlowError.invalidArgument("sample count \(count) must be ≥ 0 and count × dim < 2^40")
+        }
+        return nd
+    }
 
     /// - Throws: `.invalidArgument` naming `what` unless `count` is in `Limits.threads`.
     public static func checkThreads(_ count: Int, _ what: String = "threads") throws {

@@ -194,10 +194,7 @@ public final class Flow: Sendable {
 
     /// - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
     func checkCount(_ count: Int) throws {
-        let (nd, overflow) = count.multipliedReportingOverflow(by: dimension)
-        guard count >= 0, !overflow, nd < 1 << 40 else {
-            throw FlowError.invalidArgument("sample count \(count) must be ≥ 0 and count × dim < 2^40")
-        }
+        _ = try Limits.checkSampleCount(count, dimension: dimension)
     }
 
     /// Moves `points` (`[n, d]`) along the flow from time `from` to `to`

@@ -163,12 +163,7 @@ public struct SDESampler: Sendable {
 
     /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
     func checkCount(_ count: Int) throws -> Int {
-        let d = score.field.dimension
-        let (nd, overflow) = count.multipliedReportingOverflow(by: d)
-        guard count >= 0, !overflow, nd < 1 << 40 else {
-            throw FlowError.invalidArgument("sample count \(count) must be ≥ 0 and count × dim < 2^40")
-        }
-        return nd
+        try Limits.checkSampleCount(count, dimension: score.field.dimension)
     }
 
     /// Integrates the SDE from time `t0` ∈ [0, 1) to 1 for `points` (`[n, d]`).
