@@ -95,13 +95,16 @@ struct SolverCall {
         case FLOWRT_DIVERGENCE_AUTO.rawValue: requested = nil
         default: throw FlowError.invalidArgument("params->divergence = \(p.divergence) is not a flowrt_divergence")
         }
-        if let fn = p.progress {
-            let user = p.progress_user_data
-            progress = { done, total, fraction in fn(user, UInt64(done), UInt64(total), fraction) == 0 }
-        } else {
-            progress = nil
-        }
+        progress = hostProgress(p.progress, p.progress_user_data)
     }
+}
+
+/// A params struct's `flowrt_progress_fn` as a solver progress closure
+/// (done, total, mean fraction; non-zero return cancels), shared by the
+/// ODE and SDE calls; nil without a function.
+func hostProgress(_ fn: flowrt_progress_fn?, _ user: UnsafeMutableRawPointer?) -> SolverProgress? {
+    guard let fn else { return nil }
+    return { done, total, fraction in fn(user, UInt64(done), UInt64(total), fraction) == 0 }
 }
 
 /// Writes the statistics into the caller's struct (only the bytes its

@@ -90,11 +90,7 @@ private func sdeSampleCall(_ function: StaticString, _ handle: OpaquePointer?, _
         options.threads = p.threads == 0 ? Parallel.defaultThreads : Int(p.threads)
         do { try options.validate() } catch let FlowError.invalidArgument(m) { throw FlowError.invalidArgument("params: \(m)") }
         let sampler = try SDESampler(score: flow.scoreField(), options: options)
-        var progress: SolverProgress?
-        if let fn = p.progress {
-            let user = p.progress_user_data
-            progress = { done, total, fraction in fn(user, UInt64(done), UInt64(total), fraction) == 0 }
-        }
+        let progress = hostProgress(p.progress, p.progress_user_data)
         var bad = 0, firstBad: Int?
         var perSample = 0
         if n > 0 {
