@@ -225,7 +225,7 @@ FUZZ_CORPUS = $(if $(filter onnx_buffer,$(1)),fuzz/corpus,fuzz/corpus-$(1))
 FUZZ_SWIFT_FLAGS := -parse-as-library -g -Onone -sanitize=fuzzer,address -I $(FUZZ_LIB)/Modules \
   -Xcc -fmodule-map-file=$(FUZZ_LIB)/CKernels.build/module.modulemap \
   -Xcc -fmodule-map-file=$(FUZZ_LIB)/ONNXProto.build/module.modulemap \
-  -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap \
+  -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap \
   -Xcc -ISources/CKernels/include -Xcc -ISources/ONNXProto/include
 .PHONY: fuzz fuzz-build fuzz-regress
 fuzz-build:
@@ -241,7 +241,7 @@ fuzz-build:
 	  F=$$(echo $$f | tr a-z A-Z); \
 	  $(SWIFT)c $(FUZZ_SWIFT_FLAGS) -D FUZZ_$$F -module-name $${f}_fuzzer fuzz/io_fuzzer.swift \
 	    $(FUZZ_LIB)/FlowRuntime.build/*.o $(FUZZ_LIB)/CKernels.build/*.o $(FUZZ_LIB)/ONNXProto.build/*.o \
-	    -lopenblas -lprotobuf-c -o $(FUZZ_SCRATCH)/$${f}_fuzzer 2>&1 | grep -v 'Cannot export local symbol'; \
+	    -lopenblas -lprotobuf-c -lz -o $(FUZZ_SCRATCH)/$${f}_fuzzer 2>&1 | grep -v 'Cannot export local symbol'; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 	@echo "built: $(patsubst %,$(FUZZ_SCRATCH)/%_fuzzer,$(FUZZERS))"
