@@ -20,7 +20,8 @@ network's ONNX export (the fine-tuning path). Both use:
     train_bench.py race SYSTEM SECONDS --out DIR
         trains for SECONDS of wall time at 1 thread, logging the training
         loss (mean of the last 20 steps) every 15 s, then writes the EMA
-        weights as DIR/SYSTEM.onnx and one JSON line.
+        weights as DIR/SYSTEM.onnx (PyTorch also as DIR/torch.pt, the
+        network of sample_bench.py) and one JSON line.
     train_bench.py bpd DIR --images N
         bits/dim of every DIR/*.onnx on the first N Fashion-MNIST test
         images, evaluated by FlowRuntime for both (Hutchinson, 1 probe,
@@ -112,6 +113,7 @@ class TorchTrainer:
 
     def save(self, path):
         export_onnx(self.ema, path)
+        self.torch.save(self.ema.state_dict(), Path(path).with_suffix(".pt"))
 
     version = property(lambda self: f"PyTorch {self.torch.__version__} eager")
 
@@ -131,9 +133,10 @@ class FlowRTTrainer:
 
     def step(self):
         self.steps += 1
-        # The quadratic loss G = R − E|∂tI|²: report R's estimate G + E|∂tI|² is
-        # not available per step, so the race log shows G (its gradient is R's).
-        return self.trainer.step()
+        self.trainer.step()
+        # The regression form R = E|v − ∂tI|² of the minibatch (the trainer's
+        # quadratic loss G = R − E|∂tI|² has the same gradient).
+        return self.trainer.losses().train_regression
 
     def save(self, path):
         self.trainer.model().save(path)
