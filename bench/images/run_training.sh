@@ -9,12 +9,15 @@
 #   3. sampling and likelihood of PyTorch's trained network: FlowRuntime
 #      (its ONNX export) against flow_matching's ODESolver (torchdiffeq) on
 #      the module itself, 64 images, dopri5 rtol 1e-5 and 20-step midpoint,
-#      Hutchinson log-densities (sample_bench.py), at 1 and 2 threads.
+#      Hutchinson log-densities (sample_bench.py), at 1 and 2 threads;
+#   4. scikit-learn's 8×8 digits with the native U-Net, exact bits/dim next
+#      to bench/quality's MLP flow on the same data (digits.py).
 # OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are UNSET for this command only;
 # OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=T, torch.set_num_threads(T).
 # Results: .build/bench-train/*.jsonl and bench/images/results-training.md.
 # Environment: BUDGET (default 600 s), TEST_IMAGES (default 256),
-# BENCH_PYTHON (default bench/.venv), SKIP_RACE=1 to reuse the last race.
+# BENCH_PYTHON (default bench/.venv), SKIP_RACE=1 to reuse the last race,
+# SKIP_DIGITS=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUDGET=${BUDGET:-600}
@@ -59,6 +62,10 @@ for threads in 1 2; do
         OMP_NUM_THREADS=$threads "$PY" bench/images/sample_bench.py "$OUT" "$system" "$threads" 2>/dev/null >> "$OUT/sample.jsonl"
     done
 done
+if [ -z "${SKIP_DIGITS:-}" ]; then
+    echo "8x8 digits: the U-Net flow on bench/quality's data" >&2
+    OMP_NUM_THREADS=2 "$PY" bench/images/digits.py --threads 2 2>/dev/null > "$OUT/digits.jsonl"
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date -u +%s) - started ))
 "$PY" bench/images/train_report.py "$OUT" --elapsed "$elapsed" --load "$load_before / $load_after" \

@@ -77,6 +77,15 @@ def main():
             print()
             print(f"Same network, same test images: bits/dim {ll['torch']['bpd']:.4f} (flow_matching) and "
                   f"{ll['flowrt']['bpd']:.4f} (FlowRuntime), one Hutchinson probe each.")
+    dg = lines(d / "digits.jsonl")
+    if dg:
+        r = dg[0]
+        print()
+        print(f"8×8 digits (bench/quality's data and split, {r['test_points']} test points): the native U-Net "
+              f"({r['parameters']:,} parameters, {r['steps']} steps of 64, {r['threads']} threads, "
+              f"{r['train_seconds']:.0f} s wall / {r['train_cpu_seconds']:.0f} CPU s) reaches **{r['bpd']:.3f} ± {r['se']:.3f}** "
+              f"bits/dim (exact divergence, dopri5 1e-5; {r['likelihood_seconds']:.0f} s), next to the MLP flow of "
+              "bench/quality (2.275 linear / 2.294 trig interpolant, 7.3 CPU s) and zuko's NSF (2.299) on the same points.")
 
 
 if __name__ == "__main__":
