@@ -44,13 +44,13 @@ for threads in 1 2; do
     for system in flowrt torch; do
         echo "training speed: $system, $threads thread(s)" >&2
         OMP_NUM_THREADS=$threads "$PY" bench/images/train_bench.py speed "$system" "$threads" --steps 20 --out "$OUT" \
-            2>/dev/null >> "$OUT/speed.jsonl"
+            2>>"$OUT/errors.log" >> "$OUT/speed.jsonl"
     done
 done
 if [ -z "${SKIP_RACE:-}" ]; then
     echo "race: $BUDGET s each, at once, one thread each" >&2
-    OMP_NUM_THREADS=1 "$PY" bench/images/train_bench.py race torch "$BUDGET" --out "$OUT" 2>/dev/null > "$OUT/race-torch.jsonl" &
-    OMP_NUM_THREADS=1 "$PY" bench/images/train_bench.py race flowrt "$BUDGET" --out "$OUT" 2>/dev/null > "$OUT/race-flowrt.jsonl"
+    OMP_NUM_THREADS=1 "$PY" bench/images/train_bench.py race torch "$BUDGET" --out "$OUT" 2>>"$OUT/errors.log" > "$OUT/race-torch.jsonl" &
+    OMP_NUM_THREADS=1 "$PY" bench/images/train_bench.py race flowrt "$BUDGET" --out "$OUT" 2>>"$OUT/errors.log" > "$OUT/race-flowrt.jsonl"
     wait
     echo "bits/dim of both on $TEST_IMAGES test images" >&2
     "$PY" bench/images/train_bench.py bpd "$OUT" --images "$TEST_IMAGES" > "$OUT/bpd.jsonl"
@@ -59,12 +59,12 @@ fi
 for threads in 1 2; do
     for system in flowrt torch; do
         echo "sampling and likelihood: $system, $threads thread(s)" >&2
-        OMP_NUM_THREADS=$threads "$PY" bench/images/sample_bench.py "$OUT" "$system" "$threads" 2>/dev/null >> "$OUT/sample.jsonl"
+        OMP_NUM_THREADS=$threads "$PY" bench/images/sample_bench.py "$OUT" "$system" "$threads" 2>>"$OUT/errors.log" >> "$OUT/sample.jsonl"
     done
 done
 if [ -z "${SKIP_DIGITS:-}" ]; then
     echo "8x8 digits: the U-Net flow on bench/quality's data" >&2
-    OMP_NUM_THREADS=2 "$PY" bench/images/digits.py --threads 2 2>/dev/null > "$OUT/digits.jsonl"
+    OMP_NUM_THREADS=2 "$PY" bench/images/digits.py --threads 2 2>>"$OUT/errors.log" > "$OUT/digits.jsonl"
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date -u +%s) - started ))

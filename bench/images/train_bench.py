@@ -136,7 +136,7 @@ class FlowRTTrainer:
         self.trainer.step()
         # The regression form R = E|v − ∂tI|² of the minibatch (the trainer's
         # quadratic loss G = R − E|∂tI|² has the same gradient).
-        return self.trainer.losses().train_regression
+        return self.trainer.losses.train_regression
 
     def save(self, path):
         self.trainer.model().save(path)
