@@ -13,7 +13,8 @@ network's ONNX export (the fine-tuning path). Both use:
   - fresh uniform dequantization noise per training sample,
     x1 = (pixel + u)/128 − 1, images drawn uniformly with replacement;
   - Adam (β 0.9, 0.999, ε 1e-8), lr 1e-3 after 100 linear warmup steps,
-    constant after; gradient-norm clip 1.0; EMA 0.995 of the weights; batch 32.
+    constant after; gradient-norm clip 1.0; EMA of the weights with decay
+    min(0.995, (1 + k)/(10 + k)) at step k (FlowRuntime's warm-up); batch 32.
 
     train_bench.py speed SYSTEM THREADS [--steps N]
         one JSON line: steps/s over N steps after 3 warm-up steps.
@@ -103,9 +104,11 @@ class TorchTrainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), CLIP)
         self.opt.step()
+        # FlowRuntime's EMA schedule: decay min(0.995, (1 + k)/(10 + k)) at step k.
+        decay = min(EMA, (1 + self.steps) / (10 + self.steps))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.net.parameters()):
-                e.mul_(EMA).add_(p, alpha=1 - EMA)
+                e.mul_(decay).add_(p, alpha=1 - decay)
             for e, b in zip(self.ema.buffers(), self.net.buffers()):
                 e.copy_(b)
         self.steps += 1

@@ -29,7 +29,7 @@ def main():
     print("Network: torchcfm's UNetModelWrapper, MNIST configuration (1×28×28, 32 channels, 1 res block, attention at")
     print("28×28 and in the middle), one seed; FlowRuntime trains the same initial weights imported from its ONNX export.")
     print("Both: trig interpolant, Σ(v − ∂tI)² per image, Adam lr 1e-3 (100 warm-up steps, then constant), clip 1.0,")
-    print("EMA 0.995, batch 32 of Fashion-MNIST with fresh dequantization noise per sample.")
+    print("EMA decay min(0.995, (1 + k)/(10 + k)), batch 32 of Fashion-MNIST with fresh dequantization noise per sample.")
     print()
     print("| training | threads | PyTorch steps/s | FlowRuntime steps/s | ratio |")
     print("|---|---|---|---|---|")
