@@ -339,6 +339,14 @@ test-c: test-c-kernels
 bench-images: build
 	bash bench/images/run.sh
 
+# Image flows side by side (issue 14): U-Net training steps/s and an
+# equal-wall-clock race against PyTorch eager, then sampling and Hutchinson
+# log-densities against flow_matching's ODESolver (~35 min with BUDGET=600).
+# Writes bench/images/results-training.md.
+.PHONY: bench-images-training
+bench-images-training: build
+	bash bench/images/run_training.sh
+
 # ABI check (issue 16, item 6). `make test-abi` (part of `make test`)
 # compares the C ABI of this tree with the committed baseline
 # abi/libflowrt.abi using abidiff (Debian's abigail-tools): removed or

@@ -998,6 +998,33 @@ static inline flowrt_trainer_params flowrt_trainer_default_params(void) {
 FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const float *data, size_t n, size_t dim,
                                                const flowrt_trainer_params *params, flowrt_trainer **out);
 
+/** Creates a trainer on 8-bit images (since 0.3): `pixels` [n, dim]
+ *  unsigned bytes, each row one image in the model's sample shape
+ *  (flowrt_model_shape: [C, H, W] or [H, W], row-major). The last
+ *  floor(n * heldout_fraction) images are held out (dequantized once, at
+ *  most 8192 evaluated); every training sample draws an image uniformly
+ *  with replacement and fresh uniform dequantization noise,
+ *  y = (pixel + u) / 128 - 1 with u ~ U[0, 1) (DESIGN.md §5), both from
+ *  (params->seed, sample index) only, so results do not depend on the
+ *  thread count. The pixels are copied.
+ *  @param init    in, non-NULL: the starting model (native U-Net or an
+ *                 imported image network); unconditional.
+ *  @param pixels  in, [n, dim] bytes.
+ *  @param n       images (> 0); at least one must remain for training.
+ *  @param dim     values per image (> 0): the model's dimension.
+ *  @param params  in, nullable: NULL means the defaults.
+ *  @param out     out, non-NULL: the trainer; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL pointer, zero size, bad
+ *          params, no training image left); FLOWRT_SHAPE_MISMATCH (dim
+ *          differs from the model's, or the model's samples are not
+ *          images); FLOWRT_UNSUPPORTED (a conditional model: dequantize
+ *          and use flowrt_trainer_create_conditional);
+ *          FLOWRT_INVALID_MODEL; FLOWRT_OUT_OF_MEMORY.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_images(const flowrt_model *init, const uint8_t *pixels, size_t n,
+                                                      size_t dim, const flowrt_trainer_params *params,
+                                                      flowrt_trainer **out);
+
 /** Runs one optimisation step.
  *  @param trainer  in/out, non-NULL.
  *  @param loss     out, nullable: the minibatch's mean G before the update.

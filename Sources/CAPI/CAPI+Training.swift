@@ -120,6 +120,45 @@ public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePoint
     }
 }
 
+@_cdecl("flowrt_trainer_create_images")
+public func flowrt_trainer_create_images(_ initial: OpaquePointer?, _ pixels: UnsafePointer<UInt8>?, _ n: Int, _ dim: Int,
+                                         _ params: UnsafePointer<flowrt_trainer_params>?,
+                                         _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
+    guarded("flowrt_trainer_create_images") {
+        let out = try require(out, "out")
+        out.pointee = nil
+        let model = try modelObject(initial, "init")
+        let rows = try count(n, "n"), d = try count(dim, "dim")
+        let shape = model.sampleShape
+        guard d == model.dimension else {
+            throw FlowError.shapeMismatch("dim = \(d) but the model's images are \(shape.map(String.init).joined(separator: "×")) = \(model.dimension) values")
+        }
+        guard shape.count == 3 || shape.count == 2 else {
+            throw FlowError.shapeMismatch("the model's samples have shape \(shape), not an image [C, H, W] or [H, W]")
+        }
+        guard model.contextDimension == 0 else {
+            throw FlowError.unsupported("the model is conditional: dequantize the images (flowrt images readers) and call flowrt_trainer_create_conditional with their labels")
+        }
+        let total = try checkedProduct(rows, d, "pixels")
+        let bytes = try require(pixels, "pixels")
+        let p = try readParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params")
+        let (config, loss) = try trainerSettings(p)
+        let held = Int((Double(rows) * p.heldout_fraction).rounded(.down))
+        guard held < rows else {
+            throw FlowError.invalidArgument("n = \(unsigned(rows)) with heldout_fraction \(p.heldout_fraction) leaves no training image")
+        }
+        // The copy of the pixels and the held-out images as floats.
+        try HostMemory.reserve(total, of: UInt8.self, for: "flowrt_trainer_create_images (copy of the pixels)")
+        try HostMemory.reserve(held * d, of: Float.self, for: "flowrt_trainer_create_images (held-out images)")
+        let images = PixelArray(shape: [rows] + (shape.count == 2 ? [1] + shape : shape),
+                                bytes: Array(UnsafeBufferPointer(start: bytes, count: total)))
+        let (data, _) = try TrainingData.images(images, heldOut: held, seed: p.seed, batchSize: config.batchSize)
+        let trainer = try Trainer(graph: model.graph, data: data, loss: loss, configuration: config, metadata: model.metadata)
+        out.pointee = retainHandle(TrainerHandle(trainer))
+        return FLOWRT_OK
+    }
+}
+
 @_cdecl("flowrt_trainer_step")
 public func flowrt_trainer_step(_ handle: OpaquePointer?, _ loss: UnsafeMutablePointer<Double>?) -> flowrt_status {
     guarded("flowrt_trainer_step") {

@@ -145,12 +145,8 @@ enum ImageTraining {
         let held = min(validation, set.train.count - 1)
         let trainPart = set.train.samples(0..<(set.train.count - held))
         let heldPart = set.train.samples((set.train.count - held)..<set.train.count)
-        let source = try DequantizedImages(trainPart)
-        let dataSeed = options.seed &+ 0x1_0000_0001, batch = options.resolved(.images).batch
-        let heldOut = try ImageData.dequantize(heldPart, seed: options.seed &+ 0xDE0).scalars
-        let data = TrainingData.stream({ step, buffer in
-            source.sample(seed: dataSeed, firstIndex: UInt64(step) &* UInt64(batch), into: buffer)
-        }, heldOut: heldOut)
+        let (data, _) = try TrainingData.images(set.train, heldOut: held, seed: options.seed,
+                                                batchSize: options.resolved(.images).batch)
         let graph = try unet.network(shape: shape, seed: options.seed).makeGraph()
         let trainer = try options.makeTrainer(
             graph: graph, data: data, defaults: .images,

@@ -51,6 +51,35 @@ public struct DequantizedImages: SampleSource {
     }
 }
 
+extension TrainingData {
+    /// Training data from 8-bit images `[n, H, W]` or `[n, C, H, W]`, the
+    /// form every image front end shares (CLI, C, Python): the last
+    /// `heldOut` images form the held-out set, dequantized once with seed
+    /// `seed &+ 0xDE0`; batch `s` of training holds samples
+    /// `s·batchSize ..< (s+1)·batchSize` of `DequantizedImages` over the
+    /// other images with seed `seed &+ 0x1_0000_0001` (fresh noise per
+    /// sample, independent of batching and thread count).
+    /// - Throws: `.shapeMismatch` for another rank, `.invalidArgument` when
+    ///   no training image is left or `batchSize` < 1.
+    /// - Returns: the data and the number of training images.
+    public static func images(_ images: PixelArray, heldOut: Int, seed: UInt64,
+                              batchSize: Int) throws -> (data: TrainingData, trainingCount: Int) {
+        _ = try images.sampleShape()
+        guard batchSize >= 1 else { throw FlowError.invalidArgument("batch size \(batchSize) must be ≥ 1") }
+        guard heldOut >= 0, heldOut < images.count else {
+            throw FlowError.invalidArgument("\(images.count) image(s) with \(heldOut) held out leave none for training")
+        }
+        let trainCount = images.count - heldOut
+        let source = try DequantizedImages(images.samples(0..<trainCount))
+        let held = heldOut > 0 ? try ImageData.dequantize(images.samples(trainCount..<images.count), seed: seed &+ 0xDE0).scalars : []
+        let dataSeed = seed &+ 0x1_0000_0001
+        let data = TrainingData.stream({ step, buffer in
+            source.sample(seed: dataSeed, firstIndex: UInt64(step) &* UInt64(batchSize), into: buffer)
+        }, heldOut: held)
+        return (data, trainCount)
+    }
+}
+
 /// Fashion-MNIST (Xiao et al. 2017: 60,000 training and 10,000 test 28×28
 /// grayscale images of 10 clothing classes) from Debian's
 /// `dataset-fashion-mnist` package, read with `ImageData.read` (gzip IDX).

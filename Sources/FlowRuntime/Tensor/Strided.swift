@@ -96,6 +96,20 @@ enum Strided {
         return true
     }
 
+    /// d[0] += Σ_i op(x[i], y[i]) for the reducing ops (copy, neg, scale,
+    /// mul), in `Lanes` order.
+    private static func reduceRow(_ op: StridedOp, _ d: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                  _ y: UnsafePointer<Float>, count n: Int) -> Bool {
+        switch op {
+        case .copy: d[0] += Lanes.sum(x, count: n)
+        case .neg: d[0] -= Lanes.sum(x, count: n)
+        case .scale(let s): d[0] += s * Lanes.sum(x, count: n)
+        case .mul: d[0] += Lanes.dot(x, y, count: n)
+        default: return false
+        }
+        return true
+    }
+
     static func apply(_ op: StridedOp, shape: [Int],
                       dst: UnsafeMutablePointer<Float>, dstStrides: [Int], accumulate: Bool,
                       _ a: StridedOperand, _ b: StridedOperand? = nil, _ c: StridedOperand? = nil) {
@@ -113,12 +127,17 @@ enum Strided {
         let outer = shp.dropLast().reduce(1, *)
         if outer == 0 || inner == 0 { return }
         let unit = di == 1 && c == nil && (ai == 1 && (bi == 0 || bi == 1) || ai == 0 && bi == 1 && b != nil)
+        // A row summed into one destination element (the gradient of a
+        // broadcast operand, e.g. a per-channel scale or shift over H·W).
+        let reducing = di == 0 && accumulate && c == nil && ai == 1 && (b == nil || bi == 1)
         var index = [Int](repeating: 0, count: Swift.max(rank - 1, 1))
         var od = 0, oa = 0, ob = 0, oc = 0
         for _ in 0..<outer {
             let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
             if unit && contiguousRow(op, d, x, y, aStride: ai, bStride: bi, count: inner, accumulate: accumulate) {
                 // done by the unit-stride loop
+            } else if reducing && reduceRow(op, d, x, y, count: inner) {
+                // done by the vectorised reduction
             } else {
             switch op {
             case .copy:

@@ -219,6 +219,9 @@ def build_dit(tiny):
 
 FULL_EXPORTS = [("legacy", 17), ("dynamo", None), ("dynamo", 21)]
 TINY_EXPORTS = [("legacy", 17)]
+# Networks calling scaled_dot_product_attention: at opset 23 the dynamo
+# exporter emits the ONNX Attention op for it.
+SDPA_EXPORTS = FULL_EXPORTS + [("dynamo", 23)]
 
 CASES = {
     # name: (family, builder, x shape without batch, has class label y, exports)
@@ -226,10 +229,10 @@ CASES = {
     "tcfm_unet_cond_tiny": ("tcfm_unet", lambda: build_tcfm(True, True), (1, 8, 8), True, TINY_EXPORTS),
     "diffusers_unet_tiny": ("diffusers_unet", lambda: build_diffusers(True), (3, 8, 8), False, TINY_EXPORTS),
     "dit_tiny": ("dit", lambda: build_dit(True), (1, 8, 8), False, TINY_EXPORTS),
-    "dit": ("dit", lambda: build_dit(False), (1, 28, 28), False, FULL_EXPORTS),
+    "dit": ("dit", lambda: build_dit(False), (1, 28, 28), False, SDPA_EXPORTS),
     "tcfm_unet": ("tcfm_unet", lambda: build_tcfm(False, False), (1, 28, 28), False, FULL_EXPORTS),
     "tcfm_unet_cond": ("tcfm_unet", lambda: build_tcfm(True, False), (1, 28, 28), True, FULL_EXPORTS),
-    "diffusers_unet": ("diffusers_unet", lambda: build_diffusers(False), (3, 32, 32), False, FULL_EXPORTS),
+    "diffusers_unet": ("diffusers_unet", lambda: build_diffusers(False), (3, 32, 32), False, SDPA_EXPORTS),
 }
 
 

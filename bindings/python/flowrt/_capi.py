@@ -273,6 +273,10 @@ def flowrt_trainer_default_params():
 #                                     const flowrt_trainer_params *params, flowrt_trainer **out);
 flowrt_trainer_create = _declare("flowrt_trainer_create", c_int, c_void_p, c_float_p, c_size_t, c_size_t,
                                  POINTER(flowrt_trainer_params), POINTER(c_void_p))
+# flowrt_status flowrt_trainer_create_images(const flowrt_model *init, const uint8_t *pixels, size_t n,
+#                                            size_t dim, const flowrt_trainer_params *params, flowrt_trainer **out);
+flowrt_trainer_create_images = _declare("flowrt_trainer_create_images", c_int, c_void_p, c_void_p, c_size_t, c_size_t,
+                                        POINTER(flowrt_trainer_params), POINTER(c_void_p))
 # flowrt_status flowrt_trainer_step(flowrt_trainer *trainer, double *loss);
 flowrt_trainer_step = _declare("flowrt_trainer_step", c_int, c_void_p, c_double_p)
 # flowrt_status flowrt_trainer_fit(flowrt_trainer *trainer, uint64_t steps, flowrt_progress_fn progress, void *user_data);

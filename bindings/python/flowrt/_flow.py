@@ -223,6 +223,8 @@ class Flow(_Handle):
         """Trains the flow's velocity on samples X [n, dim] with the quadratic
         interpolant loss (no ODE solve), starting from the current weights,
         then swaps in the EMA weights. Returns the final `Losses`.
+        X may be uint8 images [n, ...] in the model's shape: fresh
+        dequantization noise per training sample (see `flowrt.Trainer`).
         A conditional flow trains on pairs: `context` [n, m] (row i with
         X[i]; [n] labels), optionally with `label_dropout` for guidance.
         See `flowrt.Trainer` for every option; defaults: Adam, lr 2e-3 with

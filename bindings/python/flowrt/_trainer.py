@@ -65,6 +65,14 @@ class Trainer(_Handle):
     a label by the null class (the last) with probability p (seeded), so
     that sampling can use guidance. Checkpoints hold no contexts: resume with
     the same X and context.
+
+    X may be 8-bit images (a uint8 array [n, ...] of n images in the
+    model's shape): each training sample then gets fresh uniform
+    dequantization noise, y = (pixel + u)/128 − 1, drawn in the library
+    from (seed, sample index), and the last ⌊n·heldout⌋ images are held
+    out. For a conditional model the images are dequantized once, with
+    NumPy (`flowrt.images.dequantize`, seeded by `seed`), and train as
+    float pairs.
     """
     _free = staticmethod(_capi.flowrt_trainer_free)
 
@@ -78,8 +86,20 @@ class Trainer(_Handle):
                  terms: int | None = None, path_lr: float | None = None, path_warmup: int | None = None,
                  path_inner: int | None = None, path_batch: int | None = None, path_bound: float | None = None,
                  coupling: str | None = None):
-        x = points(X, model.dim)
         m = model.context_dim
+        pixels = None
+        if isinstance(X, np.ndarray) and X.dtype == np.uint8:
+            # 8-bit images: fresh dequantization noise per training sample in
+            # the library (unconditional), or dequantized once here (pairs).
+            if X.ndim == 0 or X.size != X.shape[0] * model.dim:
+                raise ShapeMismatch(f"images must hold {model.dim} values each (the model's shape "
+                                    f"{list(model.shape)}), got shape {list(X.shape)}")
+            if m == 0:
+                pixels = np.ascontiguousarray(X.reshape(X.shape[0], model.dim))
+            else:
+                from .images import dequantize
+                X = dequantize(X.reshape((X.shape[0], 1, -1)), seed=seed or 0)
+        x = pixels if pixels is not None else points(X, model.dim)
         c = None
         if m > 0:
             if context is None:
@@ -97,6 +117,9 @@ class Trainer(_Handle):
             if m > 0:
                 raise ValueError("path-length optimisation (interpolant='fourier') takes an unconditional model")
             name, interpolant_fn = "fourier", None
+            if pixels is not None:  # the path-length trainer takes floats: dequantize once here
+                from .images import dequantize
+                x, pixels = dequantize(pixels.reshape((pixels.shape[0], 1, -1)), seed=seed or 0), None
         else:
             name, interpolant_fn = apply_interpolant(p, interpolant)  # `schedule` is the learning-rate schedule
         if optimizer is not None:
@@ -133,6 +156,10 @@ class Trainer(_Handle):
                 model._handle, x.ctypes.data_as(_capi.c_float_p),
                 c.ctypes.data_as(_capi.c_float_p) if c is not None else None,
                 x.shape[0], x.shape[1], m, ctypes.byref(p), ctypes.byref(h)))
+        elif pixels is not None:
+            self._check(_capi.flowrt_trainer_create_images(model._handle, pixels.ctypes.data_as(ctypes.c_void_p),
+                                                           pixels.shape[0], pixels.shape[1], ctypes.byref(p),
+                                                           ctypes.byref(h)))
         else:
             self._check(_capi.flowrt_trainer_create(model._handle, x.ctypes.data_as(_capi.c_float_p), x.shape[0],
                                                     x.shape[1], ctypes.byref(p), ctypes.byref(h)))

@@ -42,7 +42,7 @@ FIXTURES = unconditional_fixtures()
 def test_fixture_set_is_complete():
     assert len([n for n in FIXTURES if "_tiny__" in n]) == 3, IMAGES
     if os.environ.get("FLOWRT_IMAGE_TESTS") != "tiny":
-        assert len(FIXTURES) == 12, FIXTURES
+        assert len(FIXTURES) == 14, FIXTURES  # incl. the two opset-23 (Attention op) exports
 
 
 @lru_cache(maxsize=None)
@@ -214,3 +214,50 @@ def test_image_flow_bits_per_dim_and_image_arrays():
     assert abs(hutch - exact) <= 4 * max(hutch_se, 1e-3) + 1e-2
     x = np.random.default_rng(1).normal(size=(2, 1, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(flow.log_prob(x), flow.log_prob(x.reshape(2, -1), method="exact"))
+
+
+def _attention_model(attrs, mask=None, opset=23):
+    """v = reshape(Attention(Q=K=V=reshape(x, [B, 3, 4])), [B, 12]) + t: the 3-D
+    form with 2 heads of size 2, an optional additive mask [3, 3]."""
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.array([0, 3, 4], np.int64), "tok_shape"),
+             numpy_helper.from_array(np.array([0, 12], np.int64), "flat_shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+    att_inputs = ["tok", "tok", "tok"]
+    if mask is not None:
+        inits.append(numpy_helper.from_array(mask.astype(np.float32), "mask"))
+        att_inputs.append("mask")
+    nodes = [helper.make_node("Reshape", ["x", "tok_shape"], ["tok"]),
+             helper.make_node("Attention", att_inputs, ["att"], q_num_heads=2, kv_num_heads=2, **attrs),
+             helper.make_node("Reshape", ["att", "flat_shape"], ["flat"]),
+             helper.make_node("Unsqueeze", ["t", "axis1"], ["t1"]),
+             helper.make_node("Add", ["flat", "t1"], ["v"])]
+    g = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("t", TensorProto.FLOAT, ["B"]),
+                                               helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 12])],
+                          [helper.make_tensor_value_info("v", TensorProto.FLOAT, ["B", 12])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+
+def _attention_reference(x, t, scale, mask):
+    q = x.reshape(-1, 3, 2, 2).transpose(0, 2, 1, 3).astype(np.float64)  # [B, heads, tokens, 2]
+    s = scale * q @ q.transpose(0, 1, 3, 2) + (0 if mask is None else mask)
+    p = np.exp(s - s.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    y = (p @ q).transpose(0, 2, 1, 3).reshape(-1, 12)
+    return y + t[:, None]
+
+
+@pytest.mark.parametrize("scale,mask", [(None, None), (0.7, np.array([[0, -1e9, 0.5], [0.2, 0, -3], [0, 0, 0]]))])
+def test_opset23_attention_3d_heads_scale_and_mask_match_numpy(scale, mask):
+    attrs = {} if scale is None else {"scale": scale}
+    m = flowrt.Model.from_onnx_bytes(_attention_model(attrs, mask))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 12)).astype(np.float32)
+    t = rng.random(5)
+    want = _attention_reference(x, t, 1 / np.sqrt(2) if scale is None else scale, mask)
+    np.testing.assert_allclose(m.velocity(t, x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs,what", [({"is_causal": 1}, "is_causal"), ({"softcap": 5.0}, "softcap")])
+def test_opset23_attention_unsupported_forms_are_named(attrs, what):
+    with pytest.raises(flowrt.Unsupported, match=what):
+        flowrt.Model.from_onnx_bytes(_attention_model(attrs))

@@ -46,3 +46,34 @@ def test_fashion_mnist_from_debian():
     y = images.fashion_mnist("test", labels=True)
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
     assert list(y[:5]) == [9, 2, 1, 1, 6] and np.bincount(y).tolist() == [1000] * 10
+
+
+def _checker_images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    r, c = np.indices((8, 8))
+    phase = np.arange(n)[:, None, None]
+    on = ((r // 2 + c // 2 + phase) % 2) == 0
+    return np.where(on, 200, 30).astype(np.uint8) + rng.integers(0, 8, (n, 8, 8), dtype=np.uint8)
+
+
+def test_fit_on_uint8_images_draws_fresh_noise_in_the_library():
+    x = _checker_images(48)
+
+    def trained(data, threads, steps=60):
+        flow = flowrt.Flow(flowrt.Model.unet(height=8, width=8, model_channels=8, channel_mult=(1, 2),
+                                             attention=(4,), groups=4, seed=3))
+        losses = flow.fit(data, steps=steps, batch_size=8, lr=2e-3, warmup=5, ema=0.9, heldout=0.25, seed=3,
+                          threads=threads)
+        return losses, flow.velocity(np.array([0.3, 0.8]), images.dequantize(x[:2], 9))
+
+    first, _ = trained(x, 1, steps=1)
+    losses, v1 = trained(x, 1)
+    assert losses.heldout_regression < 0.8 * first.heldout_regression, (first, losses)
+    _, v2 = trained(x, 2)
+    np.testing.assert_array_equal(v1, v2)  # independent of the thread count
+    # A fixed dequantized copy is a different (single-noise) data set: different weights.
+    _, v_fixed = trained(images.dequantize(x, 3), 1)
+    assert np.abs(v_fixed - v1).max() > 1e-4
+    with pytest.raises(flowrt.ShapeMismatch):
+        flowrt.Flow(flowrt.Model.unet(height=8, width=8, model_channels=8, channel_mult=(1, 2), attention=(4,),
+                                      groups=4, seed=3)).fit(np.zeros((4, 7, 7), np.uint8), steps=1)

@@ -111,10 +111,7 @@ extension Executor {
     func sumChannels(_ g: UnsafePointer<Float>, into gb: UnsafeMutablePointer<Float>, batch: Int, channels: Int, spatial: Int) {
         for s in 0..<batch {
             for ch in 0..<channels {
-                let row = g + (s * channels + ch) * spatial
-                var acc: Float = 0
-                for i in 0..<spatial { acc += row[i] }
-                gb[ch] += acc
+                gb[ch] += Lanes.sum(g + (s * channels + ch) * spatial, count: spatial)
             }
         }
     }

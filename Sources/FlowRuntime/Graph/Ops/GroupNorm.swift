@@ -99,24 +99,24 @@ struct GroupNormOp: GraphOp {
                     let sd = stats + statsCount + s * size + base
                     for i in 0..<m { gr[i] *= sd[i] }  // g ⊙ s, in place
                 }
+                // h = x̂ (normalised input); per channel Σg and Σg·x̂ in
+                // vector lanes; with γ they give the means of γg and γg·x̂.
+                for i in 0..<m { h[i] = (xr[i] - mean) * rstd }
                 var mh: Float = 0, mhx: Float = 0
                 for cg in 0..<cPerGroup {
-                    let ch = grp * cPerGroup + cg
-                    var sumG: Float = 0, sumGX: Float = 0
-                    for p in 0..<spatial {
-                        let i = cg * spatial + p
-                        let xh = (xr[i] - mean) * rstd
-                        sumG += gr[i]; sumGX += gr[i] * xh
-                        h[i] = gr[i] * gamma[ch]
-                        mh += h[i]; mhx += h[i] * xh
-                    }
+                    let ch = grp * cPerGroup + cg, o = cg * spatial
+                    let sumG = Lanes.sum(gr + o, count: spatial), sumGX = Lanes.dot(gr + o, h + o, count: spatial)
                     gGamma?[ch] += sumGX
                     gBeta?[ch] += sumG
+                    mh += gamma[ch] * sumG; mhx += gamma[ch] * sumGX
                 }
                 guard let gx else { continue }
                 mh /= Float(m); mhx /= Float(m)
                 let gxr = gx + s * size + base
-                for i in 0..<m { gxr[i] += rstd * (h[i] - mh - (xr[i] - mean) * rstd * mhx) }
+                for cg in 0..<cPerGroup {
+                    let gam = gamma[grp * cPerGroup + cg], o = cg * spatial
+                    for i in o..<(o + spatial) { gxr[i] += rstd * (gam * gr[i] - mh - h[i] * mhx) }
+                }
             }
         }
     }

@@ -141,7 +141,9 @@ struct MatMulOp: GraphOp {
 
     static var onnxImports: [String: ONNXImportRule] {
         ["MatMul": { i, n, index in try i.matMul(n, index: index) },
-         "Einsum": { i, n, _ in try i.einsum(n) }]
+         "Einsum": { i, n, _ in try i.einsum(n) },
+         // Opset 23 Attention: MatMul, Softmax, MatMul (ONNXImporter+Attention.swift).
+         "Attention": { i, n, _ in try i.attention(n) }]
     }
 }
 

@@ -47,6 +47,15 @@ struct SoftmaxOp: GraphOp {
         let y = c.outputValue, size = c.outputSize
         for r in 0..<rows {
             let yr = y + (r / perY) * size, vr = v + r * size, dr = dst + r * size
+            if inner == 1 {  // rows along the last axis: contiguous, vectorised
+                for o in 0..<outer {
+                    let yo = yr + o * len, vo = vr + o * len, d = dr + o * len
+                    let dot = Lanes.dot(yo, vo, count: len)
+                    if accumulate { for j in 0..<len { d[j] += yo[j] * (vo[j] - dot) } }
+                    else { for j in 0..<len { d[j] = yo[j] * (vo[j] - dot) } }
+                }
+                continue
+            }
             for o in 0..<outer {
                 for i in 0..<inner {
                     let base = o * len * inner + i
