@@ -100,6 +100,7 @@ int main(void) {
     FIELD(flowrt_solver_stats, max_steps_samples);
     FIELD(flowrt_solver_stats, non_finite_samples);
     FIELD(flowrt_solver_stats, max_steps_per_sample);
+    FIELD(flowrt_solver_stats, precision);
     end();
 
     BEGIN(flowrt_trainer_params);
