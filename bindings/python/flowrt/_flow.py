@@ -176,7 +176,8 @@ class Flow(_PrecisionSettings, _Handle):
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
             interpolant="trig", base: str = "normal", seed: int = 0, context_dim: int = 0,
-            num_classes: int = 0, label_embedding: int = 16, **mlp_options) -> "Flow":
+            num_classes: int = 0, label_embedding: int = 16, precision=None, likelihood_precision=None,
+            **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`); `interpolant`
         as in `Flow()`. `context_dim` m > 0 makes it conditional: v(t, x, c)
         with c [m] concatenated after x and the time features;
@@ -190,7 +191,8 @@ class Flow(_PrecisionSettings, _Handle):
                                      int(label_embedding), **mlp_options)
         else:
             model = Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options)
-        return cls(model, interpolant=interpolant, base=base)
+        return cls(model, interpolant=interpolant, base=base, precision=precision,
+                   likelihood_precision=likelihood_precision)
 
     @property
     def dim(self) -> int:
