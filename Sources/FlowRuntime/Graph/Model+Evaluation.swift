@@ -2,6 +2,8 @@
 /// `ConditionalVelocityField` contracts; an unconditional network has
 /// context dimension 0 and ignores contexts).
 extension Model: ConditionalVelocityField {
+    /// A float32 executor (tests drive passes with it directly).
+    var executor: Executor { executor(likelihood: false, precision: .float32) }
     @inline(__always)
     func graphWorkspace(_ ws: FieldWorkspace) -> GraphWorkspace {
         // Any other workspace type is a programming error of the caller.

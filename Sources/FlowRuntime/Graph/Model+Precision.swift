@@ -85,8 +85,10 @@ extension Model {
             && plan.parameters.hasBF16Weights ? .bf16 : .float32
     }
 
-    /// The executor for a pass: bf16 layers only when effective.
-    func executor(likelihood: Bool) -> Executor {
-        Executor(plan: plan, params: plan.parameters, precision: effectivePrecision(likelihood: likelihood))
+    /// The executor for a pass: bf16 layers only when effective (or, given
+    /// `precision`, when that is bf16 and the weights are prepared).
+    func executor(likelihood: Bool, precision: Precision? = nil) -> Executor {
+        Executor(plan: plan, params: plan.parameters,
+                 precision: precision ?? effectivePrecision(likelihood: likelihood))
     }
 }
