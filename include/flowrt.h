@@ -1397,21 +1397,21 @@ FLOWRT_API flowrt_status flowrt_trainer_create_conditional(const flowrt_model *i
  * bfloat16 evaluation (issue 17). An opt-in precision for the dense layers.
  *
  * With FLOWRT_PRECISION_BF16, Linear layers (Gemm, MatMul with constant
- * weights) with at least 32 inputs multiply in bfloat16: weights rounded
- * once (to nearest even), each layer's input rounded per block of rows,
- * products accumulated in float32; biases, non-linearities, every other op
- * and the solvers stay float32. A layer's outputs move by about 2^-8 of
- * sum |x_k W_jk|; sampled endpoints of a trained flow typically by 1e-3 to
- * 1e-2 (bench/bf16/results.md), and batches run about 2x faster. Narrow
- * input layers stay float32. CPUs without AVX512_BF16 run float32 and say
- * so (flowrt_solver_stats.precision, the `effective` output below).
+ * weights) with at least 32 inputs and 32 outputs multiply in bfloat16:
+ * weights rounded once (to nearest even), each layer's input rounded per
+ * block of rows, products accumulated in float32; biases, non-linearities,
+ * every other op and the solvers stay float32. A layer's outputs move by
+ * about 2^-8 of sum |x_k W_jk|; sampled endpoints of the trained checkerboard
+ * flow move by ~1e-3 (bench/bf16/results.md), and wide layers run about 2x
+ * faster. Narrow layers stay float32. CPUs without AVX512_BF16 run float32
+ * and say so (flowrt_solver_stats.precision, the `effective` output below).
  *
  * Two settings per model: one for velocity evaluation (sampling without
  * log-densities, transport, encoding, SDE sampling, flowrt_model_velocity)
  * and one for likelihoods (flowrt_flow_log_prob, sampling with log_prob_out,
  * flowrt_model_divergence). Both default to FLOWRT_PRECISION_FLOAT32; bf16
  * likelihoods are allowed when set explicitly, with log-densities that move
- * by about 1e-2 nats on the checkerboard flow (see results.md).
+ * by about 1e-3 nats per point on the checkerboard flow (see results.md).
  * ======================================================================== */
 
 /** Arithmetic of the dense layers. */
@@ -1451,7 +1451,7 @@ FLOWRT_API flowrt_status flowrt_model_set_precision(flowrt_model *model, int use
  *  @param requested  out, nullable: the flowrt_precision last set (default FLOAT32).
  *  @param effective  out, nullable: FLOWRT_PRECISION_BF16 only when requested,
  *                    the CPU has AVX512_BF16 and at least one layer has 32 or
- *                    more inputs; else FLOWRT_PRECISION_FLOAT32.
+ *                    more inputs and outputs; else FLOWRT_PRECISION_FLOAT32.
  *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model, bad use).
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_get_precision(const flowrt_model *model, int use, int *requested,

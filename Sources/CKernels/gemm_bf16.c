@@ -131,7 +131,7 @@ static inline __attribute__((always_inline)) FR_BF16
 void fr_tile_bf16(const uint16_t *restrict xb, size_t ldx, const uint16_t *restrict wp, size_t pstride,
                   const float *restrict bias, float *restrict y, size_t ldy, size_t k2, size_t cols, const int MR,
                   const int NP) {
-    __m512 c[8][4];
+    __m512 c[24][4];
     __mmask16 mask[4];
     for (int p = 0; p < NP; p++) {
         size_t left = cols > (size_t)p * FR_PANEL ? cols - (size_t)p * FR_PANEL : 0;
@@ -156,29 +156,38 @@ void fr_tile_bf16(const uint16_t *restrict xb, size_t ldx, const uint16_t *restr
 #define FR_TILE_CASE(MR_, NP_) \
     case (MR_) * 16 + (NP_): fr_tile_bf16(xb, ldx, wp, pstride, bias, y, ldy, k2, cols, MR_, NP_); return;
 
-// Runtime (MR, NP) → the unrolled instance: MR·NP ≤ 24 accumulators plus
-// NP weight vectors stay within the 32 zmm registers.
+// Runtime (MR, NP) → the unrolled instance. Full tiles hold 24 accumulators
+// (6 × 4, 12 × 2, 24 × 1 panels: enough independent vdpbf16ps chains to
+// cover its latency on both ports) plus NP weight vectors, within the 32
+// zmm registers; the leftover rows of a block run in tiles of 16, 8, 4, 2, 1.
 static FR_BF16 void fr_tile_bf16_dispatch(int mr, int np, const uint16_t *xb, size_t ldx, const uint16_t *wp,
                                           size_t pstride, const float *bias, float *y, size_t ldy, size_t k2,
                                           size_t cols) {
     switch (mr * 16 + np) {
-    FR_TILE_CASE(1, 4) FR_TILE_CASE(1, 2) FR_TILE_CASE(1, 1)
-    FR_TILE_CASE(2, 4) FR_TILE_CASE(2, 2) FR_TILE_CASE(2, 1)
-    FR_TILE_CASE(3, 4) FR_TILE_CASE(3, 2) FR_TILE_CASE(3, 1)
-    FR_TILE_CASE(4, 4) FR_TILE_CASE(4, 2) FR_TILE_CASE(4, 1)
-    FR_TILE_CASE(5, 4) FR_TILE_CASE(5, 2) FR_TILE_CASE(5, 1)
-    FR_TILE_CASE(6, 4) FR_TILE_CASE(6, 2) FR_TILE_CASE(6, 1)
+    FR_TILE_CASE(6, 4) FR_TILE_CASE(4, 4) FR_TILE_CASE(2, 4) FR_TILE_CASE(1, 4)
+    FR_TILE_CASE(12, 2) FR_TILE_CASE(8, 2) FR_TILE_CASE(4, 2) FR_TILE_CASE(2, 2) FR_TILE_CASE(1, 2)
+    FR_TILE_CASE(24, 1) FR_TILE_CASE(16, 1) FR_TILE_CASE(8, 1) FR_TILE_CASE(4, 1) FR_TILE_CASE(2, 1)
+    FR_TILE_CASE(1, 1)
     default: __builtin_unreachable();
     }
 }
 
 #undef FR_TILE_CASE
 
-#define FR_BF16_MR 6
-#define FR_BF16_NP 4
+/// Rows of a full tile for a group of np panels (24 accumulators).
+static inline int fr_bf16_rows_for(int np) { return np == 4 ? 6 : (np == 2 ? 12 : 24); }
+
+/// The largest tile height ≤ left for np panels: the full height, else a power of two.
+static inline int fr_bf16_tile_rows(int np, size_t left) {
+    int full = fr_bf16_rows_for(np);
+    if (left >= (size_t)full) return full;
+    int mr = 16;
+    while ((size_t)mr > left || mr >= full) mr /= 2;
+    return mr;
+}
 
 static FR_BF16 void fr_gemm_bf16_avx512(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m,
-                                        size_t out, size_t in, void *scratch) {
+                                        size_t out, size_t in, void *scratch, int activation, float p1, float p2) {
     const size_t k2 = fr_pairs(in), ldx = 2 * k2, pstride = k2 * 2 * FR_PANEL;
     const size_t panels = (out + FR_PANEL - 1) / FR_PANEL;
     uint16_t *xb = (uint16_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -188,17 +197,21 @@ static FR_BF16 void fr_gemm_bf16_avx512(const float *x, const uint16_t *wp, cons
         // Panel groups outermost: a group's weights stay in cache while the
         // converted rows pass over them.
         for (size_t p = 0; p < panels;) {
-            int np = FR_BF16_NP;
+            int np = 4;
             while ((size_t)np > panels - p) np /= 2;
             const size_t j = p * FR_PANEL;
             const size_t cols = out - j < (size_t)np * FR_PANEL ? out - j : (size_t)np * FR_PANEL;
-            for (size_t r = 0; r < rows; r += FR_BF16_MR) {
-                int mr = rows - r < FR_BF16_MR ? (int)(rows - r) : FR_BF16_MR;
+            for (size_t r = 0; r < rows;) {
+                int mr = fr_bf16_tile_rows(np, rows - r);
                 fr_tile_bf16_dispatch(mr, np, xb + r * ldx, ldx, wp + p * pstride, pstride, bias ? bias + j : NULL,
                                       y + (r0 + r) * out + j, out, k2, cols);
+                r += (size_t)mr;
             }
             p += (size_t)np;
         }
+        // The block's outputs are still in cache: apply f now, not in a
+        // second pass over all m rows (the same elementwise function).
+        if (activation != FR_IDENTITY) fr_unary_forward(activation, p1, p2, y + r0 * out, y + r0 * out, rows * out);
     }
 }
 
@@ -231,14 +244,15 @@ static void fr_gemm_bf16_portable(const float *x, const uint16_t *wp, const floa
 }
 
 void fr_gemm_bf16(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m, size_t out, size_t in,
-                  void *scratch) {
+                  void *scratch, int activation, float p1, float p2) {
     if (m == 0 || out == 0) return;
 #ifdef FR_HAVE_BF16_KERNEL
     if (fr_bf16_hardware() && !fr_bf16_disabled) {
-        fr_gemm_bf16_avx512(x, wp, bias, y, m, out, in, scratch);
+        fr_gemm_bf16_avx512(x, wp, bias, y, m, out, in, scratch, activation, p1, p2);
         return;
     }
 #endif
     (void)scratch;
     fr_gemm_bf16_portable(x, wp, bias, y, m, out, in);
+    if (activation != FR_IDENTITY) fr_unary_forward(activation, p1, p2, y, y, m * out);
 }

@@ -15,7 +15,7 @@ struct FlowModelOptions: ParsableArguments {
     @Option(help: "Arithmetic of the velocity network when sampling, encoding and in sample-sde: float32 or bf16 (bfloat16 products, float32 accumulation, about 2x faster on wide layers; float32 on CPUs without AVX512_BF16: see `flowrt info`).")
     var precision = "float32"
 
-    @Option(help: "Arithmetic of the network for log-densities (logprob, sample --log-prob): float32 (default) or bf16 (log-densities move by about 1e-2 nats).")
+    @Option(help: "Arithmetic of the network for log-densities (logprob, sample --log-prob): float32 (default) or bf16 (log-densities move by about 1e-3 nats per point).")
     var likelihoodPrecision = "float32"
 
     /// A --precision value, or a validation error naming the choices.

@@ -50,7 +50,7 @@ final class PrecisionTests: XCTestCase {
     }
 
     func testNarrowLayersStayFloat32() throws {
-        // Width 16 < bf16MinimumInputs everywhere: nothing to run in bf16.
+        // Width 16 < bf16MinimumWidth everywhere: nothing to run in bf16.
         let model = try mlp(dim: 2, width: 16)
         let x = points(50, 2, seed: 2), t = [Double](repeating: 0.3, count: 50)
         let v32 = model.velocity(t: t, x: x).scalars

@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
             double t0 = now();
             for (int i = 0; i < inner; i++) fr_gemm_packed(x, wp, b, y, m, out, in);
             double t1 = now();
-            for (int i = 0; i < inner; i++) fr_gemm_bf16(x, wb, b, y, m, out, in, scratch);
+            for (int i = 0; i < inner; i++) fr_gemm_bf16(x, wb, b, y, m, out, in, scratch, FR_IDENTITY, 0, 0);
             double t2 = now();
             if ((t1 - t0) / inner < best32) best32 = (t1 - t0) / inner;
             if ((t2 - t1) / inner < best16) best16 = (t2 - t1) / inner;

@@ -26,7 +26,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 FLOWRT_NUM_THREADS=1
 export FLOWRT_LIBRARY="$PWD/.build/release/libflowrt.so" PYTHONPATH="$PWD/bindings/python"
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 {
-  echo "## bf16 evaluation, $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+  echo "## bf16 evaluation, $(date -u '+%Y-%m-%d %H:%M UTC'), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores"
   echo
   echo "Command: \`make bench-bf16\` (OPENBLAS_CORETYPE/L2_SIZE unset; speed on 1 thread, best of ${REPS:-3} interleaved rounds)."
   echo "Versions: flowrt $(.build/release/flowrt-cli --version), $(bench/.venv/bin/python -c 'import torch, torchdiffeq, numpy; print("torch", torch.__version__, "| torchdiffeq", torchdiffeq.__version__, "| numpy", numpy.__version__)')."

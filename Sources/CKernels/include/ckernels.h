@@ -246,9 +246,12 @@ size_t fr_gemm_bf16_scratch_bytes(size_t in);
 /// rows. Products are exact; each addition rounds to float32 (denormal
 /// inputs and results flush to zero). wp from fr_pack_weights_bf16;
 /// scratch of fr_gemm_bf16_scratch_bytes(in) bytes; no aliasing.
+/// Then y = f(y) with fr_unary_forward(activation, p1, p2) unless
+/// activation is FR_IDENTITY, block by block while the outputs are in cache
+/// (the same values as a separate pass).
 /// Relative to the float32 product the error is about 2^-8 of Σ|x_k·W_jk|.
 void fr_gemm_bf16(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m, size_t out, size_t in,
-                  void *scratch);
+                  void *scratch, int activation, float p1, float p2);
 
 /* ===================== end of bfloat16 kernels ======================== */
 

@@ -154,7 +154,7 @@ final class ParameterStore: @unchecked Sendable {
     private let packing: [PackedLinear]
     private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
     /// Per node: a bfloat16 copy of the packed weight (`fr_pack_weights_bf16`)
-    /// for layers with at least `Precision.bf16MinimumInputs` inputs; empty
+    /// for layers with at least `Precision.bf16MinimumWidth` inputs and outputs; empty
     /// until `prepareBF16` builds them, then kept current by `repack`.
     private(set) var packedBF16: [UnsafeMutablePointer<UInt16>?] = []
     private let bf16Lock = Mutex()
@@ -216,7 +216,7 @@ final class ParameterStore: @unchecked Sendable {
         bf16Lock.withLock {
             guard packedBF16.isEmpty else { return }
             var copies = [UnsafeMutablePointer<UInt16>?](repeating: nil, count: packed.count)
-            for e in packing where e.in >= Precision.bf16MinimumInputs {
+            for e in packing where e.in >= Precision.bf16MinimumWidth && e.out >= Precision.bf16MinimumWidth {
                 let bytes = fr_bf16_packed_count(e.out, e.in) * MemoryLayout<UInt16>.stride
                 let w = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
                     .bindMemory(to: UInt16.self, capacity: bytes / MemoryLayout<UInt16>.stride)

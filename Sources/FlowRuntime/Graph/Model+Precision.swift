@@ -3,15 +3,16 @@ import CKernels
 /// The arithmetic of a model's dense layers.
 ///
 /// `.bf16` multiplies the Linear layers (Gemm, MatMul with constant weights)
-/// that have at least `Precision.bf16MinimumInputs` inputs in bfloat16:
-/// weights are rounded to bf16 once (round to nearest even), each layer's
-/// input is rounded per block of rows, products accumulate in float32, and
-/// biases, non-linearities, every other op and the solvers stay float32.
-/// A layer's outputs then differ from float32 by about 2^-8 of Σ|x_k·W_jk|
-/// (two roundings to 8 significant bits); velocities of a trained flow
-/// typically move by 1e-3 to 1e-2 of their size (bench/bf16/results.md).
-/// Narrow input layers stay float32: they cost little, and rounding them
-/// would round the sample coordinates themselves to 3 significant digits.
+/// with at least `Precision.bf16MinimumWidth` inputs and outputs in
+/// bfloat16: weights are rounded to bf16 once (round to nearest even), each
+/// layer's input is rounded per block of rows, products accumulate in
+/// float32, and biases, non-linearities, every other op and the solvers
+/// stay float32. A layer's outputs then differ from float32 by about 2^-8 of
+/// Σ|x_k·W_jk| (two roundings to 8 significant bits); sampled endpoints of
+/// the trained checkerboard flow move by ~1e-3 (bench/bf16/results.md).
+/// Narrow layers stay float32: an input layer rounded to bf16 would round
+/// the sample coordinates themselves to 3 significant digits, and a narrow
+/// output layer costs more to convert than bf16 saves.
 /// Where the CPU lacks AVX512_BF16, bf16 requests run in float32 and the
 /// effective precision says so.
 public enum Precision: Int32, Sendable, CaseIterable, CustomStringConvertible {
@@ -20,8 +21,8 @@ public enum Precision: Int32, Sendable, CaseIterable, CustomStringConvertible {
     /// bfloat16 products with float32 accumulation in wide Linear layers.
     case bf16 = 1
 
-    /// Linear layers with fewer inputs than this stay float32 under `.bf16`.
-    public static let bf16MinimumInputs = 32
+    /// Linear layers with fewer inputs or outputs than this stay float32 under `.bf16`.
+    public static let bf16MinimumWidth = 32
 
     /// Whether this CPU runs `.bf16` (AVX512_BF16, detected with cpuid);
     /// elsewhere `.bf16` requests run in float32.

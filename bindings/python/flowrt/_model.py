@@ -89,7 +89,7 @@ class _PrecisionSettings:
         """"float32" (default) or "bf16": the precision requested for velocity
         evaluation (sampling, transport, encode, SDE, velocity). "bf16"
         multiplies wide Linear layers in bfloat16 with float32 accumulation
-        (about 2x faster; endpoints move by ~1e-3..1e-2, see
+        (about 2x faster in wide layers; endpoints move by ~1e-3, see
         bench/bf16/results.md); on CPUs without AVX512_BF16 it runs float32
         (see `effective_precision`). Do not change it while other threads
         run calls on this object."""
@@ -103,7 +103,8 @@ class _PrecisionSettings:
     def likelihood_precision(self) -> str:
         """The precision requested for log-densities (log_prob, sample with
         return_log_prob, divergence): "float32" unless set to "bf16" here
-        (log-densities then move by about 1e-2 nats; see results.md)."""
+        (log-densities then move by about 1e-3 nats per point; see
+        bench/bf16/results.md)."""
         return self._get("likelihood", False)
 
     @likelihood_precision.setter
@@ -112,7 +113,7 @@ class _PrecisionSettings:
 
     def effective_precision(self, likelihood: bool = False) -> str:
         """The precision calls actually run in: "bf16" only when requested,
-        the CPU has AVX512_BF16 and a layer is wide enough (≥ 32 inputs)."""
+        the CPU has AVX512_BF16 and a layer is wide enough (≥ 32 inputs and outputs)."""
         return self._get("likelihood" if likelihood else "velocity", True)
 
 

@@ -68,8 +68,12 @@ struct LinearOp: GraphOp {
         let out = c.out
         let bias = c.inputCount == 3 ? UnsafePointer(c.input(2)) : nil
         if let wb = c.packedWeightsBF16 {
-            // bf16 products, float32 accumulation and bias (Precision.bf16).
-            fr_gemm_bf16(c.input(0), wb, bias, out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)))
+            // bf16 products, float32 accumulation and bias (Precision.bf16);
+            // without derivatives the activation runs inside, on cache-hot blocks.
+            let (kind, p1, p2) = c.record ? UnaryFunction.identity.kernel : activation.kernel
+            fr_gemm_bf16(c.input(0), wb, bias, out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)),
+                         kind, p1, p2)
+            if !c.record { return }
         } else if let wp = c.packedWeights {
             // Prepacked weights: one pass computes x·Wᵀ + b at any batch, and a
             // row's result does not depend on the other rows.
@@ -100,7 +104,9 @@ struct LinearOp: GraphOp {
     func jvp(_ c: OpContext) {
         let (rows, inDim, outDim) = geometry(c, rowsPerSample: c.k)
         if let wb = c.packedWeightsBF16 {
-            fr_gemm_bf16(c.tangent(0)!, wb, nil, c.out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)))
+            let (none, _, _) = UnaryFunction.identity.kernel
+            fr_gemm_bf16(c.tangent(0)!, wb, nil, c.out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)),
+                         none, 0, 0)
         } else if let wp = c.packedWeights {
             fr_gemm_packed(c.tangent(0)!, wp, nil, c.out, rows, outDim, inDim)
         } else {

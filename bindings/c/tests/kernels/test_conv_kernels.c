@@ -528,7 +528,7 @@ static void test_gemm_bf16_case(size_t m, size_t out, size_t in, int in_out, int
     for (int portable = fr_bf16_hardware() ? 0 : 1; portable < 2; portable++) {
         fr_bf16_force_unavailable(portable);
         y[m * out] = 12345.0f;
-        fr_gemm_bf16(x, wp, bias, y, m, out, in, scratch);
+        fr_gemm_bf16(x, wp, bias, y, m, out, in, scratch, FR_IDENTITY, 0, 0);
         const char *path = portable ? "portable" : "avx512bf16";
         double e = worst(y, emul_d, scale, m * out);
         CHECK(e <= TOL, "gemm_bf16 %s m=%zu out=%zu in=%zu: error %.3g against the bf16 reference", path, m, out, in, e);
@@ -538,10 +538,18 @@ static void test_gemm_bf16_case(size_t m, size_t out, size_t in, int in_out, int
             CHECK(f > 1e-6, "gemm_bf16 m=%zu out=%zu in=%zu: error %.3g against float32 is too small for bf16", m,
                   out, in, f);
         CHECK(y[m * out] == 12345.0f, "gemm_bf16 %s wrote past y", path);
+        // The fused activation gives exactly the separate pass.
+        float *fused = fbuf(m * out);
+        fr_gemm_bf16(x, wp, bias, fused, m, out, in, scratch, FR_SILU, 0, 0);
+        fr_unary_forward(FR_SILU, 0, 0, y, y, m * out);
+        CHECK(memcmp(fused, y, m * out * sizeof(float)) == 0, "gemm_bf16 %s fused SiLU differs (m=%zu out=%zu in=%zu)",
+              path, m, out, in);
+        free(fused);
+        fr_gemm_bf16(x, wp, bias, y, m, out, in, scratch, FR_IDENTITY, 0, 0);
         // A row alone gives the same bits as inside the batch.
         size_t r = m / 2;
         row[out] = -1.0f;
-        fr_gemm_bf16(x + r * in, wp, bias, row, 1, out, in, scratch);
+        fr_gemm_bf16(x + r * in, wp, bias, row, 1, out, in, scratch, FR_IDENTITY, 0, 0);
         CHECK(memcmp(row, y + r * out, out * sizeof(float)) == 0 && row[out] == -1.0f,
               "gemm_bf16 %s row %zu alone differs (m=%zu out=%zu in=%zu)", path, r, m, out, in);
     }
@@ -565,7 +573,7 @@ static void test_gemm_bf16_rounds_activations(void) {
     void *scratch = malloc(fr_gemm_bf16_scratch_bytes(N));
     for (int portable = fr_bf16_hardware() ? 0 : 1; portable < 2; portable++) {
         fr_bf16_force_unavailable(portable);
-        fr_gemm_bf16(x, wp, NULL, y, M, N, N, scratch);
+        fr_gemm_bf16(x, wp, NULL, y, M, N, N, scratch, FR_IDENTITY, 0, 0);
         size_t bad = 0;
         for (size_t i = 0; i < M * N; i++) bad += ref_bf16(x[i]) != ref_bf16(y[i]) || y[i] != ref_float(ref_bf16(x[i]));
         CHECK(bad == 0, "gemm_bf16 %s: identity weights give bf16(x) except at %zu of %d", portable ? "portable" : "avx512bf16",
