@@ -170,7 +170,7 @@ def section_accuracy():
             lps[p] = lp
         d = np.abs(lps["bf16"] - lps["float32"])
         nll32, nll16 = -lps["float32"].mean(), -lps["bf16"].mean()
-        print(f"| {name} | {nll32:.4f} | {nll16:.4f} | {nll16 - nll32:+.4f} | {d.mean():.2e} | {d.max():.2e} |",
+        print(f"| {name} | {nll32:.5f} | {nll16:.5f} | {nll16 - nll32:+.1e} | {d.mean():.2e} | {d.max():.2e} |",
               flush=True)
     flow.likelihood_precision = "float32"
     print()
