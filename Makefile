@@ -439,3 +439,10 @@ test-c: bindings/c/tests/test_images
 .PHONY: demo-images
 demo-images: build
 	$(CLI) demo-images --out-dir demo-out
+
+# Issue 17: the bf16 evaluation path against float32 and torchdiffeq —
+# kernel, velocity and RK4 speed on one thread, endpoint deviation, energy
+# distance and held-out NLL (~5 min). Writes bench/bf16/results.md.
+.PHONY: bench-bf16
+bench-bf16:
+	bash bench/bf16/run.sh

@@ -679,6 +679,11 @@ typedef struct flowrt_solver_stats {
                                         (FLOWRT_STEP_UNDERFLOW). Appended after
                                         0.2.0: written only when struct_size
                                         covers it. */
+    int32_t precision;             /**< The flowrt_precision the network evaluations
+                                        ran in (FLOWRT_PRECISION_FLOAT32 when bf16
+                                        was requested but the CPU lacks AVX512_BF16);
+                                        see flowrt_model_set_precision. (Appended
+                                        after 0.2: older struct_sizes stay valid.) */
 } flowrt_solver_stats;
 
 /** Creates a flow around a model (a conditional model gives a conditional
@@ -1624,6 +1629,82 @@ FLOWRT_API flowrt_status flowrt_trainer_create_conditional(const flowrt_model *i
                                                            const float *context, size_t n, size_t dim,
                                                            size_t context_dim, const flowrt_trainer_params *params,
                                                            flowrt_trainer **out);
+
+
+/* ===========================================================================
+ * bfloat16 evaluation (issue 17). An opt-in precision for the dense layers.
+ *
+ * With FLOWRT_PRECISION_BF16, Linear layers (Gemm, MatMul with constant
+ * weights) with at least 32 inputs and 32 outputs multiply in bfloat16:
+ * weights rounded once (to nearest even), each layer's input rounded per
+ * block of rows, products accumulated in float32; biases, non-linearities,
+ * every other op and the solvers stay float32. A layer's outputs move by
+ * about 2^-8 of sum |x_k W_jk|; sampled endpoints of the trained checkerboard
+ * flow move by ~1e-3 (bench/bf16/results.md), and wide layers run about 2x
+ * faster. Narrow layers stay float32. CPUs without AVX512_BF16 run float32
+ * and say so (flowrt_solver_stats.precision, the `effective` output below).
+ *
+ * Two settings per model: one for velocity evaluation (sampling without
+ * log-densities, transport, encoding, SDE sampling, flowrt_model_velocity)
+ * and one for likelihoods (flowrt_flow_log_prob, sampling with log_prob_out,
+ * flowrt_model_divergence). Both default to FLOWRT_PRECISION_FLOAT32; bf16
+ * likelihoods are allowed when set explicitly, with log-densities that move
+ * by about 1e-3 nats per point on the checkerboard flow (see results.md).
+ * ======================================================================== */
+
+/** Arithmetic of the dense layers. */
+typedef enum {
+    FLOWRT_PRECISION_FLOAT32 = 0, /**< float32 throughout (default). */
+    FLOWRT_PRECISION_BF16 = 1,    /**< bf16 products, float32 accumulation. */
+} flowrt_precision;
+
+/** Which evaluations a precision setting governs. */
+typedef enum {
+    FLOWRT_PRECISION_FOR_VELOCITY = 0,   /**< sampling, transport, encode, SDE, velocity. */
+    FLOWRT_PRECISION_FOR_LIKELIHOOD = 1, /**< log_prob, sampling with log_prob_out, divergence. */
+} flowrt_precision_use;
+
+/** 1 when this CPU runs FLOWRT_PRECISION_BF16 (AVX512_BF16, from cpuid), else 0.
+ *  Thread-safe. */
+FLOWRT_API int flowrt_bf16_available(void);
+
+/** Requests a precision for one use of a model. It applies to calls that
+ *  start afterwards, through this handle and every flow created from it
+ *  (not to flowrt_flow_model copies or flows loaded from files: set those
+ *  with flowrt_flow_set_precision). The first bf16 request packs bf16
+ *  copies of the weights (half the float32 weights' bytes).
+ *  @param model      in/out, non-NULL.
+ *  @param use        a flowrt_precision_use.
+ *  @param precision  a flowrt_precision. On CPUs without AVX512_BF16, BF16
+ *                    is accepted and runs float32.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model, use or precision
+ *          not one of the enum values; the setting is then unchanged).
+ *  Not to be called while other threads run calls on the model (they may
+ *  see either setting); otherwise thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_set_precision(flowrt_model *model, int use, int precision);
+
+/** The precision requested for one use of a model, and the one calls run in.
+ *  @param model      in, non-NULL.
+ *  @param use        a flowrt_precision_use.
+ *  @param requested  out, nullable: the flowrt_precision last set (default FLOAT32).
+ *  @param effective  out, nullable: FLOWRT_PRECISION_BF16 only when requested,
+ *                    the CPU has AVX512_BF16 and at least one layer has 32 or
+ *                    more inputs and outputs; else FLOWRT_PRECISION_FLOAT32.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL model, bad use).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_get_precision(const flowrt_model *model, int use, int *requested,
+                                                    int *effective);
+
+/** flowrt_model_set_precision for the flow's network (shared with the model
+ *  the flow was created from).
+ *  @return as flowrt_model_set_precision, for a NULL flow too. */
+FLOWRT_API flowrt_status flowrt_flow_set_precision(flowrt_flow *flow, int use, int precision);
+
+/** flowrt_model_get_precision for the flow's network.
+ *  @return as flowrt_model_get_precision, for a NULL flow too. */
+FLOWRT_API flowrt_status flowrt_flow_get_precision(const flowrt_flow *flow, int use, int *requested, int *effective);
+
+/* ===================== end of bfloat16 evaluation ======================= */
 
 #ifdef __cplusplus
 }

@@ -110,8 +110,9 @@ func hostProgress(_ fn: flowrt_progress_fn?, _ user: UnsafeMutableRawPointer?) -
 /// Writes the statistics into the caller's struct (only the bytes its
 /// struct_size covers) and maps incomplete runs to FLOWRT_STEP_UNDERFLOW
 /// (any sample's step underflowed) or FLOWRT_SOLVER_INCOMPLETE.
+/// `precision` is the one the call's network evaluations ran in.
 func finish(_ function: StaticString, _ statistics: SolverStatistics,
-            _ out: UnsafeMutablePointer<flowrt_solver_stats>?) throws -> flowrt_status {
+            _ out: UnsafeMutablePointer<flowrt_solver_stats>?, precision: Precision) throws -> flowrt_status {
     if let out {
         let size = Int(UnsafeRawPointer(out).load(as: UInt32.self))
         guard size >= MemoryLayout<UInt32>.size, size <= (1 << 16) else {
@@ -122,7 +123,7 @@ func finish(_ function: StaticString, _ statistics: SolverStatistics,
             rejections: UInt64(statistics.rejections), evaluations: UInt64(statistics.evaluations),
             max_steps_samples: UInt64(statistics.maxStepsSamples), non_finite_samples: UInt64(statistics.nonFiniteSamples),
             max_steps_per_sample: UInt64(statistics.maxStepsPerSample),
-            step_underflow_samples: UInt64(statistics.stepUnderflowSamples))
+            step_underflow_samples: UInt64(statistics.stepUnderflowSamples), precision: precision.rawValue)
         withUnsafeBytes(of: &s) { src in
             UnsafeMutableRawPointer(out).copyMemory(from: src.baseAddress!, byteCount: Swift.min(size, src.count))
         }
@@ -278,7 +279,8 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
             try requireUnconditional(flow, "flowrt_flow_sample_conditional")
         }
         let call = try SolverCall(params)
-        if n == 0 { return try finish(function, SolverStatistics(), stats) }
+        let precision = effectivePrecision(flow, likelihood: logProbOut != nil)
+        if n == 0 { return try finish(function, SolverStatistics(), stats, precision: precision) }
         let x = try require(xOut, "x_out")
         var nan = FirstNaN()
         let statistics = try flow.sampleBlocks(count: n, seed: seed, contexts: contexts, guidance: guidance,
@@ -292,7 +294,7 @@ func sampleCall(_ function: StaticString, _ handle: OpaquePointer?, _ firstIndex
             }
         }
         try nan.check(statistics)
-        return try finish(function, statistics, stats)
+        return try finish(function, statistics, stats, precision: precision)
     }
 }
 
@@ -313,7 +315,8 @@ func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int,
             throw FlowError.invalidArgument("t_from = \(t0), t_to = \(t1) must be finite and in [0, 1]")
         }
         let call = try SolverCall(params)
-        if n == 0 { return try finish(function, SolverStatistics(), stats) }
+        let precision = effectivePrecision(flow, likelihood: false)
+        if n == 0 { return try finish(function, SolverStatistics(), stats, precision: precision) }
         let x = try require(xIn, "x_in")
         let out = try require(xOut, "x_out")
         try requireFinite(x, nd, "x_in")
@@ -322,7 +325,7 @@ func transportCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int,
                                                   points: { rows(x, $0, d) }) { range, r in
             write(r.points.scalars, to: out, at: range.lowerBound * d)
         }
-        return try finish(function, statistics, stats)
+        return try finish(function, statistics, stats, precision: precision)
     }
 }
 
@@ -364,7 +367,8 @@ func logProbCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _
         let nd = try checkedProduct(n, d, "x")
         guard t.isFinite, t >= 0, t <= 1 else { throw FlowError.invalidArgument("t = \(t) must be in [0, 1]") }
         let call = try SolverCall(params)
-        if n == 0 { return try finish(function, SolverStatistics(), stats) }
+        let precision = effectivePrecision(flow, likelihood: true)
+        if n == 0 { return try finish(function, SolverStatistics(), stats, precision: precision) }
         let points = try require(x, "x")
         let out = try require(logProb, "log_prob")
         try requireFinite(points, nd, "x")
@@ -379,6 +383,6 @@ func logProbCall(_ function: StaticString, _ handle: OpaquePointer?, _ n: Int, _
             }
         }
         try nan.check(statistics)
-        return try finish(function, statistics, stats)
+        return try finish(function, statistics, stats, precision: precision)
     }
 }

@@ -32,7 +32,8 @@ struct Encode: ParsableCommand {
                                                progress: solver.progress(), points: input.rows) { _, r in
             try codes.append(r.points.scalars)
         }
-        solver.report(statistics, seconds: Date().timeIntervalSince(start))
+        solver.report(statistics, seconds: Date().timeIntervalSince(start),
+                      precision: (f.field as? Model)?.effectivePrecision())
         try codes.finish()
     }
 }

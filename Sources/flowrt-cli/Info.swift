@@ -21,6 +21,7 @@ struct Info: ParsableCommand {
         print("  version number:  \(FLOWRT_VERSION_MAJOR * 10000 + FLOWRT_VERSION_MINOR * 100 + FLOWRT_VERSION_PATCH) (FLOWRT_VERSION_NUMBER)")
         print("  build:           \(Self.configurationName), \(Self.compiler), \(Self.architecture)-linux")
         print("  dense kernels:   \(fr_dense_avx512_active() != 0 ? "AVX-512F" : "portable (no AVX-512F)")")
+        print("  bf16:            \(Precision.bf16Available ? "available (AVX512_BF16): --precision bf16 runs bfloat16 products" : "not available (no AVX512_BF16): --precision bf16 runs float32")")
         if let config = openblas_get_config() {
             print("  BLAS:            \(String(cString: config))")
         }

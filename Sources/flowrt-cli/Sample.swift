@@ -58,7 +58,8 @@ struct Sample: ParsableCommand {
             try points.append(block.points.scalars)
             if let logs, let values = block.logDensities { try logs.append(values) }
         }
-        solver.report(statistics, seconds: Date().timeIntervalSince(start))
+        let precision = (f.field as? Model)?.effectivePrecision(likelihood: logProb != nil)
+        solver.report(statistics, seconds: Date().timeIntervalSince(start), precision: precision)
         try points.finish()
         try logs?.finish()
     }

@@ -13,6 +13,7 @@
 #define FLOWRT_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -201,6 +202,58 @@ void fr_group_norm_forward(const float *x, const float *gamma, const float *beta
                            float eps, int silu);
 
 /* ===================== end of dense kernels =========================== */
+
+
+/* ======================================================================
+ * bfloat16 linear layers (gemm_bf16.c): weights packed once as bf16 pairs,
+ * activations rounded to bf16 per block of rows, float32 accumulation.
+ * ====================================================================== */
+
+/// Whether the CPU has AVX512_BF16 (with AVX-512F/BW and OS zmm support),
+/// from cpuid, whatever fr_bf16_force_unavailable says.
+int fr_bf16_hardware(void);
+
+/// Whether fr_gemm_bf16 runs its AVX512_BF16 kernel: the hardware has it and
+/// it is not forced off. Callers take their float32 path when this is 0.
+int fr_bf16_supported(void);
+
+/// Makes fr_bf16_supported report 0 and fr_gemm_bf16 take its portable
+/// path (nonzero), or restores detection (0); returns the previous setting.
+/// For tests and benchmarks: not to be changed while a kernel runs.
+int fr_bf16_force_unavailable(int force);
+
+/// f rounded to bfloat16, to nearest with ties to even; NaN stays NaN
+/// (quiet), zeros and denormals give a signed zero (as vcvtne2ps2bf16).
+uint16_t fr_float_to_bf16(float f);
+/// The float32 value of a bfloat16 (exact).
+float fr_bf16_to_float(uint16_t h);
+
+/// Packed bf16 weights for fr_gemm_bf16: panels of 16 outputs holding pairs
+/// of consecutive k, wp[(p·k2 + kk)·32 + 2c + e] = bf16(W[16p + c, 2kk + e])
+/// with k2 = ⌈in/2⌉, zero past out and in. W is [out, in] row-major, or
+/// [in, out] when in_out_layout is nonzero. fr_bf16_packed_count gives the
+/// uint16 values needed; the buffer should be 64-byte aligned.
+size_t fr_bf16_packed_count(size_t out, size_t in);
+void fr_pack_weights_bf16(const float *w, int in_out_layout, uint16_t *wp, size_t out, size_t in);
+
+/// Scratch bytes fr_gemm_bf16 needs for rows of `in` features (the bf16
+/// copy of a block of rows; any alignment).
+size_t fr_gemm_bf16_scratch_bytes(size_t in);
+
+/// y[r*out + j] = bias[j] (or 0) + Σ_k bf16(x[r*in + k])·W[j, k] in float32,
+/// one vdpbf16ps per pair of k in increasing k (within a pair the odd
+/// product is added first), so rows do not depend on m or on the other
+/// rows. Products are exact; each addition rounds to float32 (denormal
+/// inputs and results flush to zero). wp from fr_pack_weights_bf16;
+/// scratch of fr_gemm_bf16_scratch_bytes(in) bytes; no aliasing.
+/// Then y = f(y) with fr_unary_forward(activation, p1, p2) unless
+/// activation is FR_IDENTITY, block by block while the outputs are in cache
+/// (the same values as a separate pass).
+/// Relative to the float32 product the error is about 2^-8 of Σ|x_k·W_jk|.
+void fr_gemm_bf16(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m, size_t out, size_t in,
+                  void *scratch, int activation, float p1, float p2);
+
+/* ===================== end of bfloat16 kernels ======================== */
 
 #ifdef __cplusplus
 }

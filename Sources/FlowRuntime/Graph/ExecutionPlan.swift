@@ -153,6 +153,11 @@ final class ParameterStore: @unchecked Sendable {
     /// What `repack` rebuilds: node, parameter, layout.
     private let packing: [PackedLinear]
     private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
+    /// Per node: a bfloat16 copy of the packed weight (`fr_pack_weights_bf16`)
+    /// for layers with at least `Precision.bf16MinimumWidth` inputs and outputs; empty
+    /// until `prepareBF16` builds them, then kept current by `repack`.
+    private(set) var packedBF16: [UnsafeMutablePointer<UInt16>?] = []
+    private let bf16Lock = Mutex()
 
     /// - Parameter packWeights: keep packed copies of Linear weights (default:
     ///   when the CPU has the packed kernel). Tests turn it off to compare
@@ -194,6 +199,32 @@ final class ParameterStore: @unchecked Sendable {
     deinit {
         for p in pointers { p.deallocate() }
         for p in packed { p?.deallocate() }
+        for p in packedBF16 { p?.deallocate() }
+    }
+
+    /// Whether bf16 copies exist for at least one layer.
+    var hasBF16Weights: Bool { packedBF16.contains { $0 != nil } }
+
+    /// The bf16 copy of node `n`'s weight, or nil.
+    @inline(__always) func bf16Weights(_ n: Int) -> UnsafeMutablePointer<UInt16>? {
+        n < packedBF16.count ? packedBF16[n] : nil
+    }
+
+    /// Builds the bf16 copies of the packed weights of wide layers, once.
+    /// Call before any pass reads them (`Model.setPrecision` does).
+    func prepareBF16() {
+        bf16Lock.withLock {
+            guard packedBF16.isEmpty else { return }
+            var copies = [UnsafeMutablePointer<UInt16>?](repeating: nil, count: packed.count)
+            for e in packing where e.in >= Precision.bf16MinimumWidth && e.out >= Precision.bf16MinimumWidth {
+                let bytes = fr_bf16_packed_count(e.out, e.in) * MemoryLayout<UInt16>.stride
+                let w = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    .bindMemory(to: UInt16.self, capacity: bytes / MemoryLayout<UInt16>.stride)
+                fr_pack_weights_bf16(pointers[e.parameter], e.inOutLayout ? 1 : 0, w, e.out, e.in)
+                copies[e.node] = w
+            }
+            packedBF16 = copies
+        }
     }
 
     /// Rebuilds the packed copies of parameter `p` after it changed. Not
@@ -201,6 +232,7 @@ final class ParameterStore: @unchecked Sendable {
     func repack(parameter p: Int) {
         for e in packing where e.parameter == p {
             fr_pack_weights(pointers[p], e.inOutLayout ? 1 : 0, packed[e.node]!, e.out, e.in)
+            if let w = bf16Weights(e.node) { fr_pack_weights_bf16(pointers[p], e.inOutLayout ? 1 : 0, w, e.out, e.in) }
         }
     }
 

@@ -12,11 +12,14 @@ struct Executor {
     /// Stored (not computed) so that node loops do not copy the graph's
     /// arrays, which costs retain/release pairs on every access.
     let graph: Graph
+    /// The arithmetic of Linear layers that have bf16 weights (`Precision`).
+    let precision: Precision
 
-    init(plan: ExecutionPlan, params: ParameterStore) {
+    init(plan: ExecutionPlan, params: ParameterStore, precision: Precision = .float32) {
         self.plan = plan
         self.params = params
         self.graph = plan.graph
+        self.precision = precision
     }
 
     /// Pointer to a value's data: a batched buffer or a parameter.

@@ -2,8 +2,8 @@
 /// `ConditionalVelocityField` contracts; an unconditional network has
 /// context dimension 0 and ignores contexts).
 extension Model: ConditionalVelocityField {
-    var executor: Executor { Executor(plan: plan, params: plan.parameters) }
-
+    /// A float32 executor (tests drive passes with it directly).
+    var executor: Executor { executor(likelihood: false, precision: .float32) }
     @inline(__always)
     func graphWorkspace(_ ws: FieldWorkspace) -> GraphWorkspace {
         // Any other workspace type is a programming error of the caller.
@@ -32,7 +32,7 @@ extension Model: ConditionalVelocityField {
         precondition(points.count >= n * d && velocities.count >= n * d)
         precondition(contexts.map { $0.count >= n * m } ?? true)
         let ws = graphWorkspace(workspace)
-        let ex = executor
+        let ex = executor(likelihood: false)
         var start = 0
         while start < n {
             let count = Swift.min(preferredChunkSize, n - start)
@@ -85,7 +85,7 @@ extension Model: ConditionalVelocityField {
         precondition(points.count >= n * d && tangents.count >= n * k * d && products.count >= n * k * d)
         precondition(contexts.map { $0.count >= n * m } ?? true)
         let ws = graphWorkspace(workspace)
-        let ex = executor
+        let ex = executor(likelihood: true)
         let chunk = recordedChunkSize(tangents: k)
         var start = 0
         while start < n {
@@ -136,7 +136,7 @@ extension Model: ConditionalVelocityField {
         if n == 0 { return }
         precondition(contexts.map { $0.count >= n * cm } ?? true)
         let ws = graphWorkspace(workspace)
-        let ex = executor
+        let ex = executor(likelihood: true)
         let chunk = Swift.max(1, Swift.min(n, (1 << 22) / Swift.max(1, d * plan.widestBatchedSize)))
         let basis = ws.scratch2.reserve(chunk * d * d)
         basis.update(repeating: 0, count: chunk * d * d)

@@ -19,6 +19,8 @@ public final class Model: VelocityField, @unchecked Sendable {
     /// Samples per evaluation chunk (`chunkSize(peakLiveSize:flopsPerSample:)`).
     public let preferredChunkSize: Int
     private let pool = WorkspacePool()
+    /// Requested precisions (`setPrecision`); float32 by default.
+    let precisionSetting = PrecisionSetting()
 
     /// - Throws: `FlowError.invalidModel` when the graph is inconsistent.
     public convenience init(graph: Graph, metadata: [String: String] = [:]) throws {
@@ -81,7 +83,10 @@ public final class Model: VelocityField, @unchecked Sendable {
 
     /// A copy with other metadata.
     public func withMetadata(_ metadata: [String: String]) throws -> Model {
-        try Model(graph: graph, metadata: metadata, packWeights: plan.parameters.packsWeights)
+        let copy = try Model(graph: graph, metadata: metadata, packWeights: plan.parameters.packsWeights)
+        copy.setPrecision(precision)
+        copy.setPrecision(likelihoodPrecision, likelihood: true)
+        return copy
     }
 }
 

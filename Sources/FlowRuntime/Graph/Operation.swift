@@ -144,6 +144,15 @@ struct OpContext {
     @inline(__always) func scratch2(_ count: Int) -> UnsafeMutablePointer<Float> { ws.scratch3.reserve(count) }
     /// The packed copy of this node's weight (see `GraphOp.weightPacking`).
     var packedWeights: UnsafeMutablePointer<Float>? { executor.params.packed[index] }
+    /// The bf16 copy of this node's packed weight when the pass runs in
+    /// bf16 and the layer has one (`Precision`), else nil.
+    var packedWeightsBF16: UnsafeMutablePointer<UInt16>? {
+        executor.precision == .bf16 ? executor.params.bf16Weights(index) : nil
+    }
+    /// Raw scratch of at least `bytes` bytes (the float scratch): valid only inside one op call.
+    @inline(__always) func scratchBytes(_ bytes: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(ws.scratch.reserve((bytes + 3) / 4))
+    }
     /// Leading axes of a tangent (`[batch, k]`) or value (`[batch]`).
     var lead: [Int] { k > 0 ? [batch, k] : [batch] }
 }

@@ -101,6 +101,7 @@ int main(void) {
     FIELD(flowrt_solver_stats, non_finite_samples);
     FIELD(flowrt_solver_stats, max_steps_per_sample);
     FIELD(flowrt_solver_stats, step_underflow_samples);
+    FIELD(flowrt_solver_stats, precision);
     end();
 
     BEGIN(flowrt_trainer_params);

@@ -204,6 +204,60 @@ int main(void) {
     CHECK(strstr(flowrt_last_error_message(), "x[5]") != NULL, "names the element: %s", flowrt_last_error_message());
     CHECK_STATUS(flowrt_flow_encode(flow, N, x, &sp, y, NULL), FLOWRT_NON_FINITE);
 
+    /* Precision (issue 17): float32 default, bf16 requests reported, bad values named. */
+    {
+        int req = -1, eff = -1, bf16 = flowrt_bf16_available();
+        flowrt_model *wide = NULL;
+        flowrt_flow *wf = NULL;
+        float a[N * D], b[N * D];
+        CHECK(bf16 == 0 || bf16 == 1, "flowrt_bf16_available = %d", bf16);
+        mp.width = 64; /* >= 32 inputs: its hidden layers can run in bf16 */
+        CHECK_STATUS(flowrt_model_create_mlp(&mp, &wide), FLOWRT_OK);
+        CHECK_STATUS(flowrt_flow_create(wide, NULL, &wf), FLOWRT_OK);
+        CHECK_STATUS(flowrt_model_get_precision(wide, FLOWRT_PRECISION_FOR_VELOCITY, &req, &eff), FLOWRT_OK);
+        CHECK(req == FLOWRT_PRECISION_FLOAT32 && eff == FLOWRT_PRECISION_FLOAT32, "default %d %d", req, eff);
+        sp.method = FLOWRT_SOLVER_RK4;
+        sp.fixed_steps = 10;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        st.precision = -1;
+        CHECK_STATUS(flowrt_flow_sample(wf, N, 5, &sp, a, NULL, &st), FLOWRT_OK);
+        CHECK(st.precision == FLOWRT_PRECISION_FLOAT32, "float32 run reports %d", st.precision);
+        /* Set on the model, seen by the flow made from it. */
+        CHECK_STATUS(flowrt_model_set_precision(wide, FLOWRT_PRECISION_FOR_VELOCITY, FLOWRT_PRECISION_BF16), FLOWRT_OK);
+        CHECK_STATUS(flowrt_flow_get_precision(wf, FLOWRT_PRECISION_FOR_VELOCITY, &req, &eff), FLOWRT_OK);
+        CHECK(req == FLOWRT_PRECISION_BF16 && eff == (bf16 ? FLOWRT_PRECISION_BF16 : FLOWRT_PRECISION_FLOAT32),
+              "bf16 requested: %d %d", req, eff);
+        CHECK_STATUS(flowrt_flow_get_precision(wf, FLOWRT_PRECISION_FOR_LIKELIHOOD, &req, &eff), FLOWRT_OK);
+        CHECK(req == FLOWRT_PRECISION_FLOAT32 && eff == FLOWRT_PRECISION_FLOAT32, "likelihood stays float32");
+        CHECK_STATUS(flowrt_flow_sample(wf, N, 5, &sp, b, NULL, &st), FLOWRT_OK);
+        CHECK(st.precision == (bf16 ? FLOWRT_PRECISION_BF16 : FLOWRT_PRECISION_FLOAT32), "bf16 run reports %d",
+              st.precision);
+        worst = 0;
+        for (i = 0; i < N * D; i++) { double e = fabs(a[i] - b[i]); if (e > worst) worst = e; }
+        CHECK(bf16 ? (worst > 0 && worst < 0.05) : worst == 0, "bf16 vs float32 samples: %g", worst);
+        CHECK_STATUS(flowrt_flow_sample(wf, N, 5, &sp, b, lp, &st), FLOWRT_OK);
+        CHECK(st.precision == FLOWRT_PRECISION_FLOAT32, "sampling with log_prob runs the likelihood's float32");
+        /* Back to float32 through the flow: bit for bit the first samples. */
+        CHECK_STATUS(flowrt_flow_set_precision(wf, FLOWRT_PRECISION_FOR_VELOCITY, FLOWRT_PRECISION_FLOAT32), FLOWRT_OK);
+        CHECK_STATUS(flowrt_flow_sample(wf, N, 5, &sp, b, NULL, NULL), FLOWRT_OK);
+        CHECK(memcmp(a, b, sizeof a) == 0, "float32 after bf16 differs");
+        /* Bad values: named errors, setting unchanged. */
+        CHECK_STATUS(flowrt_model_set_precision(wide, FLOWRT_PRECISION_FOR_VELOCITY, 2), FLOWRT_INVALID_ARGUMENT);
+        CHECK(strstr(flowrt_last_error_message(), "precision = 2") != NULL, "message: %s", flowrt_last_error_message());
+        CHECK_STATUS(flowrt_model_set_precision(wide, 9, FLOWRT_PRECISION_BF16), FLOWRT_INVALID_ARGUMENT);
+        CHECK(strstr(flowrt_last_error_message(), "use = 9") != NULL, "message: %s", flowrt_last_error_message());
+        CHECK_STATUS(flowrt_model_set_precision(NULL, 0, 0), FLOWRT_INVALID_ARGUMENT);
+        CHECK_STATUS(flowrt_flow_set_precision(NULL, 0, 0), FLOWRT_INVALID_ARGUMENT);
+        CHECK_STATUS(flowrt_model_get_precision(NULL, 0, &req, &eff), FLOWRT_INVALID_ARGUMENT);
+        CHECK_STATUS(flowrt_model_get_precision(wide, 0, NULL, NULL), FLOWRT_OK);
+        CHECK_STATUS(flowrt_model_get_precision(wide, FLOWRT_PRECISION_FOR_VELOCITY, &req, NULL), FLOWRT_OK);
+        CHECK(req == FLOWRT_PRECISION_FLOAT32, "unchanged after bad calls: %d", req);
+        flowrt_flow_free(wf);
+        flowrt_model_free(wide);
+        sp = flowrt_solver_default_params();
+    }
+
     flowrt_flow_free(flow);
     flowrt_flow_free(NULL);
     printf("%d passed, %d failed\n", passed, failed);

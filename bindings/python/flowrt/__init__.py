@@ -13,7 +13,7 @@ from ._errors import (Cancelled, FlowError, InternalError, InvalidArgument, IOEr
                       OutOfMemory, ShapeMismatch, SolverIncomplete, StepUnderflow, Unsupported)
 from ._density import Density
 from ._flow import Flow, SolverStats
-from ._model import Model
+from ._model import Model, bf16_available
 from ._trainer import Losses, Trainer
 
 __version__ = _capi.flowrt_version_string().decode()
@@ -30,5 +30,5 @@ def load_model(path, x_name=None, t_name=None) -> Model:
     return Model.load(path, x_name=x_name, t_name=t_name)
 
 # flowrt.dask is imported on demand (it needs dask).
-__all__ = ["load", "load_model", "datasets", "Model", "Flow", "Density", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
+__all__ = ["load", "load_model", "bf16_available", "datasets", "Model", "Flow", "Density", "Trainer", "Losses", "SolverStats", "FlowError", "InvalidArgument", "ShapeMismatch", "NonFinite", "ONNXError", "Unsupported",
            "IOError_", "Cancelled", "OutOfMemory", "SolverIncomplete", "StepUnderflow", "InternalError", "__version__"]

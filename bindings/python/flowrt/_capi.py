@@ -140,7 +140,7 @@ class flowrt_solver_stats(Structure):
     """typedef struct flowrt_solver_stats { ... } flowrt_solver_stats;"""
     _fields_ = [("struct_size", c_uint32), ("samples", c_uint64), ("steps", c_uint64), ("rejections", c_uint64),
                 ("evaluations", c_uint64), ("max_steps_samples", c_uint64), ("non_finite_samples", c_uint64),
-                ("max_steps_per_sample", c_uint64), ("step_underflow_samples", c_uint64)]
+                ("max_steps_per_sample", c_uint64), ("step_underflow_samples", c_uint64), ("precision", c_int32)]
 
 
 # flowrt_status flowrt_flow_params_init(flowrt_flow_params *params);
@@ -472,3 +472,22 @@ def flowrt_unet_default_params():
 
 # flowrt_status flowrt_model_create_unet(const flowrt_unet_params *params, flowrt_model **out);
 flowrt_model_create_unet = _declare("flowrt_model_create_unet", c_int, POINTER(flowrt_unet_params), POINTER(c_void_p))
+
+
+# Issue 17: bfloat16 evaluation.
+# typedef enum flowrt_precision { FLOWRT_PRECISION_FLOAT32 = 0, FLOWRT_PRECISION_BF16 = 1 } flowrt_precision;
+PRECISIONS = {"float32": 0, "bf16": 1}
+# typedef enum flowrt_precision_use { FLOWRT_PRECISION_FOR_VELOCITY = 0, FLOWRT_PRECISION_FOR_LIKELIHOOD = 1 }
+PRECISION_USES = {"velocity": 0, "likelihood": 1}
+# int flowrt_bf16_available(void);
+flowrt_bf16_available = _declare("flowrt_bf16_available", c_int)
+# flowrt_status flowrt_model_set_precision(flowrt_model *model, int use, int precision);
+flowrt_model_set_precision = _declare("flowrt_model_set_precision", c_int, c_void_p, c_int, c_int)
+# flowrt_status flowrt_model_get_precision(const flowrt_model *model, int use, int *requested, int *effective);
+flowrt_model_get_precision = _declare("flowrt_model_get_precision", c_int, c_void_p, c_int, POINTER(c_int),
+                                      POINTER(c_int))
+# flowrt_status flowrt_flow_set_precision(flowrt_flow *flow, int use, int precision);
+flowrt_flow_set_precision = _declare("flowrt_flow_set_precision", c_int, c_void_p, c_int, c_int)
+# flowrt_status flowrt_flow_get_precision(const flowrt_flow *flow, int use, int *requested, int *effective);
+flowrt_flow_get_precision = _declare("flowrt_flow_get_precision", c_int, c_void_p, c_int, POINTER(c_int),
+                                     POINTER(c_int))

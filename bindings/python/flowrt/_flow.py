@@ -9,7 +9,7 @@ import numpy as np
 from . import _capi
 from ._arrays import count, dptr, fptr, points, times
 from ._errors import ShapeMismatch, check
-from ._model import Model, _Handle
+from ._model import Model, _Handle, _PRECISION_NAMES, _PrecisionSettings
 from ._progress import Progress
 from ._schedule import apply as apply_interpolant, checker
 
@@ -25,6 +25,8 @@ class SolverStats:
     non_finite_samples: int
     max_steps_per_sample: int
     step_underflow_samples: int = 0
+    #: The precision the network evaluations ran in ("float32" or "bf16").
+    precision: str = "float32"
 
     @property
     def evaluations_per_sample(self) -> float:
@@ -71,10 +73,11 @@ def _stats():
 
 def _stats_value(s) -> SolverStats:
     return SolverStats(s.samples, s.steps, s.rejections, s.evaluations, s.max_steps_samples,
-                       s.non_finite_samples, s.max_steps_per_sample, s.step_underflow_samples)
+                       s.non_finite_samples, s.max_steps_per_sample, s.step_underflow_samples,
+                       _PRECISION_NAMES.get(s.precision, "float32"))
 
 
-class Flow(_Handle):
+class Flow(_PrecisionSettings, _Handle):
     """A continuous normalizing flow from a stochastic interpolant.
 
     Thread-safe: calls from several Python threads run concurrently (the GIL is
@@ -89,14 +92,30 @@ class Flow(_Handle):
     point's trajectory; `sample` also takes one context for all n samples
     and, for label models trained with `label_dropout`, a `guidance` weight.
     Simulation-based inference: θ as X and the observation as the context.
+
+    Precision: `precision="bf16"` (constructor, `load`, or the property)
+    evaluates the velocity of sample/transport/encode/sample_sde with
+    bfloat16 products and float32 accumulation; log-densities stay float32
+    unless `likelihood_precision="bf16"`. `return_stats` reports the
+    precision that ran.
     """
     _free = staticmethod(_capi.flowrt_flow_free)
+    _set_precision = staticmethod(_capi.flowrt_flow_set_precision)
+    _get_precision = staticmethod(_capi.flowrt_flow_get_precision)
 
-    def __init__(self, model: Model, interpolant="trig", base="normal"):
+    def _set_precisions(self, precision, likelihood_precision) -> None:
+        if precision is not None:
+            self.precision = precision
+        if likelihood_precision is not None:
+            self.likelihood_precision = likelihood_precision
+
+    def __init__(self, model: Model, interpolant="trig", base="normal", precision=None, likelihood_precision=None):
         """`interpolant`: "trig", "linear", or a callable
         t -> (alpha, beta, dalpha, dbeta) with alpha(0) = beta(1) = 1 and
         alpha(1) = beta(0) = 0 (checked here; see `flowrt.Trainer`).
-        `base`: "normal" (standard normal) or a `flowrt.Density`."""
+        `base`: "normal" (standard normal) or a `flowrt.Density`.
+        `precision`, `likelihood_precision`: "float32" or "bf16" (None keeps
+        the model's setting; the flow shares the model's settings)."""
         from ._density import Density
         if not isinstance(base, Density) and base not in _capi.BASES:
             raise ValueError(f"base must be 'normal' or a flowrt.Density, got {base!r}")
@@ -114,6 +133,7 @@ class Flow(_Handle):
         self.interpolant = name
         self._schedule = schedule  # the C flow calls it: alive as long as self
         self.base = base
+        self._set_precisions(precision, likelihood_precision)
 
     @classmethod
     def _from_handle(cls, h) -> "Flow":
@@ -129,7 +149,8 @@ class Flow(_Handle):
         return self
 
     @classmethod
-    def load(cls, path, x_name: str | None = None, t_name: str | None = None, interpolant=None) -> "Flow":
+    def load(cls, path, x_name: str | None = None, t_name: str | None = None, interpolant=None, precision=None,
+             likelihood_precision=None) -> "Flow":
         """Loads a flow saved by `save` (or any velocity network exported to
         ONNX, with the trig interpolant and a standard normal base).
 
@@ -137,16 +158,17 @@ class Flow(_Handle):
         "custom": it loads without the schedule (sampling, transport,
         encoding and log_prob work; score and sample_sde raise Unsupported)
         unless `interpolant` gives it again (a callable, or a name that
-        overrides the file's)."""
+        overrides the file's). `precision`, `likelihood_precision`: as in `Flow()`."""
         from ._model import onnx_options
         o = onnx_options(x_name, t_name)
         h = ctypes.c_void_p()
         check(_capi.flowrt_flow_load_onnx(str(path).encode(), ctypes.byref(o), ctypes.byref(h)))
         flow = cls._from_handle(h)
-        if interpolant is None:
-            return flow
-        with flow:
-            return cls(flow.model, interpolant=interpolant)
+        if interpolant is not None:
+            with flow:
+                flow = cls(flow.model, interpolant=interpolant)
+        flow._set_precisions(precision, likelihood_precision)
+        return flow
 
     @property
     def fourier_coefficients(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -165,7 +187,8 @@ class Flow(_Handle):
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",
             interpolant="trig", base: str = "normal", seed: int = 0, context_dim: int = 0,
-            num_classes: int = 0, label_embedding: int = 16, **mlp_options) -> "Flow":
+            num_classes: int = 0, label_embedding: int = 16, precision=None, likelihood_precision=None,
+            **mlp_options) -> "Flow":
         """A flow with a fresh MLP velocity (see `Model.mlp`); `interpolant`
         as in `Flow()`. `context_dim` m > 0 makes it conditional: v(t, x, c)
         with c [m] concatenated after x and the time features;
@@ -179,7 +202,8 @@ class Flow(_Handle):
                                      int(label_embedding), **mlp_options)
         else:
             model = Model.mlp(dim, hidden=hidden, depth=depth, activation=activation, seed=seed, **mlp_options)
-        return cls(model, interpolant=interpolant, base=base)
+        return cls(model, interpolant=interpolant, base=base, precision=precision,
+                   likelihood_precision=likelihood_precision)
 
     @property
     def dim(self) -> int:
@@ -255,9 +279,11 @@ class Flow(_Handle):
         apply_interpolant(p, self._schedule or self.interpolant)
         h = ctypes.c_void_p()
         checker(self._schedule)(_capi.flowrt_flow_create(model._handle, ctypes.byref(p), ctypes.byref(h)))
+        precisions = self.precision, self.likelihood_precision
         self.close()
         self._h = h
         self.model = model
+        self._set_precisions(*precisions)
 
     def velocity(self, t, X) -> np.ndarray:
         """The velocity v̂(t, X), float32 [n, dim]."""

@@ -61,12 +61,77 @@ def onnx_options(x_name=None, t_name=None, directory=None, context_name=None):
     return o
 
 
-class Model(_Handle):
+
+_PRECISION_NAMES = {v: k for k, v in _capi.PRECISIONS.items()}
+
+
+def _precision_code(precision) -> int:
+    """The flowrt_precision of "float32" or "bf16" (ValueError otherwise)."""
+    if precision not in _capi.PRECISIONS:
+        raise ValueError(f"precision must be 'float32' or 'bf16', got {precision!r}")
+    return _capi.PRECISIONS[precision]
+
+
+class _PrecisionSettings:
+    """precision / likelihood_precision / effective_precision over a
+    set/get pair of C functions (the model's or the flow's)."""
+    _set_precision = None
+    _get_precision = None
+
+    def _get(self, use: str, effective: bool) -> str:
+        requested, ran = ctypes.c_int(), ctypes.c_int()
+        check(type(self)._get_precision(self._handle, _capi.PRECISION_USES[use], ctypes.byref(requested),
+                                        ctypes.byref(ran)))
+        return _PRECISION_NAMES[(ran if effective else requested).value]
+
+    @property
+    def precision(self) -> str:
+        """"float32" (default) or "bf16": the precision requested for velocity
+        evaluation (sampling, transport, encode, SDE, velocity). "bf16"
+        multiplies wide Linear layers in bfloat16 with float32 accumulation
+        (about 2x faster in wide layers; endpoints move by ~1e-3, see
+        bench/bf16/results.md); on CPUs without AVX512_BF16 it runs float32
+        (see `effective_precision`). Do not change it while other threads
+        run calls on this object."""
+        return self._get("velocity", False)
+
+    @precision.setter
+    def precision(self, value) -> None:
+        check(type(self)._set_precision(self._handle, _capi.PRECISION_USES["velocity"], _precision_code(value)))
+
+    @property
+    def likelihood_precision(self) -> str:
+        """The precision requested for log-densities (log_prob, sample with
+        return_log_prob, divergence): "float32" unless set to "bf16" here
+        (log-densities then move by about 1e-3 nats per point; see
+        bench/bf16/results.md)."""
+        return self._get("likelihood", False)
+
+    @likelihood_precision.setter
+    def likelihood_precision(self, value) -> None:
+        check(type(self)._set_precision(self._handle, _capi.PRECISION_USES["likelihood"], _precision_code(value)))
+
+    def effective_precision(self, likelihood: bool = False) -> str:
+        """The precision calls actually run in: "bf16" only when requested,
+        the CPU has AVX512_BF16 and a layer is wide enough (≥ 32 inputs and outputs)."""
+        return self._get("likelihood" if likelihood else "velocity", True)
+
+
+def bf16_available() -> bool:
+    """Whether this CPU runs precision="bf16" (AVX512_BF16)."""
+    return bool(_capi.flowrt_bf16_available())
+
+
+class Model(_PrecisionSettings, _Handle):
     """A velocity network v̂(t, x). Immutable and thread-safe.
 
-    Create with `Model.mlp(...)` or `flowrt.load_model(path)`.
+    Create with `Model.mlp(...)` or `flowrt.load_model(path)`. The one
+    mutable setting is `precision` ("float32" or "bf16"), shared with the
+    flows built on the model.
     """
     _free = staticmethod(_capi.flowrt_model_free)
+    _set_precision = staticmethod(_capi.flowrt_model_set_precision)
+    _get_precision = staticmethod(_capi.flowrt_model_get_precision)
 
     @classmethod
     def mlp(cls, dim: int, hidden: int = 256, depth: int = 3, activation: str = "silu",

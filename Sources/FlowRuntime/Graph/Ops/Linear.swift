@@ -9,7 +9,8 @@ import CKernels
 /// fuses a pointwise function.
 ///
 /// Forward runs `fr_gemm_packed` on the weights the parameter store packed
-/// (bias folded in), or, without that kernel, `fr_gemm_small` for small
+/// (bias folded in), `fr_gemm_bf16` on their bf16 copy when the pass runs
+/// in bf16 (`Precision`; forward and JVP only), or, without that kernel, `fr_gemm_small` for small
 /// batches and otherwise bias rows then one SGEMM with beta = 1; the
 /// activation runs in place on the cache-hot result. When derivatives are
 /// recorded, f'(z) is stored for the JVP (ẏ = f'(z) ⊙ ẋ Wᵀ, one GEMM over
@@ -66,7 +67,14 @@ struct LinearOp: GraphOp {
         let (rows, inDim, outDim) = geometry(c, rowsPerSample: 1)
         let out = c.out
         let bias = c.inputCount == 3 ? UnsafePointer(c.input(2)) : nil
-        if let wp = c.packedWeights {
+        if let wb = c.packedWeightsBF16 {
+            // bf16 products, float32 accumulation and bias (Precision.bf16);
+            // without derivatives the activation runs inside, on cache-hot blocks.
+            let (kind, p1, p2) = c.record ? UnaryFunction.identity.kernel : activation.kernel
+            fr_gemm_bf16(c.input(0), wb, bias, out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)),
+                         kind, p1, p2)
+            if !c.record { return }
+        } else if let wp = c.packedWeights {
             // Prepacked weights: one pass computes x·Wᵀ + b at any batch, and a
             // row's result does not depend on the other rows.
             fr_gemm_packed(c.input(0), wp, bias, out, rows, outDim, inDim)
@@ -95,7 +103,11 @@ struct LinearOp: GraphOp {
 
     func jvp(_ c: OpContext) {
         let (rows, inDim, outDim) = geometry(c, rowsPerSample: c.k)
-        if let wp = c.packedWeights {
+        if let wb = c.packedWeightsBF16 {
+            let (none, _, _) = UnaryFunction.identity.kernel
+            fr_gemm_bf16(c.tangent(0)!, wb, nil, c.out, rows, outDim, inDim, c.scratchBytes(fr_gemm_bf16_scratch_bytes(inDim)),
+                         none, 0, 0)
+        } else if let wp = c.packedWeights {
             fr_gemm_packed(c.tangent(0)!, wp, nil, c.out, rows, outDim, inDim)
         } else {
             BLAS.gemm(transB: weightTransposed, m: rows, n: outDim, k: inDim, a: c.tangent(0)!, b: c.input(1), c: c.out)

@@ -1,5 +1,6 @@
 // Dense kernels of CKernels (fr_gemm, fr_conv2d_*, fr_softmax_rows,
-// fr_group_norm_forward) against naive double-precision references.
+// fr_group_norm_forward, fr_gemm_bf16) against naive double-precision references
+// (and fr_gemm_bf16 against a scalar bf16 emulation; see its section).
 //
 // Build and run from the repository root:
 //   clang -std=c99 -Wall -Wextra -Werror -pedantic -O2 bindings/c/tests/kernels/test_conv_kernels.c
@@ -442,6 +443,160 @@ static void test_group_norm(void) {
     test_group_norm_case(2, 16, 33, 4, 0, 0, -300.0f);
 }
 
+
+// ---------------------------------------------------------------------------
+// bfloat16 linear layers (fr_gemm_bf16)
+//
+// Against (a) a scalar reference that rounds x and W to bf16 (nearest even,
+// written here from the bit layout) and adds, per pair of k, the odd then
+// the even product with one rounding each, as vdpbf16ps does: error
+// <= 1e-5 of Σ|terms| (the tight tolerance of the other GEMMs; vendors may
+// round a pair's two products together); (b) the float32 product in double:
+// error <= 2^-7 of Σ|terms| (two operands rounded to 8 significant bits),
+// and on the hardware path above 1e-6 somewhere (bf16 really ran).
+
+static uint16_t ref_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t lsb = (u >> 16) & 1u;
+    return (uint16_t)((u + 0x7fffu + lsb) >> 16);
+}
+
+static float ref_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void test_bf16_rounding(void) {
+    // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties to even gives 1.
+    CHECK(fr_float_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16(1 + 2^-8) = %#x", fr_float_to_bf16(1.0f + 0x1p-8f));
+    // 1 + 3·2^-8: halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even).
+    CHECK(fr_float_to_bf16(1.0f + 0x3p-8f) == 0x3f82, "bf16(1 + 3·2^-8) = %#x", fr_float_to_bf16(1.0f + 0x3p-8f));
+    CHECK(fr_float_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81, "bf16 just above a tie rounds up");
+    CHECK(fr_float_to_bf16(-2.0f) == 0xc000, "bf16(-2) = %#x", fr_float_to_bf16(-2.0f));
+    CHECK(fr_float_to_bf16(INFINITY) == 0x7f80, "bf16(inf)");
+    CHECK(fr_float_to_bf16(0x1p-140f) == 0, "bf16 of a denormal is zero");
+    CHECK(isnan(fr_bf16_to_float(fr_float_to_bf16(NAN))), "bf16(NaN) is NaN");
+    CHECK(fr_float_to_bf16(3.4e38f) == 0x7f80, "bf16 of a float above the largest bf16 rounds to inf");
+}
+
+// Σ over pairs, odd product first, one rounding per addition.
+static void ref_gemm_bf16(const float *x, const float *w, const float *bias, size_t m, size_t out, size_t in,
+                          int in_out, float *y) {
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < out; j++) {
+            float s = bias ? bias[j] : 0.0f;
+            for (size_t k = 0; k < in; k += 2) {
+                float a0 = ref_float(ref_bf16(x[r * in + k]));
+                float w0 = ref_float(ref_bf16(in_out ? w[k * out + j] : w[j * in + k]));
+                if (k + 1 < in) {
+                    float a1 = ref_float(ref_bf16(x[r * in + k + 1]));
+                    float w1 = ref_float(ref_bf16(in_out ? w[(k + 1) * out + j] : w[j * in + k + 1]));
+                    s = fmaf(a1, w1, s);
+                }
+                s = fmaf(a0, w0, s);
+            }
+            y[r * out + j] = s;
+        }
+}
+
+static void test_gemm_bf16_case(size_t m, size_t out, size_t in, int in_out, int with_bias) {
+    float *x = frand(m * in), *w = frand(out * in), *bias = with_bias ? frand(out) : NULL;
+    uint16_t *wp = NULL;
+    if (posix_memalign((void **)&wp, 64, fr_bf16_packed_count(out, in) * sizeof(uint16_t))) exit(2);
+    fr_pack_weights_bf16(w, in_out, wp, out, in);
+    void *scratch = malloc(fr_gemm_bf16_scratch_bytes(in));
+    float *y = fbuf(m * out + 1), *emul = fbuf(m * out), *row = fbuf(out + 1);
+    double *ref = malloc(m * out * sizeof(double)), *scale = malloc(m * out * sizeof(double));
+    ref_gemm_bf16(x, w, bias, m, out, in, in_out, emul);
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < out; j++) {
+            double s = bias ? bias[j] : 0.0, a = bias ? fabs(bias[j]) : 0.0;
+            for (size_t k = 0; k < in; k++) {
+                double t = (double)x[r * in + k] * (in_out ? w[k * out + j] : w[j * in + k]);
+                s += t;
+                a += fabs(t);
+            }
+            ref[r * out + j] = s;
+            scale[r * out + j] = a;
+        }
+    double *emul_d = malloc(m * out * sizeof(double));
+    for (size_t i = 0; i < m * out; i++) emul_d[i] = emul[i];
+    for (int portable = fr_bf16_hardware() ? 0 : 1; portable < 2; portable++) {
+        fr_bf16_force_unavailable(portable);
+        y[m * out] = 12345.0f;
+        fr_gemm_bf16(x, wp, bias, y, m, out, in, scratch, FR_IDENTITY, 0, 0);
+        const char *path = portable ? "portable" : "avx512bf16";
+        double e = worst(y, emul_d, scale, m * out);
+        CHECK(e <= TOL, "gemm_bf16 %s m=%zu out=%zu in=%zu: error %.3g against the bf16 reference", path, m, out, in, e);
+        double f = worst(y, ref, scale, m * out);
+        CHECK(f <= 1.0 / 128, "gemm_bf16 %s m=%zu out=%zu in=%zu: error %.3g against float32", path, m, out, in, f);
+        if (!portable && in >= 64 && m * out >= 64)
+            CHECK(f > 1e-6, "gemm_bf16 m=%zu out=%zu in=%zu: error %.3g against float32 is too small for bf16", m,
+                  out, in, f);
+        CHECK(y[m * out] == 12345.0f, "gemm_bf16 %s wrote past y", path);
+        // The fused activation gives exactly the separate pass.
+        float *fused = fbuf(m * out);
+        fr_gemm_bf16(x, wp, bias, fused, m, out, in, scratch, FR_SILU, 0, 0);
+        fr_unary_forward(FR_SILU, 0, 0, y, y, m * out);
+        CHECK(memcmp(fused, y, m * out * sizeof(float)) == 0, "gemm_bf16 %s fused SiLU differs (m=%zu out=%zu in=%zu)",
+              path, m, out, in);
+        free(fused);
+        fr_gemm_bf16(x, wp, bias, y, m, out, in, scratch, FR_IDENTITY, 0, 0);
+        // A row alone gives the same bits as inside the batch.
+        size_t r = m / 2;
+        row[out] = -1.0f;
+        fr_gemm_bf16(x + r * in, wp, bias, row, 1, out, in, scratch, FR_IDENTITY, 0, 0);
+        CHECK(memcmp(row, y + r * out, out * sizeof(float)) == 0 && row[out] == -1.0f,
+              "gemm_bf16 %s row %zu alone differs (m=%zu out=%zu in=%zu)", path, r, m, out, in);
+    }
+    fr_bf16_force_unavailable(0);
+    free(x); free(w); free(bias); free(wp); free(scratch); free(y); free(emul); free(row); free(ref); free(scale);
+    free(emul_d);
+}
+
+// The identity (exact in bf16) returns bf16(x): the hardware conversion of
+// activations rounds to nearest even like the reference, ties included.
+static void test_gemm_bf16_rounds_activations(void) {
+    enum { N = 40, M = 7 };
+    float w[N * N], x[M * N], y[M * N];
+    for (size_t i = 0; i < N * N; i++) w[i] = i % (N + 1) == 0 ? 1.0f : 0.0f;
+    for (size_t i = 0; i < M * N; i++) x[i] = rng_float() * 100.0f;
+    x[0] = 1.0f + 0x1p-8f;
+    x[1] = 1.0f + 0x3p-8f;
+    x[2] = -(1.0f + 0x1p-8f + 0x1p-20f);
+    uint16_t wp[16 * 3 * N];
+    fr_pack_weights_bf16(w, 0, wp, N, N);
+    void *scratch = malloc(fr_gemm_bf16_scratch_bytes(N));
+    for (int portable = fr_bf16_hardware() ? 0 : 1; portable < 2; portable++) {
+        fr_bf16_force_unavailable(portable);
+        fr_gemm_bf16(x, wp, NULL, y, M, N, N, scratch, FR_IDENTITY, 0, 0);
+        size_t bad = 0;
+        for (size_t i = 0; i < M * N; i++) bad += ref_bf16(x[i]) != ref_bf16(y[i]) || y[i] != ref_float(ref_bf16(x[i]));
+        CHECK(bad == 0, "gemm_bf16 %s: identity weights give bf16(x) except at %zu of %d", portable ? "portable" : "avx512bf16",
+              bad, M * N);
+    }
+    fr_bf16_force_unavailable(0);
+    free(scratch);
+}
+
+static void test_gemm_bf16(void) {
+    test_bf16_rounding();
+    test_gemm_bf16_rounds_activations();
+    static const size_t ms[] = {1, 5, 6, 7, 13, 47, 48, 49, 97};
+    static const size_t outs[] = {1, 2, 15, 16, 17, 33, 64, 65, 100};
+    static const size_t ins[] = {1, 2, 3, 31, 32, 33, 64, 255, 257};
+    for (size_t i = 0; i < 40; i++)
+        test_gemm_bf16_case(ms[rng_int(0, 8)], outs[rng_int(0, 8)], ins[rng_int(0, 8)], (int)rng_int(0, 1),
+                            (int)rng_int(0, 1));
+    test_gemm_bf16_case(256, 512, 512, 0, 1);   // the MLP shapes
+    test_gemm_bf16_case(100, 1024, 1025, 1, 1); // odd k, MatMul layout
+    test_gemm_bf16_case(3, 2, 512, 0, 1);       // an output layer
+}
+
 int main(void) {
     __builtin_cpu_init();
     have_avx512 = __builtin_cpu_supports("avx512f") && fr_dense_avx512_active();
@@ -452,6 +607,8 @@ int main(void) {
     printf("conv done (%d passed, %d failed)\n", passed, failed);
     test_softmax();
     test_group_norm();
+    printf("bf16 kernel: %s\n", fr_bf16_hardware() ? "AVX512_BF16 and portable paths tested" : "portable path only");
+    test_gemm_bf16();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
