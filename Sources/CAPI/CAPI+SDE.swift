@@ -108,7 +108,7 @@ private func sdeSampleCall(_ function: StaticString, _ handle: OpaquePointer?, _
             s.evaluations = n * perSample
             s.nonFiniteSamples = bad
             s.maxStepsPerSample = n > 0 ? options.steps : 0
-            _ = try finish(function, s, stats)
+            _ = try finish(function, s, stats, precision: effectivePrecision(flow, likelihood: false))
         }
         if let firstBad {
             return report(function, FLOWRT_SOLVER_INCOMPLETE,
