@@ -328,7 +328,7 @@ bench-images: build
 
 # Simulation-based inference: FlowRuntime's conditional flow vs sbi's FMPE and
 # NPE (zuko NSF) on Gaussian-linear and two moons, 10k and 100k simulations, one
-# thread (~1 h). Writes .build/bench-conditional/results-table.md (results.md by hand).
+# thread (~30 min on a quiet machine). Writes bench/conditional/results.md.
 .PHONY: bench-conditional
 bench-conditional: build
 	bash bench/conditional/run.sh

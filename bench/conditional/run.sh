@@ -23,12 +23,15 @@
 # reports the epochs run. FlowRuntime's settings are fixed per task and
 # budget in bench_conditional.py (FLOWRT_SETTINGS).
 #
-# C2ST: score.py, after each budget's runs (the 10k scoring runs in the
-# background while the 100k runs train: a second busy core; see the load
-# averages in results.md).
+# C2ST: score.py, in the background after each configuration while the
+# next one trains (a second busy core; see the load averages in results.md).
+# Each configuration's result is its own file in .build/bench-conditional,
+# so SYSTEMS="flowrt" re-measures one system and keeps the others' results.
 #
 # Environment: OBSERVATIONS (default 3), BUDGETS (default "10000 100000"),
-# MAX_EPOCHS_100K (default 20), BENCH_PYTHON (default bench/.venv).
+# MAX_EPOCHS_100K (default 20), BENCH_PYTHON (default bench/.venv),
+# SYSTEMS (default "flowrt fmpe npe_nsf"), REPORT_ONLY=1 (rewrite
+# results.md from the last runs' files, run nothing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OBSERVATIONS=${OBSERVATIONS:-3}
@@ -49,48 +52,66 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 OUT=$PWD/.build/bench-conditional
 mkdir -p "$OUT"
-started=$(date -u +%s)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-scorers=()
-scored=()
-for sims in $BUDGETS; do
-    f="$OUT/runs_$sims.jsonl"; : > "$f"
-    for task in gaussian_linear two_moons; do
-        for system in flowrt fmpe npe_nsf; do
-            echo "$(date -u +%H:%M:%S) $sims simulations, $task: $system" >&2
-            extra=()
-            if [ "$sims" -ge 100000 ] && [ "$system" != flowrt ] && [ "$MAX_EPOCHS_100K" -gt 0 ]; then
-                extra=(--max-epochs "$MAX_EPOCHS_100K")
-            fi
-            "$PY" bench/conditional/bench_conditional.py "$system" "$task" "$sims" 1 --out "$OUT" \
-                --observations "$OBSERVATIONS" "${extra[@]}" >> "$f" 2> "$OUT/$system-$task-$sims.log"
+SYSTEMS=${SYSTEMS:-"flowrt fmpe npe_nsf"}
+if [ "${REPORT_ONLY:-0}" != 1 ]; then
+    scorers=()
+    for sims in $BUDGETS; do
+        for task in gaussian_linear two_moons; do
+            for system in $SYSTEMS; do
+                name="${system}_${task}_${sims}"
+                echo "$(date -u +%H:%M:%S) $sims simulations, $task: $system" >&2
+                extra=()
+                if [ "$sims" -ge 100000 ] && [ "$system" != flowrt ] && [ "$MAX_EPOCHS_100K" -gt 0 ]; then
+                    extra=(--max-epochs "$MAX_EPOCHS_100K")
+                fi
+                load=$(cut -d' ' -f1 /proc/loadavg)
+                "$PY" bench/conditional/bench_conditional.py "$system" "$task" "$sims" 1 --out "$OUT" \
+                    --observations "$OBSERVATIONS" "${extra[@]}" --load-before "$load" \
+                    > "$OUT/$name.run.json" 2> "$OUT/$name.log"
+                # C2ST in the background while the next configuration trains (a second busy core).
+                "$PY" bench/conditional/score.py "$OUT/$name.run.json" > "$OUT/$name.scored.json" &
+                scorers+=($!)
+            done
         done
     done
-    "$PY" bench/conditional/score.py "$f" > "$OUT/scored_$sims.jsonl" &
-    scorers+=($!)
-    scored+=("$OUT/scored_$sims.jsonl")
-    echo "$(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg) after the $sims-simulation runs" >&2
-done
-for p in "${scorers[@]}"; do wait "$p"; done
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-elapsed=$(( $(date -u +%s) - started ))
+    for p in "${scorers[@]}"; do wait "$p"; done
+fi
+scored=()
+for sims in $BUDGETS; do for task in gaussian_linear two_moons; do for system in flowrt fmpe npe_nsf; do
+    [ -s "$OUT/${system}_${task}_${sims}.scored.json" ] && scored+=("$OUT/${system}_${task}_${sims}.scored.json")
+done; done; done
+git_head=$(git rev-parse --short HEAD)
 versions=$("$PY" -c "
 import sys, numpy, torch, sbi, zuko, sklearn, flowrt
-print(f'Python {sys.version.split()[0]}, FlowRuntime {flowrt.__version__} (git $(git rev-parse --short HEAD)), '
+print(f'Python {sys.version.split()[0]}, FlowRuntime {flowrt.__version__} (git $git_head), '
       f'sbi {sbi.__version__}, zuko {zuko.__version__}, torch {torch.__version__}, scikit-learn {sklearn.__version__}, '
       f'numpy {numpy.__version__}')")
 cpu=$(lscpu | sed -n 's/^Model name: *//p')
 {
-  echo "### Conditional flows for simulation-based inference, $(date -u '+%Y-%m-%d %H:%M') UTC, $cpu ($(nproc) cores), 1 thread"
+  echo "### Conditional flows for simulation-based inference, $cpu ($(nproc --all) cores), 1 thread"
   echo
   echo "Command: \`make bench-conditional\` (= \`bash bench/conditional/run.sh\`; OBSERVATIONS=$OBSERVATIONS,"
   echo "BUDGETS=\"$BUDGETS\", MAX_EPOCHS_100K=$MAX_EPOCHS_100K). OPENBLAS_CORETYPE/L2_SIZE unset for this command only;"
   echo "one thread everywhere (FlowRuntime threads=1; torch.set_num_threads(1); OMP/OPENBLAS_NUM_THREADS=1)."
-  echo "$elapsed s in all; load average $load_before before, $load_after after (a shared machine: other"
-  echo "engineers' builds and a fuzzer ran alongside, so absolute times are noisy; ratios were measured in the same run)."
+  echo "When each configuration ran and the 1-minute load average as it started are in the table: a shared"
+  echo "machine (other engineers' builds and a fuzzer ran alongside), so absolute times are noisy."
   echo
   echo "Versions: $versions."
   echo
+  echo "Tasks (bench/conditional/tasks.py): Gaussian linear, θ ~ N(0, 0.1 I₁₀), x | θ ~ N(θ, 0.1 I₁₀), exact posterior"
+  echo "N(x/2, 0.05 I); two moons as in the sbi benchmark (θ ~ U[-1, 1]²), reference posterior by rejection sampling"
+  echo "from the known model. Simulations drawn with seed 0, observations from the prior predictive (seed 1000)."
+  echo "Training: sbi with its defaults (FMPE: its 'mlp' vector field, batch 200, lr 5e-4, early stopping after 20"
+  echo "epochs without validation improvement; NPE: density_estimator='zuko_nsf'), epochs capped at 100k simulations"
+  echo "(column 'epochs'); FlowRuntime: Flow.mlp(d, context_dim=m) with the settings of FLOWRT_SETTINGS in"
+  echo "bench_conditional.py (column 'epochs / steps'), a fixed step budget, Adam with cosine decay, EMA 0.999."
+  echo "Sampling: 10,000 samples per observation; sbi FMPE integrates with zuko's adaptive ODE solver (atol 1e-6,"
+  echo "rtol 1e-5), FlowRuntime with per-sample dopri5 (rtol = atol = 1e-4); two-moons samples outside the prior box"
+  echo "are rejected and redrawn by every system (timed)."
+  echo "C2ST: the sbi-benchmark classifier (MLP 10·d, 10·d, ReLU, adam, 5-fold) with one change, early stopping on"
+  echo "10% of each training fold (tasks.c2st says why); 10,000 reference samples per observation, the same for"
+  echo "every system. 0.5 = indistinguishable from the reference."
+  echo
   "$PY" bench/conditional/report.py "${scored[@]}"
-} > "$OUT/results-table.md"
-cat "$OUT/results-table.md"
+} > bench/conditional/results.md
+cat bench/conditional/results.md
