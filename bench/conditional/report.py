@@ -21,7 +21,8 @@ def ratio(x: float) -> str:
 
 
 def main():
-    rows = [json.loads(line) for path in sys.argv[1:] for line in open(path) if line.strip()]
+    rows_only = "--rows-only" in sys.argv
+    rows = [json.loads(line) for path in sys.argv[1:] if path != "--rows-only" for line in open(path) if line.strip()]
     print("| task | simulations | estimator | training s | sampling s / 10k | C2ST (mean, min–max) | epochs / steps | "
           "run at (UTC), load |")
     print("|---|---:|---|---:|---:|---|---|---|")
@@ -38,6 +39,8 @@ def main():
         print(f'| {r["task"]} | {r["simulations"]:,} | {NAMES[r["system"]]} | {r["train_seconds"]:.1f} | '
               f'{np.mean(r["sample_seconds"]):.2f} | {c.mean():.3f} ({c.min():.3f}–{c.max():.3f}) | {how} | '
               f'{r.get("measured_at", "?")[11:]}, {r.get("load_before") or "?"} |')
+    if rows_only:
+        return
     print()
     print("FlowRuntime against each sbi estimator (training and sampling: sbi's seconds / FlowRuntime's;"
           " C2ST: FlowRuntime's minus sbi's, negative = FlowRuntime closer to the reference):")

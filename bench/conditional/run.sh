@@ -112,6 +112,16 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p')
   echo "10% of each training fold (tasks.c2st says why); 10,000 reference samples per observation, the same for"
   echo "every system. 0.5 = indistinguishable from the reference."
   echo
+  echo "Load '?': rows from the first run (2026-12-01 07:34–08:05 UTC), which recorded the load average only at its"
+  echo "start (4.65) and end (10.31)."
+  echo
   "$PY" bench/conditional/report.py "${scored[@]}"
+  superseded=("$OUT"/first_run_*.scored.json)
+  if [ -e "${superseded[0]}" ]; then
+      echo
+      echo "#### Superseded FlowRuntime rows (first run, plain MLP on two moons; not used above)"
+      echo
+      "$PY" bench/conditional/report.py --rows-only "${superseded[@]}"
+  fi
 } > bench/conditional/results.md
 cat bench/conditional/results.md
