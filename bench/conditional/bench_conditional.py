@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--observations", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load-before", default=None, help="the 1-minute load average as the run started (recorded)")
+    ap.add_argument("--git", default=None, help="the commit measured (recorded)")
     ap.add_argument("--max-epochs", type=int, default=None,
                     help="sbi only: cap on training epochs (default: sbi's, i.e. until the validation loss stalls)")
     a = ap.parse_args()
@@ -143,6 +144,7 @@ def main():
     np.savez(f"{name}.npz", samples=np.stack(samples), x_obs=x_obs)
     print(json.dumps(dict(system=a.system, task=a.task, simulations=a.simulations, threads=a.threads,
                           measured_at=time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)), load_before=a.load_before,
+                          git=a.git,
                           train_seconds=train, sample_seconds=times, samples_file=os.path.abspath(f"{name}.npz"),
                           **info)), flush=True)
 

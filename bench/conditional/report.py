@@ -24,7 +24,7 @@ def main():
     rows_only = "--rows-only" in sys.argv
     rows = [json.loads(line) for path in sys.argv[1:] if path != "--rows-only" for line in open(path) if line.strip()]
     print("| task | simulations | estimator | training s | sampling s / 10k | C2ST (mean, min–max) | epochs / steps | "
-          "run at (UTC), load |")
+          "run at (UTC), git, load |")
     print("|---|---:|---|---:|---:|---|---|---|")
     by_key = {}
     for r in rows:
@@ -38,7 +38,7 @@ def main():
             how = f'{r["epochs"]} epochs' + (f' (cap {r["max_epochs"]})' if r.get("max_epochs") else "")
         print(f'| {r["task"]} | {r["simulations"]:,} | {NAMES[r["system"]]} | {r["train_seconds"]:.1f} | '
               f'{np.mean(r["sample_seconds"]):.2f} | {c.mean():.3f} ({c.min():.3f}–{c.max():.3f}) | {how} | '
-              f'{r.get("measured_at", "?")[11:]}, {r.get("load_before") or "?"} |')
+              f'{r.get("measured_at", "?")}, {r.get("git", "?")}, {r.get("load_before") or "?"} |')
     if rows_only:
         return
     print()

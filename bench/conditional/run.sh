@@ -66,7 +66,7 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
                 fi
                 load=$(cut -d' ' -f1 /proc/loadavg)
                 "$PY" bench/conditional/bench_conditional.py "$system" "$task" "$sims" 1 --out "$OUT" \
-                    --observations "$OBSERVATIONS" "${extra[@]}" --load-before "$load" \
+                    --observations "$OBSERVATIONS" "${extra[@]}" --load-before "$load" --git "$(git rev-parse --short HEAD)" \
                     > "$OUT/$name.run.json" 2> "$OUT/$name.log"
                 # C2ST in the background while the next configuration trains (a second busy core).
                 "$PY" bench/conditional/score.py "$OUT/$name.run.json" > "$OUT/$name.scored.json" &
@@ -80,10 +80,9 @@ scored=()
 for sims in $BUDGETS; do for task in gaussian_linear two_moons; do for system in flowrt fmpe npe_nsf; do
     [ -s "$OUT/${system}_${task}_${sims}.scored.json" ] && scored+=("$OUT/${system}_${task}_${sims}.scored.json")
 done; done; done
-git_head=$(git rev-parse --short HEAD)
 versions=$("$PY" -c "
 import sys, numpy, torch, sbi, zuko, sklearn, flowrt
-print(f'Python {sys.version.split()[0]}, FlowRuntime {flowrt.__version__} (git $git_head), '
+print(f'Python {sys.version.split()[0]}, FlowRuntime {flowrt.__version__}, '
       f'sbi {sbi.__version__}, zuko {zuko.__version__}, torch {torch.__version__}, scikit-learn {sklearn.__version__}, '
       f'numpy {numpy.__version__}')")
 cpu=$(lscpu | sed -n 's/^Model name: *//p')
