@@ -59,6 +59,7 @@ struct Train: ParsableCommand {
             guard conditioning.context == nil else {
                 throw ValidationError("--context trains a conditional MLP on --data; --images trains an unconditional U-Net")
             }
+            try conditioning.refuseWithoutContext()
             return try ImageTraining.run(images: images, options: options, unet: unet, out: out, checkpoint: checkpoint,
                                          resume: resume, logInterval: logInterval, gridEvery: gridEvery, grid: grid,
                                          validation: validation, testImages: testImages)

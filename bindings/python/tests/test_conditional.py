@@ -254,6 +254,7 @@ def test_cli_train_context_errors(tmp_path):
         (("--data", "x.npy", "--num-classes", "3"), "need --context"),
         (("--data", "x.npy", "--context", "y.npy", "--label-dropout", "0.1"), "needs class labels (--num-classes)"),
         (("--toy", "moons", "--context", "c.npy"), "a --toy dataset has none"),
+        (("--images", "digits", "--num-classes", "10"), "need --context"),
     ]
     for args, message in cases:
         out = _cli(tmp_path, "train", *args, "--steps", "1")
