@@ -347,6 +347,13 @@ bench-images: build
 bench-images-training: build
 	bash bench/images/run_training.sh
 
+# Simulation-based inference: FlowRuntime's conditional flow vs sbi's FMPE and
+# NPE (zuko NSF) on Gaussian-linear and two moons, 10k and 100k simulations, one
+# thread (~30 min on a quiet machine). Writes bench/conditional/results.md.
+.PHONY: bench-conditional
+bench-conditional: build
+	bash bench/conditional/run.sh
+
 # ABI check (issue 16, item 6). `make test-abi` (part of `make test`)
 # compares the C ABI of this tree with the committed baseline
 # abi/libflowrt.abi using abidiff (Debian's abigail-tools): removed or

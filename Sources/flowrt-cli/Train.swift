@@ -11,6 +11,16 @@ struct Train: ParsableCommand {
             Examples:
               flowrt train --toy checkerboard --steps 5000 --checkpoint cb.ckpt
               flowrt train --data points.npy --steps 20000 --width 128 --out model.onnx
+              flowrt train --data theta.npy --context x.npy --out posterior.onnx
+              flowrt train --data x.npy --context labels.npy --num-classes 11 --label-dropout 0.1 --out cond.onnx
+
+            A conditional MLP p(x | c) trains on pairs: --context holds one row per --data
+            sample (the context concatenated after x and the time features; for
+            simulation-based inference, θ as --data and the observations as --context).
+            With --num-classes the context is a class label per sample, embedded;
+            --label-dropout p replaces labels by the last class (the null label of
+            `flowrt conditional sample --guidance`). Sample, evaluate and encode the
+            saved model with `flowrt conditional …`.
             """)
 
     @OptionGroup var options: TrainingOptions
@@ -18,6 +28,7 @@ struct Train: ParsableCommand {
     @Option(help: "Samples: a float32/float64 .npy of shape [n, d], or a CSV of n rows (header optional).")
     var data: String?
     @Flag(help: "The CSV's first row is a header (otherwise only a row without any number is).") var header = false
+    @OptionGroup var conditioning: ConditioningOptions
     @Option(help: "A built-in dataset instead of --data: \(ToyDataset.allCases.map(\.rawValue).joined(separator: ", ")).")
     var toy: String?
     @Option(help: "Images instead of --data: fashion-mnist (Debian's dataset-fashion-mnist), digits (8×8, if exported), or an IDX (.gz) / uint8 .npy file [n, H, W] or [n, C, H, W]. Trains a U-Net.")
@@ -45,27 +56,37 @@ struct Train: ParsableCommand {
         if let checkpoint { try Checked.writable(checkpoint, option: "--checkpoint", extensions: []) }
         if let images {
             guard data == nil, toy == nil else { throw ValidationError("give one of --images, --data and --toy") }
+            guard conditioning.context == nil else {
+                throw ValidationError("--context trains a conditional MLP on --data; --images trains an unconditional U-Net")
+            }
+            try conditioning.refuseWithoutContext()
             return try ImageTraining.run(images: images, options: options, unet: unet, out: out, checkpoint: checkpoint,
                                          resume: resume, logInterval: logInterval, gridEvery: gridEvery, grid: grid,
                                          validation: validation, testImages: testImages)
         }
         let trainingData: TrainingData
         let dimension: Int
+        var contexts: TrainingContexts?
         switch (data, toy) {
         case (let path?, nil):
             let (values, d) = try SampleFile.read(path, header: header)
             trainingData = .samples(values)
             dimension = d
+            contexts = try conditioning.contexts(rows: values.count / d)
         case (nil, let name?):
             guard let t = ToyDataset(rawValue: name) else {
                 throw ValidationError("unknown toy dataset '\(name)'; choose one of \(ToyDataset.allCases.map(\.rawValue))")
+            }
+            guard conditioning.context == nil else {
+                throw ValidationError("--context pairs contexts with --data samples; a --toy dataset has none")
             }
             trainingData = .source(t.source, heldOut: options.heldOut)
             dimension = 2
         default:
             throw ValidationError("give exactly one of --data, --toy and --images")
         }
-        let trainer = try options.makeTrainer(dimension: dimension, data: trainingData)
+        if contexts == nil { try conditioning.refuseWithoutContext() }
+        let trainer = try options.makeTrainer(dimension: dimension, data: trainingData, contexts: contexts)
         if let resume { try Checked.loading(resume) { try trainer.loadCheckpoint(from: resume) } }
         let remaining = max(0, options.resolved(.vectors).steps - trainer.stepCount)
         var printer = ProgressPrinter(logInterval: logInterval)
@@ -110,16 +131,21 @@ struct TrainingOptions: ParsableArguments {
         (steps ?? defaults.steps, batch ?? defaults.batch, lr ?? defaults.lr, warmup ?? defaults.warmup, ema ?? defaults.ema)
     }
 
-    /// A trainer of the MLP these options describe.
-    func makeTrainer(dimension: Int, data: TrainingData) throws -> Trainer {
+    /// A trainer of the MLP these options describe; with `contexts`, a
+    /// conditional MLP (float contexts or class labels) trained on pairs.
+    func makeTrainer(dimension: Int, data: TrainingData, contexts: TrainingContexts? = nil) throws -> Trainer {
         let graph = try VelocityMLP(dimension: dimension, hiddenWidths: Array(repeating: width, count: depth),
                                     timeEncoding: timeFrequencies > 0 ? .sinusoidal(frequencies: timeFrequencies) : .concat,
-                                    seed: seed).makeGraph()
-        return try makeTrainer(graph: graph, data: data, defaults: .vectors, metadata: ["flowrt.architecture": "mlp"])
+                                    seed: seed, contextDimension: contexts?.classCount == 0 ? contexts?.dimension ?? 0 : 0,
+                                    classCount: contexts?.classCount ?? 0,
+                                    labelEmbeddingWidth: contexts?.labelEmbeddingWidth ?? 16).makeGraph()
+        return try makeTrainer(graph: graph, data: data, defaults: .vectors, metadata: ["flowrt.architecture": "mlp"],
+                               contexts: contexts)
     }
 
     /// A trainer of `graph` with these options (unset ones from `defaults`).
-    func makeTrainer(graph: Graph, data: TrainingData, defaults: Defaults, metadata: [String: String]) throws -> Trainer {
+    func makeTrainer(graph: Graph, data: TrainingData, defaults: Defaults, metadata: [String: String],
+                     contexts: TrainingContexts? = nil) throws -> Trainer {
         let (steps, batch, lr, warmup, ema) = resolved(defaults)
         guard let kind = ScheduleKind(rawValue: schedule) else { throw ValidationError("unknown schedule '\(schedule)'") }
         guard let opt = OptimizerConfiguration.Kind(rawValue: optimizer) else { throw ValidationError("unknown optimizer '\(optimizer)'") }
@@ -135,10 +161,66 @@ struct TrainingOptions: ParsableArguments {
             learningRate: LearningRateSchedule(learningRate: lr, warmupSteps: warmup, decay: decayRule),
             optimizer: OptimizerConfiguration(kind: opt, weightDecay: weightDecay),
             gradientClip: clip > 0 ? clip : nil, emaDecay: ema, heldOutFraction: heldOutFraction,
-            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize)
-        return try Trainer(graph: graph, data: data, loss: InterpolantLoss(schedule: kind.schedule),
+            seed: seed, threads: threads > 0 ? threads : Parallel.defaultThreads, chunkSize: chunkSize,
+            labelDropout: contexts?.labelDropout ?? 0)
+        return try Trainer(graph: graph, data: data, contexts: contexts?.values, loss: InterpolantLoss(schedule: kind.schedule),
                            configuration: config, metadata: metadata)
     }
+}
+
+/// The options of `flowrt train` that make the MLP conditional.
+struct ConditioningOptions: ParsableArguments {
+    @Option(help: "Contexts of a conditional MLP, one row per --data sample: [n, m] floats (.npy float32/float64 or .csv); with --num-classes, [n] or [n, 1] class labels 0..K-1.")
+    var context: String?
+    @Flag(help: "The context CSV's first row is a header.") var contextHeader = false
+    @Option(parsing: .unconditional, help: "With --context: the contexts are class labels of K ≥ 2 classes (a label-conditional MLP).",
+            transform: Checked.integer(atLeast: 2)) var numClasses: Int?
+    @Option(parsing: .unconditional, help: "With --num-classes: width of a label's learned embedding.",
+            transform: Checked.integer(atLeast: 1)) var labelEmbedding = 16
+    @Option(help: "With --num-classes: probability p in [0, 1) of replacing a training label by the null label K-1 (for guidance).")
+    var labelDropout = 0.0
+
+    /// The contexts of `rows` training samples from `--context`, or nil without it.
+    func contexts(rows: Int) throws -> TrainingContexts? {
+        guard let context else { try refuseWithoutContext(); return nil }
+        let array = try Checked.loading(context) {
+            context.hasSuffix(".npy") ? try NPY.read(path: context) : try CSV.read(path: context, header: contextHeader)
+        }
+        let m = array.shape.count == 2 ? array.shape[1] : 1
+        guard (array.shape.count == 1 || array.shape.count == 2) && m > 0 else {
+            throw ValidationError("'\(context)' holds shape \(array.shape); expected [n, m] contexts")
+        }
+        guard array.shape[0] == rows else {
+            throw ValidationError("--context has \(array.shape[0]) rows but --data \(rows): one context per sample")
+        }
+        if numClasses != nil {
+            guard m == 1 else {
+                throw ValidationError("--num-classes takes one label per sample: '\(context)' has \(m) columns")
+            }
+        } else if labelDropout != 0 {
+            throw ValidationError("--label-dropout needs class labels (--num-classes)")
+        }
+        let values = try Checked.loading(context) { try array.points(dimension: m).scalars }
+        return TrainingContexts(values: values, dimension: m, classCount: numClasses ?? 0,
+                                labelEmbeddingWidth: labelEmbedding, labelDropout: labelDropout)
+    }
+
+    /// Conditioning options without `--context` are refused (they would be ignored).
+    func refuseWithoutContext() throws {
+        if context == nil, numClasses != nil || labelDropout != 0 {
+            throw ValidationError("--num-classes and --label-dropout need --context (the labels)")
+        }
+    }
+}
+
+/// Contexts of conditional training: `values` [n, dimension], or class labels
+/// (dimension 1) when `classCount` > 0.
+struct TrainingContexts {
+    var values: [Float]
+    var dimension: Int
+    var classCount: Int
+    var labelEmbeddingWidth: Int
+    var labelDropout: Double
 }
 
 /// The live progress line: `\r`-updated on a terminal (at most 10 times a

@@ -82,7 +82,9 @@ def sample(flow_path, n: int, chunks: int = 100_000, seed: int = 0, context=None
     flow = _flow(str(flow_path))
     dim, m = flow.dim, flow.context_dim
     row_chunks = da.core.normalize_chunks(chunks, (n,))[0]
-    if context is not None and m > 0 and np.size(context) != m:
+    # .size first: np.size on a dask array warns (a fallback dask may drop).
+    size = None if context is None else (context.size if hasattr(context, "size") else np.size(context))
+    if context is not None and m > 0 and size != m:
         C = _rows_like(context, row_chunks)
         if C.shape[0] != n:
             raise ValueError(f"context has {C.shape[0]} rows; give n = {n} rows or one context [{m}]")

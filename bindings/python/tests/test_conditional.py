@@ -190,3 +190,104 @@ def test_class_conditional_unet_fixture_runs_as_a_flow():
     assert np.abs(other - x).max() > 1e-3
     guided = f.sample(3, seed=1, context=labels, guidance=1.0, **solver)
     assert np.isfinite(guided).all() and np.abs(guided - x).max() > 1e-4
+
+
+def _cli(tmp_path, *args):
+    import os
+    import subprocess
+    cli = os.environ.get("FLOWRT_CLI")
+    if not cli:
+        pytest.skip("FLOWRT_CLI is not set")
+    return subprocess.run([cli, *args], cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_cli_train_with_context_learns_the_conditional_mean(tmp_path):
+    # flowrt train --data X --context C: pairs x_i = (c_i, -c_i) + 0.1 ε; the
+    # saved model is conditional (context_dim 1) and its samples given c sit
+    # at (c, -c) with spread 0.1 (CSV contexts with a header, too).
+    rng = np.random.default_rng(5)
+    c = rng.uniform(-2, 2, size=(6000, 1)).astype(np.float32)
+    x = (np.hstack([c, -c]) + 0.1 * rng.normal(size=(6000, 2))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "c.csv", c, delimiter=",", header="c", comments="")
+    out = _cli(tmp_path, "train", "--data", "x.npy", "--context", "c.csv", "--context-header", "--steps", "1500",
+               "--width", "64", "--depth", "2", "--batch", "512", "--seed", "1", "--out", "m.onnx")
+    assert out.returncode == 0, out.stderr
+    f = flowrt.load(tmp_path / "m.onnx")
+    assert (f.dim, f.context_dim, f.num_classes) == (2, 1, 0)
+    for value in (-1.5, 0.0, 1.0):
+        s = f.sample(2000, seed=2, context=[value])
+        np.testing.assert_allclose(s.mean(axis=0), [value, -value], atol=0.04)  # measured error ≤ 0.008
+        assert 0.08 < s.std(axis=0).min() and s.std(axis=0).max() < 0.15, s.std(axis=0)  # measured 0.12–0.13
+
+
+def test_cli_train_with_class_labels(tmp_path):
+    # --num-classes K: labels [n] select class means; with --label-dropout
+    # the last class is the null label, and guidance sampling runs.
+    rng = np.random.default_rng(6)
+    means = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.0]], np.float32)
+    labels = rng.integers(0, 2, size=5000)          # classes 0, 1; class 2 is the null label
+    x = (means[labels] + 0.2 * rng.normal(size=(5000, 2))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", labels.astype(np.float32))
+    out = _cli(tmp_path, "train", "--data", "x.npy", "--context", "y.npy", "--num-classes", "3", "--label-dropout",
+               "0.2", "--steps", "1200", "--width", "64", "--depth", "2", "--batch", "512", "--out", "m.onnx")
+    assert out.returncode == 0, out.stderr
+    f = flowrt.load(tmp_path / "m.onnx")
+    assert (f.context_dim, f.num_classes) == (1, 3)
+    for k in (0, 1):
+        s = f.sample(1000, seed=3, context=[k] * 1000)
+        np.testing.assert_allclose(s.mean(axis=0), means[k], atol=0.06)  # measured error ≤ 0.013
+        assert 0.15 < s.std(axis=0).min() and s.std(axis=0).max() < 0.26, s.std(axis=0)  # measured 0.20–0.22
+    assert np.isfinite(f.sample(10, seed=3, context=[1] * 10, guidance=1.0)).all()
+
+
+def test_cli_train_context_errors(tmp_path):
+    # Mismatched rows, labels out of range, options without --context, and
+    # --context with --toy are refused with messages that say what to do.
+    np.save(tmp_path / "x.npy", np.zeros((10, 2), np.float32))
+    np.save(tmp_path / "c.npy", np.zeros((9, 3), np.float32))
+    np.save(tmp_path / "y.npy", np.full(10, 4, np.float32))
+    cases = [
+        (("--data", "x.npy", "--context", "c.npy"), "--context has 9 rows but --data 10"),
+        (("--data", "x.npy", "--context", "y.npy", "--num-classes", "3"), "not a class in 0..<3"),
+        (("--data", "x.npy", "--num-classes", "3"), "need --context"),
+        (("--data", "x.npy", "--context", "y.npy", "--label-dropout", "0.1"), "needs class labels (--num-classes)"),
+        (("--toy", "moons", "--context", "c.npy"), "a --toy dataset has none"),
+        (("--images", "digits", "--num-classes", "10"), "need --context"),
+    ]
+    for args, message in cases:
+        out = _cli(tmp_path, "train", *args, "--steps", "1")
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr)
+
+
+CONDITIONAL_FIXTURES = pathlib.Path(__file__).resolve().parents[3] / "Tests" / "ONNXData" / "conditional"
+
+
+@pytest.mark.parametrize("name", ["cmlp__legacy__op17.onnx", "cmlp__dynamo__opdefault.onnx"])
+def test_pytorch_exported_conditional_mlp_matches_pytorch(name):
+    # A conditional MLP (inputs t [B], x [B, 3], context [B, 4], in that
+    # order; sinusoidal time features, a context encoder) exported by
+    # torch's legacy and dynamo exporters: FlowRuntime's velocity matches
+    # PyTorch's within 1e-4 × max|v| at batch 1, 5 and 7, each row with its
+    # own context (measured ≤ 5e-7); a row evaluated alone gives the same velocity as in its
+    # batch, and another context gives another velocity.
+    import json
+    ref = json.loads((CONDITIONAL_FIXTURES / name).with_suffix(".json").read_text())
+    model = flowrt.Model.load(CONDITIONAL_FIXTURES / name)
+    assert (model.dim, model.context_dim, model.num_classes) == (3, 4, 0)
+    for case in ref["cases"]:
+        ins = {i["name"]: np.asarray(i["data"], np.float32).reshape(i["shape"]) for i in case["inputs"]}
+        want = np.asarray(case["outputs"][0]["data"], np.float32).reshape(case["outputs"][0]["shape"])
+        got = model.velocity(ins["t"], ins["x"], context=ins["context"])
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= ref["tolerance"] * np.abs(want).max(), (name, case["batch"])
+    t, x, c = ins["t"], ins["x"], ins["context"]
+    assert len(np.unique(c, axis=0)) == len(c)  # contexts vary per row
+    for i in range(len(t)):
+        np.testing.assert_allclose(model.velocity(t[i:i + 1], x[i:i + 1], context=c[i:i + 1])[0], got[i],
+                                   rtol=0, atol=1e-6 * np.abs(got).max())
+    assert np.abs(model.velocity(t, x, context=c[::-1].copy()) - got).max() > 1e-2 * np.abs(got).max()
+    # As a flow: one context per sample.
+    f = flowrt.Flow(model)
+    assert f.context_dim == 4 and np.isfinite(f.sample(len(c), seed=1, context=c)).all()

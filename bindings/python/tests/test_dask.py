@@ -45,3 +45,23 @@ def test_conditional_log_prob_and_sample_on_a_local_cluster(tmp_path):
     np.testing.assert_allclose(lp, flow.log_prob(X, context=C), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s, flow.sample(1000, seed=5, context=C), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s1, flow.sample(900, seed=5, context=one), rtol=1e-5, atol=1e-5)
+
+
+def test_class_labels_chunked_unlike_the_points(tmp_path):
+    # Labels [n] as a dask array whose chunks differ from the points' (and
+    # uneven): each block of X gets the labels of its own rows. A shifted
+    # label would change the block's values (the check below can fail).
+    flow = flowrt.Flow.mlp(2, hidden=32, depth=2, num_classes=5, seed=7)
+    path = tmp_path / "labels.onnx"
+    flow.save(path)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((700, 2)).astype(np.float32)
+    y = rng.integers(0, 5, size=700).astype(np.float32)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        lp = flowrt.dask.log_prob(path, da.from_array(X, chunks=(230, 2)),
+                                  context=da.from_array(y, chunks=(100,))).compute()
+        s = flowrt.dask.sample(path, 700, chunks=(333, 367), seed=2, context=da.from_array(y, chunks=(250,))).compute()
+    np.testing.assert_allclose(lp, flow.log_prob(X, context=y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, flow.sample(700, seed=2, context=y), rtol=1e-5, atol=1e-5)
+    assert np.abs(lp - flow.log_prob(X, context=np.roll(y, 1))).max() > 1e-3
