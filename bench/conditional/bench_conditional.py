@@ -49,9 +49,11 @@ def in_support(task: str, theta: np.ndarray) -> np.ndarray:
     return np.ones(len(theta), bool)
 
 
-def run_flowrt(task, theta, x, x_obs, threads, seed):
+def run_flowrt(task, theta, x, x_obs, threads, seed, steps=None):
     import flowrt
-    s = FLOWRT_SETTINGS[(task, len(theta))]
+    s = dict(FLOWRT_SETTINGS[(task, len(theta))])
+    if steps is not None:
+        s["steps"] = steps
     flow = flowrt.Flow.mlp(theta.shape[1], hidden=s["hidden"], depth=s["depth"], context_dim=x.shape[1], seed=seed,
                            residual=s.get("residual", False))
     start = time.perf_counter()
@@ -126,6 +128,9 @@ def main():
     ap.add_argument("--git", default=None, help="the commit measured (recorded)")
     ap.add_argument("--max-epochs", type=int, default=None,
                     help="sbi only: cap on training epochs (default: sbi's, i.e. until the validation loss stalls)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="FlowRuntime only: optimisation steps instead of FLOWRT_SETTINGS' (an equal-quality probe: "
+                         "how few steps reach a peer's C2ST); the result files get the suffix _steps<N>")
     a = ap.parse_args()
     if a.system != "flowrt":
         import torch
@@ -137,10 +142,10 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     os.chdir(a.out)  # sbi writes its training logs under the working directory
     if a.system == "flowrt":
-        train, times, samples, info = run_flowrt(a.task, theta, x, x_obs, a.threads, a.seed)
+        train, times, samples, info = run_flowrt(a.task, theta, x, x_obs, a.threads, a.seed, a.steps)
     else:
         train, times, samples, info = run_sbi(a.system, a.task, theta, x, x_obs, a.threads, a.seed, a.max_epochs)
-    name = f"{a.system}_{a.task}_{a.simulations}"
+    name = f"{a.system}_{a.task}_{a.simulations}" + (f"_steps{a.steps}" if a.steps else "")
     np.savez(f"{name}.npz", samples=np.stack(samples), x_obs=x_obs)
     print(json.dumps(dict(system=a.system, task=a.task, simulations=a.simulations, threads=a.threads,
                           measured_at=time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)), load_before=a.load_before,
