@@ -230,6 +230,34 @@ static inline flowrt_mlp_params flowrt_mlp_default_params(void) {
  *  Thread-safe. */
 FLOWRT_API flowrt_status flowrt_model_create_mlp(const flowrt_mlp_params *params, flowrt_model **out);
 
+/** Creates a conditional MLP v(t, x, c): the MLP of flowrt_model_create_mlp
+ *  with a context of context_dim floats concatenated after x and the time
+ *  features ([x, φ(t), c]); context_dim = 0 gives exactly
+ *  flowrt_model_create_mlp's model.
+ *  @param params       in, non-NULL (as flowrt_model_create_mlp).
+ *  @param context_dim  context values per sample, 0..65536.
+ *  @param out          out, non-NULL: free with flowrt_model_free.
+ *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
+ *          context_dim > 65536. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp_conditional(const flowrt_mlp_params *params, size_t context_dim,
+                                                             flowrt_model **out);
+
+/** Creates a label-conditional MLP v(t, x, y): the MLP of
+ *  flowrt_model_create_mlp with a class label y per sample (context_dim 1,
+ *  an exact integer float in 0..num_classes-1) selecting a learned
+ *  embedding row [embedding_width] (initialised N(0, 1)) concatenated
+ *  after x and the time features. For guidance, train with label_dropout
+ *  > 0 and keep the last class for the null label (real labels
+ *  0..num_classes-2).
+ *  @param params           in, non-NULL (as flowrt_model_create_mlp).
+ *  @param num_classes      classes, 1..2^20 (including the null class).
+ *  @param embedding_width  embedding width, 0..65536 (0 = 16).
+ *  @param out              out, non-NULL: free with flowrt_model_free.
+ *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
+ *          num_classes or embedding_width out of range. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
+                                                        size_t embedding_width, flowrt_model **out);
+
 /** Releases a model. NULL is a no-op. Flows created from it keep their own
  *  reference, so freeing the model while a flow uses it is safe. */
 FLOWRT_API void flowrt_model_free(flowrt_model *model);
@@ -498,6 +526,104 @@ FLOWRT_API flowrt_status flowrt_model_metadata_key(const flowrt_model *model, si
 FLOWRT_API flowrt_status flowrt_model_metadata(const flowrt_model *model, const char *key, char **value);
 
 /* ---------------------------------------------------------------------------
+ * Densities (host-defined, empirical, diagonal normal)
+ * ------------------------------------------------------------------------ */
+/* (section: densities) */
+/* (Flows on a density base: flowrt_flow_create_with_base, see Flows;
+ * trainers on densities: flowrt_trainer_create_from_densities, see Training.) */
+
+/** A probability density on R^dim that can be sampled and, unless it is
+ *  sample-only, evaluated: a base for flows (flowrt_flow_create_with_base).
+ *  Immutable after creation; thread-safe if its callbacks are. */
+typedef struct flowrt_density flowrt_density;
+
+/** Host sampler: writes n samples, row-major [n, dim], to `out`. Sample i
+ *  must depend only on (seed, first_index + i), so that results do not
+ *  depend on how FlowRuntime splits a batch across calls and threads.
+ *  May be called from several FlowRuntime worker threads at once. Return 0
+ *  on success; non-zero marks the samples as failed (they are set to NaN and
+ *  the calling operation reports FLOWRT_NON_FINITE). */
+typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
+                                        size_t n, size_t dim, float *out);
+
+/** Host log-density: writes log ρ(x[i]) in nats for i < n to `out`. Same
+ *  threading and failure rules as flowrt_density_sample_fn. */
+typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x,
+                                          double *out);
+
+/** Creates a density from host callbacks.
+ *  @param dim        state dimension (1..65536).
+ *  @param sample     in, non-NULL: the sampler.
+ *  @param log_prob   in, nullable: the log-density; NULL makes a sample-only
+ *                    density (usable as a data source or training base, not
+ *                    as the base of a flow that evaluates log-densities).
+ *  @param user_data  passed to both callbacks; must stay valid until the
+ *                    density and every flow made from it are freed.
+ *  @param out        out, non-NULL: receives the density (NULL on failure);
+ *                    free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL sample or out, dim out
+ *          of range). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
+                                                         flowrt_density_log_prob_fn log_prob, void *user_data,
+                                                         flowrt_density **out);
+
+/** Creates N(mean, diag(std²)).
+ *  @param mean  in, [dim], finite; NULL means all zeros.
+ *  @param std   in, [dim], finite and > 0; NULL means all ones.
+ *  @param out   out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (dim 0, NULL out, std ≤ 0);
+ *          FLOWRT_NON_FINITE. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
+                                                               flowrt_density **out);
+
+/** Creates the empirical distribution of n points (copied): sampling
+ *  resamples rows uniformly with replacement. Sample-only (no log-density):
+ *  the base of data-to-data transport.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, non-NULL; free with flowrt_density_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
+ *          FLOWRT_NON_FINITE; FLOWRT_OUT_OF_MEMORY (no room for the copy).
+ *          Thread-safe. */
+FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
+                                                         flowrt_density **out);
+
+/** Releases a density. NULL is a no-op. Flows made from it keep their own
+ *  reference. */
+FLOWRT_API void flowrt_density_free(flowrt_density *density);
+
+/** The dimension of a density (0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_density_dim(const flowrt_density *density);
+
+/** Whether the density has a log-density (1) or is sample-only (0; 0 for NULL). */
+FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
+
+/** Draws n samples; sample i depends only on (seed, first_index + i).
+ *  @param out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
+ *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
+ *  Thread-safe if the callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
+                                               size_t n, float *out);
+
+/* (added after 0.2.0: the sampling calls' one argument order) */
+/** flowrt_density_sample with the argument order of every sampling call
+ *  (first_index, n, seed); the same samples. (flowrt_density_sample_fn, a
+ *  callback type, keeps its order: changing it would break hosts.)
+ *  Parameters and return codes as flowrt_density_sample. */
+FLOWRT_API flowrt_status flowrt_density_sample_range(const flowrt_density *density, uint64_t first_index, size_t n,
+                                                     uint64_t seed, float *out);
+
+/** log ρ(x[i]) in nats for i < n.
+ *  @param x    in, [n, dim], finite.
+ *  @param out  out, [n].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
+ *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
+ *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
+ *          callbacks are. */
+FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x,
+                                                 double *out);
+
+/* ---------------------------------------------------------------------------
  * Flows: transport, sampling and likelihood
  * ------------------------------------------------------------------------ */
 /* (section: flows) */
@@ -702,6 +828,18 @@ typedef struct flowrt_solver_stats {
 FLOWRT_API flowrt_status flowrt_flow_create(const flowrt_model *model, const flowrt_flow_params *params,
                                             flowrt_flow **out);
 
+/** Creates a flow like flowrt_flow_create but with `base` as ρ0 (params->base
+ *  is ignored). Sampling, transport, encoding and log-densities then use
+ *  the base's sampler and log-density; the score and the SDE sampler need a
+ *  Gaussian base (diagonal normal).
+ *  @param base  in, non-NULL, with a log-density. The flow keeps its own
+ *               reference.
+ *  @return FLOWRT_OK; as flowrt_flow_create; FLOWRT_SHAPE_MISMATCH (base
+ *          and model dimensions differ); FLOWRT_UNSUPPORTED (a sample-only
+ *          base). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
+                                                      const flowrt_density *base, flowrt_flow **out);
+
 /** Releases a flow. NULL is a no-op. Must not race with calls on the same flow. */
 FLOWRT_API void flowrt_flow_free(flowrt_flow *flow);
 
@@ -846,6 +984,224 @@ FLOWRT_API flowrt_status flowrt_flow_load_onnx(const char *path, const flowrt_on
 FLOWRT_API flowrt_status flowrt_flow_model(const flowrt_flow *flow, flowrt_model **out);
 
 /* ---------------------------------------------------------------------------
+ * Flows: score and SDE sampling
+ * ------------------------------------------------------------------------ */
+/* (section: flows, score and SDE) */
+
+/** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
+ *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
+ *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
+ *  Singular times are refused, never clamped: where |α(α'β − αβ')| < 1e-6
+ *  (t = 1, where α = 0, and wherever α'β = αβ') the call fails. Near t = 1
+ *  the score amplifies velocity errors by about 1/α.
+ *  @param t          in, [n], each in [0, 1].
+ *  @param x          in, [n, dim], finite.
+ *  @param score_out  out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, t outside
+ *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x; a host
+ *          schedule_fn failed or gave a non-finite value);
+ *          FLOWRT_UNSUPPORTED (the flow's base is not Gaussian, or it was
+ *          loaded from a file recording a "custom" schedule, which the file
+ *          cannot hold: see flowrt_flow_load_onnx). Cost: one network evaluation.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
+                                           float *score_out);
+
+typedef enum flowrt_sde_method {
+    /** Stochastic Heun predictor–corrector (two evaluations per step). */
+    FLOWRT_SDE_HEUN = 0,
+    /** Euler–Maruyama (one evaluation per step). */
+    FLOWRT_SDE_EULER_MARUYAMA = 1
+} flowrt_sde_method;
+
+/** Host diffusion coefficient ε(t) ≥ 0 (finite). Called on the calling
+ *  thread, once per time of the grid. */
+typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
+
+/** How flowrt_flow_sample_sde integrates dX = [v + ε s] dt + √(2ε) dW. */
+typedef struct flowrt_sde_params {
+    uint32_t struct_size;      /**< sizeof(flowrt_sde_params). */
+    int32_t method;            /**< flowrt_sde_method (default HEUN). */
+    uint32_t steps;            /**< Uniform steps over [0, 1] (default 200); the last
+                                    is a deterministic ODE (Heun) step. */
+    double epsilon;            /**< Constant ε0 ≥ 0 when diffusion is NULL (default 1). */
+    double taper;              /**< ε is multiplied by min(1, |α(α'β − αβ')| / taper),
+                                    which vanishes as α → 0 at t → 1 (default 0.1). */
+    flowrt_diffusion_fn diffusion; /**< Optional ε(t) (default NULL: epsilon);
+                                    the taper still applies. */
+    void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
+    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
+                                    Results do not depend on it. */
+    flowrt_progress_fn progress; /**< Optional (default NULL), as in flowrt_solver_params:
+                                    called on the calling thread with done = finished
+                                    samples, total = n, value = mean fraction of [0, 1]
+                                    covered, after 1, 2, 4 and then every 8 steps of
+                                    each block of samples; non-zero cancels
+                                    (FLOWRT_CANCELLED). (Appended after 0.2.0: a
+                                    struct_size without it means NULL.) */
+    void *progress_user_data;  /**< Passed to progress (default NULL). */
+} flowrt_sde_params;
+
+/** Fills *params with the defaults, up to params->struct_size bytes (set
+ *  struct_size = sizeof(flowrt_sde_params) first); the field comments give them.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
+ *          library does not know). Thread-safe. */
+FLOWRT_API flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
+
+/** The defaults as a value. Header-only: struct_size is the size this
+ *  program was compiled with, so a newer library never writes past it. */
+static inline flowrt_sde_params flowrt_sde_default_params(void) {
+    flowrt_sde_params p;
+    memset(&p, 0, sizeof p);
+    p.struct_size = (uint32_t)sizeof p;
+    (void)flowrt_sde_params_init(&p);
+    return p;
+}
+
+/** Draws n samples with the SDE that has the flow's marginals:
+ *  x0 from the base (sample i from the stream (seed, first_index + i), as
+ *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
+ *  to 1, Brownian increments of sample i from the stream (seed,
+ *  first_index + i). Any thread count gives bit-identical samples; any
+ *  split of a batch into ranges gives the same samples to the network's
+ *  float rounding: bitwise on CPUs with AVX-512F, where each Linear output
+ *  is summed in one fixed order whatever the batch; elsewhere the batch size
+ *  changes matrix-multiply blocking.
+ *  @param params  in, nullable (NULL = defaults).
+ *  @param x_out   out, [n, dim].
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, bad params,
+ *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite; a host schedule_fn
+ *          failed or gave a non-finite value on the time grid);
+ *          FLOWRT_UNSUPPORTED (base not Gaussian, or no schedule, as
+ *          flowrt_flow_score); FLOWRT_SOLVER_INCOMPLETE
+ *          (some samples became NaN/Inf; outputs are still written).
+ *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
+ *  per sample. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
+                                                uint64_t seed, uint64_t first_index, size_t n, float *x_out);
+
+/* (added after 0.2.0: the sampling calls' one argument order) */
+/** flowrt_flow_sample_sde with the argument order of every other sampling
+ *  call (first_index, n, seed, params, outputs, stats: as
+ *  flowrt_flow_sample_range) and the ODE calls' statistics: samples = n,
+ *  steps = n × params->steps (every sample takes the same uniform steps),
+ *  rejections = 0, evaluations = n × the evaluations per sample,
+ *  non_finite_samples, max_steps_per_sample = params->steps. Progress comes
+ *  from params->progress. The samples equal flowrt_flow_sample_sde's for the
+ *  same (seed, first_index, n, params) bit for bit; that call stays, with
+ *  its 0.1 argument order, and honours params->progress too.
+ *  @param stats  out, nullable (struct_size set by the caller).
+ *  Other parameters and return codes as flowrt_flow_sample_sde, plus
+ *  FLOWRT_CANCELLED (progress returned non-zero; outputs undefined).
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_sde_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                      uint64_t seed, const flowrt_sde_params *params, float *x_out,
+                                                      flowrt_solver_stats *stats);
+
+/* ---------------------------------------------------------------------------
+ * Flows: conditional flows (DESIGN.md §5 "Conditioning")
+ * ------------------------------------------------------------------------ */
+/* (section: conditional flows) */
+
+/* A conditional flow is a flow over a conditional model (a context input:
+ * flowrt_model_context_dim > 0; from flowrt_model_create_mlp_conditional, a
+ * trainer, or ONNX). Its velocity is v(t, x, c) with a context c per point:
+ * m floats, or one class label carried as an exact integer float. The base
+ * does not depend on c; each point's context is held fixed along its
+ * trajectory, and each point's result does not depend on the others in its
+ * batch (per-sample step control, as for unconditional flows). Contexts
+ * cross as caller-owned row-major [rows, m] floats. flowrt_flow_create
+ * accepts conditional models (0.1 refused them); the calls without a
+ * context (flowrt_flow_sample, _transport, _encode, _log_prob) return
+ * FLOWRT_INVALID_ARGUMENT on a conditional flow, naming the _conditional
+ * call to use. Score and SDE sampling refuse conditional flows
+ * (FLOWRT_UNSUPPORTED). Simulation-based inference is this with θ as x and
+ * the observation as c: posterior samples and log p(θ | x_obs). */
+
+/** Context values per point m of a flow (0: unconditional; 1 for a class
+ *  label; 0 for NULL). Thread-safe. */
+FLOWRT_API size_t flowrt_flow_context_dim(const flowrt_flow *flow);
+
+/** The number of classes of a label-conditional flow (labels are
+ *  0..num_classes-1; the last is the null label of guidance when the model
+ *  was trained with label_dropout), 0 otherwise and for NULL. Thread-safe. */
+FLOWRT_API size_t flowrt_flow_num_classes(const flowrt_flow *flow);
+
+/** Draws samples first_index, …, first_index + n − 1 of the conditional
+ *  model density p(x | c): base samples as flowrt_flow_sample_range (sample
+ *  i from the stream (seed, first_index + i)) transported from t = 0 to 1
+ *  with their contexts held fixed; with log_prob_out, log p(x_out[i] | c_i)
+ *  in the same pass. With guidance w ≠ 0 (label-conditional models only),
+ *  the velocity is (1 + w) v(t, x, c) − w v(t, x, ∅), ∅ = the null label
+ *  num_classes − 1 (train with label_dropout > 0 so that it means "no
+ *  class"); guidance changes the density, so log_prob_out must then be NULL.
+ *  @param flow          in, non-NULL.
+ *  @param first_index   index of the first sample (≤ 2^62).
+ *  @param n             samples (0: an empty batch).
+ *  @param seed          base-sample seed.
+ *  @param context       in, [context_rows, context_dim] floats, finite (labels:
+ *                       integers 0..num_classes-1); NULL only for an
+ *                       unconditional flow (then this equals
+ *                       flowrt_flow_sample_range).
+ *  @param context_rows  n (one context per output point) or 1 (one context
+ *                       for all n points).
+ *  @param guidance      w (0 = none).
+ *  @param params        in, nullable (NULL = defaults).
+ *  @param x_out         out, [n, dim].
+ *  @param log_prob_out  out, nullable, [n]: log p(x_out[i] | c_i) in nats.
+ *  @param stats         out, nullable.
+ *  @return as flowrt_flow_sample, plus FLOWRT_INVALID_ARGUMENT (NULL context
+ *          for a conditional flow, a context for an unconditional one,
+ *          context_rows not n or 1, a label that is not a class, guidance
+ *          with log_prob_out or not finite); FLOWRT_NON_FINITE (NaN/Inf in
+ *          context); FLOWRT_UNSUPPORTED (guidance without class labels).
+ *  Cost: as flowrt_flow_sample; guidance doubles it. Nothing is retained.
+ *  Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_sample_conditional(const flowrt_flow *flow, uint64_t first_index, size_t n,
+                                                        uint64_t seed, const float *context, size_t context_rows,
+                                                        double guidance, const flowrt_solver_params *params,
+                                                        float *x_out, double *log_prob_out,
+                                                        flowrt_solver_stats *stats);
+
+/** Transports points with their contexts from t_from to t_to (as
+ *  flowrt_flow_transport; context row i goes with point i).
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_transport, plus
+ *  FLOWRT_INVALID_ARGUMENT / FLOWRT_NON_FINITE for the context as
+ *  flowrt_flow_sample_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_transport_conditional(const flowrt_flow *flow, size_t n, const float *x_in,
+                                                           const float *context, double t_from, double t_to,
+                                                           const flowrt_solver_params *params, float *x_out,
+                                                           flowrt_solver_stats *stats);
+
+/** Encodes data given their contexts: the transport from t = 1 to 0 (the
+ *  base code of x_i given c_i).
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_encode and
+ *  flowrt_flow_transport_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_encode_conditional(const flowrt_flow *flow, size_t n, const float *x,
+                                                        const float *context, const flowrt_solver_params *params,
+                                                        float *z_out, flowrt_solver_stats *stats);
+
+/** log p_t(x_i | c_i) for t ∈ [0, 1], each context held fixed along its
+ *  point's backward trajectory (as flowrt_flow_log_prob: exact or
+ *  Hutchinson divergence, error control including Δ). Guidance is not
+ *  available here: it changes the density.
+ *  @param context  in, [n, context_dim] floats; NULL only for an
+ *                  unconditional flow.
+ *  Other parameters and return codes as flowrt_flow_log_prob, plus the
+ *  context errors of flowrt_flow_sample_conditional. Thread-safe. */
+FLOWRT_API flowrt_status flowrt_flow_log_prob_conditional(const flowrt_flow *flow, size_t n, const float *x,
+                                                          const float *context, double t,
+                                                          const flowrt_solver_params *params, double *log_prob,
+                                                          double *std_error, flowrt_solver_stats *stats);
+
+/* (Conditional models: flowrt_model_create_mlp_conditional and _labels, see
+ * Models; conditional trainers: flowrt_trainer_create_conditional, see Training.) */
+
+/* ---------------------------------------------------------------------------
  * Built-in datasets
  * ------------------------------------------------------------------------ */
 
@@ -919,6 +1275,15 @@ typedef enum flowrt_lr_schedule {
     /** Multiply by step_factor every step_every steps after warmup. */
     FLOWRT_LR_STEP = 2
 } flowrt_lr_schedule;
+
+typedef enum flowrt_coupling {
+    /** x0 and x1 drawn independently (the default). */
+    FLOWRT_COUPLING_INDEPENDENT = 0,
+    /** Mini-batch optimal transport: inside each chunk of 256 samples, x1 is
+     *  re-paired to x0 by the exact assignment minimising Σ|x0 − x1|²
+     *  (Hungarian, O(256³) per chunk). Straighter paths, fewer solver steps. */
+    FLOWRT_COUPLING_EXACT_OT = 1
+} flowrt_coupling;
 
 /** Training settings. Obtain from flowrt_trainer_default_params(). */
 typedef struct flowrt_trainer_params {
@@ -1029,6 +1394,59 @@ FLOWRT_API flowrt_status flowrt_trainer_create(const flowrt_model *init, const f
 FLOWRT_API flowrt_status flowrt_trainer_create_images(const flowrt_model *init, const uint8_t *pixels, size_t n,
                                                       size_t dim, const flowrt_trainer_params *params,
                                                       flowrt_trainer **out);
+
+/** Creates a trainer whose targets x1 are drawn from `target` and whose x0
+ *  are drawn from `base` (NULL: N(0, I)): e.g. two empirical densities for
+ *  data-to-data transport, or a host density as the base. Sample k of
+ *  training draws from the densities with index k (reproducible for any
+ *  thread count); `heldout` fresh target samples (independent seed) form
+ *  the held-out set (params->heldout_fraction is ignored).
+ *  @param init     in, non-NULL: the starting model (copied).
+ *  @param target   in, non-NULL; @param base in, nullable. Both may be
+ *                  sample-only; their callbacks are called from worker
+ *                  threads. The trainer keeps its own references.
+ *  @param params   in, nullable (NULL = defaults).
+ *  @param out      out, non-NULL; free with flowrt_trainer_free.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, bad params);
+ *          FLOWRT_SHAPE_MISMATCH (dimensions differ); FLOWRT_NON_FINITE
+ *          (schedule_fn, as flowrt_trainer_create); FLOWRT_INVALID_MODEL.
+ *  Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
+                                                              const flowrt_density *base, size_t heldout,
+                                                              const flowrt_trainer_params *params, flowrt_trainer **out);
+
+/** Creates a trainer of a conditional model on pairs (x_i, c_i): as
+ *  flowrt_trainer_create, with row i of `context` going with row i of
+ *  `data` in the held-out split and in every minibatch; the loss is the
+ *  same with c_i passed through. params->label_dropout > 0 (label models)
+ *  replaces labels by the null class for guidance. Checkpoints hold no
+ *  contexts (they are data): resume with the same data and contexts.
+ *  flowrt_trainer_create refuses conditional models and names this call.
+ *  @param init         in, non-NULL: a conditional model (or unconditional,
+ *                      with context_dim 0 and context NULL).
+ *  @param data         in, [n, dim] floats (finite).
+ *  @param context      in, [n, context_dim] floats (finite; labels
+ *                      0..num_classes-1); NULL only when context_dim is 0.
+ *  @param n            rows (> 0).
+ *  @param dim          columns of data (the model's dim).
+ *  @param context_dim  columns of context (the model's context_dim).
+ *  @param params       in, nullable (NULL = defaults).
+ *  @param out          out, non-NULL: free with flowrt_trainer_free.
+ *  @return as flowrt_trainer_create, plus FLOWRT_SHAPE_MISMATCH
+ *          (context_dim differs from the model's); FLOWRT_INVALID_ARGUMENT
+ *          (NULL context for a conditional model, a label that is not a
+ *          class, label_dropout outside [0, 1) or without a label model);
+ *          FLOWRT_NON_FINITE (NaN/Inf in context). The data and contexts
+ *          are copied. Thread-safe (creates an independent object). */
+FLOWRT_API flowrt_status flowrt_trainer_create_conditional(const flowrt_model *init, const float *data,
+                                                           const float *context, size_t n, size_t dim,
+                                                           size_t context_dim, const flowrt_trainer_params *params,
+                                                           flowrt_trainer **out);
+
+/** Sets how a trainer pairs x0 and x1 for the following steps.
+ *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, unknown coupling).
+ *  Not thread-safe: one thread at a time per trainer. */
+FLOWRT_API flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
 
 /** Runs one optimisation step.
  *  @param trainer  in/out, non-NULL.
@@ -1221,415 +1639,6 @@ FLOWRT_API flowrt_status flowrt_trainer_flow(const flowrt_trainer *trainer, flow
 FLOWRT_API flowrt_status flowrt_flow_fourier_coefficients(const flowrt_flow *flow, double *alpha, double *beta,
                                                           size_t capacity, size_t *terms);
 /* ----- end of path-length optimisation ---------------------------------- */
-
-/* ---------------------------------------------------------------------------
- * Densities (host-defined, empirical, diagonal normal), score and SDE sampling
- * ------------------------------------------------------------------------ */
-/* (section: densities and SDE) */
-
-/** A probability density on R^dim that can be sampled and, unless it is
- *  sample-only, evaluated: a base for flows (flowrt_flow_create_with_base).
- *  Immutable after creation; thread-safe if its callbacks are. */
-typedef struct flowrt_density flowrt_density;
-
-/** Host sampler: writes n samples, row-major [n, dim], to `out`. Sample i
- *  must depend only on (seed, first_index + i), so that results do not
- *  depend on how FlowRuntime splits a batch across calls and threads.
- *  May be called from several FlowRuntime worker threads at once. Return 0
- *  on success; non-zero marks the samples as failed (they are set to NaN and
- *  the calling operation reports FLOWRT_NON_FINITE). */
-typedef int (*flowrt_density_sample_fn)(void *user_data, uint64_t seed, uint64_t first_index,
-                                        size_t n, size_t dim, float *out);
-
-/** Host log-density: writes log ρ(x[i]) in nats for i < n to `out`. Same
- *  threading and failure rules as flowrt_density_sample_fn. */
-typedef int (*flowrt_density_log_prob_fn)(void *user_data, size_t n, size_t dim, const float *x,
-                                          double *out);
-
-/** Creates a density from host callbacks.
- *  @param dim        state dimension (1..65536).
- *  @param sample     in, non-NULL: the sampler.
- *  @param log_prob   in, nullable: the log-density; NULL makes a sample-only
- *                    density (usable as a data source or training base, not
- *                    as the base of a flow that evaluates log-densities).
- *  @param user_data  passed to both callbacks; must stay valid until the
- *                    density and every flow made from it are freed.
- *  @param out        out, non-NULL: receives the density (NULL on failure);
- *                    free with flowrt_density_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL sample or out, dim out
- *          of range). Thread-safe. */
-FLOWRT_API flowrt_status flowrt_density_create_callbacks(size_t dim, flowrt_density_sample_fn sample,
-                                                         flowrt_density_log_prob_fn log_prob, void *user_data,
-                                                         flowrt_density **out);
-
-/** Creates N(mean, diag(std²)).
- *  @param mean  in, [dim], finite; NULL means all zeros.
- *  @param std   in, [dim], finite and > 0; NULL means all ones.
- *  @param out   out, non-NULL; free with flowrt_density_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (dim 0, NULL out, std ≤ 0);
- *          FLOWRT_NON_FINITE. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_density_create_diagonal_normal(size_t dim, const double *mean, const double *std,
-                                                               flowrt_density **out);
-
-/** Creates the empirical distribution of n points (copied): sampling
- *  resamples rows uniformly with replacement. Sample-only (no log-density):
- *  the base of data-to-data transport.
- *  @param x    in, [n, dim], finite.
- *  @param out  out, non-NULL; free with flowrt_density_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n or dim 0);
- *          FLOWRT_NON_FINITE; FLOWRT_OUT_OF_MEMORY (no room for the copy).
- *          Thread-safe. */
-FLOWRT_API flowrt_status flowrt_density_create_empirical(size_t n, size_t dim, const float *x,
-                                                         flowrt_density **out);
-
-/** Releases a density. NULL is a no-op. Flows made from it keep their own
- *  reference. */
-FLOWRT_API void flowrt_density_free(flowrt_density *density);
-
-/** The dimension of a density (0 for NULL). Thread-safe. */
-FLOWRT_API size_t flowrt_density_dim(const flowrt_density *density);
-
-/** Whether the density has a log-density (1) or is sample-only (0; 0 for NULL). */
-FLOWRT_API int flowrt_density_has_log_prob(const flowrt_density *density);
-
-/** Draws n samples; sample i depends only on (seed, first_index + i).
- *  @param out  out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
- *          FLOWRT_NON_FINITE (a host sampler failed or wrote NaN/Inf).
- *  Thread-safe if the callbacks are. */
-FLOWRT_API flowrt_status flowrt_density_sample(const flowrt_density *density, uint64_t seed, uint64_t first_index,
-                                               size_t n, float *out);
-
-/* (added after 0.2.0: the sampling calls' one argument order) */
-/** flowrt_density_sample with the argument order of every sampling call
- *  (first_index, n, seed); the same samples. (flowrt_density_sample_fn, a
- *  callback type, keeps its order: changing it would break hosts.)
- *  Parameters and return codes as flowrt_density_sample. */
-FLOWRT_API flowrt_status flowrt_density_sample_range(const flowrt_density *density, uint64_t first_index, size_t n,
-                                                     uint64_t seed, float *out);
-
-/** log ρ(x[i]) in nats for i < n.
- *  @param x    in, [n, dim], finite.
- *  @param out  out, [n].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40);
- *          FLOWRT_NON_FINITE (NaN in x, or a host callback failed);
- *          FLOWRT_UNSUPPORTED (a sample-only density). Thread-safe if the
- *          callbacks are. */
-FLOWRT_API flowrt_status flowrt_density_log_prob(const flowrt_density *density, size_t n, const float *x,
-                                                 double *out);
-
-/** Creates a flow like flowrt_flow_create but with `base` as ρ0 (params->base
- *  is ignored). Sampling, transport, encoding and log-densities then use
- *  the base's sampler and log-density; the score and the SDE sampler need a
- *  Gaussian base (diagonal normal).
- *  @param base  in, non-NULL, with a log-density. The flow keeps its own
- *               reference.
- *  @return FLOWRT_OK; as flowrt_flow_create; FLOWRT_SHAPE_MISMATCH (base
- *          and model dimensions differ); FLOWRT_UNSUPPORTED (a sample-only
- *          base). Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_create_with_base(const flowrt_model *model, const flowrt_flow_params *params,
-                                                      const flowrt_density *base, flowrt_flow **out);
-
-/** Creates a trainer whose targets x1 are drawn from `target` and whose x0
- *  are drawn from `base` (NULL: N(0, I)): e.g. two empirical densities for
- *  data-to-data transport, or a host density as the base. Sample k of
- *  training draws from the densities with index k (reproducible for any
- *  thread count); `heldout` fresh target samples (independent seed) form
- *  the held-out set (params->heldout_fraction is ignored).
- *  @param init     in, non-NULL: the starting model (copied).
- *  @param target   in, non-NULL; @param base in, nullable. Both may be
- *                  sample-only; their callbacks are called from worker
- *                  threads. The trainer keeps its own references.
- *  @param params   in, nullable (NULL = defaults).
- *  @param out      out, non-NULL; free with flowrt_trainer_free.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, bad params);
- *          FLOWRT_SHAPE_MISMATCH (dimensions differ); FLOWRT_NON_FINITE
- *          (schedule_fn, as flowrt_trainer_create); FLOWRT_INVALID_MODEL.
- *  Thread-safe (creates an independent object). */
-FLOWRT_API flowrt_status flowrt_trainer_create_from_densities(const flowrt_model *init, const flowrt_density *target,
-                                                              const flowrt_density *base, size_t heldout,
-                                                              const flowrt_trainer_params *params, flowrt_trainer **out);
-
-typedef enum flowrt_coupling {
-    /** x0 and x1 drawn independently (the default). */
-    FLOWRT_COUPLING_INDEPENDENT = 0,
-    /** Mini-batch optimal transport: inside each chunk of 256 samples, x1 is
-     *  re-paired to x0 by the exact assignment minimising Σ|x0 − x1|²
-     *  (Hungarian, O(256³) per chunk). Straighter paths, fewer solver steps. */
-    FLOWRT_COUPLING_EXACT_OT = 1
-} flowrt_coupling;
-
-/** Sets how a trainer pairs x0 and x1 for the following steps.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, unknown coupling).
- *  Not thread-safe: one thread at a time per trainer. */
-FLOWRT_API flowrt_status flowrt_trainer_set_coupling(flowrt_trainer *trainer, int32_t coupling);
-
-/** The score s_t(x[i]) = ∇ log ρ_t(x[i]) at times t[i], from the velocity
- *  (Gaussian base N(μ, diag σ²), DESIGN.md §1):
- *      s = [(β'x − βv)/(α'β − αβ') + μ] / (α σ²).
- *  Singular times are refused, never clamped: where |α(α'β − αβ')| < 1e-6
- *  (t = 1, where α = 0, and wherever α'β = αβ') the call fails. Near t = 1
- *  the score amplifies velocity errors by about 1/α.
- *  @param t          in, [n], each in [0, 1].
- *  @param x          in, [n, dim], finite.
- *  @param score_out  out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, t outside
- *          [0, 1] or singular); FLOWRT_NON_FINITE (NaN/Inf in t or x; a host
- *          schedule_fn failed or gave a non-finite value);
- *          FLOWRT_UNSUPPORTED (the flow's base is not Gaussian, or it was
- *          loaded from a file recording a "custom" schedule, which the file
- *          cannot hold: see flowrt_flow_load_onnx). Cost: one network evaluation.
- *  Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_score(const flowrt_flow *flow, size_t n, const double *t, const float *x,
-                                           float *score_out);
-
-typedef enum flowrt_sde_method {
-    /** Stochastic Heun predictor–corrector (two evaluations per step). */
-    FLOWRT_SDE_HEUN = 0,
-    /** Euler–Maruyama (one evaluation per step). */
-    FLOWRT_SDE_EULER_MARUYAMA = 1
-} flowrt_sde_method;
-
-/** Host diffusion coefficient ε(t) ≥ 0 (finite). Called on the calling
- *  thread, once per time of the grid. */
-typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
-
-/** How flowrt_flow_sample_sde integrates dX = [v + ε s] dt + √(2ε) dW. */
-typedef struct flowrt_sde_params {
-    uint32_t struct_size;      /**< sizeof(flowrt_sde_params). */
-    int32_t method;            /**< flowrt_sde_method (default HEUN). */
-    uint32_t steps;            /**< Uniform steps over [0, 1] (default 200); the last
-                                    is a deterministic ODE (Heun) step. */
-    double epsilon;            /**< Constant ε0 ≥ 0 when diffusion is NULL (default 1). */
-    double taper;              /**< ε is multiplied by min(1, |α(α'β − αβ')| / taper),
-                                    which vanishes as α → 0 at t → 1 (default 0.1). */
-    flowrt_diffusion_fn diffusion; /**< Optional ε(t) (default NULL: epsilon);
-                                    the taper still applies. */
-    void *diffusion_user_data; /**< Passed to diffusion (default NULL). */
-    uint32_t threads;          /**< Worker threads; 0 = all processors (default 0).
-                                    Results do not depend on it. */
-    flowrt_progress_fn progress; /**< Optional (default NULL), as in flowrt_solver_params:
-                                    called on the calling thread with done = finished
-                                    samples, total = n, value = mean fraction of [0, 1]
-                                    covered, after 1, 2, 4 and then every 8 steps of
-                                    each block of samples; non-zero cancels
-                                    (FLOWRT_CANCELLED). (Appended after 0.2.0: a
-                                    struct_size without it means NULL.) */
-    void *progress_user_data;  /**< Passed to progress (default NULL). */
-} flowrt_sde_params;
-
-/** Fills *params with the defaults, up to params->struct_size bytes (set
- *  struct_size = sizeof(flowrt_sde_params) first); the field comments give them.
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, or a struct_size this
- *          library does not know). Thread-safe. */
-FLOWRT_API flowrt_status flowrt_sde_params_init(flowrt_sde_params *params);
-
-/** The defaults as a value. Header-only: struct_size is the size this
- *  program was compiled with, so a newer library never writes past it. */
-static inline flowrt_sde_params flowrt_sde_default_params(void) {
-    flowrt_sde_params p;
-    memset(&p, 0, sizeof p);
-    p.struct_size = (uint32_t)sizeof p;
-    (void)flowrt_sde_params_init(&p);
-    return p;
-}
-
-/** Draws n samples with the SDE that has the flow's marginals:
- *  x0 from the base (sample i from the stream (seed, first_index + i), as
- *  flowrt_flow_sample_range), then dX = [v + ε s] dt + √(2ε) dW from t = 0
- *  to 1, Brownian increments of sample i from the stream (seed,
- *  first_index + i). Any thread count gives bit-identical samples; any
- *  split of a batch into ranges gives the same samples to the network's
- *  float rounding: bitwise on CPUs with AVX-512F, where each Linear output
- *  is summed in one fixed order whatever the batch; elsewhere the batch size
- *  changes matrix-multiply blocking.
- *  @param params  in, nullable (NULL = defaults).
- *  @param x_out   out, [n, dim].
- *  @return FLOWRT_OK; FLOWRT_INVALID_ARGUMENT (NULL, n ≥ 2^40, bad params,
- *          ε < 0); FLOWRT_NON_FINITE (ε(t) not finite; a host schedule_fn
- *          failed or gave a non-finite value on the time grid);
- *          FLOWRT_UNSUPPORTED (base not Gaussian, or no schedule, as
- *          flowrt_flow_score); FLOWRT_SOLVER_INCOMPLETE
- *          (some samples became NaN/Inf; outputs are still written).
- *  Cost: (steps − 1) × (2 Heun, 1 Euler–Maruyama) + 2 network evaluations
- *  per sample. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_sample_sde(const flowrt_flow *flow, const flowrt_sde_params *params,
-                                                uint64_t seed, uint64_t first_index, size_t n, float *x_out);
-
-/* (added after 0.2.0: the sampling calls' one argument order) */
-/** flowrt_flow_sample_sde with the argument order of every other sampling
- *  call (first_index, n, seed, params, outputs, stats: as
- *  flowrt_flow_sample_range) and the ODE calls' statistics: samples = n,
- *  steps = n × params->steps (every sample takes the same uniform steps),
- *  rejections = 0, evaluations = n × the evaluations per sample,
- *  non_finite_samples, max_steps_per_sample = params->steps. Progress comes
- *  from params->progress. The samples equal flowrt_flow_sample_sde's for the
- *  same (seed, first_index, n, params) bit for bit; that call stays, with
- *  its 0.1 argument order, and honours params->progress too.
- *  @param stats  out, nullable (struct_size set by the caller).
- *  Other parameters and return codes as flowrt_flow_sample_sde, plus
- *  FLOWRT_CANCELLED (progress returned non-zero; outputs undefined).
- *  Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_sample_sde_range(const flowrt_flow *flow, uint64_t first_index, size_t n,
-                                                      uint64_t seed, const flowrt_sde_params *params, float *x_out,
-                                                      flowrt_solver_stats *stats);
-
-/* ---------------------------------------------------------------------------
- * Conditional flows (DESIGN.md §5 "Conditioning")
- * ------------------------------------------------------------------------ */
-/* (section: conditional flows) */
-
-/* A conditional flow is a flow over a conditional model (a context input:
- * flowrt_model_context_dim > 0; from flowrt_model_create_mlp_conditional, a
- * trainer, or ONNX). Its velocity is v(t, x, c) with a context c per point:
- * m floats, or one class label carried as an exact integer float. The base
- * does not depend on c; each point's context is held fixed along its
- * trajectory, and each point's result does not depend on the others in its
- * batch (per-sample step control, as for unconditional flows). Contexts
- * cross as caller-owned row-major [rows, m] floats. flowrt_flow_create
- * accepts conditional models (0.1 refused them); the calls without a
- * context (flowrt_flow_sample, _transport, _encode, _log_prob) return
- * FLOWRT_INVALID_ARGUMENT on a conditional flow, naming the _conditional
- * call to use. Score and SDE sampling refuse conditional flows
- * (FLOWRT_UNSUPPORTED). Simulation-based inference is this with θ as x and
- * the observation as c: posterior samples and log p(θ | x_obs). */
-
-/** Context values per point m of a flow (0: unconditional; 1 for a class
- *  label; 0 for NULL). Thread-safe. */
-FLOWRT_API size_t flowrt_flow_context_dim(const flowrt_flow *flow);
-
-/** The number of classes of a label-conditional flow (labels are
- *  0..num_classes-1; the last is the null label of guidance when the model
- *  was trained with label_dropout), 0 otherwise and for NULL. Thread-safe. */
-FLOWRT_API size_t flowrt_flow_num_classes(const flowrt_flow *flow);
-
-/** Draws samples first_index, …, first_index + n − 1 of the conditional
- *  model density p(x | c): base samples as flowrt_flow_sample_range (sample
- *  i from the stream (seed, first_index + i)) transported from t = 0 to 1
- *  with their contexts held fixed; with log_prob_out, log p(x_out[i] | c_i)
- *  in the same pass. With guidance w ≠ 0 (label-conditional models only),
- *  the velocity is (1 + w) v(t, x, c) − w v(t, x, ∅), ∅ = the null label
- *  num_classes − 1 (train with label_dropout > 0 so that it means "no
- *  class"); guidance changes the density, so log_prob_out must then be NULL.
- *  @param flow          in, non-NULL.
- *  @param first_index   index of the first sample (≤ 2^62).
- *  @param n             samples (0: an empty batch).
- *  @param seed          base-sample seed.
- *  @param context       in, [context_rows, context_dim] floats, finite (labels:
- *                       integers 0..num_classes-1); NULL only for an
- *                       unconditional flow (then this equals
- *                       flowrt_flow_sample_range).
- *  @param context_rows  n (one context per output point) or 1 (one context
- *                       for all n points).
- *  @param guidance      w (0 = none).
- *  @param params        in, nullable (NULL = defaults).
- *  @param x_out         out, [n, dim].
- *  @param log_prob_out  out, nullable, [n]: log p(x_out[i] | c_i) in nats.
- *  @param stats         out, nullable.
- *  @return as flowrt_flow_sample, plus FLOWRT_INVALID_ARGUMENT (NULL context
- *          for a conditional flow, a context for an unconditional one,
- *          context_rows not n or 1, a label that is not a class, guidance
- *          with log_prob_out or not finite); FLOWRT_NON_FINITE (NaN/Inf in
- *          context); FLOWRT_UNSUPPORTED (guidance without class labels).
- *  Cost: as flowrt_flow_sample; guidance doubles it. Nothing is retained.
- *  Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_sample_conditional(const flowrt_flow *flow, uint64_t first_index, size_t n,
-                                                        uint64_t seed, const float *context, size_t context_rows,
-                                                        double guidance, const flowrt_solver_params *params,
-                                                        float *x_out, double *log_prob_out,
-                                                        flowrt_solver_stats *stats);
-
-/** Transports points with their contexts from t_from to t_to (as
- *  flowrt_flow_transport; context row i goes with point i).
- *  @param context  in, [n, context_dim] floats; NULL only for an
- *                  unconditional flow.
- *  Other parameters and return codes as flowrt_flow_transport, plus
- *  FLOWRT_INVALID_ARGUMENT / FLOWRT_NON_FINITE for the context as
- *  flowrt_flow_sample_conditional. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_transport_conditional(const flowrt_flow *flow, size_t n, const float *x_in,
-                                                           const float *context, double t_from, double t_to,
-                                                           const flowrt_solver_params *params, float *x_out,
-                                                           flowrt_solver_stats *stats);
-
-/** Encodes data given their contexts: the transport from t = 1 to 0 (the
- *  base code of x_i given c_i).
- *  @param context  in, [n, context_dim] floats; NULL only for an
- *                  unconditional flow.
- *  Other parameters and return codes as flowrt_flow_encode and
- *  flowrt_flow_transport_conditional. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_encode_conditional(const flowrt_flow *flow, size_t n, const float *x,
-                                                        const float *context, const flowrt_solver_params *params,
-                                                        float *z_out, flowrt_solver_stats *stats);
-
-/** log p_t(x_i | c_i) for t ∈ [0, 1], each context held fixed along its
- *  point's backward trajectory (as flowrt_flow_log_prob: exact or
- *  Hutchinson divergence, error control including Δ). Guidance is not
- *  available here: it changes the density.
- *  @param context  in, [n, context_dim] floats; NULL only for an
- *                  unconditional flow.
- *  Other parameters and return codes as flowrt_flow_log_prob, plus the
- *  context errors of flowrt_flow_sample_conditional. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_flow_log_prob_conditional(const flowrt_flow *flow, size_t n, const float *x,
-                                                          const float *context, double t,
-                                                          const flowrt_solver_params *params, double *log_prob,
-                                                          double *std_error, flowrt_solver_stats *stats);
-
-/** Creates a conditional MLP v(t, x, c): the MLP of flowrt_model_create_mlp
- *  with a context of context_dim floats concatenated after x and the time
- *  features ([x, φ(t), c]); context_dim = 0 gives exactly
- *  flowrt_model_create_mlp's model.
- *  @param params       in, non-NULL (as flowrt_model_create_mlp).
- *  @param context_dim  context values per sample, 0..65536.
- *  @param out          out, non-NULL: free with flowrt_model_free.
- *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
- *          context_dim > 65536. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_model_create_mlp_conditional(const flowrt_mlp_params *params, size_t context_dim,
-                                                             flowrt_model **out);
-
-/** Creates a label-conditional MLP v(t, x, y): the MLP of
- *  flowrt_model_create_mlp with a class label y per sample (context_dim 1,
- *  an exact integer float in 0..num_classes-1) selecting a learned
- *  embedding row [embedding_width] (initialised N(0, 1)) concatenated
- *  after x and the time features. For guidance, train with label_dropout
- *  > 0 and keep the last class for the null label (real labels
- *  0..num_classes-2).
- *  @param params           in, non-NULL (as flowrt_model_create_mlp).
- *  @param num_classes      classes, 1..2^20 (including the null class).
- *  @param embedding_width  embedding width, 0..65536 (0 = 16).
- *  @param out              out, non-NULL: free with flowrt_model_free.
- *  @return as flowrt_model_create_mlp, plus FLOWRT_INVALID_ARGUMENT for
- *          num_classes or embedding_width out of range. Thread-safe. */
-FLOWRT_API flowrt_status flowrt_model_create_mlp_labels(const flowrt_mlp_params *params, size_t num_classes,
-                                                        size_t embedding_width, flowrt_model **out);
-
-/** Creates a trainer of a conditional model on pairs (x_i, c_i): as
- *  flowrt_trainer_create, with row i of `context` going with row i of
- *  `data` in the held-out split and in every minibatch; the loss is the
- *  same with c_i passed through. params->label_dropout > 0 (label models)
- *  replaces labels by the null class for guidance. Checkpoints hold no
- *  contexts (they are data): resume with the same data and contexts.
- *  flowrt_trainer_create refuses conditional models and names this call.
- *  @param init         in, non-NULL: a conditional model (or unconditional,
- *                      with context_dim 0 and context NULL).
- *  @param data         in, [n, dim] floats (finite).
- *  @param context      in, [n, context_dim] floats (finite; labels
- *                      0..num_classes-1); NULL only when context_dim is 0.
- *  @param n            rows (> 0).
- *  @param dim          columns of data (the model's dim).
- *  @param context_dim  columns of context (the model's context_dim).
- *  @param params       in, nullable (NULL = defaults).
- *  @param out          out, non-NULL: free with flowrt_trainer_free.
- *  @return as flowrt_trainer_create, plus FLOWRT_SHAPE_MISMATCH
- *          (context_dim differs from the model's); FLOWRT_INVALID_ARGUMENT
- *          (NULL context for a conditional model, a label that is not a
- *          class, label_dropout outside [0, 1) or without a label model);
- *          FLOWRT_NON_FINITE (NaN/Inf in context). The data and contexts
- *          are copied. Thread-safe (creates an independent object). */
-FLOWRT_API flowrt_status flowrt_trainer_create_conditional(const flowrt_model *init, const float *data,
-                                                           const float *context, size_t n, size_t dim,
-                                                           size_t context_dim, const flowrt_trainer_params *params,
-                                                           flowrt_trainer **out);
-
 
 /* ===========================================================================
  * bfloat16 evaluation (issue 17). An opt-in precision for the dense layers.
