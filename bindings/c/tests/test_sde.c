@@ -1,4 +1,4 @@
-/* C tests of the "densities and SDE" section: host densities through
+/* C tests of the "densities" and "flows, score and SDE" sections: host densities through
  * callbacks (against the same closed form computed here), flows over a
  * host or diagonal-normal base, the score (trig closed form), the SDE
  * sampler (split/thread reproducibility, ε = 0 is the ODE), trainers from

@@ -333,7 +333,7 @@ flowrt_trainer_flow = _declare("flowrt_trainer_flow", c_int, c_void_p, POINTER(c
 flowrt_flow_fourier_coefficients = _declare("flowrt_flow_fourier_coefficients", c_int, c_void_p, c_double_p,
                                             c_double_p, c_size_t, POINTER(c_size_t))
 
-# ---- densities and SDE (section: densities and SDE) ----
+# ---- densities (section: densities), score and SDE (section: flows, score and SDE) ----
 SDE_METHODS = {"heun": 0, "euler_maruyama": 1}
 # typedef double (*flowrt_diffusion_fn)(void *user_data, double t);
 diffusion_fn = ctypes.CFUNCTYPE(c_double, c_void_p, c_double)

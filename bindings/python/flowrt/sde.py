@@ -1,5 +1,5 @@
-"""Trainers from densities and mini-batch OT coupling (flowrt.h section
-"densities and SDE"). Host densities are `flowrt.Density`; the score and the
+"""Trainers from densities and mini-batch OT coupling (flowrt.h sections
+"densities" and "training"). Host densities are `flowrt.Density`; the score and the
 SDE sampler are `Flow.score` and `Flow.sample_sde`; a flow over any base is
 `flowrt.Flow(model, base=density)`.
 

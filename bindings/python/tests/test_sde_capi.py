@@ -1,5 +1,5 @@
 """flowrt.Density, flowrt.sde and Flow.score/sample_sde: host densities, the score and the SDE sampler through the C ABI
-(section "densities and SDE" of flowrt.h), against independent numpy
+(sections "densities" and "flows, score and SDE" of flowrt.h), against independent numpy
 computations."""
 import numpy as np
 import pytest
