@@ -115,19 +115,11 @@ public func flowrt_trainer_create_conditional(_ initial: OpaquePointer?, _ data:
                                               _ params: UnsafePointer<flowrt_trainer_params>?,
                                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
     guarded("flowrt_trainer_create_conditional") {
-        let out = try require(out, "out")
-        out.pointee = nil
-        let model = try modelObject(initial, "init")
-        let rows = try count(n, "n"), d = try count(dim, "dim")
-        guard d == model.dimension else {
-            throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
+        let (out, model, rows, x, total) = try trainerData(initial, data, n, dim, out) { model in
+            guard contextDim == model.contextDimension else {
+                throw FlowError.shapeMismatch("context_dim = \(unsigned(contextDim)) but the model takes \(model.contextDimension) context values per sample")
+            }
         }
-        guard contextDim == model.contextDimension else {
-            throw FlowError.shapeMismatch("context_dim = \(unsigned(contextDim)) but the model takes \(model.contextDimension) context values per sample")
-        }
-        let total = try checkedProduct(rows, d, "data")
-        let x = try require(data, "data")
-        try requireFinite(x, total, "data")
         var contexts: [Float]? = nil
         if contextDim > 0 {
             let ctotal = try checkedProduct(rows, contextDim, "context")

@@ -41,19 +41,11 @@ public func flowrt_trainer_create_path_length(_ initial: OpaquePointer?, _ data:
                                               _ path: UnsafePointer<flowrt_path_params>?,
                                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
     guarded("flowrt_trainer_create_path_length") {
-        let out = try require(out, "out")
-        out.pointee = nil
-        let model = try modelObject(initial, "init")
-        let rows = try count(n, "n"), d = try count(dim, "dim")
-        guard d == model.dimension else {
-            throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
+        let (out, model, _, x, total) = try trainerData(initial, data, n, dim, out) { model in
+            guard model.contextDimension == 0 else {
+                throw FlowError.invalidArgument("path-length optimisation takes an unconditional model; this one has \(model.contextDimension) context values per sample")
+            }
         }
-        guard model.contextDimension == 0 else {
-            throw FlowError.invalidArgument("path-length optimisation takes an unconditional model; this one has \(model.contextDimension) context values per sample")
-        }
-        let total = try checkedProduct(rows, d, "data")
-        let x = try require(data, "data")
-        try requireFinite(x, total, "data")
         var p = try readParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params")
         guard p.schedule_fn == nil else {
             throw FlowError.invalidArgument("params->schedule_fn must be NULL: a path-length trainer learns its own (Fourier) schedule")

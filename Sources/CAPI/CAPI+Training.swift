@@ -90,24 +90,37 @@ func trainerSettings(_ p: flowrt_trainer_params) throws -> (TrainerConfiguration
     return (config, InterpolantLoss(schedule: schedule, timeDistribution: time))
 }
 
+/// The checks every trainer constructor over float samples starts with, in
+/// this order: `out` (reset to NULL), the model `init`, `n` and `dim`,
+/// `dim` against the model, then `modelCheck` (what this constructor needs
+/// of the model), then `data` [n, dim] present and finite.
+func trainerData(_ initial: OpaquePointer?, _ data: UnsafePointer<Float>?, _ n: Int, _ dim: Int,
+                 _ out: UnsafeMutablePointer<OpaquePointer?>?, modelCheck: (Model) throws -> Void) throws
+    -> (out: UnsafeMutablePointer<OpaquePointer?>, model: Model, rows: Int, x: UnsafePointer<Float>, total: Int) {
+    let out = try require(out, "out")
+    out.pointee = nil
+    let model = try modelObject(initial, "init")
+    let rows = try count(n, "n"), d = try count(dim, "dim")
+    guard d == model.dimension else {
+        throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
+    }
+    try modelCheck(model)
+    let total = try checkedProduct(rows, d, "data")
+    let x = try require(data, "data")
+    try requireFinite(x, total, "data")
+    return (out, model, rows, x, total)
+}
+
 @_cdecl("flowrt_trainer_create")
 public func flowrt_trainer_create(_ initial: OpaquePointer?, _ data: UnsafePointer<Float>?, _ n: Int, _ dim: Int,
                                   _ params: UnsafePointer<flowrt_trainer_params>?,
                                   _ out: UnsafeMutablePointer<OpaquePointer?>?) -> flowrt_status {
     guarded("flowrt_trainer_create") {
-        let out = try require(out, "out")
-        out.pointee = nil
-        let model = try modelObject(initial, "init")
-        let rows = try count(n, "n"), d = try count(dim, "dim")
-        guard d == model.dimension else {
-            throw FlowError.shapeMismatch("dim = \(d) but the model's dimension is \(model.dimension)")
+        let (out, model, _, x, total) = try trainerData(initial, data, n, dim, out) { model in
+            guard model.contextDimension == 0 else {
+                throw FlowError.invalidArgument("the model is conditional (\(model.contextDimension) context values per sample): call flowrt_trainer_create_conditional with a context [n, \(model.contextDimension)]")
+            }
         }
-        guard model.contextDimension == 0 else {
-            throw FlowError.invalidArgument("the model is conditional (\(model.contextDimension) context values per sample): call flowrt_trainer_create_conditional with a context [n, \(model.contextDimension)]")
-        }
-        let total = try checkedProduct(rows, d, "data")
-        let x = try require(data, "data")
-        try requireFinite(x, total, "data")
         let p = try readParams(params, defaults: defaultTrainerParams(), knownSizes: trainerParamsSizes, "params")
         let (config, loss) = try trainerSettings(p)
         // The copy and the trainer's split of it: twice the data, reserved
