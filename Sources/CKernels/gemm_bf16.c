@@ -124,13 +124,47 @@ static FR_BF16 void fr_convert_rows(const float *x, size_t rows, size_t in, uint
     }
 }
 
+// SiLU of 16 lanes for the bf16 path, on registers, without a division.
+// e = 2^t = e^−|x| with t = −|x|·log2 e (|x| clamped at 200, where e is
+// 0 in float32): n = round(t), 2^(t−n) by a degree-5 polynomial fitted to
+// the relative error on [−½, ½] (1.6e-7 with float32 coefficients), 2^n by
+// vscalefps (exact, underflows to 0). q = 1/(1 + e) by vrcp14ps and one
+// Newton step (≈ 2^-27). Then x ≥ 0: x·q = x·σ(x); x < 0: x·q·e.
+// Error: ≤ 2e-6 relative where |SiLU(x)| ≥ 1e-6 (the float32 path's:
+// ~3e-7; the rounding of t, |t|·2^-24, is most of it); below that, for
+// large negative x, up to ~1e-5 relative. The next bf16 layer rounds these
+// values to 2^-9 anyway. About 0.6× the cost of the float32 path's exp and
+// vdivps (bench: 0.24 against 0.40 ns per value), and no separate pass.
+// +∞ gives +∞, NaN gives NaN, −∞ gives NaN (−∞·0, as in float32).
+static inline __attribute__((always_inline)) FR_BF16 __m512 fr_silu_bf16_path(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    // vminps returns its second operand when either is NaN: a NaN x stays NaN.
+    __m512 t = _mm512_mul_ps(_mm512_min_ps(_mm512_set1_ps(200.0f), _mm512_abs_ps(x)),
+                             _mm512_set1_ps(-1.44269504088896341f));
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.3276465470e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755412825e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507132937e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022119725e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314696705e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000000717e+00f));
+    __m512 e = _mm512_scalef_ps(p, n);
+    __m512 d = _mm512_add_ps(e, one);
+    __m512 q = _mm512_rcp14_ps(d);
+    q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, one), q);
+    __m512 xq = _mm512_mul_ps(x, q);
+    return _mm512_mask_mul_ps(xq, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), xq, e);
+}
+
 // One tile: MR rows of xb (row stride ldx) times NP panels of wp (panel
 // stride pstride uint16) over k2 pairs into y (row stride ldy); `cols`
-// (≤ NP·16) outputs valid. MR and NP are constants at each call site.
+// (≤ NP·16) outputs valid; SiLU applied on the accumulators when `silu`.
+// MR, NP and silu are constants at each call site.
 static inline __attribute__((always_inline)) FR_BF16
 void fr_tile_bf16(const uint16_t *restrict xb, size_t ldx, const uint16_t *restrict wp, size_t pstride,
                   const float *restrict bias, float *restrict y, size_t ldy, size_t k2, size_t cols, const int MR,
-                  const int NP) {
+                  const int NP, const int silu) {
     __m512 c[24][4];
     __mmask16 mask[4];
     for (int p = 0; p < NP; p++) {
@@ -150,11 +184,15 @@ void fr_tile_bf16(const uint16_t *restrict xb, size_t ldx, const uint16_t *restr
         }
     }
     for (int r = 0; r < MR; r++)
-        for (int p = 0; p < NP; p++) _mm512_mask_storeu_ps(y + r * ldy + p * FR_PANEL, mask[p], c[r][p]);
+        for (int p = 0; p < NP; p++)
+            _mm512_mask_storeu_ps(y + r * ldy + p * FR_PANEL, mask[p], silu ? fr_silu_bf16_path(c[r][p]) : c[r][p]);
 }
 
 #define FR_TILE_CASE(MR_, NP_) \
-    case (MR_) * 16 + (NP_): fr_tile_bf16(xb, ldx, wp, pstride, bias, y, ldy, k2, cols, MR_, NP_); return;
+    case (MR_) * 16 + (NP_): \
+        if (silu) fr_tile_bf16(xb, ldx, wp, pstride, bias, y, ldy, k2, cols, MR_, NP_, 1); \
+        else fr_tile_bf16(xb, ldx, wp, pstride, bias, y, ldy, k2, cols, MR_, NP_, 0); \
+        return;
 
 // Runtime (MR, NP) → the unrolled instance. Full tiles hold 24 accumulators
 // (6 × 4, 12 × 2, 24 × 1 panels: enough independent vdpbf16ps chains to
@@ -162,7 +200,7 @@ void fr_tile_bf16(const uint16_t *restrict xb, size_t ldx, const uint16_t *restr
 // zmm registers; the leftover rows of a block run in tiles of 16, 8, 4, 2, 1.
 static FR_BF16 void fr_tile_bf16_dispatch(int mr, int np, const uint16_t *xb, size_t ldx, const uint16_t *wp,
                                           size_t pstride, const float *bias, float *y, size_t ldy, size_t k2,
-                                          size_t cols) {
+                                          size_t cols, int silu) {
     switch (mr * 16 + np) {
     FR_TILE_CASE(6, 4) FR_TILE_CASE(4, 4) FR_TILE_CASE(2, 4) FR_TILE_CASE(1, 4)
     FR_TILE_CASE(12, 2) FR_TILE_CASE(8, 2) FR_TILE_CASE(4, 2) FR_TILE_CASE(2, 2) FR_TILE_CASE(1, 2)
@@ -204,14 +242,16 @@ static FR_BF16 void fr_gemm_bf16_avx512(const float *x, const uint16_t *wp, cons
             for (size_t r = 0; r < rows;) {
                 int mr = fr_bf16_tile_rows(np, rows - r);
                 fr_tile_bf16_dispatch(mr, np, xb + r * ldx, ldx, wp + p * pstride, pstride, bias ? bias + j : NULL,
-                                      y + (r0 + r) * out + j, out, k2, cols);
+                                      y + (r0 + r) * out + j, out, k2, cols, activation == FR_SILU);
                 r += (size_t)mr;
             }
             p += (size_t)np;
         }
         // The block's outputs are still in cache: apply f now, not in a
         // second pass over all m rows (the same elementwise function).
-        if (activation != FR_IDENTITY) fr_unary_forward(activation, p1, p2, y + r0 * out, y + r0 * out, rows * out);
+        // (SiLU, the common case, was applied on the accumulators.)
+        if (activation != FR_IDENTITY && activation != FR_SILU)
+            fr_unary_forward(activation, p1, p2, y + r0 * out, y + r0 * out, rows * out);
     }
 }
 

@@ -8,7 +8,10 @@ import CKernels
 /// layer's input is rounded per block of rows, products accumulate in
 /// float32, and biases, non-linearities, every other op and the solvers
 /// stay float32. A layer's outputs then differ from float32 by about 2^-8 of
-/// Σ|x_k·W_jk| (two roundings to 8 significant bits); sampled endpoints of
+/// Σ|x_k·W_jk| (two roundings to 8 significant bits). A SiLU following
+/// such a layer runs on its float32 accumulators in a division-free form
+/// accurate to 2e-6 relative (float32's: ~3e-7); other activations use the
+/// float32 kernels. Sampled endpoints of
 /// the trained checkerboard flow move by ~1e-3 (bench/bf16/results.md).
 /// Narrow layers stay float32: an input layer rounded to bf16 would round
 /// the sample coordinates themselves to 3 significant digits, and a narrow
