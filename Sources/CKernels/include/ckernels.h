@@ -253,6 +253,22 @@ size_t fr_gemm_bf16_scratch_bytes(size_t in);
 void fr_gemm_bf16(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m, size_t out, size_t in,
                   void *scratch, int activation, float p1, float p2);
 
+/// 2-D convolution with bf16 products (conv_bf16.c): y as fr_conv2d_forward
+/// computes it, but each output is bias (or 0) followed by one vdpbf16ps per
+/// pair of k = (ci·kh + ky)·kw + kx in increasing order, the products of
+/// bf16(w) and bf16(x) (round to nearest even) accumulated in float32; a
+/// sample's output is the same bits alone or in any batch. wp from
+/// fr_conv2d_pack_bf16 (fr_conv2d_bf16_packed_count uint16: per output
+/// channel, its cin/groups·kh·kw weights as bf16, padded to even); scratch
+/// of fr_conv2d_bf16_scratch_bytes bytes (K·384 + 128: one float32 panel of
+/// im2col and the bf16 panels of 64 positions). Without AVX512_BF16
+/// (fr_bf16_supported() == 0) a scalar path computes the same sums.
+size_t fr_conv2d_bf16_packed_count(const fr_conv2d_geometry *g);
+void fr_conv2d_pack_bf16(const fr_conv2d_geometry *g, const float *w, uint16_t *wp);
+size_t fr_conv2d_bf16_scratch_bytes(const fr_conv2d_geometry *g);
+void fr_conv2d_forward_bf16(const fr_conv2d_geometry *g, const float *x, const uint16_t *wp, const float *bias,
+                            float *y, size_t n, void *scratch);
+
 /* ===================== end of bfloat16 kernels ======================== */
 
 #ifdef __cplusplus

@@ -630,6 +630,103 @@ static void test_gemm_bf16_silu_range(void) {
     free(scratch);
 }
 
+// bfloat16 convolution (fr_conv2d_forward_bf16) against (a) the sum in
+// double of the products of bf16-rounded weights and inputs (error ≤ TOL of
+// Σ|products|: float32 accumulation only), (b) the float32 convolution in
+// double (≤ 1/128 of Σ|w·x|: two roundings to 8 bits), on the hardware and
+// portable paths; a sample alone gives the batch's bits; the kernel stays
+// inside y and the scratch it asked for.
+static void test_conv_bf16_case(const conv_case *cc) {
+    const fr_conv2d_geometry *g = &cc->g;
+    const size_t n = cc->n, cin_g = g->cin / g->groups, cout_g = g->cout / g->groups;
+    const size_t xs = g->cin * g->h * g->w, ys = g->cout * g->oh * g->ow, ws = g->cout * cin_g * g->kh * g->kw;
+    const size_t hw = g->h * g->w, ohw = g->oh * g->ow, khkw = g->kh * g->kw;
+    char what[256];
+    describe(cc, what, sizeof what);
+    float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
+    double *emul = calloc(n * ys, sizeof(double)), *escale = calloc(n * ys, sizeof(double));
+    double *ref = calloc(n * ys, sizeof(double)), *scale = calloc(n * ys, sizeof(double));
+    for (size_t s = 0; s < n; s++)
+        for (size_t co = 0; co < g->cout; co++) {
+            size_t gi = co / cout_g;
+            for (size_t oy = 0; oy < g->oh; oy++)
+                for (size_t ox = 0; ox < g->ow; ox++) {
+                    size_t yi = (s * g->cout + co) * ohw + oy * g->ow + ox;
+                    double b = bias ? bias[co] : 0.0, e = b, es = fabs(b), r = b, rs = fabs(b);
+                    for (size_t ci = 0; ci < cin_g; ci++)
+                        for (size_t ky = 0; ky < g->kh; ky++)
+                            for (size_t kx = 0; kx < g->kw; kx++) {
+                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
+                                if (at < 0) continue;
+                                float xv = x[(s * g->cin + gi * cin_g + ci) * hw + (size_t)at];
+                                float wv = w[(co * cin_g + ci) * khkw + ky * g->kw + kx];
+                                double t = (double)ref_float(ref_bf16(wv)) * ref_float(ref_bf16(xv));
+                                e += t; es += fabs(t);
+                                double u = (double)wv * xv;
+                                r += u; rs += fabs(u);
+                            }
+                    emul[yi] = e; escale[yi] = es; ref[yi] = r; scale[yi] = rs;
+                }
+        }
+    uint16_t *wp = malloc((fr_conv2d_bf16_packed_count(g) + 1) * sizeof(uint16_t));
+    wp[fr_conv2d_bf16_packed_count(g)] = 0xabcd;
+    fr_conv2d_pack_bf16(g, w, wp);
+    CHECK(wp[fr_conv2d_bf16_packed_count(g)] == 0xabcd, "conv bf16 packing wrote past its count: %s", what);
+    size_t sb = fr_conv2d_bf16_scratch_bytes(g);
+    unsigned char *scratch = malloc(sb + 1);
+    float *y = fbuf(n * ys + 1), *one = fbuf(ys + 1);
+    for (int portable = fr_bf16_hardware() ? 0 : 1; portable < 2; portable++) {
+        fr_bf16_force_unavailable(portable);
+        const char *path = portable ? "portable" : "avx512bf16";
+        for (size_t i = 0; i < n * ys; i++) y[i] = NAN;
+        y[n * ys] = 12345.0f;
+        scratch[sb] = 0x5a;
+        fr_conv2d_forward_bf16(g, x, wp, bias, y, n, scratch);
+        double e = worst(y, emul, escale, n * ys);
+        CHECK(e <= TOL, "conv bf16 %s %s: error %.3g against the bf16 products", path, what, e);
+        double f = worst(y, ref, scale, n * ys);
+        CHECK(f <= 1.0 / 128, "conv bf16 %s %s: error %.3g against float32", path, what, f);
+        CHECK(y[n * ys] == 12345.0f && scratch[sb] == 0x5a, "conv bf16 %s wrote past y or its scratch: %s", path, what);
+        for (size_t s = 0; s < n; s++) {
+            fr_conv2d_forward_bf16(g, x + s * xs, wp, bias, one, 1, scratch);
+            CHECK(memcmp(one, y + s * ys, ys * sizeof(float)) == 0, "conv bf16 %s sample %zu alone differs: %s", path, s,
+                  what);
+        }
+    }
+    fr_bf16_force_unavailable(0);
+    free(x); free(w); free(bias); free(emul); free(escale); free(ref); free(scale); free(wp); free(scratch); free(y);
+    free(one);
+}
+
+static void test_conv_bf16(void) {
+    conv_case fixed[] = {
+        make_conv(2, 32, 32, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),  // the MNIST U-Net's convolutions
+        make_conv(1, 64, 64, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),    // 7×7: four runs per panel
+        make_conv(2, 32, 96, 1, 28, 28, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),  // 1×1
+        make_conv(1, 3, 40, 1, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0),    // K = 27: odd, a pad row
+        make_conv(3, 8, 16, 1, 28, 28, 4, 4, 2, 2, 1, 1, 1, 1, 1, 1, 1),   // stride 2: the gather path
+        make_conv(2, 6, 6, 6, 13, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),     // depthwise: K = 9
+        make_conv(2, 4, 6, 2, 1, 40, 1, 3, 1, 1, 0, 0, 2, 1, 1, 2, 1),     // Conv1d, groups 2, dilation
+        make_conv(1, 1, 1, 1, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 0),      // pads exceed the image
+        make_conv(1, 3, 17, 1, 17, 300, 3, 3, 1, 1, 1, 0, 0, 2, 1, 1, 1),  // wide rows, many blocks
+        make_conv(1, 5, 7, 1, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),      // ow = 2: more than 4 runs
+    };
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++) test_conv_bf16_case(&fixed[f]);
+    static const size_t kernels[][2] = {{1, 1}, {3, 3}, {1, 3}, {3, 1}, {4, 4}, {2, 3}};
+    for (int done = 0; done < 150;) {
+        size_t groups = rng_int(1, 3), cin_g = rng_int(1, 7), cout_g = rng_int(1, 13), k = rng_int(0, 5);
+        size_t h = rng_int(1, 19), w = rng_int(1, 23);
+        size_t kh = h == 1 ? 1 : kernels[k][0], kw = kernels[k][1];
+        conv_case c = make_conv(rng_int(1, 3), cin_g * groups, cout_g * groups, groups, h, w, kh, kw, rng_int(1, 2),
+                                rng_int(1, 2), rng_int(0, 2), rng_int(0, 2), rng_int(0, 2), rng_int(0, 2),
+                                rng_int(1, 2), rng_int(1, 2), (int)rng_int(0, 1));
+        if (h == 1) c.g.pad_top = 0, c.g.stride_h = 1, c.g.oh = 1;
+        if (c.g.oh == 0 || c.g.ow == 0) continue;
+        test_conv_bf16_case(&c);
+        done++;
+    }
+}
+
 static void test_gemm_bf16(void) {
     test_bf16_rounding();
     test_gemm_bf16_silu_range();
@@ -657,6 +754,7 @@ int main(void) {
     test_group_norm();
     printf("bf16 kernel: %s\n", fr_bf16_hardware() ? "AVX512_BF16 and portable paths tested" : "portable path only");
     test_gemm_bf16();
+    test_conv_bf16();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
