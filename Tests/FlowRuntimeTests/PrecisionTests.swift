@@ -115,4 +115,54 @@ final class PrecisionTests: XCTestCase {
         XCTAssertNil(Precision(name: "fp16"))
         XCTAssertNil(Precision(rawValue: 2))
     }
+
+    /// Convolutions under bf16 (`fr_conv2d_forward_bf16`), on torchcfm's
+    /// MNIST U-Net exported from PyTorch: velocity and JVP within 3e-2 of
+    /// the largest float32 magnitude (measured ~5e-3: ~20 bf16 layers), bf16
+    /// really ran, a sample alone gives the batch's bits, and float32 comes
+    /// back bit for bit. The first convolution (K = 9) stays float32.
+    func testBF16ConvolutionsOnTheTorchcfmUNet() throws {
+        try XCTSkipUnless(Precision.bf16Available, "no AVX512_BF16")
+        let model = try Model.loadONNX(path: ImageNetworkTests.folder + "/tcfm_unet__dynamo__op21.onnx")
+        let d = model.dimension, n = 3
+        let x = points(n, d, seed: 6), t = [0.1, 0.5, 0.9]
+        let tangent = points(n, d, seed: 7)
+        func evaluate() -> (v: [Float], jv: [Float]) {
+            var v = [Float](repeating: 0, count: n * d), jv = v
+            t.withUnsafeBufferPointer { tb in
+                x.scalars.withUnsafeBufferPointer { xb in
+                    tangent.scalars.withUnsafeBufferPointer { tg in
+                        v.withUnsafeMutableBufferPointer { vb in
+                            jv.withUnsafeMutableBufferPointer { jb in
+                                model.velocityJVP(times: tb, points: xb, tangents: tg, k: 1, into: vb, products: jb,
+                                                  workspace: model.makeWorkspace())
+                            }
+                        }
+                    }
+                }
+            }
+            return (v, jv)
+        }
+        let v32 = model.velocity(t: t, x: x).scalars, f32 = evaluate()
+        model.setPrecision(.bf16)
+        XCTAssertEqual(model.effectivePrecision(), .bf16)
+        let convs = model.graph.nodes.indices.filter { model.graph.nodes[$0].operation.op is ConvOp }
+        let bf16Convs = convs.filter { model.plan.parameters.bf16Weights($0) != nil }
+        XCTAssertEqual(convs.count - bf16Convs.count, 2, "all but the first and the output convolution run bf16")
+        let v16 = model.velocity(t: t, x: x).scalars
+        let rel = maxDiff(v16, v32) / maxAbs(v32)
+        XCTAssertLessThan(rel, 3e-2, "bf16 U-Net velocity off by \(rel) of max |v|")
+        XCTAssertGreaterThan(rel, 1e-5, "bf16 did not change the U-Net's velocity (did it run?)")
+        let one = model.velocity(t: [t[1]], x: Tensor(shape: [1, d], scalars: Array(x.scalars[d..<2 * d])))
+        XCTAssertEqual(one.scalars, Array(v16[d..<2 * d]), "a sample alone differs from the batch under bf16")
+        XCTAssertEqual(evaluate().jv, f32.jv, "velocity bf16 must not touch the JVP (a likelihood pass)")
+        model.setPrecision(.bf16, likelihood: true)
+        let f16 = evaluate()
+        let jrel = maxDiff(f16.jv, f32.jv) / maxAbs(f32.jv)
+        XCTAssertLessThan(jrel, 3e-2, "bf16 U-Net JVP off by \(jrel) of max |Jv|")
+        XCTAssertGreaterThan(jrel, 1e-5, "bf16 did not change the U-Net's JVP")
+        model.setPrecision(.float32)
+        model.setPrecision(.float32, likelihood: true)
+        XCTAssertEqual(model.velocity(t: t, x: x).scalars, v32)
+    }
 }

@@ -153,6 +153,8 @@ final class ParameterStore: @unchecked Sendable {
     /// What `repack` rebuilds: node, parameter, layout.
     private let packing: [PackedLinear]
     private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
+    /// Other ops' bf16 copies (`GraphOp.bf16Packing`), built by `prepareBF16`.
+    private let bf16Packing: [(node: Int, parameter: Int, request: BF16Packing)]
     /// Per node: a bfloat16 copy of the packed weight (`fr_pack_weights_bf16`)
     /// for layers with at least `Precision.bf16MinimumWidth` inputs and outputs; empty
     /// until `prepareBF16` builds them, then kept current by `repack`.
@@ -193,6 +195,14 @@ final class ParameterStore: @unchecked Sendable {
         }
         self.packed = packed
         self.packing = packing
+        var bf16Packing: [(node: Int, parameter: Int, request: BF16Packing)] = []
+        for (n, node) in graph.nodes.enumerated() {
+            guard let request = node.operation.op.bf16Packing(node.inputs.map { graph.values[$0] }),
+                  case .parameter(let p) = graph.values[node.inputs[request.input]].source, request.count > 0,
+                  request.count <= 2 * Swift.max(counts[p], 16) else { continue }  // a bf16 copy, not more
+            bf16Packing.append((n, p, request))
+        }
+        self.bf16Packing = bf16Packing
         for p in Set(packing.map(\.parameter)) { repack(parameter: p) }
     }
 
@@ -223,6 +233,13 @@ final class ParameterStore: @unchecked Sendable {
                 fr_pack_weights_bf16(pointers[e.parameter], e.inOutLayout ? 1 : 0, w, e.out, e.in)
                 copies[e.node] = w
             }
+            for e in bf16Packing {
+                let bytes = e.request.count * MemoryLayout<UInt16>.stride
+                let w = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    .bindMemory(to: UInt16.self, capacity: e.request.count)
+                e.request.pack(pointers[e.parameter], w)
+                copies[e.node] = w
+            }
             packedBF16 = copies
         }
     }
@@ -233,6 +250,9 @@ final class ParameterStore: @unchecked Sendable {
         for e in packing where e.parameter == p {
             fr_pack_weights(pointers[p], e.inOutLayout ? 1 : 0, packed[e.node]!, e.out, e.in)
             if let w = bf16Weights(e.node) { fr_pack_weights_bf16(pointers[p], e.inOutLayout ? 1 : 0, w, e.out, e.in) }
+        }
+        for e in bf16Packing where e.parameter == p {
+            if let w = bf16Weights(e.node) { e.request.pack(pointers[p], w) }
         }
     }
 

@@ -45,6 +45,11 @@ protocol GraphOp: Sendable, Equatable {
     /// A weight input this op wants packed for `fr_gemm_packed`, if any.
     func weightPacking(_ inputs: [Graph.Value]) -> WeightPacking?
 
+    /// A weight input this op wants as its own bf16 copy for passes run in
+    /// `Precision.bf16` (ops other than Linear, whose bf16 copy follows its
+    /// `weightPacking`), if any.
+    func bf16Packing(_ inputs: [Graph.Value]) -> BF16Packing?
+
     /// ONNX op types this op imports, each with its import rule.
     static var onnxImports: [String: ONNXImportRule] { get }
 }
@@ -56,6 +61,15 @@ struct WeightPacking {
     var out: Int, `in`: Int
     /// Weight stored `[in, out]` (MatMul) rather than `[out, in]` (PyTorch).
     var inOutLayout: Bool
+}
+
+/// A weight the parameter store keeps as a bf16 copy under `Precision.bf16`:
+/// `count` UInt16 values written by `pack` from the float32 weight.
+struct BF16Packing {
+    /// Which input of the node holds the weight.
+    var input: Int
+    var count: Int
+    var pack: (UnsafePointer<Float>, UnsafeMutablePointer<UInt16>) -> Void
 }
 
 /// Imports one ONNX node (`index` in the graph's node list).
@@ -71,6 +85,7 @@ extension GraphOp {
     }
     func flops(_ inputs: [Graph.Value], output: Graph.Value) -> Int { 0 }
     func weightPacking(_ inputs: [Graph.Value]) -> WeightPacking? { nil }
+    func bf16Packing(_ inputs: [Graph.Value]) -> BF16Packing? { nil }
     static var onnxImports: [String: ONNXImportRule] { [:] }
 
     func isEqual(_ other: any GraphOp) -> Bool { (other as? Self) == self }

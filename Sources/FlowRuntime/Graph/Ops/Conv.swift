@@ -63,14 +63,44 @@ struct ConvOp: GraphOp {
         2 * output.shape.elementCount * inputs[1].shape.dropFirst().reduce(1, *)
     }
 
+    /// Under `Precision.bf16`, convolutions with at least
+    /// `Precision.bf16MinimumWidth` products per output (K = Cin/groups·kh·kw)
+    /// and output channels per group run on `fr_conv2d_forward_bf16`; the
+    /// first convolution of a net (K = 9 or 27: the image itself) and the
+    /// output convolution (a few channels) stay float32, as narrow Linear
+    /// layers do.
+    func bf16Packing(_ inputs: [Graph.Value]) -> BF16Packing? {
+        let w = inputs[1].shape
+        guard w.count == spatialRank + 2, groups >= 1, w[0] % groups == 0 else { return nil }
+        let k = w.dropFirst().reduce(1, *), coutPerGroup = w[0] / groups
+        guard k >= Precision.bf16MinimumWidth, coutPerGroup >= Precision.bf16MinimumWidth else { return nil }
+        // Only cin/groups, the kernel, cout and groups matter to the packing.
+        var g = geometry(input: [w[1] * groups] + Array(repeating: 1, count: spatialRank),
+                         output: [w[0]] + Array(repeating: 1, count: spatialRank))
+        return BF16Packing(input: 1, count: fr_conv2d_bf16_packed_count(&g)) { src, dst in
+            var g = g
+            fr_conv2d_pack_bf16(&g, src, dst)
+        }
+    }
+
     func forward(_ c: OpContext) {
         var g = geometry(input: c.shape(0), output: c.outputShape)
+        let bias = c.inputCount == 3 ? UnsafePointer(c.input(2)) : nil
+        if let wb = c.packedWeightsBF16 {
+            fr_conv2d_forward_bf16(&g, c.input(0), wb, bias, c.out, c.batch, c.scratchBytes(fr_conv2d_bf16_scratch_bytes(&g)))
+            return
+        }
         let scratch = c.scratch(fr_conv2d_scratch_floats(&g))
-        fr_conv2d_forward(&g, c.input(0), c.input(1), c.inputCount == 3 ? c.input(2) : nil, c.out, c.batch, scratch)
+        fr_conv2d_forward(&g, c.input(0), c.input(1), bias, c.out, c.batch, scratch)
     }
 
     func jvp(_ c: OpContext) {
         var g = geometry(input: c.shape(0), output: c.outputShape)
+        if let wb = c.packedWeightsBF16 {
+            fr_conv2d_forward_bf16(&g, c.tangent(0)!, wb, nil, c.out, c.batch * c.k,
+                                   c.scratchBytes(fr_conv2d_bf16_scratch_bytes(&g)))
+            return
+        }
         let scratch = c.scratch(fr_conv2d_scratch_floats(&g))
         fr_conv2d_forward(&g, c.tangent(0)!, c.input(1), nil, c.out, c.batch * c.k, scratch)
     }
