@@ -80,8 +80,40 @@ struct MatMulOp: GraphOp {
         let g = geometry(c.shape(0), c.shape(1))!
         let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
         let a = c.input(0), b = c.input(1), out = c.out
+        if runsBF16(c, g) {
+            multiplyBF16(c, g, a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
+            return
+        }
         multiply(c, g, samples: c.batch, accumulate: false,
                  a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
+    }
+
+    /// Under `Precision.bf16` (and AVX512_BF16), products of two computed
+    /// operands — attention's Q·Kᵀ and P·V — with K and N at least
+    /// `Precision.bf16MinimumWidth` run in bf16 like wide Linear layers:
+    /// B is rounded and packed per matrix (O(K·N), against the product's
+    /// O(M·K·N)), A per block of rows, float32 accumulation. Narrow heads
+    /// (diffusers' 8 heads of 8 channels) stay float32. Forward only: the
+    /// JVP has two terms to accumulate and stays float32.
+    private func runsBF16(_ c: OpContext, _ g: Geometry) -> Bool {
+        c.executor.precision == .bf16 && Precision.bf16Available && g.k >= Precision.bf16MinimumWidth
+            && g.n >= Precision.bf16MinimumWidth && g.m > 0
+    }
+
+    private func multiplyBF16(_ c: OpContext, _ g: Geometry, a: (Int) -> UnsafePointer<Float>,
+                              b: (Int) -> UnsafePointer<Float>, c out: (Int) -> UnsafeMutablePointer<Float>) {
+        let packedCount = fr_bf16_packed_count(g.n, g.k)
+        let packed = UnsafeMutableRawPointer(c.scratch2((packedCount + 1) / 2 + 16))
+            .alignedUp(toMultipleOf: 64).bindMemory(to: UInt16.self, capacity: packedCount)
+        let scratch = c.scratchBytes(fr_gemm_bf16_scratch_bytes(g.k))
+        for s in 0..<c.batch {
+            let pa = a(s), pb = b(s), pc = out(s)
+            forEachMatrix(g) { oa, ob, oc in
+                // B stored [N, K] (transposeB) is W's [out, in]; B [K, N] is [in, out].
+                fr_pack_weights_bf16(pb + ob, transposeB ? 0 : 1, packed, g.n, g.k)
+                fr_gemm_bf16(pa + oa, packed, nil, pc + oc, g.m, g.n, g.k, scratch, Int32(FR_IDENTITY.rawValue), 0, 0)
+            }
+        }
     }
 
     func jvp(_ c: OpContext) {
