@@ -253,6 +253,12 @@ size_t fr_gemm_bf16_scratch_bytes(size_t in);
 void fr_gemm_bf16(const float *x, const uint16_t *wp, const float *bias, float *y, size_t m, size_t out, size_t in,
                   void *scratch, int activation, float p1, float p2);
 
+/// y = SiLU(y) in place, the form fr_gemm_bf16 fuses (no division; ≤ 2e-6
+/// relative where |SiLU| ≥ 1e-6) when fr_bf16_supported(), else
+/// fr_unary_forward(FR_SILU). For float32 layers of a bf16 pass (an MLP's
+/// 3-input first layer), whose outputs the next bf16 layer rounds to 2^-9.
+void fr_silu_bf16_path(float *y, size_t n);
+
 /// 2-D convolution with bf16 products (conv_bf16.c): y as fr_conv2d_forward
 /// computes it, but each output is bias (or 0) followed by one vdpbf16ps per
 /// pair of k = (ci·kh + ky)·kw + kx in increasing order, the products of

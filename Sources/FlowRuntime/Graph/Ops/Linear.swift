@@ -95,6 +95,10 @@ struct LinearOp: GraphOp {
             let count = rows * outDim
             if c.record {
                 fr_unary_forward_derivative(kind, p1, p2, out, out, c.aux(count), count)
+            } else if activation == .silu && c.executor.precision == .bf16 {
+                // A float32 layer of a bf16 pass (the narrow first layer): its
+                // SiLU in the bf16 layers' form, as its consumer rounds to 2^-9.
+                fr_silu_bf16_path(out, count)
             } else {
                 fr_unary_forward(kind, p1, p2, out, out, count)
             }
