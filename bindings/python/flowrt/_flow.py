@@ -409,14 +409,24 @@ class Flow(_PrecisionSettings, _Handle):
         st = self._run(fn, "encode", progress, callback, return_stats, solver)
         return (z, st) if return_stats else z
 
-    def log_prob(self, X, t: float = 1.0, method: str = "auto", probes: int = 1, return_std_error=False,
-                 progress=False, callback=None, return_stats=False, context=None, **solver):
+    def log_prob(self, X, t: float = 1.0, method: str | None = None, probes: int = 1, return_std_error=False,
+                 progress=False, callback=None, return_stats=False, context=None, divergence=None, **solver):
         """log ρ_t(X) per row in nats (float64 [n]), with the exact divergence
-        (`method="exact"`; the default "auto" takes it for dim ≤ 256) or
-        Hutchinson's estimator (`method="hutchinson"`, and "auto" above 256; `probes` per sample;
-        `return_std_error` gives each estimate's standard error). A
-        conditional flow needs `context` [n, m]: log ρ_t(x_i | c_i) (SBI:
-        log p(θ | x_obs))."""
+        (`divergence="exact"`; the default "auto" takes it for dim ≤ 256) or
+        Hutchinson's estimator (`divergence="hutchinson"`, and "auto" above
+        256; `probes` per sample; `return_std_error` gives each estimate's
+        standard error). `method` names the ODE solver as in every other
+        call ("dopri5", the default, or "rk4" etc. with `steps`); for compatibility it
+        also still takes the divergence ("exact", "hutchinson", "auto": the
+        two sets of names do not overlap). A conditional flow needs
+        `context` [n, m]: log ρ_t(x_i | c_i) (SBI: log p(θ | x_obs))."""
+        if method in _capi.DIVERGENCES:
+            if divergence is not None and divergence != method:
+                raise ValueError(f"divergence {divergence!r} and method {method!r} (a divergence too) disagree")
+            divergence = method
+        elif method is not None:
+            solver["method"] = method
+        divergence = "auto" if divergence is None else divergence
         x = points(np.asarray(X).reshape(len(X), -1) if np.ndim(X) > 2 else X, self.dim)
         lp = np.empty(x.shape[0], np.float64)
         se = np.empty(x.shape[0], np.float64) if return_std_error else None
@@ -429,7 +439,7 @@ class Flow(_PrecisionSettings, _Handle):
             fn = lambda p, s: _capi.flowrt_flow_log_prob_conditional(
                 self._handle, x.shape[0], fptr(x), fptr(c) if c is not None else None, float(t), p,
                 dptr(lp), dptr(se) if se is not None else None, s)
-        st = self._run(fn, "log_prob", progress, callback, return_stats, solver, divergence=method)
+        st = self._run(fn, "log_prob", progress, callback, return_stats, solver, divergence=divergence)
         out = (lp, se) if return_std_error else lp
         if return_stats:
             return (*out, st) if return_std_error else (out, st)

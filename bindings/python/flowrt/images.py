@@ -52,10 +52,10 @@ def bits_per_dim(flow, images, probes: int | None = 1, seed: int = 0, **solver):
     if d != flow.dim:
         raise ValueError(f"images have {d} values each but the flow's dimension is {flow.dim}")
     if probes is None:
-        lp = flow.log_prob(y, method="exact", **solver)
+        lp = flow.log_prob(y, divergence="exact", **solver)
     else:
         solver.setdefault("probe_seed", seed)
-        lp = flow.log_prob(y, method="hutchinson", probes=int(probes), **solver)
+        lp = flow.log_prob(y, divergence="hutchinson", probes=int(probes), **solver)
     bpd = -lp / (d * np.log(2)) + 7
     se = bpd.std(ddof=1) / np.sqrt(len(bpd)) if len(bpd) > 1 else float("nan")
     return float(bpd.mean()), float(se), bpd

@@ -48,6 +48,22 @@ def test_change_of_variables_against_numpy_rk4(flow):
     np.testing.assert_allclose(flow.log_prob(x, rtol=1e-8, atol=1e-8), expected, atol=2e-4)
 
 
+def test_log_prob_takes_the_solver_method_like_every_call(flow):
+    """`method` names the ODE solver (as in sample/transport); the
+    divergence has its own keyword, and the old `method="exact"` spelling
+    still selects the divergence."""
+    x = np.random.default_rng(2).standard_normal((16, 2)).astype(np.float32)
+    tight = flow.log_prob(x, rtol=1e-8, atol=1e-8)
+    lp, st = flow.log_prob(x, method="rk4", steps=50, divergence="exact", return_stats=True)
+    assert st.evaluations_per_sample == 4 * 50  # RK4 ran, not dopri5
+    np.testing.assert_allclose(lp, tight, atol=2e-4)
+    np.testing.assert_array_equal(flow.log_prob(x, method="exact", rtol=1e-8, atol=1e-8), tight)
+    with pytest.raises(ValueError, match="disagree"):
+        flow.log_prob(x, method="exact", divergence="hutchinson")
+    with pytest.raises(ValueError):
+        flow.log_prob(x, method="rk5")
+
+
 def test_hutchinson_is_unbiased_within_standard_errors(flow):
     x = np.random.default_rng(1).standard_normal((40, 2))
     exact = flow.log_prob(x)
