@@ -1644,10 +1644,14 @@ FLOWRT_API flowrt_status flowrt_flow_fourier_coefficients(const flowrt_flow *flo
  * bfloat16 evaluation (issue 17). An opt-in precision for the dense layers.
  *
  * With FLOWRT_PRECISION_BF16, Linear layers (Gemm, MatMul with constant
- * weights) with at least 32 inputs and 32 outputs multiply in bfloat16:
- * weights rounded once (to nearest even), each layer's input rounded per
- * block of rows, products accumulated in float32; biases, non-linearities,
- * every other op and the solvers stay float32. A layer's outputs move by
+ * weights) with at least 32 inputs and 32 outputs, convolutions with at
+ * least 32 products per output and 32 output channels per group, and
+ * attention's products of two computed operands (Q·K^T, P·V) with at least
+ * 32 columns multiply in bfloat16: weights rounded once (to nearest even),
+ * each layer's input rounded per block of rows (per panel of positions for
+ * convolutions), products accumulated in float32; biases, non-linearities
+ * (a SiLU fused into a layer in a division-free float32 form, 2e-6
+ * relative), every other op and the solvers stay float32. A layer's outputs move by
  * about 2^-8 of sum |x_k W_jk|; sampled endpoints of the trained checkerboard
  * flow move by ~1e-3 (bench/bf16/results.md), and wide layers run about 2x
  * faster. Narrow layers stay float32. CPUs without AVX512_BF16 run float32

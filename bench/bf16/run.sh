@@ -8,6 +8,10 @@
 # path does not use OpenBLAS). Speed runs on one thread: FLOWRT_NUM_THREADS=1,
 # threads = 1 per call, OPENBLAS_NUM_THREADS=1, torch.set_num_threads(1).
 # REPS (default 3): rounds per timing, best kept, systems interleaved.
+# unet.py adds the image networks: velocity speed (1 thread) on the PyTorch
+# fixtures and a Fashion-MNIST U-Net trained here (FMNIST_STEPS, default 400),
+# and that U-Net's sampling deviation and bits/dim change (2 threads: results
+# do not depend on the thread count, only the time does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 make build >/dev/null
@@ -20,6 +24,15 @@ if [ ! -f "$CHECKERBOARD_ONNX" ]; then
   .build/release/flowrt-cli train --toy checkerboard --steps 3000 --batch 512 --seed 0 --out "$CHECKERBOARD_ONNX" >/dev/null
 fi
 export CHECKERBOARD_ONNX
+# A Fashion-MNIST U-Net (the CLI's default image network) trained for FMNIST_STEPS
+# steps on 2 threads (~7 min on a busy machine), kept under .build/.
+FMNIST_ONNX=${FMNIST_ONNX:-.build/bench-bf16/fmnist_unet.onnx}
+if [ ! -f "$FMNIST_ONNX" ]; then
+  mkdir -p "$(dirname "$FMNIST_ONNX")"
+  .build/release/flowrt-cli train --images fashion-mnist --steps "${FMNIST_STEPS:-400}" --threads 2 --seed 0 \
+    --out "$FMNIST_ONNX" >/dev/null
+fi
+export FMNIST_ONNX
 mkdir -p .build/bench-bf16
 clang -O2 bench/bf16/gemm_bench.c Sources/CKernels/*.c -ISources/CKernels/include -lm -o .build/bench-bf16/gemm_bench
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 FLOWRT_NUM_THREADS=1
@@ -39,5 +52,6 @@ unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
   echo '```'
   echo
   bench/.venv/bin/python bench/bf16/bench.py
+  bench/.venv/bin/python bench/bf16/unet.py
   echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } | tee bench/bf16/results.md
