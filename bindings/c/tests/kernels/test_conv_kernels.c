@@ -313,6 +313,9 @@ static void test_conv(void) {
         make_conv(1, 2, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),      // 1×1 image
         make_conv(1, 1, 1, 1, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 0),      // pads exceed the image
         make_conv(1, 3, 17, 1, 17, 300, 3, 3, 1, 1, 1, 0, 0, 2, 1, 1, 1),  // wide rows, many blocks
+        make_conv(2, 6, 5, 1, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),    // planes 4 KiB apart; 6 = 4 + 2 channels
+        make_conv(1, 5, 4, 1, 16, 20, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1),    // 7×7: the masked-load path's limit
+        make_conv(1, 3, 4, 1, 12, 13, 9, 9, 1, 1, 4, 4, 4, 4, 1, 1, 0),    // 9×9 at stride 1: the gather path
     };
     for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++) test_conv_case(&fixed[f]);
     static const size_t kernels[][2] = {{1, 1}, {3, 3}, {1, 3}, {3, 1}, {4, 4}, {2, 3}};
