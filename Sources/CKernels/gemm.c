@@ -304,6 +304,54 @@ void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float 
     fr_transpose_portable(rows, cols, src, lds, dst, ldd, 0);
 }
 
+// One row of `run` floats: 16-float vector moves, the tail masked.
+#ifdef FR_DENSE_HAVE_AVX512
+static FR_DENSE_AVX512 void fr_permute_rows_avx512(const float *src, float *dst, size_t rank, const size_t *ext,
+                                                   const ptrdiff_t *st, size_t run, size_t rows) {
+    size_t idx[8] = {0};
+    ptrdiff_t off = 0;
+    const __mmask16 tail = (__mmask16)((1u << (run % 16)) - 1u);
+    for (size_t r = 0; r < rows; r++) {
+        const float *s = src + off;
+        float *d = dst + r * run;
+        size_t j = 0;
+        for (; j + 16 <= run; j += 16) _mm512_storeu_ps(d + j, _mm512_loadu_ps(s + j));
+        if (j < run) _mm512_mask_storeu_ps(d + j, tail, _mm512_maskz_loadu_ps(tail, s + j));
+        for (size_t a = rank; a-- > 0;) {
+            off += st[a];
+            if (++idx[a] < ext[a]) break;
+            off -= st[a] * (ptrdiff_t)ext[a];
+            idx[a] = 0;
+        }
+    }
+}
+#endif
+
+void fr_permute_rows(const float *src, float *dst, size_t rank, const size_t *extents, const ptrdiff_t *src_strides,
+                     size_t run) {
+    if (rank > 8 || run == 0) return;
+    size_t rows = 1;
+    for (size_t a = 0; a < rank; a++) rows *= extents[a];
+    if (rows == 0) return;
+#ifdef FR_DENSE_HAVE_AVX512
+    if (fr_dense_use_avx512()) {
+        fr_permute_rows_avx512(src, dst, rank, extents, src_strides, run, rows);
+        return;
+    }
+#endif
+    size_t idx[8] = {0};
+    ptrdiff_t off = 0;
+    for (size_t r = 0; r < rows; r++) {
+        memcpy(dst + r * run, src + off, run * sizeof(float));
+        for (size_t a = rank; a-- > 0;) {
+            off += src_strides[a];
+            if (++idx[a] < extents[a]) break;
+            off -= src_strides[a] * (ptrdiff_t)extents[a];
+            idx[a] = 0;
+        }
+    }
+}
+
 void fr_dense_add_transposed(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd) {
 #ifdef FR_DENSE_HAVE_AVX512
     if (fr_dense_use_avx512()) {

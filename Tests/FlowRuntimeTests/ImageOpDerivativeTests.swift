@@ -633,10 +633,18 @@ final class ImageOpDerivativeTests: XCTestCase {
     }
 
     var transposeCases: [IndexCase] {
-        [[2, 0, 1], [1, 2, 0], [0, 2, 1]].map { perm in
-            IndexCase(label: "Transpose \(perm)", input: [2, 5, 6], output: perm.map { [2, 5, 6][$0] },
-                      make: { FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: $0, node: "op")) },
-                      source: { o in (0..<3).map { axis in o[perm.firstIndex(of: axis)!] } })
+        // The first three swap the last two merged axes (`fr_transpose`);
+        // the rest keep the innermost axis innermost (`fr_permute_rows`:
+        // runs of 6, 5 and 19 floats, the last two with a masked tail).
+        let cases: [(perm: [Int], shape: [Int])] = [
+            ([2, 0, 1], [2, 5, 6]), ([1, 2, 0], [2, 5, 6]), ([0, 2, 1], [2, 5, 6]),
+            ([1, 0, 2], [2, 5, 6]), ([1, 2, 0, 3], [3, 2, 4, 5]), ([2, 0, 1, 3], [2, 3, 2, 19]),
+        ]
+        return cases.map { c in
+            let perm = c.perm
+            return IndexCase(label: "Transpose \(perm) of \(c.shape)", input: c.shape, output: perm.map { c.shape[$0] },
+                             make: { FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: $0, node: "op")) },
+                             source: { o in (0..<perm.count).map { axis in o[perm.firstIndex(of: axis)!] } })
         }
     }
 

@@ -133,6 +133,14 @@ size_t fr_gemm_packed_b_floats(size_t n, size_t k);
 /// transposed (16 × 16 blocks in registers with AVX-512F). dst must not
 /// overlap src.
 void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
+/// A permuted copy whose innermost `run` floats stay contiguous: dst, in
+/// order, gets src's rows of `run` floats at offsets Σ_d i_d·src_stride[d]
+/// (in floats) over the index i of extents [rank] (row-major, i_0 slowest);
+/// rank ≤ 8 (larger: nothing is copied). A Transpose that keeps its
+/// innermost axis (attention's head split [T, H, D] → [H, T, D]). dst must
+/// not overlap src.
+void fr_permute_rows(const float *src, float *dst, size_t rank, const size_t *extents,
+                     const ptrdiff_t *src_strides, size_t run);
 void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
 void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
                        size_t ldc);
