@@ -58,6 +58,15 @@ void fr_unary_derivative(int kind, float p1, float p2,
 void fr_unary_forward_derivative(int kind, float p1, float p2,
                                  const float *x, float *y, float *d, size_t n);
 
+/// Row-wise broadcasting binary op, one IEEE operation per element (the
+/// same values as a scalar loop): for r < rows, i < n,
+///   y[r*n + i] = A op B,  A = a[r*a_row + (a_unit ? i : 0)],
+///                         B = b[r*b_row + (b_unit ? i : 0)];
+/// op 0 add, 1 sub, 2 mul, 3 div. y may alias a or b exactly (same
+/// element positions), nothing else.
+void fr_binary_rows(int op, const float *a, ptrdiff_t a_row, int a_unit, const float *b, ptrdiff_t b_row,
+                    int b_unit, float *y, size_t rows, size_t n);
+
 /// Tangent broadcast product used by the k-tangent JVP:
 /// out[(r*k + j)*m + i] = d[r*m + i] * in[(r*k + j)*m + i]
 /// for r < rows, j < k, i < m. in and out may alias exactly.
@@ -195,6 +204,13 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
 /// Entries of -inf give 0; a row of -inf gives NaN, as PyTorch does.
 /// x and y may alias exactly.
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// LayerNorm of `rows` rows of m floats: per row mean μ and biased variance
+/// (float sums in 16 interleaved partial sums), r = 1/sqrt(var + eps),
+/// stats[2r] = μ, stats[2r + 1] = r, y = (x - μ)·r·gamma + beta (gamma and
+/// beta [m] or NULL for 1 and 0). x and y may alias exactly.
+void fr_layer_norm_rows(const float *x, const float *gamma, const float *beta, float *y, float *stats, size_t rows,
+                        size_t m, float eps);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
 /// channels (c divisible by groups): per (sample, group) mean μ and
