@@ -726,6 +726,29 @@ final class ImageOpDerivativeTests: XCTestCase {
         for c in gatherCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
     }
 
+    /// Inference passes give a Reshape's output its input's buffer: values
+    /// read after the Reshape (its input, a Reshape of x, a Reshape of a
+    /// Reshape) keep their values, and the inference pass equals the
+    /// recorded one (`nodeOutputs` checks) and the arithmetic below.
+    func testReshapeViewsKeepTheirValues() throws {
+        let g = try graph([2, 3, 4], pre: false) { b, x in
+            let r = try b.apply(.reshape(shape: [6, 4]), [x], name: "r")        // a view of x
+            let rr = try b.apply(.reshape(shape: [24]), [r], name: "rr")        // a view of a view
+            let y = try b.mul(rr, rr, name: "y")
+            let yv = try b.apply(.reshape(shape: [2, 3, 4]), [y], name: "yv")   // y read after
+            let z = try b.add(yv, x, name: "z")                                 // x read after its views
+            let w = try b.add(try b.apply(.reshape(shape: [2, 12]), [y], name: "y2"),
+                              try b.apply(.reshape(shape: [2, 12]), [z], name: "z2"), name: "w")
+            return try b.apply(.reshape(shape: [24]), [w], name: "out")
+        }
+        let batch = 3
+        let x = random([batch, 24], seed: 31).scalars
+        let out = try nodeOutputs(g, x: x, batch: batch, names: ["out", "r", "z"])
+        let expected = x.map { v -> Double in let y = v * v, z = y + v; return Double(y + z) }
+        assertClose(out["out"]!.values, expected, tolerance: 0, "reshape views")
+        assertClose(out["r"]!.values, x.map(Double.init), tolerance: 0, "reshape of x")
+    }
+
     func testTransposeSliceTileGatherForwardMatchReference() throws {
         for c in transposeCases + sliceCases + tileCases + gatherCases { try checkIndexForward(c) }
     }
