@@ -726,6 +726,42 @@ final class ImageOpDerivativeTests: XCTestCase {
         for c in gatherCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
     }
 
+    /// Broadcasting binary ops on the row kernel's shapes (`fr_binary_rows`:
+    /// [T, F] against a per-sample [1, F] row, a per-sample [T, 1] column and
+    /// a parameter [F], both operand orders), bit for bit against Float
+    /// arithmetic on the same elements.
+    func testBroadcastBinaryRowsMatchElementwise() throws {
+        let (rows, cols) = (4, 6)
+        let w = random([cols], seed: 41, offset: 2)
+        let g = try graph([rows, cols], pre: false) { b, x in
+            let row = try b.apply(FlowRuntime.Operation(try SliceOp(starts: [1, 0], steps: [1, 1], shape: [1, cols],
+                                                                    inputShape: [rows, cols], node: "row")), [x], name: "row")
+            let col = try b.apply(FlowRuntime.Operation(try SliceOp(starts: [0, 2], steps: [1, 1], shape: [rows, 1],
+                                                                    inputShape: [rows, cols], node: "col")), [x], name: "col")
+            let p = b.parameter("w", w)
+            let m = try b.mul(x, row, name: "m")                                             // [T, F] * [1, F]
+            let a = try b.add(row, m, name: "a")                                             // [1, F] + [T, F]
+            let d = try b.apply(.binary(.div), [a, p], name: "d")                            // [T, F] / [F]
+            return try b.apply(.binary(.sub), [col, d], name: "s")                           // [T, 1] - [T, F]
+        }
+        let batch = 3, d = rows * cols
+        let x = random([batch, d], seed: 42).scalars
+        let out = try nodeOutputs(g, x: x, batch: batch, names: ["s"])["s"]!.values
+        var expected: [Double] = []
+        for s in 0..<batch {
+            let xs = Array(x[(s * d)..<((s + 1) * d)])
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let m = xs[r * cols + c] * xs[cols + c]
+                    let a = xs[cols + c] + m
+                    let q = a / w.scalars[c]
+                    expected.append(Double(xs[r * cols + 2] - q))
+                }
+            }
+        }
+        assertClose(out, expected, tolerance: 0, "broadcast binary rows")
+    }
+
     /// Inference passes give a Reshape's output its input's buffer: values
     /// read after the Reshape (its input, a Reshape of x, a Reshape of a
     /// Reshape) keep their values, and the inference pass equals the

@@ -106,11 +106,18 @@ extension Executor {
         // axis (a DiT's [T, F] ⊙ [1, F] modulation, a U-Net's [C, HW] + [C, 1])
         // run in one C call (`fr_binary_rows`, same values): Strided.apply's
         // per-row dispatch cost more than a 64-float row's arithmetic.
+        // A third (outer) axis, as for per-sample [1, F] operands against
+        // [T, F] (the batch and row axes do not merge), loops here.
         let (shp, st) = Strided.coalesce(full, [ds, a.strides, b.strides])
-        if shp.count <= 2, st[0].last == 1, st[1].last! <= 1, st[2].last! <= 1, st[1].last! >= 0, st[2].last! >= 0 {
-            let two = shp.count == 2
-            fr_binary_rows(f.kernelCode, a.pointer, two ? st[1][0] : 0, Int32(st[1].last!), b.pointer,
-                           two ? st[2][0] : 0, Int32(st[2].last!), out, two ? shp[0] : 1, shp.last!)
+        if shp.count <= 3, st[0].last == 1, st[1].last! <= 1, st[2].last! <= 1, st[1].last! >= 0, st[2].last! >= 0 {
+            let r = shp.count
+            let rows = r >= 2 ? shp[r - 2] : 1, n = shp[r - 1]
+            let ar = r >= 2 ? st[1][r - 2] : 0, br = r >= 2 ? st[2][r - 2] : 0
+            for o in 0..<(r == 3 ? shp[0] : 1) {
+                let (ao, bo, yo) = r == 3 ? (o * st[1][0], o * st[2][0], o * st[0][0]) : (0, 0, 0)
+                fr_binary_rows(f.kernelCode, a.pointer + ao, ar, Int32(st[1].last!), b.pointer + bo, br,
+                               Int32(st[2].last!), out + yo, rows, n)
+            }
             return
         }
         Strided.apply(f.stridedOp, shape: full, dst: out, dstStrides: ds, accumulate: false, a, b)
