@@ -161,21 +161,39 @@ static inline __mmask16 fr_lanes(size_t lo, size_t hi) {
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
-// Rows of one (ky, kx) for cb channels: lane l of run u reads
-// base[u] + ci·hw4 + 4l under mask mk[u]; U is a constant at each call, so
-// the masks and bases stay in registers.
+// The rows of cb channels for one panel, in chunks of FR_GATHER_CHUNK
+// channels: for each chunk, each kernel offset kk, each channel ci of the
+// chunk, lane l of run u reads base[kk·4 + u] + ci·hw4 + 4l under
+// mk[kk·4 + u] (a zero mask reads nothing and gives 0). Channel chunks
+// outermost: planes lie a multiple of 4 KiB apart at 32 × 32 and 16 × 16,
+// so an offset-outer order over all channels evicted each channel's input
+// rows from L1 (all in the same few sets) before the next offset read them
+// again; a chunk's rows stay in L1 for all offsets. U (the most runs any
+// offset uses) is a constant at each call, so the loads unroll.
+#define FR_GATHER_CHUNK 4
+
 static inline __attribute__((always_inline)) FR_DENSE_AVX512 void
-fr_gather_runs(const int U, size_t cb, const uintptr_t *base, const __mmask16 *mk, uintptr_t hw4, float *row,
-               size_t rstride) {
-    uintptr_t b[4];
-    __mmask16 m[4];
-    for (int u = 0; u < U; u++) b[u] = base[u], m[u] = mk[u];
-    for (size_t ci = 0; ci < cb; ci++) {
-        __m512 v = U > 0 ? _mm512_maskz_loadu_ps(m[0], (const float *)(b[0] + ci * hw4)) : _mm512_setzero_ps();
-        for (int u = 1; u < U; u++) v = _mm512_mask_loadu_ps(v, m[u], (const float *)(b[u] + ci * hw4));
-        _mm512_storeu_ps(row + ci * rstride, v);
+fr_gather_runs(const int U, size_t cb, size_t khkw, const uintptr_t *base, const __mmask16 *mk, uintptr_t hw4,
+               float *dq, size_t kstride) {
+    for (size_t c0 = 0; c0 < cb; c0 += FR_GATHER_CHUNK) {
+        const size_t cn = fr_min(FR_GATHER_CHUNK, cb - c0);
+        for (size_t kk = 0; kk < khkw; kk++) {
+            uintptr_t b[4];
+            __mmask16 m[4];
+            for (int u = 0; u < U; u++) b[u] = base[kk * 4 + u] + c0 * hw4, m[u] = mk[kk * 4 + u];
+            float *row = dq + (c0 * khkw + kk) * kstride;
+            for (size_t ci = 0; ci < cn; ci++) {
+                __m512 v = U > 0 ? _mm512_maskz_loadu_ps(m[0], (const float *)(b[0] + ci * hw4)) : _mm512_setzero_ps();
+                for (int u = 1; u < U; u++) v = _mm512_mask_loadu_ps(v, m[u], (const float *)(b[u] + ci * hw4));
+                _mm512_storeu_ps(row + ci * khkw * kstride, v);
+            }
+        }
     }
 }
+
+// Kernel offsets per panel on the masked-load path (larger kernels take
+// the gather-instruction path).
+#define FR_GATHER_MAX_KK 49
 
 static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float *xs, size_t p0, size_t np,
                                              size_t c0, size_t cb, float *dst, size_t kstride, size_t pstride) {
@@ -186,36 +204,37 @@ static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float 
         size_t nr = fr_conv_runs(p, p0 + q * FR_DENSE_PANEL, lanes, runs);
         float *dq = dst + q * pstride;
         const float *xc0 = xs + c0 * p->hw;
-        if (p->sw == 1 && nr <= 4) {
+        if (p->sw == 1 && nr <= 4 && p->khkw <= FR_GATHER_MAX_KK) {
             // One masked load per run: lane l of run r reads base_r[l].
+            // Masked-off lanes are not accessed (no fault), so a base may
+            // point before the plane: addresses as integers.
+            uintptr_t base[FR_GATHER_MAX_KK * 4];
+            __mmask16 mk[FR_GATHER_MAX_KK * 4];
+            size_t most = 0;
             for (ptrdiff_t ky = 0; ky < kh; ky++)
                 for (ptrdiff_t kx = 0; kx < p->kw; kx++) {
-                    __mmask16 mk[4];
-                    ptrdiff_t off[4];
+                    const size_t kk = (size_t)(ky * p->kw + kx);
                     size_t used = 0;
                     for (size_t r = 0; r < nr; r++) {
                         ptrdiff_t iy, ix0;
                         size_t t0, t1;
                         if (!fr_conv_clip(p, &runs[r], ky, kx, &iy, &ix0, &t0, &t1)) continue;
-                        mk[used] = fr_lanes(runs[r].l + t0, runs[r].l + t1);
-                        off[used] = iy * p->w + ix0 - (ptrdiff_t)runs[r].l;
+                        mk[kk * 4 + used] = fr_lanes(runs[r].l + t0, runs[r].l + t1);
+                        base[kk * 4 + used] =
+                            (uintptr_t)xc0 + (uintptr_t)((iy * p->w + ix0 - (ptrdiff_t)runs[r].l) * 4);
                         used++;
                     }
-                    float *row = dq + (size_t)(ky * p->kw + kx) * kstride;
-                    const size_t rstride = p->khkw * kstride;
-                    // Masked-off lanes are not accessed (no fault), so a base
-                    // may point before the plane: addresses as integers.
-                    uintptr_t base[4];
-                    for (size_t u = 0; u < used; u++) base[u] = (uintptr_t)xc0 + (uintptr_t)(off[u] * 4);
-                    const uintptr_t hw4 = (uintptr_t)(p->hw * 4);
-                    switch (used) {
-                    case 0: fr_gather_runs(0, cb, base, mk, hw4, row, rstride); break;
-                    case 1: fr_gather_runs(1, cb, base, mk, hw4, row, rstride); break;
-                    case 2: fr_gather_runs(2, cb, base, mk, hw4, row, rstride); break;
-                    case 3: fr_gather_runs(3, cb, base, mk, hw4, row, rstride); break;
-                    default: fr_gather_runs(4, cb, base, mk, hw4, row, rstride); break;
-                    }
+                    for (size_t u = used; u < 4; u++) mk[kk * 4 + u] = 0, base[kk * 4 + u] = (uintptr_t)xc0;
+                    most = fr_max(most, used);
                 }
+            const uintptr_t hw4 = (uintptr_t)(p->hw * 4);
+            switch (most) {
+            case 0: fr_gather_runs(0, cb, p->khkw, base, mk, hw4, dq, kstride); break;
+            case 1: fr_gather_runs(1, cb, p->khkw, base, mk, hw4, dq, kstride); break;
+            case 2: fr_gather_runs(2, cb, p->khkw, base, mk, hw4, dq, kstride); break;
+            case 3: fr_gather_runs(3, cb, p->khkw, base, mk, hw4, dq, kstride); break;
+            default: fr_gather_runs(4, cb, p->khkw, base, mk, hw4, dq, kstride); break;
+            }
         } else {
             int32_t iyb[FR_DENSE_PANEL], ixb[FR_DENSE_PANEL];
             for (size_t r = 0; r < nr; r++)

@@ -326,3 +326,45 @@ void fr_gemm_small(const float *restrict x, const float *restrict w, const float
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Row-wise broadcasting binary ops. Exact aliasing of y with a or b is
+// allowed, so the loops assert independence (`assume_safety`: element i is
+// read before it is written, nothing crosses iterations) instead of letting
+// clang's runtime overlap check send exact aliasing to a scalar loop.
+
+#define FR_BINARY_ROW(EXPR)                                                   \
+    _Pragma("clang loop vectorize(assume_safety)")                           \
+    for (size_t i = 0; i < n; i++) yr[i] = (EXPR);
+
+#define FR_BINARY_OPS(A, B)                                                  \
+    switch (op) {                                                            \
+    case 0: FR_BINARY_ROW((A) + (B)) break;                                  \
+    case 1: FR_BINARY_ROW((A) - (B)) break;                                  \
+    case 2: FR_BINARY_ROW((A) * (B)) break;                                  \
+    default: FR_BINARY_ROW((A) / (B)) break;                                 \
+    }
+
+FR_CLONES
+void fr_binary_rows(int op, const float *a, ptrdiff_t a_row, int a_unit, const float *b, ptrdiff_t b_row,
+                    int b_unit, float *y, size_t rows, size_t n) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *ar = a + (ptrdiff_t)r * a_row, *br = b + (ptrdiff_t)r * b_row;
+        float *yr = y + r * n;
+        if (a_unit && b_unit) {
+            FR_BINARY_OPS(ar[i], br[i])
+        } else if (a_unit) {
+            const float bv = br[0];
+            FR_BINARY_OPS(ar[i], bv)
+        } else if (b_unit) {
+            const float av = ar[0];
+            FR_BINARY_OPS(av, br[i])
+        } else {
+            const float av = ar[0], bv = br[0];
+            FR_BINARY_OPS(av, bv)
+        }
+    }
+}
+
+#undef FR_BINARY_OPS
+#undef FR_BINARY_ROW

@@ -1,4 +1,4 @@
-// Row softmax and GroupNorm (+ SiLU); see include/ckernels.h for the contract.
+// Row softmax, LayerNorm rows and GroupNorm (+ SiLU); see include/ckernels.h for the contract.
 //
 // SiLU comes from fr_unary_forward (kernels.c), so GroupNorm agrees with
 // the runtime's elementwise SiLU node. Softmax's portable path takes exp
@@ -91,6 +91,77 @@ void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
     }
 #endif
     for (size_t r = 0; r < rows; r++) fr_softmax_row_portable(x + r * cols, y + r * cols, cols);
+}
+
+// ---------------------------------------------------------------------------
+// LayerNorm over rows
+
+// Per row: mean μ = Σx / m and biased variance Σ(x - μ)² / m, each sum in
+// 16 interleaved float partial sums (lane i % 16) reduced at the end; then
+// r = 1/sqrt(var + eps) and y = (x - μ)·r·γ + β.
+static void fr_layer_norm_row_portable(const float *x, const float *gamma, const float *beta, float *y,
+                                       float *stats, size_t m, float eps) {
+    float acc[16] = {0};
+    for (size_t i = 0; i < m; i++) acc[i % 16] += x[i];
+    float sum = 0.0f;
+    for (size_t l = 0; l < 16; l++) sum += acc[l];
+    const float mean = sum / (float)m;
+    for (size_t l = 0; l < 16; l++) acc[l] = 0.0f;
+    for (size_t i = 0; i < m; i++) {
+        float c = x[i] - mean;
+        acc[i % 16] += c * c;
+    }
+    float v = 0.0f;
+    for (size_t l = 0; l < 16; l++) v += acc[l];
+    const float rstd = 1.0f / sqrtf(v / (float)m + eps);
+    stats[0] = mean;
+    stats[1] = rstd;
+    for (size_t i = 0; i < m; i++) {
+        float t = (x[i] - mean) * rstd;
+        if (gamma) t = t * gamma[i];
+        if (beta) t = t + beta[i];
+        y[i] = t;
+    }
+}
+
+#ifdef FR_DENSE_HAVE_AVX512
+static FR_DENSE_AVX512 void fr_layer_norm_row_avx512(const float *x, const float *gamma, const float *beta,
+                                                     float *y, float *stats, size_t m, float eps) {
+    __m512 acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < m; i += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(fr_tail_mask(m - i), x + i));
+    const float mean = _mm512_reduce_add_ps(acc) / (float)m;
+    const __m512 vmean = _mm512_set1_ps(mean);
+    acc = _mm512_setzero_ps();
+    for (size_t i = 0; i < m; i += 16) {
+        __mmask16 mk = fr_tail_mask(m - i);
+        __m512 c = _mm512_maskz_sub_ps(mk, _mm512_maskz_loadu_ps(mk, x + i), vmean);
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(c, c));
+    }
+    const float rstd = 1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)m + eps);
+    stats[0] = mean;
+    stats[1] = rstd;
+    const __m512 vr = _mm512_set1_ps(rstd);
+    for (size_t i = 0; i < m; i += 16) {
+        __mmask16 mk = fr_tail_mask(m - i);
+        __m512 t = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), vmean), vr);
+        if (gamma) t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(mk, gamma + i));
+        if (beta) t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(mk, beta + i));
+        _mm512_mask_storeu_ps(y + i, mk, t);
+    }
+}
+#endif
+
+void fr_layer_norm_rows(const float *x, const float *gamma, const float *beta, float *y, float *stats, size_t rows,
+                        size_t m, float eps) {
+    if (m == 0) return;
+#ifdef FR_DENSE_HAVE_AVX512
+    if (fr_dense_use_avx512()) {
+        for (size_t r = 0; r < rows; r++)
+            fr_layer_norm_row_avx512(x + r * m, gamma, beta, y + r * m, stats + 2 * r, m, eps);
+        return;
+    }
+#endif
+    for (size_t r = 0; r < rows; r++) fr_layer_norm_row_portable(x + r * m, gamma, beta, y + r * m, stats + 2 * r, m, eps);
 }
 
 // ---------------------------------------------------------------------------

@@ -70,6 +70,22 @@ final class ImageNetworkTests: XCTestCase {
         for f in full { try check(f) }
     }
 
+    /// torch's GroupNorm expansion (Reshape [G, −1] → InstanceNormalization
+    /// → Reshape back → Mul γ → Add β → SiLU) imports as one GroupNorm+SiLU
+    /// also when the exporter computes the restoring Reshape's target as a
+    /// Shape node after the InstanceNormalization (the dynamo exports):
+    /// no standalone SiLU or per-channel affine is left beside GroupNorm.
+    func testDynamoGroupNormExpansionFusesWithSiLU() throws {
+        for (file, fused) in [("diffusers_unet__dynamo__opdefault.onnx", 17), ("tcfm_unet__dynamo__opdefault.onnx", 23),
+                              ("diffusers_unet__legacy__op17.onnx", 17)] {
+            let model = try Model.loadONNX(path: Self.folder + "/" + file)
+            let kinds = model.graph.nodes.map { $0.operation.op.kindName }
+            XCTAssertEqual(kinds.filter { $0 == "GroupNorm+SiLU" }.count, fused, file)
+            XCTAssertEqual(kinds.filter { $0 == "silu" }.count, 0, file)
+            XCTAssertEqual(kinds.filter { $0 == "GroupNorm" }.count + fused, file.hasPrefix("diffusers") ? 21 : 27, file)
+        }
+    }
+
     /// Flows over an image network: samples carry log-densities that a
     /// separate log-density pass reproduces (exact trace, d = 64), and
     /// Hutchinson's estimate agrees within its standard error.

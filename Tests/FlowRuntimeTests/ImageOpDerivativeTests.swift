@@ -633,10 +633,18 @@ final class ImageOpDerivativeTests: XCTestCase {
     }
 
     var transposeCases: [IndexCase] {
-        [[2, 0, 1], [1, 2, 0], [0, 2, 1]].map { perm in
-            IndexCase(label: "Transpose \(perm)", input: [2, 5, 6], output: perm.map { [2, 5, 6][$0] },
-                      make: { FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: $0, node: "op")) },
-                      source: { o in (0..<3).map { axis in o[perm.firstIndex(of: axis)!] } })
+        // The first three swap the last two merged axes (`fr_transpose`);
+        // the rest keep the innermost axis innermost (`fr_permute_rows`:
+        // runs of 6, 5 and 19 floats, the last two with a masked tail).
+        let cases: [(perm: [Int], shape: [Int])] = [
+            ([2, 0, 1], [2, 5, 6]), ([1, 2, 0], [2, 5, 6]), ([0, 2, 1], [2, 5, 6]),
+            ([1, 0, 2], [2, 5, 6]), ([1, 2, 0, 3], [3, 2, 4, 5]), ([2, 0, 1, 3], [2, 3, 2, 19]),
+        ]
+        return cases.map { c in
+            let perm = c.perm
+            return IndexCase(label: "Transpose \(perm) of \(c.shape)", input: c.shape, output: perm.map { c.shape[$0] },
+                             make: { FlowRuntime.Operation(try TransposeOp(perm: perm, inputShape: $0, node: "op")) },
+                             source: { o in (0..<perm.count).map { axis in o[perm.firstIndex(of: axis)!] } })
         }
     }
 
@@ -716,6 +724,65 @@ final class ImageOpDerivativeTests: XCTestCase {
 
     func testGatherDerivatives() throws {
         for c in gatherCases { try checkDerivatives(try indexGraph(c, pre: true), c.label) }
+    }
+
+    /// Broadcasting binary ops on the row kernel's shapes (`fr_binary_rows`:
+    /// [T, F] against a per-sample [1, F] row, a per-sample [T, 1] column and
+    /// a parameter [F], both operand orders), bit for bit against Float
+    /// arithmetic on the same elements.
+    func testBroadcastBinaryRowsMatchElementwise() throws {
+        let (rows, cols) = (4, 6)
+        let w = random([cols], seed: 41, offset: 2)
+        let g = try graph([rows, cols], pre: false) { b, x in
+            let row = try b.apply(FlowRuntime.Operation(try SliceOp(starts: [1, 0], steps: [1, 1], shape: [1, cols],
+                                                                    inputShape: [rows, cols], node: "row")), [x], name: "row")
+            let col = try b.apply(FlowRuntime.Operation(try SliceOp(starts: [0, 2], steps: [1, 1], shape: [rows, 1],
+                                                                    inputShape: [rows, cols], node: "col")), [x], name: "col")
+            let p = b.parameter("w", w)
+            let m = try b.mul(x, row, name: "m")                                             // [T, F] * [1, F]
+            let a = try b.add(row, m, name: "a")                                             // [1, F] + [T, F]
+            let d = try b.apply(.binary(.div), [a, p], name: "d")                            // [T, F] / [F]
+            return try b.apply(.binary(.sub), [col, d], name: "s")                           // [T, 1] - [T, F]
+        }
+        let batch = 3, d = rows * cols
+        let x = random([batch, d], seed: 42).scalars
+        let out = try nodeOutputs(g, x: x, batch: batch, names: ["s"])["s"]!.values
+        var expected: [Double] = []
+        for s in 0..<batch {
+            let xs = Array(x[(s * d)..<((s + 1) * d)])
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let m = xs[r * cols + c] * xs[cols + c]
+                    let a = xs[cols + c] + m
+                    let q = a / w.scalars[c]
+                    expected.append(Double(xs[r * cols + 2] - q))
+                }
+            }
+        }
+        assertClose(out, expected, tolerance: 0, "broadcast binary rows")
+    }
+
+    /// Inference passes give a Reshape's output its input's buffer: values
+    /// read after the Reshape (its input, a Reshape of x, a Reshape of a
+    /// Reshape) keep their values, and the inference pass equals the
+    /// recorded one (`nodeOutputs` checks) and the arithmetic below.
+    func testReshapeViewsKeepTheirValues() throws {
+        let g = try graph([2, 3, 4], pre: false) { b, x in
+            let r = try b.apply(.reshape(shape: [6, 4]), [x], name: "r")        // a view of x
+            let rr = try b.apply(.reshape(shape: [24]), [r], name: "rr")        // a view of a view
+            let y = try b.mul(rr, rr, name: "y")
+            let yv = try b.apply(.reshape(shape: [2, 3, 4]), [y], name: "yv")   // y read after
+            let z = try b.add(yv, x, name: "z")                                 // x read after its views
+            let w = try b.add(try b.apply(.reshape(shape: [2, 12]), [y], name: "y2"),
+                              try b.apply(.reshape(shape: [2, 12]), [z], name: "z2"), name: "w")
+            return try b.apply(.reshape(shape: [24]), [w], name: "out")
+        }
+        let batch = 3
+        let x = random([batch, 24], seed: 31).scalars
+        let out = try nodeOutputs(g, x: x, batch: batch, names: ["out", "r", "z"])
+        let expected = x.map { v -> Double in let y = v * v, z = y + v; return Double(y + z) }
+        assertClose(out["out"]!.values, expected, tolerance: 0, "reshape views")
+        assertClose(out["r"]!.values, x.map(Double.init), tolerance: 0, "reshape of x")
     }
 
     func testTransposeSliceTileGatherForwardMatchReference() throws {

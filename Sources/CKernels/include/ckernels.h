@@ -58,6 +58,15 @@ void fr_unary_derivative(int kind, float p1, float p2,
 void fr_unary_forward_derivative(int kind, float p1, float p2,
                                  const float *x, float *y, float *d, size_t n);
 
+/// Row-wise broadcasting binary op, one IEEE operation per element (the
+/// same values as a scalar loop): for r < rows, i < n,
+///   y[r*n + i] = A op B,  A = a[r*a_row + (a_unit ? i : 0)],
+///                         B = b[r*b_row + (b_unit ? i : 0)];
+/// op 0 add, 1 sub, 2 mul, 3 div. y may alias a or b exactly (same
+/// element positions), nothing else.
+void fr_binary_rows(int op, const float *a, ptrdiff_t a_row, int a_unit, const float *b, ptrdiff_t b_row,
+                    int b_unit, float *y, size_t rows, size_t n);
+
 /// Tangent broadcast product used by the k-tangent JVP:
 /// out[(r*k + j)*m + i] = d[r*m + i] * in[(r*k + j)*m + i]
 /// for r < rows, j < k, i < m. in and out may alias exactly.
@@ -133,6 +142,14 @@ size_t fr_gemm_packed_b_floats(size_t n, size_t k);
 /// transposed (16 × 16 blocks in registers with AVX-512F). dst must not
 /// overlap src.
 void fr_transpose(size_t rows, size_t cols, const float *src, size_t lds, float *dst, size_t ldd);
+/// A permuted copy whose innermost `run` floats stay contiguous: dst, in
+/// order, gets src's rows of `run` floats at offsets Σ_d i_d·src_stride[d]
+/// (in floats) over the index i of extents [rank] (row-major, i_0 slowest);
+/// rank ≤ 8 (larger: nothing is copied). A Transpose that keeps its
+/// innermost axis (attention's head split [T, H, D] → [H, T, D]). dst must
+/// not overlap src.
+void fr_permute_rows(const float *src, float *dst, size_t rank, const size_t *extents,
+                     const ptrdiff_t *src_strides, size_t run);
 void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
 void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
                        size_t ldc);
@@ -187,6 +204,13 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
 /// Entries of -inf give 0; a row of -inf gives NaN, as PyTorch does.
 /// x and y may alias exactly.
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// LayerNorm of `rows` rows of m floats: per row mean μ and biased variance
+/// (float sums in 16 interleaved partial sums), r = 1/sqrt(var + eps),
+/// stats[2r] = μ, stats[2r + 1] = r, y = (x - μ)·r·gamma + beta (gamma and
+/// beta [m] or NULL for 1 and 0). x and y may alias exactly.
+void fr_layer_norm_rows(const float *x, const float *gamma, const float *beta, float *y, float *stats, size_t rows,
+                        size_t m, float eps);
 
 /// GroupNorm over x [n, c, spatial] with `groups` groups of c/groups
 /// channels (c divisible by groups): per (sample, group) mean μ and

@@ -87,7 +87,10 @@ final class ExecutionPlan: @unchecked Sendable {
         }
         attentionFusions = fusions
         fusedAway = away
-        (slots, slotCount, peakLiveSize) = Self.assignSlots(graph, sizes: sizes, fusions: fusions)
+        let views = graph.nodes.map { node -> Bool in
+            node.operation.op is ReshapeOp && graph.values[node.inputs[0]].isBatched
+        }
+        (slots, slotCount, peakLiveSize) = Self.assignSlots(graph, sizes: sizes, fusions: fusions, views: views)
     }
 
     /// Greedy slot assignment in execution order: a value's slot is freed
@@ -95,8 +98,12 @@ final class ExecutionPlan: @unchecked Sendable {
     /// free slot (the largest, so buffers grow rarely) or a new one. An op's
     /// output never shares a slot with its inputs (they are freed after it).
     /// A fused attention chain takes its output's slot at its first node;
-    /// S and P get none.
-    static func assignSlots(_ graph: Graph, sizes: [Int], fusions: [AttentionFusion?] = [])
+    /// S and P get none. A view node (`views[n]`: a Reshape of a batched
+    /// value, whose output has its input's values in the same order) gives
+    /// its output its input's slot, which is freed when the last value
+    /// sharing it has been read; the node then copies nothing
+    /// (`ReshapeOp.forward` sees the same pointer).
+    static func assignSlots(_ graph: Graph, sizes: [Int], fusions: [AttentionFusion?] = [], views: [Bool] = [])
         -> (slots: [Int], count: Int, peak: Int) {
         var produced = graph.nodes.map { [$0.output] }
         for case let f? in fusions {
@@ -104,9 +111,15 @@ final class ExecutionPlan: @unchecked Sendable {
             produced[f.softmax] = []
             produced[f.product] = []
         }
+        // root[v]: the value whose slot v shares (itself unless v is a view).
+        var root = Array(graph.values.indices)
+        for (n, node) in graph.nodes.enumerated() where n < views.count && views[n] && !produced[n].isEmpty {
+            root[node.output] = root[node.inputs[0]]
+            produced[n] = []
+        }
         var lastUse = [Int](repeating: -1, count: graph.values.count)
-        for (n, node) in graph.nodes.enumerated() { for i in node.inputs { lastUse[i] = n } }
-        lastUse[graph.output] = Int.max
+        for (n, node) in graph.nodes.enumerated() { for i in node.inputs { lastUse[root[i]] = Swift.max(lastUse[root[i]], n) } }
+        lastUse[root[graph.output]] = Int.max
         var slots = [Int](repeating: -1, count: graph.values.count)
         var slotSize: [Int] = [], free: [Int] = []
         var live = 0, peak = 0
@@ -131,7 +144,8 @@ final class ExecutionPlan: @unchecked Sendable {
         }
         for (n, node) in graph.nodes.enumerated() {
             for v in produced[n] { take(v) }
-            for i in Set(node.inputs) where lastUse[i] == n && slots[i] >= 0 {
+            if n < views.count && views[n] && root[node.output] != node.output { slots[node.output] = slots[root[node.output]] }
+            for i in Set(node.inputs.map { root[$0] }) where lastUse[i] == n && slots[i] >= 0 {
                 free.append(slots[i])
                 live -= sizes[i]
             }

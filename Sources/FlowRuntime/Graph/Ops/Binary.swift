@@ -1,3 +1,5 @@
+import CKernels
+
 /// Broadcasting Add, Sub, Mul, Div (numpy rules on per-sample shapes; a
 /// parameter broadcasts over the batch).
 ///
@@ -64,6 +66,18 @@ public enum BinaryFunction: String, Sendable, Equatable, CaseIterable {
     case add = "Add", sub = "Sub", mul = "Mul", div = "Div"
 }
 
+extension BinaryFunction {
+    /// The op code of `fr_binary_rows`.
+    var kernelCode: Int32 {
+        switch self {
+        case .add: 0
+        case .sub: 1
+        case .mul: 2
+        case .div: 3
+        }
+    }
+}
+
 
 extension Executor {
     /// Full iteration shape and an operand's strides in it.
@@ -87,8 +101,26 @@ extension Executor {
         let full = [batch] + os
         let a = operand(node.inputs[0], pointer: data(node.inputs[0], ws), lead: [batch], isTangent: false, rank: os.count, outShape: full)
         let b = operand(node.inputs[1], pointer: data(node.inputs[1], ws), lead: [batch], isTangent: false, rank: os.count, outShape: full)
-        Strided.apply(f.stridedOp, shape: full, dst: out, dstStrides: Strided.strides(of: full, broadcastTo: full),
-                      accumulate: false, a, b)
+        let ds = Strided.strides(of: full, broadcastTo: full)
+        // Shapes that merge into rows with a unit-stride or broadcast inner
+        // axis (a DiT's [T, F] ⊙ [1, F] modulation, a U-Net's [C, HW] + [C, 1])
+        // run in one C call (`fr_binary_rows`, same values): Strided.apply's
+        // per-row dispatch cost more than a 64-float row's arithmetic.
+        // A third (outer) axis, as for per-sample [1, F] operands against
+        // [T, F] (the batch and row axes do not merge), loops here.
+        let (shp, st) = Strided.coalesce(full, [ds, a.strides, b.strides])
+        if shp.count <= 3, st[0].last == 1, st[1].last! <= 1, st[2].last! <= 1, st[1].last! >= 0, st[2].last! >= 0 {
+            let r = shp.count
+            let rows = r >= 2 ? shp[r - 2] : 1, n = shp[r - 1]
+            let ar = r >= 2 ? st[1][r - 2] : 0, br = r >= 2 ? st[2][r - 2] : 0
+            for o in 0..<(r == 3 ? shp[0] : 1) {
+                let (ao, bo, yo) = r == 3 ? (o * st[1][0], o * st[2][0], o * st[0][0]) : (0, 0, 0)
+                fr_binary_rows(f.kernelCode, a.pointer + ao, ar, Int32(st[1].last!), b.pointer + bo, br,
+                               Int32(st[2].last!), out + yo, rows, n)
+            }
+            return
+        }
+        Strided.apply(f.stridedOp, shape: full, dst: out, dstStrides: ds, accumulate: false, a, b)
     }
 
     func binaryJVP(_ node: Graph.Node, _ f: BinaryFunction, out: UnsafeMutablePointer<Float>,

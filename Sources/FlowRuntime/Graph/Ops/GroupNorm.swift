@@ -237,6 +237,26 @@ extension ONNXImporter {
         return (t.reshaped([channels]), trainable)
     }
 
+    /// Whether the Reshape target `name` restores x's shape: a known
+    /// constant ([batch or 0] + x's per-sample shape), or, not imported yet,
+    /// the whole Shape of a batched value of x's per-sample shape (torch's
+    /// dynamo exporter computes it after the InstanceNormalization, as
+    /// Shape of the normalised convolution's output).
+    private func reshapeRestores(_ name: String, _ xShape: [Int]) -> Bool {
+        if case .ints(let target)? = values[name] {
+            return Array(target.values.dropFirst()).compactMap(\.value).map(Int.init) == xShape
+                || target.values.count == xShape.count + 1
+        }
+        guard values[name] == nil, let p = proto.graph.nodes.firstIndex(where: { $0.outputs.contains(name) }) else {
+            return false
+        }
+        let shapeNode = proto.graph.nodes[p]
+        guard shapeNode.opType == "Shape", shapeNode.inputs.count == 1, (try? int(shapeNode, "start", 0)) == 0,
+              shapeNode.attributes["end"] == nil,
+              case .batched(let id, true)? = values[shapeNode.inputs[0]] else { return false }
+        return builder.shape(of: id) == xShape
+    }
+
     private mutating func fuseGroupNormExpansion(_ n: Node, grouped: ValueID, scale: Tensor, bias: Tensor, epsilon: Float) throws -> Bool {
         let nodes = proto.graph.nodes
         guard scale.scalars.allSatisfy({ $0 == 1 }), bias.scalars.allSatisfy({ $0 == 0 }),
@@ -247,8 +267,7 @@ extension ONNXImporter {
         guard xShape.count >= 2, xShape[0] % groups == 0, builder.shape(of: grouped).count == 2 else { return false }
         // Reshape back to x's shape, then Mul γ and Add β per channel.
         guard let r = soleReaderNode(n.outputs[0]), nodes[r].opType == "Reshape",
-              case .ints(let target)? = values[nodes[r].inputs[1]],
-              Array(target.values.dropFirst()).compactMap(\.value).map(Int.init) == xShape || target.values.count == xShape.count + 1,
+              reshapeRestores(nodes[r].inputs[1], xShape),
               let mIndex = soleReaderNode(nodes[r].outputs[0]), nodes[mIndex].opType == "Mul",
               let other = nodes[mIndex].inputs.first(where: { $0 != nodes[r].outputs[0] }),
               let (gamma, gt) = channelConstant(other, channels: xShape[0]),

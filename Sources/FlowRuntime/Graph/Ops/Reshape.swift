@@ -23,7 +23,12 @@ struct ReshapeOp: GraphOp {
         return inputs[0].reshaped(shape)
     }
 
-    func forward(_ c: OpContext) { c.out.update(from: c.input(0), count: c.batch * c.outputSize) }
+    /// Inference passes give the output its input's buffer
+    /// (`ExecutionPlan.assignSlots`' views): nothing to copy then.
+    func forward(_ c: OpContext) {
+        let x = c.input(0)
+        if x != c.out { c.out.update(from: x, count: c.batch * c.outputSize) }
+    }
     func jvp(_ c: OpContext) { c.out.update(from: c.tangent(0)!, count: c.batch * c.k * c.outputSize) }
     func vjp(_ c: OpContext) {
         guard let gx = c.gradient(0) else { return }

@@ -29,9 +29,10 @@ struct TransposeOp: IndexMappingOp {
     /// Copies `rows` samples of x into `c.out`, permuted. With the axes that
     /// stay adjacent merged (and extent-1 axes dropped), a permutation that
     /// swaps the last two merged axes is a batch of matrix transposes
-    /// (`fr_transpose`, 16 × 16 blocks: attention's [C, HW] ↔ [HW, C]); any
-    /// other runs as a strided copy (`Strided.apply`, whole rows when the
-    /// innermost axis stays innermost). Same values as the index map.
+    /// (`fr_transpose`, 16 × 16 blocks: attention's [C, HW] ↔ [HW, C]); one
+    /// that keeps the innermost merged axis innermost copies whole rows
+    /// (`fr_permute_rows`); any other runs as a strided copy
+    /// (`Strided.apply`). Same values as the index map.
     private func permute(_ c: OpContext, from x: UnsafeMutablePointer<Float>, rows: Int) {
         let inShape = c.shape(0), size = c.size(0), out = c.out
         // Output-ordered groups of adjacent input axes (extent-1 axes dropped).
@@ -56,6 +57,20 @@ struct TransposeOp: IndexMappingOp {
             return
         }
         let inStrides = Strided.strides(of: inShape, broadcastTo: inShape)
+        if n >= 1, n <= 7, inputOrder.last == n - 1 {
+            // The innermost group stays innermost: rows of `run` floats
+            // gathered in output order (`fr_permute_rows`), the sample axis
+            // outermost (attention's head split [T, H, D] → [H, T, D]).
+            let run = extents[n - 1]
+            var ext = [rows] + extents.dropLast()
+            var st = [size] + groups.dropLast().map { inStrides[$0.last!] }
+            ext.withUnsafeMutableBufferPointer { e in
+                st.withUnsafeMutableBufferPointer { s in
+                    fr_permute_rows(x, out, n, e.baseAddress, s.baseAddress, run)
+                }
+            }
+            return
+        }
         let outShape = perm.map { inShape[$0] }
         let full = [rows] + outShape
         Strided.apply(.copy, shape: full, dst: out, dstStrides: Strided.strides(of: full, broadcastTo: full),

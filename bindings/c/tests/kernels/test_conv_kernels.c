@@ -313,6 +313,9 @@ static void test_conv(void) {
         make_conv(1, 2, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),      // 1×1 image
         make_conv(1, 1, 1, 1, 5, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 0),      // pads exceed the image
         make_conv(1, 3, 17, 1, 17, 300, 3, 3, 1, 1, 1, 0, 0, 2, 1, 1, 1),  // wide rows, many blocks
+        make_conv(2, 6, 5, 1, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),    // planes 4 KiB apart; 6 = 4 + 2 channels
+        make_conv(1, 5, 4, 1, 16, 20, 7, 7, 1, 1, 3, 3, 3, 3, 1, 1, 1),    // 7×7: the masked-load path's limit
+        make_conv(1, 3, 4, 1, 12, 13, 9, 9, 1, 1, 4, 4, 4, 4, 1, 1, 0),    // 9×9 at stride 1: the gather path
     };
     for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++) test_conv_case(&fixed[f]);
     static const size_t kernels[][2] = {{1, 1}, {3, 3}, {1, 3}, {3, 1}, {4, 4}, {2, 3}};
@@ -338,6 +341,79 @@ static void test_conv(void) {
 
 // ---------------------------------------------------------------------------
 // Softmax and GroupNorm
+
+// LayerNorm rows against a double reference (mean, biased variance, then
+// (x - μ)/sqrt(var + eps)·γ + β), with and without γ/β, rows with a large
+// common offset; the stats are checked too; in place gives the same bits.
+static void test_layer_norm(void) {
+    static const size_t shapes[][2] = {{1, 1}, {3, 5}, {4, 16}, {392, 64}, {2, 37}, {5, 256}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        size_t rows = shapes[t][0], m = shapes[t][1];
+        const float eps = 1e-6f;
+        float *x = frand(rows * m), *gamma = frand(m), *beta = frand(m);
+        for (size_t i = 0; i < rows * m; i++) x[i] = 3.0f * x[i] + (t % 2 ? 20.0f : 0.0f);
+        for (int affine = 0; affine < 2; affine++) {
+            double *ref = malloc(rows * m * sizeof(double)), *scale = malloc(rows * m * sizeof(double));
+            double *sref = malloc(2 * rows * sizeof(double)), *sscale = malloc(2 * rows * sizeof(double));
+            for (size_t r = 0; r < rows; r++) {
+                double mu = 0.0, var = 0.0;
+                for (size_t i = 0; i < m; i++) mu += x[r * m + i];
+                mu /= (double)m;
+                for (size_t i = 0; i < m; i++) var += ((double)x[r * m + i] - mu) * ((double)x[r * m + i] - mu);
+                var /= (double)m;
+                double rstd = 1.0 / sqrt(var + eps);
+                sref[2 * r] = mu, sref[2 * r + 1] = rstd;
+                sscale[2 * r] = fmax(1.0, fabs(mu)), sscale[2 * r + 1] = rstd;
+                for (size_t i = 0; i < m; i++) {
+                    double v = ((double)x[r * m + i] - mu) * rstd;
+                    ref[r * m + i] = affine ? v * gamma[i] + beta[i] : v;
+                    // x - μ carries μ's rounding: relative to the row's offset.
+                    scale[r * m + i] = fmax(1.0, fabs(mu) * rstd) * (affine ? fmax(1.0, fabs(gamma[i])) : 1.0);
+                }
+            }
+            BOTH_PATHS(portable, {
+                float *y = fbuf(rows * m), *stats = fbuf(2 * rows);
+                fr_layer_norm_rows(x, affine ? gamma : NULL, affine ? beta : NULL, y, stats, rows, m, eps);
+                double e = worst(y, ref, scale, rows * m), es = worst(stats, sref, sscale, 2 * rows);
+                CHECK(e <= TOL && es <= TOL, "layer norm %s %zux%zu affine %d: error %.3g, stats %.3g",
+                      path_name(portable), rows, m, affine, e, es);
+                float *inplace = fcopy(x, rows * m);
+                fr_layer_norm_rows(inplace, affine ? gamma : NULL, affine ? beta : NULL, inplace, stats, rows, m, eps);
+                CHECK(memcmp(inplace, y, rows * m * sizeof(float)) == 0, "layer norm %s in place differs",
+                      path_name(portable));
+                free(inplace); free(y); free(stats);
+            });
+            free(ref); free(scale); free(sref); free(sscale);
+        }
+        free(x); free(gamma); free(beta);
+    }
+}
+
+// fr_binary_rows against a scalar loop, bit for bit (one IEEE operation
+// per element), for the four ops and the four unit/broadcast combinations,
+// with row strides that skip and repeat rows; and in place (y = a).
+static void test_binary_rows(void) {
+    const size_t rows = 7, n = 37;
+    float *a = frand(rows * n * 2), *b = frand(rows * n * 2), *y = fbuf(rows * n), *want = fbuf(rows * n);
+    for (size_t i = 0; i < rows * n * 2; i++) b[i] += b[i] >= 0 ? 0.5f : -0.5f;  // no division by ~0
+    for (int op = 0; op < 4; op++)
+        for (int unit = 0; unit < 4; unit++) {
+            const int au = unit & 1, bu = unit >> 1;
+            const ptrdiff_t ar = au ? 2 * (ptrdiff_t)n : 1, br = bu ? (ptrdiff_t)n : 0;
+            for (size_t r = 0; r < rows; r++)
+                for (size_t i = 0; i < n; i++) {
+                    float x = a[r * ar + (au ? i : 0)], z = b[r * br + (bu ? i : 0)];
+                    want[r * n + i] = op == 0 ? x + z : op == 1 ? x - z : op == 2 ? x * z : x / z;
+                }
+            fr_binary_rows(op, a, ar, au, b, br, bu, y, rows, n);
+            CHECK(memcmp(y, want, rows * n * sizeof(float)) == 0, "binary rows op %d a_unit %d b_unit %d", op, au, bu);
+        }
+    float *inplace = fcopy(a, rows * n);
+    for (size_t i = 0; i < rows * n; i++) want[i] = a[i] * b[i];
+    fr_binary_rows(2, inplace, (ptrdiff_t)n, 1, b, (ptrdiff_t)n, 1, inplace, rows, n);
+    CHECK(memcmp(inplace, want, rows * n * sizeof(float)) == 0, "binary rows in place");
+    free(a); free(b); free(y); free(want); free(inplace);
+}
 
 static void test_softmax(void) {
     static const size_t shapes[][2] = {{1, 1}, {3, 17}, {5, 16}, {2, 784}, {784, 784}, {7, 1000}, {1, 3}, {4, 333}};
@@ -755,7 +831,9 @@ int main(void) {
     printf("gemm done (%d passed, %d failed)\n", passed, failed);
     test_conv();
     printf("conv done (%d passed, %d failed)\n", passed, failed);
+    test_binary_rows();
     test_softmax();
+    test_layer_norm();
     test_group_norm();
     printf("bf16 kernel: %s\n", fr_bf16_hardware() ? "AVX512_BF16 and portable paths tested" : "portable path only");
     test_gemm_bf16();
