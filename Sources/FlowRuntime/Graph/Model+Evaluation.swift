@@ -233,7 +233,7 @@ public final class GraphDifferentiator: @unchecked Sendable {
 
     public init(graph: Graph) throws {
         plan = try ExecutionPlan(graph, packWeights: false)
-        store = ParameterStore(graph)
+        store = ParameterStore(graph, packBackward: true)
     }
 
     public var graph: Graph { plan.graph }
