@@ -122,10 +122,28 @@ struct LinearOp: GraphOp {
     func vjp(_ c: OpContext) {
         let (rows, inDim, outDim) = geometry(c, rowsPerSample: 1)
         let g = c.out
-        // g_z = g ⊙ f'(z), in place: the output gradient is not read again.
+        // g_z = g ⊙ f'(z), in place (the output gradient is not read again),
+        // and g_b += Σ_rows g_z in the same pass, rows in increasing order.
+        let gb = c.inputCount == 3 ? c.gradient(2) : nil
         if activation != .identity {
             let d = c.recorded
-            for i in 0..<(rows * outDim) { g[i] *= d[i] }
+            if let gb {
+                for r in 0..<rows {
+                    let gr = g + r * outDim, dr = d + r * outDim
+                    for j in 0..<outDim {
+                        let v = gr[j] * dr[j]
+                        gr[j] = v
+                        gb[j] += v
+                    }
+                }
+            } else {
+                for i in 0..<(rows * outDim) { g[i] *= d[i] }
+            }
+        } else if let gb {
+            for r in 0..<rows {
+                let gr = g + r * outDim
+                for j in 0..<outDim { gb[j] += gr[j] }
+            }
         }
         let gx = c.gradient(0), gw = c.gradient(1)
         if let wt = c.packedBackwardWeights {
@@ -146,12 +164,6 @@ struct LinearOp: GraphOp {
                 } else {               // g_W [in, out] += xᵀ g_z
                     BLAS.gemm(transA: true, m: inDim, n: outDim, k: rows, a: c.input(0), b: g, beta: 1, c: gw)
                 }
-            }
-        }
-        if c.inputCount == 3, let gb = c.gradient(2) {
-            for r in 0..<rows {
-                let gr = g + r * outDim
-                for j in 0..<outDim { gb[j] += gr[j] }
             }
         }
     }
