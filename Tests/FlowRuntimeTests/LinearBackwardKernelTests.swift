@@ -6,7 +6,8 @@ import XCTest
 /// against a naive Double reference, on shapes with partial row tiles (rows
 /// not a multiple of 8), partial panels (widths not a multiple of 16),
 /// several k blocks (> 256) and several n blocks (> 256), both weight
-/// layouts, on the AVX-512 and the portable engine.
+/// layouts, g_W's in-place and packed paths, on the AVX-512 and the
+/// portable engine.
 ///
 /// Tolerance per element: 2·(K + 1)·2^-24 · (|C₀| + Σ_p |a_p·b_p|), the
 /// float32 bound for K multiply-adds onto C₀ (doubled); a wrong index, a
@@ -76,6 +77,8 @@ final class LinearBackwardKernelTests: XCTestCase {
             (29, 300, 20),   // k = out > 256: two k blocks for g_x
             (19, 40, 530),   // n = in > 256: several n blocks for g_x
             (300, 24, 18),   // k = rows > 256: two k blocks for g_W
+            (9, 20, 1030),   // B rows of ≥ 1024 floats: g_W packs them ([out, in] layout)
+            (270, 1030, 20), // the same for the [in, out] layout, two k blocks
         ]
         for portable in [false, true] {
             for (rows, out, inDim) in shapes {

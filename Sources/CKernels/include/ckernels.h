@@ -282,7 +282,8 @@ void fr_linear_backward_pack(const float *w, int w_in_out_layout, size_t out, si
 /// Both accumulate (C on entry, then one multiply-add per summed index in
 /// increasing order). wt_packed from fr_linear_backward_pack (read only when
 /// gx is given); scratch of fr_linear_backward_scratch_floats(rows, out, in)
-/// floats. Outputs must not overlap inputs or scratch.
+/// floats (used for layers with 1024 or more inputs, or outputs in the
+/// [in, out] layout). Outputs must not overlap inputs or scratch.
 size_t fr_linear_backward_scratch_floats(size_t rows, size_t out, size_t in);
 void fr_linear_backward(const float *gz, const float *x, const float *wt_packed, float *gx, float *gw, size_t rows,
                         size_t out, size_t in, int w_in_out_layout, float *scratch);
