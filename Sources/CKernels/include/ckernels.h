@@ -301,6 +301,41 @@ void fr_conv2d_forward_bf16(const fr_conv2d_geometry *g, const float *x, const u
 
 /* ===================== end of bfloat16 kernels ======================== */
 
+/* ======================================================================
+ * Dense-layer backward pass (gemm_backward.c): the two GEMMs of a Linear
+ * layer's VJP on the register-tile engine, accumulating into gradients.
+ * ====================================================================== */
+
+/// C[m, n] += A[m, k]·B[k, n], A row-major (lda), B packed by
+/// fr_gemm_pack_b(trans_b, n, k, ...). Each C[i, j] is its value on entry
+/// followed by one multiply-add per p in increasing p, so row i does not
+/// depend on m nor on the other rows. C must not overlap A or bp.
+void fr_gemm_prepacked_acc(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                           size_t ldc);
+
+/// W of a layer y = f(x·Wᵀ + b) packed for its input gradient: W [out, in]
+/// row-major, or [in, out] when w_in_out_layout is nonzero, into wt_packed
+/// of fr_linear_backward_packed_floats(out, in) floats (64-byte alignment
+/// recommended). Pack once per weight update; chunks share it read-only.
+size_t fr_linear_backward_packed_floats(size_t out, size_t in);
+void fr_linear_backward_pack(const float *w, int w_in_out_layout, size_t out, size_t in, float *wt_packed);
+
+/// The VJP GEMMs of that layer over `rows` samples, given g_z [rows, out]
+/// (the output gradient times f'(z)) and x [rows, in]:
+///   gx [rows, in] += g_z · W            (skipped when gx is NULL)
+///   gw += g_zᵀ · x  ([out, in]), or xᵀ · g_z ([in, out]) when w_in_out_layout
+///                                         (skipped when gw is NULL)
+/// Both accumulate (C on entry, then one multiply-add per summed index in
+/// increasing order). wt_packed from fr_linear_backward_pack (read only when
+/// gx is given); scratch of fr_linear_backward_scratch_floats(rows, out, in)
+/// floats (used for layers with 1024 or more inputs, or outputs in the
+/// [in, out] layout). Outputs must not overlap inputs or scratch.
+size_t fr_linear_backward_scratch_floats(size_t rows, size_t out, size_t in);
+void fr_linear_backward(const float *gz, const float *x, const float *wt_packed, float *gx, float *gw, size_t rows,
+                        size_t out, size_t in, int w_in_out_layout, float *scratch);
+
+/* =================== end of dense-layer backward ====================== */
+
 #ifdef __cplusplus
 }
 #endif

@@ -164,6 +164,10 @@ final class ParameterStore: @unchecked Sendable {
     let packed: [UnsafeMutablePointer<Float>?]
     /// Whether Linear weights are packed (asked for, and the CPU has the kernel).
     let packsWeights: Bool
+    /// Per node: the weight packed for the layer's input gradient
+    /// (`fr_linear_backward_pack`), when the store was made for training
+    /// (`packBackward`) and packs weights; else nil.
+    let packedBackward: [UnsafeMutablePointer<Float>?]
     /// What `repack` rebuilds: node, parameter, layout.
     private let packing: [PackedLinear]
     private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
@@ -178,7 +182,9 @@ final class ParameterStore: @unchecked Sendable {
     /// - Parameter packWeights: keep packed copies of Linear weights (default:
     ///   when the CPU has the packed kernel). Tests turn it off to compare
     ///   against the unpacked path.
-    init(_ graph: Graph, packWeights: Bool = PackedWeights.available) {
+    ///   - packBackward: also keep the copies the dense backward kernel
+    ///     reads (`fr_linear_backward`; differentiators of trainers).
+    init(_ graph: Graph, packWeights: Bool = PackedWeights.available, packBackward: Bool = false) {
         var ps = [UnsafeMutablePointer<Float>]()
         for p in graph.parameters {
             let ptr = UnsafeMutablePointer<Float>.allocate(capacity: Swift.max(p.tensor.count, 1))
@@ -217,12 +223,22 @@ final class ParameterStore: @unchecked Sendable {
             bf16Packing.append((n, p, request))
         }
         self.bf16Packing = bf16Packing
+        var backward = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
+        if packBackward {
+            for e in packing {
+                let bytes = fr_linear_backward_packed_floats(e.out, e.in) * MemoryLayout<Float>.stride
+                backward[e.node] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    .bindMemory(to: Float.self, capacity: bytes / MemoryLayout<Float>.stride)
+            }
+        }
+        self.packedBackward = backward
         for p in Set(packing.map(\.parameter)) { repack(parameter: p) }
     }
 
     deinit {
         for p in pointers { p.deallocate() }
         for p in packed { p?.deallocate() }
+        for p in packedBackward { p?.deallocate() }
         for p in packedBF16 { p?.deallocate() }
     }
 
@@ -263,6 +279,7 @@ final class ParameterStore: @unchecked Sendable {
     func repack(parameter p: Int) {
         for e in packing where e.parameter == p {
             fr_pack_weights(pointers[p], e.inOutLayout ? 1 : 0, packed[e.node]!, e.out, e.in)
+            if let w = packedBackward[e.node] { fr_linear_backward_pack(pointers[p], e.inOutLayout ? 1 : 0, e.out, e.in, w) }
             if let w = bf16Weights(e.node) { fr_pack_weights_bf16(pointers[p], e.inOutLayout ? 1 : 0, w, e.out, e.in) }
         }
         for e in bf16Packing where e.parameter == p {

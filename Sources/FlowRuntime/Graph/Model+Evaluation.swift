@@ -233,7 +233,7 @@ public final class GraphDifferentiator: @unchecked Sendable {
 
     public init(graph: Graph) throws {
         plan = try ExecutionPlan(graph, packWeights: false)
-        store = ParameterStore(graph)
+        store = ParameterStore(graph, packBackward: true)
     }
 
     public var graph: Graph { plan.graph }
@@ -263,6 +263,20 @@ public final class GraphDifferentiator: @unchecked Sendable {
 
     /// The current parameters as graph parameters.
     public var parameters: [Graph.Parameter] { store.snapshot(graph.parameters) }
+
+    /// Parameter `i`'s elements, for updates split over threads (disjoint
+    /// ranges per thread). Not thread-safe against evaluations; call
+    /// `repack(parameter:)` once the parameter is final, before the next pass.
+    func parameterPointer(_ i: Int) -> UnsafeMutablePointer<Float> { store.pointers[i] }
+
+    /// Rebuilds parameter `i`'s packed copies (after writes through
+    /// `parameterPointer`). Different parameters may repack concurrently.
+    func repack(parameter i: Int) { store.repack(parameter: i) }
+
+    /// Parameter `i`'s gradient in `workspace` after `backward`.
+    func gradientPointer(_ i: Int, workspace: GraphWorkspace) -> UnsafePointer<Float> {
+        UnsafePointer(workspace.parameterGradients[i].pointer)
+    }
 
     /// Forward pass recording derivatives; returns the output `[n, d]` (valid
     /// until the workspace is used again).

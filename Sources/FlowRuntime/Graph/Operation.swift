@@ -159,6 +159,9 @@ struct OpContext {
     @inline(__always) func scratch2(_ count: Int) -> UnsafeMutablePointer<Float> { ws.scratch3.reserve(count) }
     /// The packed copy of this node's weight (see `GraphOp.weightPacking`).
     var packedWeights: UnsafeMutablePointer<Float>? { executor.params.packed[index] }
+    /// The copy of this node's weight packed for its input gradient
+    /// (`fr_linear_backward`), kept by trainers' parameter stores; else nil.
+    var packedBackwardWeights: UnsafeMutablePointer<Float>? { executor.params.packedBackward[index] }
     /// The bf16 copy of this node's packed weight when the pass runs in
     /// bf16 and the layer has one (`Precision`), else nil.
     var packedWeightsBF16: UnsafeMutablePointer<UInt16>? {

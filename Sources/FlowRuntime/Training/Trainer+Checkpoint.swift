@@ -40,7 +40,8 @@ extension Trainer {
             for e in p.tensor.shape { w.u64(UInt64(e)) }
             w.floats(p.tensor.scalars)
             if let a = trainable.firstIndex(of: i) {
-                w.floats(firstMoment[a]); w.floats(secondMoment[a]); w.floats(ema[a])
+                w.floats(state.slice(state.firstMoment, a)); w.floats(state.slice(state.secondMoment, a))
+                w.floats(state.slice(state.ema, a))
             }
         }
         w.u32(Checksum.crc32(w.data))
@@ -101,7 +102,11 @@ extension Trainer {
         for (i, v) in values.enumerated() {
             differentiator.withParameter(i) { dst in v.withUnsafeBufferPointer { dst.baseAddress!.update(from: $0.baseAddress!, count: v.count) } }
         }
-        firstMoment = moments1; secondMoment = moments2; ema = averages
+        for a in moments1.indices {
+            _ = state.slice(state.firstMoment, a).update(fromContentsOf: moments1[a])
+            _ = state.slice(state.secondMoment, a).update(fromContentsOf: moments2[a])
+            _ = state.slice(state.ema, a).update(fromContentsOf: averages[a])
+        }
         stepCount = Int(step)
         lastLoss = losses[0].isNaN ? nil : LossReport(quadratic: losses[0], regression: losses[1])
         lastHeldOutLoss = losses[2].isNaN ? nil : LossReport(quadratic: losses[2], regression: losses[3])
@@ -119,7 +124,7 @@ struct ByteWriter {
     mutating func u32(_ v: UInt32) { for s in stride(from: 0, to: 32, by: 8) { data.append(UInt8((v >> UInt32(s)) & 0xFF)) } }
     mutating func u64(_ v: UInt64) { for s in stride(from: 0, to: 64, by: 8) { data.append(UInt8((v >> UInt64(s)) & 0xFF)) } }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
-    mutating func floats(_ v: [Float]) {
+    mutating func floats<C: Collection>(_ v: C) where C.Element == Float {
         data.reserveCapacity(data.count + 4 * v.count)
         for x in v { u32(x.bitPattern) }
     }

@@ -8,12 +8,15 @@ import Glibc
 /// One update: draw a minibatch (times, base samples x0, data x1, all keyed
 /// by (seed, purpose, global sample index)); cut it into fixed chunks of
 /// `chunkSize` samples; on up to `threads` threads, each chunk runs forward
-/// and backward through the graph on its own workspace; chunk gradients are
-/// summed in chunk order; then clipping, Adam/AdamW, and the EMA update.
-/// Because neither the chunking nor the summation order depends on the
-/// thread count, the weights after any number of steps are bit-identical
-/// for 1, 2 or 8 threads, and a run resumed from a checkpoint continues
-/// exactly as the uninterrupted run.
+/// and backward through the graph on its own workspace; then, on the same
+/// threads over fixed blocks of the flat parameter range (`TrainerState`),
+/// chunk gradients are summed in chunk order with the norm's partial sums,
+/// and after one serial sum of those partials, clipping, Adam/AdamW and the
+/// EMA update run block by block, and the packed weights are rebuilt.
+/// Because neither the chunking, the blocks nor any summation order depends
+/// on the thread count, the weights after any number of steps are
+/// bit-identical for 1, 2 or 8 threads, and a run resumed from a checkpoint
+/// continues exactly as the uninterrupted run.
 ///
 /// Works on any `Graph`: native MLPs and ONNX-imported networks alike.
 /// A conditional network (a context input) trains on pairs (x_i, c_i):
@@ -56,12 +59,9 @@ public final class Trainer {
     let heldOutTimes: [Double]
     let heldOutPoints: [Float]
     let heldOutTargets: [Float]
-    /// Optimiser state and EMA weights, aligned with `trainable`.
-    var firstMoment: [[Float]]
-    var secondMoment: [[Float]]
-    var ema: [[Float]]
-    /// Summed gradient, aligned with `trainable`.
-    var gradient: [[Float]]
+    /// Summed gradient, Adam moments and EMA weights (flat, aligned with
+    /// `trainable`), and the update's fixed blocks.
+    let state: TrainerState
     var chunks: [TrainingChunk] = []
     var cachedModel: Model?
     var streamBatch: [Float] = []
@@ -224,12 +224,18 @@ public final class Trainer {
         heldOutPoints = points
         heldOutTargets = targets
 
-        let counts = trainable.map { graph.parameters[$0].tensor.count }
-        firstMoment = counts.map { [Float](repeating: 0, count: $0) }
-        secondMoment = firstMoment
-        gradient = firstMoment
-        ema = trainable.map { graph.parameters[$0].tensor.scalars }
+        let trainable = self.trainable
+        state = TrainerState(counts: trainable.map { graph.parameters[$0].tensor.count }) { a, dst in
+            graph.parameters[trainable[a]].tensor.scalars.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: $0.count) }
+        }
     }
+
+    /// The summed gradient of the last `computeGradient`, per trainable parameter.
+    var gradient: [[Float]] { state.arrays(state.gradient) }
+    /// Adam's moments and the EMA weights, per trainable parameter.
+    var firstMoment: [[Float]] { state.arrays(state.firstMoment) }
+    var secondMoment: [[Float]] { state.arrays(state.secondMoment) }
+    var ema: [[Float]] { state.arrays(state.ema) }
 
     /// The network being trained (current raw weights are in the trainer).
     public var graph: Graph { differentiator.graph }
@@ -266,48 +272,34 @@ public final class Trainer {
             throw FlowError.unsupported("mini-batch OT coupling re-pairs x0 with data rows of other contexts: not supported for conditional training")
         }
         let report = try computeGradient(step: stepCount)
-        var norm2 = 0.0
-        for g in gradient {
-            g.withUnsafeBufferPointer { b in
-                // Float partial sums of 256 squares, accumulated in Double.
-                var j = 0
-                while j < b.count {
-                    let end = Swift.min(b.count, j + 256)
-                    var s: Float = 0
-                    for k in j..<end { s += b[k] * b[k] }
-                    norm2 += Double(s)
-                    j = end
-                }
-            }
-        }
+        let norm2 = state.squaredNorm()
         guard norm2.isFinite else {
             throw FlowError.nonFinite("the gradient at step \(stepCount) is not finite; lower the learning rate or set a gradient clip")
         }
+        var clipScale: Float? = nil
         if let clip = configuration.gradientClip, norm2.squareRoot() > clip {
-            let s = Float(clip / norm2.squareRoot())
-            for i in gradient.indices {
-                gradient[i].withUnsafeMutableBufferPointer { b in for j in b.indices { b[j] *= s } }
-            }
+            clipScale = Float(clip / norm2.squareRoot())
         }
         let lr = configuration.learningRate.rate(at: stepCount)
         let opt = configuration.optimizer
         let k = stepCount + 1
         let decay = Float(Swift.min(configuration.emaDecay, Double(1 + stepCount) / Double(10 + stepCount)))
-        for (a, p) in trainable.enumerated() {
-            differentiator.withParameter(p) { w in
-                gradient[a].withUnsafeBufferPointer { g in
-                    firstMoment[a].withUnsafeMutableBufferPointer { m in
-                        secondMoment[a].withUnsafeMutableBufferPointer { v in
-                            opt.update(parameters: w.baseAddress!, gradients: g.baseAddress!, firstMoment: m.baseAddress!,
-                                       secondMoment: v.baseAddress!, count: w.count, learningRate: lr, k: k)
-                        }
-                    }
-                }
-                ema[a].withUnsafeMutableBufferPointer { e in
-                    let keep = 1 - decay
-                    for j in 0..<w.count { e[j] = decay * e[j] + keep * w[j] }
-                }
-            }
+        let state = self.state, net = differentiator, trainable = self.trainable
+        // Block by block on the pool: clip, Adam/AdamW, EMA (each scalar's
+        // operations as in a serial pass, so the thread count changes nothing).
+        Parallel.forEachChunk(count: state.blocks.count, chunkSize: 1, threads: configuration.threads) { b, _ in
+            let blk = state.blocks[b], a = blk.parameter, lo = blk.range.lowerBound, n = blk.range.count
+            let off = state.offsets[a] + lo
+            let g = state.gradient + off, w = net.parameterPointer(trainable[a]) + lo
+            if let s = clipScale { for j in 0..<n { g[j] *= s } }
+            opt.update(parameters: w, gradients: g, firstMoment: state.firstMoment + off,
+                       secondMoment: state.secondMoment + off, count: n, learningRate: lr, k: k)
+            let e = state.ema + off, keep = 1 - decay
+            for j in 0..<n { e[j] = decay * e[j] + keep * w[j] }
+        }
+        // Packed copies of the new weights, one parameter per task.
+        Parallel.forEachChunk(count: trainable.count, chunkSize: 1, threads: configuration.threads) { a, _ in
+            net.repack(parameter: trainable[a])
         }
         stepCount += 1
         lastLoss = report
@@ -329,10 +321,10 @@ public final class Trainer {
         }
         let chunkCount = (b + cs - 1) / cs
         while chunks.count < chunkCount { chunks.append(TrainingChunk()) }
-        let partial = UnsafeMutableBufferPointer<LossReport>.allocate(capacity: chunkCount)
-        defer { partial.deallocate() }
-        let nonFinite = UnsafeMutableBufferPointer<NonFiniteSchedule?>.allocate(capacity: chunkCount)
-        defer { nonFinite.deallocate() }
+        let state = self.state
+        state.reserveChunks(chunkCount)
+        let partial = UnsafeMutableBufferPointer(start: state.lossPartials, count: chunkCount)
+        let nonFinite = UnsafeMutableBufferPointer(start: state.nonFinite, count: chunkCount)
         let seed = configuration.seed
         let baseSeed = Self.derivedSeed(seed, .trainingBase), dataSeed = Self.derivedSeed(seed, .dataset)
         let scale = 1 / Float(b)
@@ -391,15 +383,15 @@ public final class Trainer {
         }
         var total = LossReport.zero
         for c in 0..<chunkCount { total = total + partial[c] }
-        for (a, p) in trainable.enumerated() {
-            gradient[a].withUnsafeMutableBufferPointer { dst in
-                dst.update(repeating: 0)
-                for c in 0..<chunkCount {
-                    net.withGradient(p, workspace: chunks[c].workspace) { src in
-                        for j in 0..<dst.count { dst[j] += src[j] }
-                    }
-                }
+        let trainable = self.trainable
+        for c in 0..<chunkCount {
+            for (a, p) in trainable.enumerated() {
+                state.chunkGradients[c * trainable.count + a] = net.gradientPointer(p, workspace: chunks[c].workspace)
             }
+        }
+        // Fixed blocks on the pool: chunk sums in chunk order, norm partials.
+        Parallel.forEachChunk(count: state.blocks.count, chunkSize: 1, threads: configuration.threads) { blk, _ in
+            state.reduce(block: blk, chunks: chunkCount)
         }
         let mean = total.scaled(1 / Double(b))
         guard mean.quadratic.isFinite, mean.regression.isFinite else {
@@ -475,7 +467,7 @@ public final class Trainer {
     public var evaluationParameters: [Graph.Parameter] {
         var params = differentiator.parameters
         for (a, p) in trainable.enumerated() where configuration.emaDecay > 0 {
-            params[p].tensor = Tensor(shape: params[p].tensor.shape, scalars: ema[a])
+            params[p].tensor = Tensor(shape: params[p].tensor.shape, scalars: state.array(state.ema, a))
         }
         return params
     }

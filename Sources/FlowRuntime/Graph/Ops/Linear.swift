@@ -15,7 +15,9 @@ import CKernels
 /// activation runs in place on the cache-hot result. When derivatives are
 /// recorded, f'(z) is stored for the JVP (ẏ = f'(z) ⊙ ẋ Wᵀ, one GEMM over
 /// batch·k rows) and the VJP (g_z = g ⊙ f'(z); g_x = g_z W; g_W = g_zᵀ x;
-/// g_b = Σ_rows g_z).
+/// g_b = Σ_rows g_z). A trainer's VJP runs both products on
+/// `fr_linear_backward` (W packed for it once per update by the parameter
+/// store); other callers, and CPUs without AVX-512F, on OpenBLAS.
 struct LinearOp: GraphOp {
     var weightTransposed: Bool
     var activation: UnaryFunction
@@ -124,26 +126,48 @@ struct LinearOp: GraphOp {
     func vjp(_ c: OpContext) {
         let (rows, inDim, outDim) = geometry(c, rowsPerSample: 1)
         let g = c.out
-        // g_z = g ⊙ f'(z), in place: the output gradient is not read again.
+        // g_z = g ⊙ f'(z), in place (the output gradient is not read again),
+        // and g_b += Σ_rows g_z in the same pass, rows in increasing order.
+        let gb = c.inputCount == 3 ? c.gradient(2) : nil
         if activation != .identity {
             let d = c.recorded
-            for i in 0..<(rows * outDim) { g[i] *= d[i] }
-        }
-        if let gx = c.gradient(0) {
-            // transposed: W [out, in], g_x += g_z W; else W [in, out], g_x += g_z Wᵀ.
-            BLAS.gemm(transB: !weightTransposed, m: rows, n: inDim, k: outDim, a: g, b: c.input(1), beta: 1, c: gx)
-        }
-        if let gw = c.gradient(1) {
-            if weightTransposed {  // g_W [out, in] += g_zᵀ x
-                BLAS.gemm(transA: true, m: outDim, n: inDim, k: rows, a: g, b: c.input(0), beta: 1, c: gw)
-            } else {               // g_W [in, out] += xᵀ g_z
-                BLAS.gemm(transA: true, m: inDim, n: outDim, k: rows, a: c.input(0), b: g, beta: 1, c: gw)
+            if let gb {
+                for r in 0..<rows {
+                    let gr = g + r * outDim, dr = d + r * outDim
+                    for j in 0..<outDim {
+                        let v = gr[j] * dr[j]
+                        gr[j] = v
+                        gb[j] += v
+                    }
+                }
+            } else {
+                for i in 0..<(rows * outDim) { g[i] *= d[i] }
             }
-        }
-        if c.inputCount == 3, let gb = c.gradient(2) {
+        } else if let gb {
             for r in 0..<rows {
                 let gr = g + r * outDim
                 for j in 0..<outDim { gb[j] += gr[j] }
+            }
+        }
+        let gx = c.gradient(0), gw = c.gradient(1)
+        if let wt = c.packedBackwardWeights {
+            // Trainers: both products on the register-tile engine with W
+            // packed once per update (fr_linear_backward), accumulating.
+            if gx != nil || gw != nil {
+                fr_linear_backward(g, c.input(0), wt, gx, gw, rows, outDim, inDim, weightTransposed ? 0 : 1,
+                                   c.scratch(fr_linear_backward_scratch_floats(rows, outDim, inDim)))
+            }
+        } else {
+            if let gx {
+                // transposed: W [out, in], g_x += g_z W; else W [in, out], g_x += g_z Wᵀ.
+                BLAS.gemm(transB: !weightTransposed, m: rows, n: inDim, k: outDim, a: g, b: c.input(1), beta: 1, c: gx)
+            }
+            if let gw {
+                if weightTransposed {  // g_W [out, in] += g_zᵀ x
+                    BLAS.gemm(transA: true, m: outDim, n: inDim, k: rows, a: g, b: c.input(0), beta: 1, c: gw)
+                } else {               // g_W [in, out] += xᵀ g_z
+                    BLAS.gemm(transA: true, m: inDim, n: outDim, k: rows, a: c.input(0), b: g, beta: 1, c: gw)
+                }
             }
         }
     }
