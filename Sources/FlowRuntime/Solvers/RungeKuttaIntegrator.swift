@@ -62,7 +62,14 @@ public typealias SolverProgress = (_ finished: Int, _ total: Int, _ fraction: Do
 /// bit-identical across thread counts and agree to that level across batches.
 ///
 /// The batch is cut into chunks of `options.chunkSize` samples run on
-/// `options.threads` threads (`Parallel.forEachChunk`).
+/// `options.threads` threads (`Parallel.forEachChunk`): each thread
+/// integrates a chunk end to end (stage combinations, error norms and step
+/// control included), so nothing of a step is serial. The system's
+/// per-evaluation scratch (`System.Context`: the network's workspace and the
+/// Float staging buffers) is not per chunk but borrowed from a pool for the
+/// duration of one chunk's advance: one per thread, reused across chunks
+/// and steps, so a run allocates it `threads` times, not once per chunk,
+/// and a thread's evaluations stay in the same (cache-warm) memory.
 struct RungeKuttaIntegrator<System: BatchedSystem> {
     let system: System
     let options: SolverOptions
@@ -94,6 +101,7 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 let failures = UnsafeMutablePointer<FlowError?>.allocate(capacity: chunks)
                 failures.initialize(repeating: nil, count: chunks)
                 defer { failures.deinitialize(count: chunks); failures.deallocate() }
+                let contexts = _Pool { system.makeContext() }
                 func chunkRun(_ c: Int) -> _ChunkRun<System>? {
                     if let r = slotBase[c] { return r }
                     let lo = c * chunkSize, hi = Swift.min(n, lo + chunkSize)
@@ -112,7 +120,7 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 }
                 guard let progress else {
                     Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c)?.advance(iterations: .max)
+                        contexts.borrow { chunkRun(c)?.advance(iterations: .max, context: $0) }
                         slotBase[c] = nil  // frees the chunk's buffers early
                     }
                     try throwFailure()
@@ -127,7 +135,7 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 var iterations = 1
                 while !finished {
                     Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c)?.advance(iterations: iterations)
+                        contexts.borrow { chunkRun(c)?.advance(iterations: iterations, context: $0) }
                     }
                     iterations = Swift.min(8, 2 * iterations)
                     try throwFailure()
@@ -153,7 +161,8 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
 /// can interleave reports; results do not depend on how it is advanced.
 final class _ChunkRun<System: BatchedSystem> {
     let system: System
-    let context: System.Context
+    /// The evaluation scratch lent to the current `advance` (nil between).
+    private var context: System.Context?
     let tableau: ButcherTableau
     let controller: StepSizeController?
     let fixedSteps: Int
@@ -192,7 +201,6 @@ final class _ChunkRun<System: BatchedSystem> {
         scratch = try (0..<(options.tableau.stages + 4)).map { _ in try HostBuffer<Double>(count: size, for: "solver scratch") }
         cw = Swift.min(Swift.max(system.controlledWidth, 1), system.width)
         self.system = system
-        context = system.makeContext()
         tableau = options.tableau
         switch options.control {
         case .fixed(let s): fixedSteps = s; controller = nil
@@ -242,7 +250,7 @@ final class _ChunkRun<System: BatchedSystem> {
         rowSamples.withUnsafeMutableBufferPointer { sp in
             for (r, i) in sampleRows.enumerated() { sp[r] = first + i; stats[i].evaluations += 1 }
             system.evaluate(times: ts, states: ys, samples: UnsafeBufferPointer(rebasing: sp[0..<m]),
-                            into: out, context: context)
+                            into: out, context: context!)
         }
     }
 
@@ -341,8 +349,11 @@ final class _ChunkRun<System: BatchedSystem> {
 
     // MARK: Stepping
 
-    /// Runs up to `iterations` steps (each: every active sample attempts one step).
-    func advance(iterations: Int) {
+    /// Runs up to `iterations` steps (each: every active sample attempts one
+    /// step), evaluating with `context` (held only during the call).
+    func advance(iterations: Int, context: System.Context) {
+        self.context = context
+        defer { self.context = nil }
         if !initialised {
             initialised = true
             selectInitialSteps()
@@ -453,5 +464,23 @@ final class _ChunkRun<System: BatchedSystem> {
         } else {
             hasFirstStage[i] = false
         }
+    }
+}
+
+/// Scratch objects shared by the chunks of one run: `borrow` lends one not
+/// in use (making a new one only when all are lent), so a run holds as many
+/// as threads ran at once. What a chunk computes never depends on which
+/// object it borrowed (each is fully overwritten before it is read).
+final class _Pool<Element>: @unchecked Sendable {
+    private var free: [Element] = []
+    private let lock = Mutex()
+    private let make: () -> Element
+
+    init(_ make: @escaping () -> Element) { self.make = make }
+
+    func borrow<R>(_ body: (Element) throws -> R) rethrows -> R {
+        let e = lock.withLock { free.popLast() } ?? make()
+        defer { lock.withLock { free.append(e) } }
+        return try body(e)
     }
 }

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +8,8 @@ import Glibc
 ///
 /// Work 0..<count is cut into chunks of `chunkSize` (the last may be short)
 /// *independently of the thread count*, and each chunk is computed by exactly
-/// one thread with its own scratch memory, so results are bit-identical for
-/// any number of threads. Reductions over chunks must be combined by the
+/// one thread with its own scratch memory (per chunk, never per thread), so
+/// results are bit-identical for any number of threads. Reductions over chunks must be combined by the
 /// caller in chunk order.
 public enum Parallel {
     /// The default thread count: `FLOWRT_NUM_THREADS` if set to a positive
@@ -20,7 +21,10 @@ public enum Parallel {
     }()
 
     /// Calls `body(chunk, range)` for every chunk; chunks run concurrently on
-    /// up to `threads` threads (thread j takes chunks j, j + threads, …).
+    /// up to `threads` threads, each thread claiming the next unclaimed chunk
+    /// when it finishes one (so chunks of unequal cost — adaptive steps, a
+    /// short last chunk — even out). Which thread runs a chunk varies from
+    /// run to run; what a chunk computes does not.
     /// `body` must only write memory belonging to its range or chunk.
     public static func forEachChunk(count: Int, chunkSize: Int, threads: Int,
                                     _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
@@ -28,18 +32,29 @@ public enum Parallel {
         let chunks = (count + chunkSize - 1) / chunkSize
         if chunks == 0 { return }
         let workers = Swift.max(1, Swift.min(threads, chunks))
-        func run(_ w: Int) {
-            var c = w
-            while c < chunks {
-                body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
-                c += workers
+        func range(_ c: Int) -> Range<Int> { (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize) }
+        if workers == 1 {
+            for c in 0..<chunks { body(c, range(c)) }
+            return
+        }
+        let next = _ChunkCounter()
+        withoutActuallyEscaping(body) { _ in
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while true {
+                    let c = next.claim()
+                    if c >= chunks { return }
+                    body(c, range(c))
+                }
             }
         }
-        if workers == 1 { run(0); return }
-        withoutActuallyEscaping(body) { _ in
-            DispatchQueue.concurrentPerform(iterations: workers) { run($0) }
-        }
     }
+}
+
+/// The next unclaimed chunk of one `forEachChunk` call (a fetch-and-add).
+final class _ChunkCounter: @unchecked Sendable {
+    private let value = Atomic<Int>(0)
+    /// Returns the current value and advances it.
+    func claim() -> Int { value.add(1, ordering: .relaxed).oldValue }
 }
 
 /// A pthread mutex (FlowRuntime does not depend on Foundation, so that
