@@ -56,6 +56,25 @@ final class ParallelScalingTests: XCTestCase {
         }
     }
 
+    /// A team runs many passes, each visiting every chunk exactly once,
+    /// with as many threads as asked (helpers started), and is released cleanly.
+    func testTeamRunsEveryPass() {
+        for threads in [1, 2, 4] {
+            let team = Parallel.Team(threads: threads)
+            XCTAssertEqual(team.threads, threads)
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: 37)
+            defer { seen.deallocate() }
+            seen.initialize(repeating: 0, count: 37)
+            let body: (Int, Range<Int>) -> Void = { c, r in
+                seen[c] += 1
+                precondition(r == (c * 3)..<Swift.min(110, c * 3 + 3))
+            }
+            for _ in 0..<200 { team.forEachChunk(count: 110, chunkSize: 3, body) }
+            for c in 0..<37 { XCTAssertEqual(seen[c], 200, "threads \(threads), chunk \(c)") }
+            team.forEachChunk(count: 0, chunkSize: 3, body)
+        }
+    }
+
     /// The chunk of a run: min(options, field preference), divided by the
     /// power of two at or below the passes per evaluation, at least 1.
     func testChunkFollowsFieldAndPasses() throws {

@@ -210,13 +210,14 @@ public struct SDESampler: Sendable {
         // Per-thread scratch (network workspace, drift and noise buffers),
         // made in the first slice and reused by every later chunk and step.
         let scratch = _Pool { _SDEScratch(field.makeWorkspace()) }
-        var sliceStart = 0
-        while sliceStart < steps {
-            // Without a progress callback, one slice: each chunk runs all its steps at once.
-            let sliceEnd = progress == nil ? steps : Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
-            state.withUnsafeMutableBufferPointer { all in allStreams.withUnsafeMutableBufferPointer { everyStream in
-            let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
-            Parallel.forEachChunk(count: n, chunkSize: chunkSize, threads: options.threads) { _, range in
+        // One team of threads for all slices: no allocation per slice.
+        let team = Parallel.Team(threads: Swift.min(options.threads, (n + chunkSize - 1) / Swift.max(chunkSize, 1)))
+        var sliceStart = 0, sliceEnd = 0
+        try state.withUnsafeMutableBufferPointer { all in try allStreams.withUnsafeMutableBufferPointer { everyStream in
+          let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
+          // Steps sliceStart..<sliceEnd of the chunk `range` (made once per
+          // run: every slice passes the same closure to the team).
+          let slice: (Int, Range<Int>) -> Void = { _, range in
               scratch.borrow { sc in
                 let m = range.count, x = allBase + range.lowerBound * d
                 let streams = streamBase + range.lowerBound
@@ -264,13 +265,17 @@ public struct SDESampler: Sendable {
                     }
                 }
               }
-            }
-            } }
-            sliceStart = sliceEnd
-            if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
-                throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")
-            }
-        }
+          }
+          while sliceStart < steps {
+              // Without a progress callback, one slice: each chunk runs all its steps at once.
+              sliceEnd = progress == nil ? steps : Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
+              team.forEachChunk(count: n, chunkSize: chunkSize, slice)
+              sliceStart = sliceEnd
+              if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
+                  throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")
+              }
+          }
+        } }
         return SDEResult(points: Tensor(shape: [n, d], scalars: state),
                          evaluationsPerSample: g.evaluationsPerSample, nonFiniteSamples: bad.sorted())
     }

@@ -131,12 +131,15 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 // Rounds of 1, 2, 4, then 8 iterations: a short run (a few
                 // steps, typical of log-densities) still reports while it
                 // runs, and a long one pays one barrier per 8 steps.
+                // One team of threads for all rounds: no allocation per round.
+                let team = Parallel.Team(threads: Swift.min(options.threads, chunks))
                 var finished = false
                 var iterations = 1
+                let round: (Int, Range<Int>) -> Void = { c, _ in
+                    contexts.borrow { chunkRun(c)?.advance(iterations: iterations, context: $0) }
+                }
                 while !finished {
-                    Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        contexts.borrow { chunkRun(c)?.advance(iterations: iterations, context: $0) }
-                    }
+                    team.forEachChunk(count: chunks, chunkSize: 1, round)
                     iterations = Swift.min(8, 2 * iterations)
                     try throwFailure()
                     var done = 0, fraction = 0.0
