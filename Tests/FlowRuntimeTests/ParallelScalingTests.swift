@@ -76,17 +76,24 @@ final class ParallelScalingTests: XCTestCase {
     }
 
     /// The chunk of a run: min(options, field preference), divided by the
-    /// power of two at or below the passes per evaluation, at least 1.
-    func testChunkFollowsFieldAndPasses() throws {
+    /// power of two at or below the passes per evaluation, at least 1; at
+    /// least 32 chunks when that keeps 64 samples (or the chunk) per chunk.
+    func testChunkFollowsFieldPassesAndCount() throws {
         let model = try VelocityMLP(dimension: 2, hiddenWidths: [16, 16], seed: 3).makeModel()
         let o = SolverOptions.dopri5()
-        XCTAssertEqual(o.chunked(for: model).chunkSize, Swift.min(1024, model.preferredChunkSize))
+        let big = 1 << 20
+        XCTAssertEqual(o.chunked(for: model, count: big).chunkSize, Swift.min(1024, model.preferredChunkSize))
         let small = SmallChunks(model: model, chunk: 48)
-        XCTAssertEqual(o.chunked(for: small).chunkSize, 48)
-        XCTAssertEqual(o.chunked(for: small, passes: 3).chunkSize, 24)
-        XCTAssertEqual(o.chunked(for: small, passes: 65).chunkSize, 1)
-        XCTAssertEqual(o.chunked(for: AnalyticMixtureFlow(mixture: try Fixtures.mixture2D(), schedule: TestTrigSchedule()),
-                                 passes: 2).chunkSize, 512)
+        XCTAssertEqual(o.chunked(for: small, count: big).chunkSize, 48)
+        XCTAssertEqual(o.chunked(for: small, passes: 3, count: big).chunkSize, 24)
+        XCTAssertEqual(o.chunked(for: small, passes: 65, count: big).chunkSize, 1)
+        let analytic = AnalyticMixtureFlow(mixture: try Fixtures.mixture2D(), schedule: TestTrigSchedule())
+        XCTAssertEqual(o.chunked(for: analytic, passes: 2, count: big).chunkSize, 512)
+        XCTAssertEqual(o.chunked(for: analytic, count: 32 * 1024).chunkSize, 1024)
+        XCTAssertEqual(o.chunked(for: analytic, count: 10_000).chunkSize, 313)   // 32 chunks: 31 × 313 + 297
+        XCTAssertEqual(o.chunked(for: analytic, count: 2_000).chunkSize, 64)
+        XCTAssertEqual(o.chunked(for: analytic, count: 10).chunkSize, 64)
+        XCTAssertEqual(o.chunked(for: small, passes: 3, count: 100).chunkSize, 24)
     }
 
     /// A network run in chunks of 5 samples (its preference) gives the same

@@ -118,8 +118,11 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 func throwFailure() throws {
                     for c in 0..<chunks { if let e = failures[c] { throw e } }
                 }
+                // The calling thread and helpers started for this run (no
+                // allocation per round; a fixed count per run).
+                let team = Parallel.Team(threads: Swift.min(options.threads, chunks))
                 guard let progress else {
-                    Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
+                    team.forEachChunk(count: chunks, chunkSize: 1) { c, _ in
                         contexts.borrow { chunkRun(c)?.advance(iterations: .max, context: $0) }
                         slotBase[c] = nil  // frees the chunk's buffers early
                     }
@@ -131,8 +134,6 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 // Rounds of 1, 2, 4, then 8 iterations: a short run (a few
                 // steps, typical of log-densities) still reports while it
                 // runs, and a long one pays one barrier per 8 steps.
-                // One team of threads for all rounds: no allocation per round.
-                let team = Parallel.Team(threads: Swift.min(options.threads, chunks))
                 var finished = false
                 var iterations = 1
                 let round: (Int, Range<Int>) -> Void = { c, _ in
