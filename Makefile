@@ -453,3 +453,11 @@ demo-images: build
 .PHONY: bench-bf16
 bench-bf16:
 	bash bench/bf16/run.sh
+
+# Issue 17: 1- and 2-thread throughput of every workload (velocity, RK4,
+# dopri5, exact and Hutchinson log-densities, SDE, image networks, training)
+# for FlowRuntime, PyTorch and onnxruntime, one command (~5 min). Writes
+# bench/scaling/results.md. Sizes by environment (see bench/scaling/bench.py).
+.PHONY: bench-scaling
+bench-scaling: build
+	bash bench/scaling/run.sh

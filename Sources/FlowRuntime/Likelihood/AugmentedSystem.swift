@@ -89,9 +89,11 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
     let controlledWidth: Int
     var width: Int { field.dimension + probeCount }
 
-    /// Draws the probes of samples `firstIndex ..< firstIndex + count`.
+    /// Draws the probes of samples `firstIndex ..< firstIndex + count` on
+    /// `threads` threads (each sample's probes come from its own stream, so
+    /// they do not depend on the thread count).
     init(field: any VelocityField, contexts: BoundContexts? = nil, count: Int, firstIndex: UInt64, probes k: Int,
-         kind: DivergenceMethod.ProbeKind, seed: UInt64, controlledWidth: Int? = nil) throws {
+         kind: DivergenceMethod.ProbeKind, seed: UInt64, controlledWidth: Int? = nil, threads: Int = 1) throws {
         self.field = field
         self.contexts = contexts
         probeCount = k
@@ -101,10 +103,15 @@ struct HutchinsonAugmentedSystem: BatchedSystem {
         let (total, o2) = count.multipliedReportingOverflow(by: kd)
         guard !o1, !o2 else { throw FlowError.outOfMemory("Hutchinson probes: \(count) × \(k) × \(d) floats overflow") }
         var eps = try HostMemory.array(repeating: Float(0), count: total, for: "Hutchinson probes")
-        for i in 0..<count {
-            var rng = RandomStream(seed: seed, purpose: .hutchinsonProbe, index: firstIndex + UInt64(i))
-            for j in 0..<(k * d) {
-                eps[i * k * d + j] = kind == .rademacher ? rng.nextRademacher() : Float(rng.nextNormal())
+        eps.withUnsafeMutableBufferPointer { e in
+            let base = e.baseAddress!
+            Parallel.forEachChunk(count: count, chunkSize: 1024, threads: threads) { _, range in
+                for i in range {
+                    var rng = RandomStream(seed: seed, purpose: .hutchinsonProbe, index: firstIndex + UInt64(i))
+                    for j in 0..<kd {
+                        base[i * kd + j] = kind == .rademacher ? rng.nextRademacher() : Float(rng.nextNormal())
+                    }
+                }
             }
         }
         probes = eps

@@ -159,7 +159,11 @@ public struct SDESampler: Sendable {
 
     /// Samples per block of `sampleBlocks`: 64 chunks, fewer for wide
     /// states (see `Transport.blockSize`).
-    public var blockSize: Int { Transport.blockSize(chunk: options.chunkSize, width: score.field.dimension) }
+    public var blockSize: Int { Transport.blockSize(chunk: chunkSize, width: score.field.dimension) }
+
+    /// Samples per work unit: `options.chunkSize`, or fewer when the field
+    /// prefers (`VelocityField.preferredChunkSize`; a U-Net: 1).
+    var chunkSize: Int { Swift.max(1, Swift.min(options.chunkSize, score.field.preferredChunkSize)) }
 
     /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
     func checkCount(_ count: Int) throws -> Int {
@@ -203,33 +207,34 @@ public struct SDESampler: Sendable {
         let nonFinite = Mutex()
         var bad: [Int] = []
         var allStreams = (0..<n).map { RandomStream(seed: seed, purpose: .brownian, index: firstIndex &+ UInt64($0)) }
-        var sliceStart = 0
-        while sliceStart < steps {
-            let sliceEnd = Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
-            state.withUnsafeMutableBufferPointer { all in allStreams.withUnsafeMutableBufferPointer { everyStream in
-            let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
-            Parallel.forEachChunk(count: n, chunkSize: options.chunkSize, threads: options.threads) { _, range in
+        // Per-thread scratch (network workspace, drift and noise buffers),
+        // made in the first slice and reused by every later chunk and step.
+        let scratch = _Pool { _SDEScratch(field.makeWorkspace()) }
+        // One team of threads for all slices: no allocation per slice.
+        let team = Parallel.Team(threads: Swift.min(options.threads, (n + chunkSize - 1) / Swift.max(chunkSize, 1)))
+        var sliceStart = 0, sliceEnd = 0
+        try state.withUnsafeMutableBufferPointer { all in try allStreams.withUnsafeMutableBufferPointer { everyStream in
+          let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
+          // Steps sliceStart..<sliceEnd of the chunk `range` (made once per
+          // run: every slice passes the same closure to the team).
+          let slice: (Int, Range<Int>) -> Void = { _, range in
+              scratch.borrow { sc in
                 let m = range.count, x = allBase + range.lowerBound * d
                 let streams = streamBase + range.lowerBound
-                let ws = field.makeWorkspace()
-                var times = [Double](repeating: 0, count: m)
-                var b1 = [Float](repeating: 0, count: m * d), b2 = b1, predictor = b1, noise = b1
+                let ws = sc.workspace, times = sc.times.reserve(m), s = sc.score.reserve(d)
+                let b1 = sc.b1.reserve(m * d), b2 = sc.b2.reserve(m * d)
+                let predictor = sc.predictor.reserve(m * d), noise = sc.noise.reserve(m * d)
                 /// drift[r] = v + ε s at time index k for the rows of `at`.
-                func drift(_ k: Int, _ at: UnsafeMutablePointer<Float>, _ out: inout [Float], score useScore: Bool) {
+                func drift(_ k: Int, _ at: UnsafeMutablePointer<Float>, _ ob: UnsafeMutablePointer<Float>, score useScore: Bool) {
                     for r in 0..<m { times[r] = grid[k] }
-                    times.withUnsafeBufferPointer { tb in
-                        out.withUnsafeMutableBufferPointer { ob in
-                            field.velocity(times: tb, points: UnsafeBufferPointer(start: at, count: m * d), into: ob, workspace: ws)
-                            guard useScore, epsilon[k] > 0 else { return }
-                            let c = coefficients[k], e = epsilon[k]
-                            var s = [Float](repeating: 0, count: d)
-                            for r in 0..<m {
-                                s.withUnsafeMutableBufferPointer { sb in
-                                    base.scoreFromVelocity(c, x: at + r * d, v: ob.baseAddress! + r * d, into: sb.baseAddress!, scale: e)
-                                }
-                                for j in 0..<d { ob[r * d + j] += s[j] }
-                            }
-                        }
+                    field.velocity(times: UnsafeBufferPointer(start: times, count: m),
+                                   points: UnsafeBufferPointer(start: at, count: m * d),
+                                   into: UnsafeMutableBufferPointer(start: ob, count: m * d), workspace: ws)
+                    guard useScore, epsilon[k] > 0 else { return }
+                    let c = coefficients[k], e = epsilon[k]
+                    for r in 0..<m {
+                        base.scoreFromVelocity(c, x: at + r * d, v: ob + r * d, into: s, scale: e)
+                        for j in 0..<d { ob[r * d + j] += s[j] }
                     }
                 }
                 for k in sliceStart..<sliceEnd {
@@ -244,14 +249,14 @@ public struct SDESampler: Sendable {
                     } else {
                         for i in 0..<(m * d) { noise[i] = 0 }
                     }
-                    drift(k, x, &b1, score: !last)
+                    drift(k, x, b1, score: !last)
                     let hf = Float(h)
                     if method == .eulerMaruyama && !last {
                         for i in 0..<(m * d) { x[i] += hf * b1[i] + noise[i] }
                         continue
                     }
                     for i in 0..<(m * d) { predictor[i] = x[i] + hf * b1[i] + noise[i] }
-                    predictor.withUnsafeMutableBufferPointer { drift(k + 1, $0.baseAddress!, &b2, score: !last) }
+                    drift(k + 1, predictor, b2, score: !last)
                     for i in 0..<(m * d) { x[i] += 0.5 * hf * (b1[i] + b2[i]) + noise[i] }
                 }
                 if sliceEnd == steps {
@@ -259,13 +264,18 @@ public struct SDESampler: Sendable {
                         nonFinite.withLock { bad.append(range.lowerBound + r) }
                     }
                 }
-            }
-            } }
-            sliceStart = sliceEnd
-            if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
-                throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")
-            }
-        }
+              }
+          }
+          while sliceStart < steps {
+              // Without a progress callback, one slice: each chunk runs all its steps at once.
+              sliceEnd = progress == nil ? steps : Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
+              team.forEachChunk(count: n, chunkSize: chunkSize, slice)
+              sliceStart = sliceEnd
+              if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
+                  throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")
+              }
+          }
+        } }
         return SDEResult(points: Tensor(shape: [n, d], scalars: state),
                          evaluationsPerSample: g.evaluationsPerSample, nonFiniteSamples: bad.sorted())
     }
@@ -310,5 +320,30 @@ struct _SDEGrid {
         }
         self.epsilon = epsilon
         evaluationsPerSample = (steps - 1) * (options.method == .eulerMaruyama ? 1 : 2) + 2
+    }
+}
+
+/// One thread's scratch of an SDE run: the field's workspace and `[chunk, d]`
+/// Float buffers for times, drifts, the Heun predictor, the noise and one
+/// row's score.
+final class _SDEScratch {
+    let workspace: FieldWorkspace
+    let b1 = FloatBuffer(), b2 = FloatBuffer(), predictor = FloatBuffer(), noise = FloatBuffer(), score = FloatBuffer()
+    let times = DoubleBuffer()
+    init(_ workspace: FieldWorkspace) { self.workspace = workspace }
+}
+
+/// A growable Double buffer (contents are not preserved on growth).
+final class DoubleBuffer {
+    private var storage: UnsafeMutablePointer<Double> = .allocate(capacity: 1)
+    private var capacity = 1
+    deinit { storage.deallocate() }
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Double> {
+        if count > capacity {
+            storage.deallocate()
+            capacity = count
+            storage = .allocate(capacity: count)
+        }
+        return storage
     }
 }

@@ -174,6 +174,8 @@ public struct GuidedField: ConditionalVelocityField {
 
     public var dimension: Int { field.dimension }
     public var contextDimension: Int { field.contextDimension }
+    /// The wrapped field's (each evaluation costs two of its evaluations).
+    public var preferredChunkSize: Int { field.preferredChunkSize }
 
     public func validateContexts(_ contexts: UnsafeBufferPointer<Float>, count n: Int) throws {
         try field.validateContexts(contexts, count: n)

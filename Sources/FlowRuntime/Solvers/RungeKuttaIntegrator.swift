@@ -62,7 +62,14 @@ public typealias SolverProgress = (_ finished: Int, _ total: Int, _ fraction: Do
 /// bit-identical across thread counts and agree to that level across batches.
 ///
 /// The batch is cut into chunks of `options.chunkSize` samples run on
-/// `options.threads` threads (`Parallel.forEachChunk`).
+/// `options.threads` threads (`Parallel.forEachChunk`): each thread
+/// integrates a chunk end to end (stage combinations, error norms and step
+/// control included), so nothing of a step is serial. The system's
+/// per-evaluation scratch (`System.Context`: the network's workspace and the
+/// Float staging buffers) is not per chunk but borrowed from a pool for the
+/// duration of one chunk's advance: one per thread, reused across chunks
+/// and steps, so a run allocates it `threads` times, not once per chunk,
+/// and a thread's evaluations stay in the same (cache-warm) memory.
 struct RungeKuttaIntegrator<System: BatchedSystem> {
     let system: System
     let options: SolverOptions
@@ -94,6 +101,7 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 let failures = UnsafeMutablePointer<FlowError?>.allocate(capacity: chunks)
                 failures.initialize(repeating: nil, count: chunks)
                 defer { failures.deinitialize(count: chunks); failures.deallocate() }
+                let contexts = _Pool { system.makeContext() }
                 func chunkRun(_ c: Int) -> _ChunkRun<System>? {
                     if let r = slotBase[c] { return r }
                     let lo = c * chunkSize, hi = Swift.min(n, lo + chunkSize)
@@ -110,9 +118,12 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 func throwFailure() throws {
                     for c in 0..<chunks { if let e = failures[c] { throw e } }
                 }
+                // The calling thread and helpers started for this run (no
+                // allocation per round; a fixed count per run).
+                let team = Parallel.Team(threads: Swift.min(options.threads, chunks))
                 guard let progress else {
-                    Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c)?.advance(iterations: .max)
+                    team.forEachChunk(count: chunks, chunkSize: 1) { c, _ in
+                        contexts.borrow { chunkRun(c)?.advance(iterations: .max, context: $0) }
                         slotBase[c] = nil  // frees the chunk's buffers early
                     }
                     try throwFailure()
@@ -125,10 +136,11 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
                 // runs, and a long one pays one barrier per 8 steps.
                 var finished = false
                 var iterations = 1
+                let round: (Int, Range<Int>) -> Void = { c, _ in
+                    contexts.borrow { chunkRun(c)?.advance(iterations: iterations, context: $0) }
+                }
                 while !finished {
-                    Parallel.forEachChunk(count: chunks, chunkSize: 1, threads: options.threads) { c, _ in
-                        chunkRun(c)?.advance(iterations: iterations)
-                    }
+                    team.forEachChunk(count: chunks, chunkSize: 1, round)
                     iterations = Swift.min(8, 2 * iterations)
                     try throwFailure()
                     var done = 0, fraction = 0.0
@@ -153,7 +165,8 @@ struct RungeKuttaIntegrator<System: BatchedSystem> {
 /// can interleave reports; results do not depend on how it is advanced.
 final class _ChunkRun<System: BatchedSystem> {
     let system: System
-    let context: System.Context
+    /// The evaluation scratch lent to the current `advance` (nil between).
+    private var context: System.Context?
     let tableau: ButcherTableau
     let controller: StepSizeController?
     let fixedSteps: Int
@@ -192,7 +205,6 @@ final class _ChunkRun<System: BatchedSystem> {
         scratch = try (0..<(options.tableau.stages + 4)).map { _ in try HostBuffer<Double>(count: size, for: "solver scratch") }
         cw = Swift.min(Swift.max(system.controlledWidth, 1), system.width)
         self.system = system
-        context = system.makeContext()
         tableau = options.tableau
         switch options.control {
         case .fixed(let s): fixedSteps = s; controller = nil
@@ -242,7 +254,7 @@ final class _ChunkRun<System: BatchedSystem> {
         rowSamples.withUnsafeMutableBufferPointer { sp in
             for (r, i) in sampleRows.enumerated() { sp[r] = first + i; stats[i].evaluations += 1 }
             system.evaluate(times: ts, states: ys, samples: UnsafeBufferPointer(rebasing: sp[0..<m]),
-                            into: out, context: context)
+                            into: out, context: context!)
         }
     }
 
@@ -341,8 +353,11 @@ final class _ChunkRun<System: BatchedSystem> {
 
     // MARK: Stepping
 
-    /// Runs up to `iterations` steps (each: every active sample attempts one step).
-    func advance(iterations: Int) {
+    /// Runs up to `iterations` steps (each: every active sample attempts one
+    /// step), evaluating with `context` (held only during the call).
+    func advance(iterations: Int, context: System.Context) {
+        self.context = context
+        defer { self.context = nil }
         if !initialised {
             initialised = true
             selectInitialSteps()
@@ -453,5 +468,23 @@ final class _ChunkRun<System: BatchedSystem> {
         } else {
             hasFirstStage[i] = false
         }
+    }
+}
+
+/// Scratch objects shared by the chunks of one run: `borrow` lends one not
+/// in use (making a new one only when all are lent), so a run holds as many
+/// as threads ran at once. What a chunk computes never depends on which
+/// object it borrowed (each is fully overwritten before it is read).
+final class _Pool<Element>: @unchecked Sendable {
+    private var free: [Element] = []
+    private let lock = Mutex()
+    private let make: () -> Element
+
+    init(_ make: @escaping () -> Element) { self.make = make }
+
+    func borrow<R>(_ body: (Element) throws -> R) rethrows -> R {
+        let e = lock.withLock { free.popLast() } ?? make()
+        defer { lock.withLock { free.append(e) } }
+        return try body(e)
     }
 }

@@ -8,6 +8,15 @@ public protocol VelocityField: Sendable {
     /// The state dimension d.
     var dimension: Int { get }
 
+    /// The most samples a solver should put in one chunk (its unit of
+    /// threading) for this field: solvers use min(their chunk size, this).
+    /// An expensive network prefers few (a U-Net: 1), so that a batch of a
+    /// few dozen images still spreads over every thread; a cheap MLP has no
+    /// preference. Must be a fixed property of the field (never of the
+    /// thread count): results then stay independent of the thread count.
+    /// Default: `Int.max` (no preference).
+    var preferredChunkSize: Int { get }
+
     /// Scratch memory for one caller (one thread) at a time. Reusing one
     /// across calls of the same batch size avoids allocation.
     func makeWorkspace() -> FieldWorkspace
@@ -45,6 +54,9 @@ open class FieldWorkspace {
 }
 
 extension VelocityField {
+    /// No preference: the solver's own chunk size.
+    public var preferredChunkSize: Int { Int.max }
+
     /// Default divergence: one JVP with the d basis tangents (chunked so that
     /// at most ~4 M tangent floats are live), trace of the products.
     public func velocityDivergence(times: UnsafeBufferPointer<Double>,

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +8,8 @@ import Glibc
 ///
 /// Work 0..<count is cut into chunks of `chunkSize` (the last may be short)
 /// *independently of the thread count*, and each chunk is computed by exactly
-/// one thread with its own scratch memory, so results are bit-identical for
-/// any number of threads. Reductions over chunks must be combined by the
+/// one thread with its own scratch memory (per chunk, never per thread), so
+/// results are bit-identical for any number of threads. Reductions over chunks must be combined by the
 /// caller in chunk order.
 public enum Parallel {
     /// The default thread count: `FLOWRT_NUM_THREADS` if set to a positive
@@ -20,7 +21,10 @@ public enum Parallel {
     }()
 
     /// Calls `body(chunk, range)` for every chunk; chunks run concurrently on
-    /// up to `threads` threads (thread j takes chunks j, j + threads, …).
+    /// up to `threads` threads, each thread claiming the next unclaimed chunk
+    /// when it finishes one (so chunks of unequal cost — adaptive steps, a
+    /// short last chunk — even out). Which thread runs a chunk varies from
+    /// run to run; what a chunk computes does not.
     /// `body` must only write memory belonging to its range or chunk.
     public static func forEachChunk(count: Int, chunkSize: Int, threads: Int,
                                     _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
@@ -28,16 +32,22 @@ public enum Parallel {
         let chunks = (count + chunkSize - 1) / chunkSize
         if chunks == 0 { return }
         let workers = Swift.max(1, Swift.min(threads, chunks))
-        func run(_ w: Int) {
-            var c = w
-            while c < chunks {
-                body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
-                c += workers
-            }
+        func range(_ c: Int) -> Range<Int> { (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize) }
+        if workers == 1 {
+            for c in 0..<chunks { body(c, range(c)) }
+            return
         }
-        if workers == 1 { run(0); return }
+        // The next unclaimed chunk (a fetch-and-add on the caller's stack:
+        // no allocation per call).
+        let next = Atomic<Int>(0)
         withoutActuallyEscaping(body) { _ in
-            DispatchQueue.concurrentPerform(iterations: workers) { run($0) }
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                while true {
+                    let c = next.add(1, ordering: .relaxed).oldValue
+                    if c >= chunks { return }
+                    body(c, range(c))
+                }
+            }
         }
     }
 }
@@ -59,5 +69,116 @@ final class Mutex: @unchecked Sendable {
     func withLock<R>(_ body: () throws -> R) rethrows -> R {
         lock(); defer { unlock() }
         return try body()
+    }
+}
+
+extension Parallel {
+    /// A team of `threads` threads for a run of many parallel passes (solver
+    /// rounds between progress reports, SDE slices): the calling thread plus
+    /// `threads − 1` helper threads started with the team and stopped when
+    /// it is released. `forEachChunk` on a team claims chunks exactly like
+    /// `Parallel.forEachChunk` (results never depend on the thread count) but
+    /// allocates nothing per pass — libdispatch's `concurrentPerform`
+    /// allocates a few blocks per call — and wakes parked threads instead of
+    /// a pool's. Passes run one at a time, from the thread that made the team.
+    /// The body is an escaping closure so that a run makes it once and
+    /// passes the same one to every pass (a non-escaping closure handed to
+    /// other threads needs `withoutActuallyEscaping`, which allocates).
+    final class Team: @unchecked Sendable {
+        private var helpers: [pthread_t] = []
+        /// Threads running a pass: the caller and the helpers that started.
+        var threads: Int { helpers.count + 1 }
+        private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+        // Guarded by `mutex`.
+        private var generation = 0, busyHelpers = 0, stopping = false
+        /// The pass's body; a no-op between passes. Not an Optional: storing
+        /// a closure in an Optional reabstracts it through a heap-allocated thunk.
+        private var job: (Int, Range<Int>) -> Void = Team.idle
+        private static let idle: (Int, Range<Int>) -> Void = { _, _ in }
+        private var count = 0, chunkSize = 1, chunks = 0
+        /// The next unclaimed chunk of the current pass.
+        private let next = Atomic<Int>(0)
+
+        /// Starts `threads − 1` helpers (none for 1 thread). If a helper
+        /// cannot be started the team runs with those that did.
+        init(threads: Int) {
+            pthread_mutex_init(mutex, nil)
+            pthread_cond_init(wake, nil)
+            pthread_cond_init(finished, nil)
+            if threads > 1 {
+                for _ in 1..<threads {
+                    var t = pthread_t()
+                    let me = Unmanaged.passUnretained(self).toOpaque()
+                    guard pthread_create(&t, nil, { arg in
+                        Unmanaged<Team>.fromOpaque(arg!).takeUnretainedValue().helperLoop()
+                        return nil
+                    }, me) == 0 else { break }
+                    helpers.append(t)
+                }
+            }
+        }
+
+        deinit {
+            pthread_mutex_lock(mutex)
+            stopping = true
+            pthread_cond_broadcast(wake)
+            pthread_mutex_unlock(mutex)
+            for t in helpers { pthread_join(t, nil) }
+            pthread_cond_destroy(wake); pthread_cond_destroy(finished); pthread_mutex_destroy(mutex)
+            wake.deallocate(); finished.deallocate(); mutex.deallocate()
+        }
+
+        /// `Parallel.forEachChunk(count:chunkSize:threads:_:)` on this team;
+        /// `body` is held only during the call.
+        func forEachChunk(count: Int, chunkSize: Int, _ body: @escaping (_ chunk: Int, _ range: Range<Int>) -> Void) {
+            precondition(chunkSize > 0)
+            let chunks = (count + chunkSize - 1) / chunkSize
+            if chunks == 0 { return }
+            if helpers.isEmpty || chunks == 1 {
+                for c in 0..<chunks { body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)) }
+                return
+            }
+            pthread_mutex_lock(mutex)
+            job = body
+            self.count = count; self.chunkSize = chunkSize; self.chunks = chunks
+            next.store(0, ordering: .relaxed)
+            busyHelpers = helpers.count
+            generation &+= 1
+            pthread_cond_broadcast(wake)
+            pthread_mutex_unlock(mutex)
+            work(body)
+            pthread_mutex_lock(mutex)
+            while busyHelpers > 0 { pthread_cond_wait(finished, mutex) }
+            job = Team.idle
+            pthread_mutex_unlock(mutex)
+        }
+
+        /// Claims and runs chunks of the current pass until none is left.
+        private func work(_ body: (Int, Range<Int>) -> Void) {
+            while true {
+                let c = next.add(1, ordering: .relaxed).oldValue
+                if c >= chunks { return }
+                body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
+            }
+        }
+
+        private func helperLoop() {
+            var seen = 0
+            pthread_mutex_lock(mutex)
+            while true {
+                while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
+                if stopping { break }
+                seen = generation
+                pthread_mutex_unlock(mutex)
+                // `job` stays set until every helper has reported.
+                work(job)
+                pthread_mutex_lock(mutex)
+                busyHelpers -= 1
+                if busyHelpers == 0 { pthread_cond_signal(finished) }
+            }
+            pthread_mutex_unlock(mutex)
+        }
     }
 }

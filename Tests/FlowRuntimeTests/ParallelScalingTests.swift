@@ -1,0 +1,183 @@
+import XCTest
+@testable import FlowRuntime
+
+/// Issue 17 ("both cores"): dynamic chunk claiming, pooled per-thread
+/// scratch, field-preferred chunks and unsliced SDE runs keep every result
+/// bit-identical for any thread count.
+final class ParallelScalingTests: XCTestCase {
+    /// A network that asks solvers for chunks of `chunk` samples and is
+    /// otherwise the wrapped model (its rows are computed independently).
+    struct SmallChunks: VelocityField {
+        let model: Model
+        let chunk: Int
+        var dimension: Int { model.dimension }
+        var preferredChunkSize: Int { chunk }
+        func makeWorkspace() -> FieldWorkspace { model.makeWorkspace() }
+        func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                      into velocities: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
+            model.velocity(times: times, points: points, into: velocities, workspace: workspace)
+        }
+        func velocityJVP(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                         tangents: UnsafeBufferPointer<Float>, k: Int, into velocities: UnsafeMutableBufferPointer<Float>,
+                         products: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
+            model.velocityJVP(times: times, points: points, tangents: tangents, k: k, into: velocities,
+                              products: products, workspace: workspace)
+        }
+        func velocityDivergence(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
+                                into velocities: UnsafeMutableBufferPointer<Float>,
+                                divergences: UnsafeMutableBufferPointer<Double>, workspace: FieldWorkspace) {
+            model.velocityDivergence(times: times, points: points, into: velocities, divergences: divergences,
+                                     workspace: workspace)
+        }
+    }
+
+    /// Every chunk is visited exactly once with its own range, whatever the
+    /// thread count, including a short last chunk and more threads than chunks.
+    func testForEachChunkVisitsEveryChunkOnce() {
+        for (count, chunk) in [(0, 4), (1, 4), (10, 3), (1000, 64), (7, 7), (5, 100)] {
+            for threads in [1, 2, 3, 8] {
+                let chunks = (count + chunk - 1) / chunk
+                let seen = UnsafeMutablePointer<Int>.allocate(capacity: Swift.max(chunks, 1))
+                let lower = UnsafeMutablePointer<Int>.allocate(capacity: Swift.max(chunks, 1))
+                let upper = UnsafeMutablePointer<Int>.allocate(capacity: Swift.max(chunks, 1))
+                seen.initialize(repeating: 0, count: Swift.max(chunks, 1))
+                Parallel.forEachChunk(count: count, chunkSize: chunk, threads: threads) { c, r in
+                    seen[c] += 1  // each chunk is run by one thread, so no other thread writes seen[c]
+                    lower[c] = r.lowerBound
+                    upper[c] = r.upperBound
+                }
+                for c in 0..<chunks {
+                    XCTAssertEqual(seen[c], 1, "count \(count), chunk \(chunk), threads \(threads), chunk \(c)")
+                    XCTAssertEqual(lower[c], c * chunk)
+                    XCTAssertEqual(upper[c], Swift.min(count, (c + 1) * chunk))
+                }
+                seen.deallocate(); lower.deallocate(); upper.deallocate()
+            }
+        }
+    }
+
+    /// A team runs many passes, each visiting every chunk exactly once,
+    /// with as many threads as asked (helpers started), and is released cleanly.
+    func testTeamRunsEveryPass() {
+        for threads in [1, 2, 4] {
+            let team = Parallel.Team(threads: threads)
+            XCTAssertEqual(team.threads, threads)
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: 37)
+            defer { seen.deallocate() }
+            seen.initialize(repeating: 0, count: 37)
+            let body: (Int, Range<Int>) -> Void = { c, r in
+                seen[c] += 1
+                precondition(r == (c * 3)..<Swift.min(110, c * 3 + 3))
+            }
+            for _ in 0..<200 { team.forEachChunk(count: 110, chunkSize: 3, body) }
+            for c in 0..<37 { XCTAssertEqual(seen[c], 200, "threads \(threads), chunk \(c)") }
+            team.forEachChunk(count: 0, chunkSize: 3, body)
+        }
+    }
+
+    /// The chunk of a run: min(options, field preference), divided by the
+    /// power of two at or below the passes per evaluation, at least 1; at
+    /// least 32 chunks when that keeps 64 samples (or the chunk) per chunk.
+    func testChunkFollowsFieldPassesAndCount() throws {
+        let model = try VelocityMLP(dimension: 2, hiddenWidths: [16, 16], seed: 3).makeModel()
+        let o = SolverOptions.dopri5()
+        let big = 1 << 20
+        XCTAssertEqual(o.chunked(for: model, count: big).chunkSize, Swift.min(1024, model.preferredChunkSize))
+        let small = SmallChunks(model: model, chunk: 48)
+        XCTAssertEqual(o.chunked(for: small, count: big).chunkSize, 48)
+        XCTAssertEqual(o.chunked(for: small, passes: 3, count: big).chunkSize, 24)
+        XCTAssertEqual(o.chunked(for: small, passes: 65, count: big).chunkSize, 1)
+        let analytic = AnalyticMixtureFlow(mixture: try Fixtures.mixture2D(), schedule: TestTrigSchedule())
+        XCTAssertEqual(o.chunked(for: analytic, passes: 2, count: big).chunkSize, 512)
+        XCTAssertEqual(o.chunked(for: analytic, count: 32 * 1024).chunkSize, 1024)
+        XCTAssertEqual(o.chunked(for: analytic, count: 10_000).chunkSize, 313)   // 32 chunks: 31 × 313 + 297
+        XCTAssertEqual(o.chunked(for: analytic, count: 2_000).chunkSize, 64)
+        XCTAssertEqual(o.chunked(for: analytic, count: 10).chunkSize, 64)
+        XCTAssertEqual(o.chunked(for: small, passes: 3, count: 100).chunkSize, 24)
+    }
+
+    /// A network run in chunks of 5 samples (its preference) gives the same
+    /// transports and log-densities, bit for bit, as in the default chunks,
+    /// on 1 and 2 threads: the packed MLP computes every row on its own, and
+    /// the chunking never depends on the thread count.
+    func testPreferredChunksChangeNoResult() throws {
+        let model = try VelocityMLP(dimension: 3, hiddenWidths: [32, 32], seed: 11).makeModel()
+        let x = Fixtures.points(203, dimension: 3, seed: 21)
+        let small = SmallChunks(model: model, chunk: 5)
+        for options in [SolverOptions.fixed(.rk4, steps: 7), .dopri5(rtol: 1e-6, atol: 1e-6)] {
+            var reference: TransportResult?
+            for field in [model, small] as [any VelocityField] {
+                for threads in [1, 2] {
+                    var o = options
+                    o.threads = threads
+                    let r = try Transport.integrate(field: field, points: x, from: 0, to: 1, options: o)
+                    if let ref = reference {
+                        XCTAssertEqual(r.points, ref.points, "\(options.tableau.name), chunk \(field.preferredChunkSize), threads \(threads)")
+                        XCTAssertEqual(r.samples, ref.samples)
+                    } else { reference = r }
+                }
+            }
+        }
+        for method in [DivergenceMethod.exact, .hutchinson(probes: 2, kind: .rademacher, seed: 4)] {
+            var reference: LogDensityResult?
+            for field in [model, small] as [any VelocityField] {
+                for threads in [1, 2] {
+                    var o = SolverOptions.dopri5()
+                    o.threads = threads
+                    let r = try Likelihood.logDensity(field: field, base: StandardNormal(dimension: 3), points: x, time: 1,
+                                                      divergence: method, options: o)
+                    if let ref = reference {
+                        XCTAssertEqual(r.logDensities, ref.logDensities, "\(method), chunk \(field.preferredChunkSize), threads \(threads)")
+                        XCTAssertEqual(r.standardErrors, ref.standardErrors)
+                        XCTAssertEqual(r.samples, ref.samples)
+                    } else { reference = r }
+                }
+            }
+        }
+    }
+
+    /// A run with a progress callback advances in rounds, and one without in
+    /// a single pass per chunk; both give the same results, for the ODE and
+    /// the SDE, on 1 and 2 threads (with a network).
+    func testProgressRoundsChangeNoResult() throws {
+        let model = try VelocityMLP(dimension: 2, hiddenWidths: [32, 32], seed: 5).makeModel()
+        let x = Fixtures.points(150, dimension: 2, seed: 8)
+        var reports = 0
+        let progress: SolverProgress = { _, _, _ in reports += 1; return true }
+        var ode: TransportResult?
+        for threads in [1, 2] {
+            for withProgress in [false, true] {
+                var o = SolverOptions.dopri5()
+                o.threads = threads
+                o.chunkSize = 16
+                let r = try Transport.integrate(field: model, points: x, from: 0, to: 1, options: o,
+                                                progress: withProgress ? progress : nil)
+                if let ref = ode { XCTAssertEqual(r.points, ref.points, "threads \(threads), progress \(withProgress)") } else { ode = r }
+            }
+        }
+        let score = try ScoreField(field: model, schedule: TrigSchedule())
+        var sde: SDEResult?
+        for threads in [1, 2] {
+            for withProgress in [false, true] {
+                var o = SDEOptions(steps: 21)
+                o.threads = threads
+                o.chunkSize = 16
+                let r = try SDESampler(score: score, options: o).sample(count: 150, seed: 2, progress: withProgress ? progress : nil)
+                if let ref = sde { XCTAssertEqual(r.points, ref.points, "SDE threads \(threads), progress \(withProgress)") } else { sde = r }
+            }
+        }
+        XCTAssertGreaterThan(reports, 4)
+    }
+
+    /// Hutchinson probes drawn on several threads equal those drawn on one.
+    func testProbesIndependentOfThreads() throws {
+        let model = try VelocityMLP(dimension: 4, hiddenWidths: [8], seed: 1).makeModel()
+        let one = try HutchinsonAugmentedSystem(field: model, count: 2500, firstIndex: 17, probes: 3, kind: .gaussian,
+                                                seed: 6, threads: 1)
+        let four = try HutchinsonAugmentedSystem(field: model, count: 2500, firstIndex: 17, probes: 3, kind: .gaussian,
+                                                 seed: 6, threads: 4)
+        XCTAssertEqual(one.probes, four.probes)
+        var rng = RandomStream(seed: 6, purpose: .hutchinsonProbe, index: 17 + 2499)
+        XCTAssertEqual(four.probes[2499 * 12], Float(rng.nextNormal()))
+    }
+}
