@@ -26,6 +26,7 @@
 // and its panels output channels (GY's block transposed: cg × positions
 // floats, far fewer than X̂'s), accumulating GWᵀ in scratch over the batch.
 #include "ckernels.h"
+#include "conv_gather.h"
 #include "dense_engine.h"
 
 #include <stdint.h>
@@ -54,14 +55,7 @@ static inline size_t fr_min(size_t a, size_t b) { return a < b ? a : b; }
 static inline size_t fr_max(size_t a, size_t b) { return a > b ? a : b; }
 static inline size_t fr_round16(size_t x) { return (x + 15) / 16 * 16; }
 
-// Geometry of one sample-group, derived once per call.
-typedef struct {
-    size_t cin_g, cout_g, khkw, k, hw, ohw;
-    ptrdiff_t h, w, ow, sh, sw, dh, dw, pt, pl, kw;
-    int direct;  // 1×1, stride 1, no padding, same size: X̂ is x itself
-} fr_conv_plan;
-
-static fr_conv_plan fr_conv_plan_of(const fr_conv2d_geometry *g) {
+fr_conv_plan fr_conv_plan_of(const fr_conv2d_geometry *g) {
     fr_conv_plan p;
     p.cin_g = g->cin / g->groups;
     p.cout_g = g->cout / g->groups;
@@ -267,8 +261,8 @@ static FR_DENSE_AVX512 void fr_gather_avx512(const fr_conv_plan *p, const float 
 
 #endif
 
-static void fr_gather(const fr_conv_plan *p, const float *xs, size_t p0, size_t np, size_t c0, size_t cb,
-                      float *dst, size_t kstride, size_t pstride, int avx512) {
+void fr_conv_gather(const fr_conv_plan *p, const float *xs, size_t p0, size_t np, size_t c0, size_t cb, float *dst,
+                    size_t kstride, size_t pstride, int avx512) {
 #ifdef FR_DENSE_HAVE_AVX512
     if (avx512) {
         fr_gather_avx512(p, xs, p0, np, c0, cb, dst, kstride, pstride);
@@ -340,7 +334,7 @@ static void fr_conv_forward_group(const fr_conv_plan *p, const float *xs, const 
                 fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, xs + c0 * p->hw + j0, p->hw, FR_DENSE_PANEL, ys + j0,
                                p->ohw, init, bg);
             } else {
-                fr_gather(p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
+                fr_conv_gather(p, xs, j0, nb, c0, cn, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, avx512);
                 fr_dense_block(p->cout_g, nb, kc, wb, p->k, 0, scratch, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, ys + j0,
                                p->ohw, init, bg);
             }
@@ -483,7 +477,7 @@ void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, cons
                 const float *a = xs + j0;
                 size_t lda = p.hw;
                 if (!p.direct) {
-                    fr_gather(&p, xs, j0, nb, 0, p.cin_g, col, pb, FR_DENSE_PANEL, avx512);
+                    fr_conv_gather(&p, xs, j0, nb, 0, p.cin_g, col, pb, FR_DENSE_PANEL, avx512);
                     a = col;
                     lda = pb;
                 }
