@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import FlowRuntime
 
 /// Issue 17 ("both cores"): dynamic chunk claiming, pooled per-thread
@@ -73,6 +76,36 @@ final class ParallelScalingTests: XCTestCase {
             for c in 0..<37 { XCTAssertEqual(seen[c], 200, "threads \(threads), chunk \(c)") }
             team.forEachChunk(count: 0, chunkSize: 3, body)
         }
+    }
+
+    /// A released team stops and joins its helper threads: 40 teams (and
+    /// 20 two-thread transports, which make one each) leave the process's
+    /// thread count where it was, give or take a pool thread of libdispatch.
+    /// Independent check: /proc/self/task (before the fix: +80 and +100).
+    func testReleasedTeamsLeaveNoThreads() throws {
+        func threadCount() -> Int {
+            guard let dir = opendir("/proc/self/task") else { return -1 }
+            defer { closedir(dir) }
+            var n = 0
+            while let e = readdir(dir) { if e.pointee.d_name.0 != 0x2e { n += 1 } }  // skip "." and ".."
+            return n
+        }
+        let before = threadCount()
+        try XCTSkipIf(before < 1, "no /proc/self/task here")
+        for _ in 0..<40 {
+            let team = Parallel.Team(threads: 3)
+            team.forEachChunk(count: 10, chunkSize: 1) { _, _ in }
+        }
+        // (+2: libdispatch or XCTest may start a thread of their own meanwhile;
+        // a leak here is 80 threads.)
+        XCTAssertLessThanOrEqual(threadCount(), before + 2, "Parallel.Team leaked its helper threads")
+        let model = try VelocityMLP(dimension: 2, hiddenWidths: [16, 16], seed: 3).makeModel()
+        let x = Tensor(shape: [512, 2], scalars: (0..<1024).map { Float($0 % 17) / 17 })
+        var o = SolverOptions.fixed(.rk4, steps: 3)
+        o.threads = 2
+        for _ in 0..<20 { _ = try Transport.integrate(field: model, points: x, from: 0, to: 1, options: o) }
+        // libdispatch may keep a pool thread or two; the runs' teams must not add 20.
+        XCTAssertLessThanOrEqual(threadCount(), before + 2, "two-thread transports leaked threads")
     }
 
     /// The chunk of a run: min(options, field preference), divided by the

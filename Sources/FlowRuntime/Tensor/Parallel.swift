@@ -8,8 +8,9 @@ import Glibc
 ///
 /// Work 0..<count is cut into chunks of `chunkSize` (the last may be short)
 /// *independently of the thread count*, and each chunk is computed by exactly
-/// one thread with its own scratch memory (per chunk, never per thread), so
-/// results are bit-identical for any number of threads. Reductions over chunks must be combined by the
+/// one thread; a chunk's result must not depend on which thread ran it or
+/// which pooled scratch it borrowed (scratch is fully written before it is
+/// read), so results are bit-identical for any number of threads. Reductions over chunks must be combined by the
 /// caller in chunk order.
 public enum Parallel {
     /// The default thread count: `FLOWRT_NUM_THREADS` if set to a positive
@@ -111,8 +112,13 @@ extension Parallel {
                 for _ in 1..<threads {
                     var t = pthread_t()
                     let me = Unmanaged.passUnretained(self).toOpaque()
+                    // The helper must not retain the team: a strong reference
+                    // held for the whole helperLoop would keep deinit (which
+                    // stops and joins the helpers) from ever running, leaking
+                    // the threads of every run. deinit joins them before the
+                    // team's memory goes, so the unretained use is safe.
                     guard pthread_create(&t, nil, { arg in
-                        Unmanaged<Team>.fromOpaque(arg!).takeUnretainedValue().helperLoop()
+                        Unmanaged<Team>.fromOpaque(arg!)._withUnsafeGuaranteedRef { $0.helperLoop() }
                         return nil
                     }, me) == 0 else { break }
                     helpers.append(t)
