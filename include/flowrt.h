@@ -1650,11 +1650,12 @@ FLOWRT_API flowrt_status flowrt_flow_fourier_coefficients(const flowrt_flow *flo
  * 32 columns multiply in bfloat16: weights rounded once (to nearest even),
  * each layer's input rounded per block of rows (per panel of positions for
  * convolutions), products accumulated in float32; biases, non-linearities
- * (a SiLU fused into a layer in a division-free float32 form, 2e-6
- * relative), every other op and the solvers stay float32. A layer's outputs move by
+ * (in a bf16 pass a SiLU fused into any Linear layer takes a division-free
+ * float32 form, 2e-6 relative), every other op and the solvers stay
+ * float32. A layer's outputs move by
  * about 2^-8 of sum |x_k W_jk|; sampled endpoints of the trained checkerboard
  * flow move by ~1e-3 (bench/bf16/results.md), and wide layers run about 2x
- * faster. Narrow layers stay float32. CPUs without AVX512_BF16 run float32
+ * faster. Narrow layers multiply in float32. CPUs without AVX512_BF16 run float32
  * and say so (flowrt_solver_stats.precision, the `effective` output below).
  *
  * Two settings per model: one for velocity evaluation (sampling without

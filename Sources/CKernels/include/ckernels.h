@@ -290,7 +290,7 @@ void fr_silu_bf16_path(float *y, size_t n);
 /// sample's output is the same bits alone or in any batch. wp from
 /// fr_conv2d_pack_bf16 (fr_conv2d_bf16_packed_count uint16: per output
 /// channel, its cin/groups·kh·kw weights as bf16, padded to even); scratch
-/// of fr_conv2d_bf16_scratch_bytes bytes (K·384 + 128: one float32 panel of
+/// of fr_conv2d_bf16_scratch_bytes bytes (⌈K/2⌉·384 + 128: one float32 panel of
 /// im2col and the bf16 panels of 64 positions). Without AVX512_BF16
 /// (fr_bf16_supported() == 0) a scalar path computes the same sums.
 size_t fr_conv2d_bf16_packed_count(const fr_conv2d_geometry *g);

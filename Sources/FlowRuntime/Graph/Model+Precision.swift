@@ -8,12 +8,13 @@ import CKernels
 /// layer's input is rounded per block of rows, products accumulate in
 /// float32, and biases, non-linearities, every other op and the solvers
 /// stay float32. A layer's outputs then differ from float32 by about 2^-8 of
-/// Σ|x_k·W_jk| (two roundings to 8 significant bits). A SiLU following
-/// such a layer runs on its float32 accumulators in a division-free form
-/// accurate to 2e-6 relative (float32's: ~3e-7); other activations use the
-/// float32 kernels. Sampled endpoints of
+/// Σ|x_k·W_jk| (two roundings to 8 significant bits). In a bf16 pass every
+/// SiLU fused into a Linear layer — a bf16 one, on its float32 accumulators,
+/// and a narrow float32 one such as an MLP's first layer — runs in a
+/// division-free form accurate to 2e-6 relative (float32's: ~3e-7); other
+/// activations use the float32 kernels. Sampled endpoints of
 /// the trained checkerboard flow move by ~1e-3 (bench/bf16/results.md).
-/// Narrow layers stay float32: an input layer rounded to bf16 would round
+/// Narrow layers multiply in float32: an input layer rounded to bf16 would round
 /// the sample coordinates themselves to 3 significant digits, and a narrow
 /// output layer costs more to convert than bf16 saves.
 /// Where the CPU lacks AVX512_BF16, bf16 requests run in float32 and the
