@@ -54,7 +54,7 @@ def solver_params(method="dopri5", rtol=None, atol=None, steps=None, max_steps=N
             setattr(p, field, value)
     if divergence is not None:
         if divergence not in _capi.DIVERGENCES:
-            raise ValueError(f"method must be 'exact', 'hutchinson' or 'auto', got {divergence!r}")
+            raise ValueError(f"divergence must be 'exact', 'hutchinson' or 'auto', got {divergence!r}")
         p.divergence = _capi.DIVERGENCES[divergence]
     if probe_kind is not None:
         if probe_kind not in _capi.PROBE_KINDS:
