@@ -473,11 +473,13 @@ void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb,
     }
 }
 
-void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
-                       size_t ldc) {
+// C = (accumulate ? C : 0) + A·op(B), B walked in fr_gemm_pack_b's block order.
+static void fr_gemm_prepacked_into(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp,
+                                   float *c, size_t ldc, int accumulate) {
     if (m == 0 || n == 0) return;
     if (k == 0) {
-        for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
+        if (!accumulate)
+            for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, n * sizeof(float));
         return;
     }
     const size_t ncb = fr_gemm_nc(n);
@@ -486,8 +488,18 @@ void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda,
         for (size_t p0 = 0; p0 < k; p0 += FR_GEMM_KC) {
             size_t kc = fr_min(FR_GEMM_KC, k - p0);
             fr_dense_block(m, nc, kc, a + p0, lda, 0, bp, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, c + j0, ldc,
-                           p0 == 0 ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
+                           p0 == 0 && !accumulate ? FR_INIT_ZERO : FR_INIT_LOAD, NULL);
             bp += kc * fr_round16(nc);
         }
     }
+}
+
+void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                       size_t ldc) {
+    fr_gemm_prepacked_into(m, n, k, a, lda, bp, c, ldc, 0);
+}
+
+void fr_gemm_prepacked_acc(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                           size_t ldc) {
+    fr_gemm_prepacked_into(m, n, k, a, lda, bp, c, ldc, 1);
 }

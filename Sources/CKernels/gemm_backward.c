@@ -6,8 +6,8 @@
 //   g_x += g_z · W     [rows, in]  = [rows, out] · [out, in]
 //   g_W += g_zᵀ · x    [out, in]   = [out, rows] · [rows, in]
 // W is the same for every chunk of a training step, so its B operand is
-// packed once per step (fr_gemm_pack_b layout) and fr_gemm_prepacked_acc
-// streams the chunk's g_z past it. x differs per chunk, so g_W reads it in
+// packed once per step (fr_gemm_pack_b layout) and gemm.c's
+// fr_gemm_prepacked_acc streams the chunk's g_z past it. x differs per chunk, so g_W reads it in
 // place (rows shorter than 4 KiB; else packed block by block into scratch,
 // fr_gemm's path) and reads g_z transposed in place (eight contiguous
 // floats per k).
@@ -21,8 +21,7 @@
 
 #include <stddef.h>
 
-#define FR_BACKWARD_KC 256  // fr_gemm's k block (FR_GEMM_KC in gemm.c)
-#define FR_BACKWARD_NC 256  // fr_gemm's n block (FR_GEMM_NC in gemm.c)
+#define FR_BACKWARD_KC 256  // k (rows) per g_W block, fr_gemm's k block
 // B rows of at least this many floats (4 KiB strides and up) are packed for
 // g_W; shorter ones are read in place. Measured on one core (best of 40,
 // GFLOP/s in place vs packed): 256×256, 256 rows 112.4 vs 109.1; 2×256 (the
@@ -31,29 +30,6 @@
 #define FR_BACKWARD_INPLACE_LIMIT 1024
 
 static inline size_t fr_bw_min(size_t a, size_t b) { return a < b ? a : b; }
-static inline size_t fr_bw_round16(size_t x) { return (x + 15) / 16 * 16; }
-
-// fr_gemm's n-block width (gemm.c, fr_gemm_nc): equal blocks of at most 256
-// rounded up to a panel, so that bp from fr_gemm_pack_b is walked in its order.
-static size_t fr_bw_nc(size_t n) {
-    size_t blocks = (n + FR_BACKWARD_NC - 1) / FR_BACKWARD_NC;
-    return fr_bw_round16((n + blocks - 1) / blocks);
-}
-
-void fr_gemm_prepacked_acc(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
-                           size_t ldc) {
-    if (m == 0 || n == 0 || k == 0) return;
-    const size_t ncb = fr_bw_nc(n);
-    for (size_t j0 = 0; j0 < n; j0 += ncb) {
-        size_t nc = fr_bw_min(ncb, n - j0);
-        for (size_t p0 = 0; p0 < k; p0 += FR_BACKWARD_KC) {
-            size_t kc = fr_bw_min(FR_BACKWARD_KC, k - p0);
-            fr_dense_block(m, nc, kc, a + p0, lda, 0, bp, FR_DENSE_PANEL, kc * FR_DENSE_PANEL, c + j0, ldc,
-                           FR_INIT_LOAD, NULL);
-            bp += kc * fr_bw_round16(nc);
-        }
-    }
-}
 
 size_t fr_linear_backward_scratch_floats(size_t rows, size_t out, size_t in) {
     // Either layout's g_W product ([out, in] or [in, out] over k = rows).

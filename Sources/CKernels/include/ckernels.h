@@ -153,6 +153,13 @@ void fr_permute_rows(const float *src, float *dst, size_t rank, const size_t *ex
 void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
 void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
                        size_t ldc);
+/// C[m, n] += A[m, k]·B[k, n], A row-major (lda), B packed by
+/// fr_gemm_pack_b(trans_b, n, k, ...) (gemm.c; the training backward pass's
+/// g_x). Each C[i, j] is its value on entry followed by one multiply-add per
+/// p in increasing p, so row i does not depend on m nor on the other rows.
+/// C must not overlap A or bp.
+void fr_gemm_prepacked_acc(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
+                           size_t ldc);
 
 /// Geometry of a 2-D convolution (Conv1d: h = 1, kh = 1). Every field is a
 /// count of elements. cin and cout are divisible by groups; the caller gives
@@ -305,13 +312,6 @@ void fr_conv2d_forward_bf16(const fr_conv2d_geometry *g, const float *x, const u
  * Dense-layer backward pass (gemm_backward.c): the two GEMMs of a Linear
  * layer's VJP on the register-tile engine, accumulating into gradients.
  * ====================================================================== */
-
-/// C[m, n] += A[m, k]·B[k, n], A row-major (lda), B packed by
-/// fr_gemm_pack_b(trans_b, n, k, ...). Each C[i, j] is its value on entry
-/// followed by one multiply-add per p in increasing p, so row i does not
-/// depend on m nor on the other rows. C must not overlap A or bp.
-void fr_gemm_prepacked_acc(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
-                           size_t ldc);
 
 /// W of a layer y = f(x·Wᵀ + b) packed for its input gradient: W [out, in]
 /// row-major, or [in, out] when w_in_out_layout is nonzero, into wt_packed
