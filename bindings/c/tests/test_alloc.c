@@ -76,14 +76,24 @@ static void steps_do_not_allocate(flowrt_model *m) {
     for (kind = 0; kind < 3; kind++)
         for (threads = 1; threads <= 2; threads++)
             for (progress = 0; progress <= 1; progress++) {
-                long a, b;
+                long a = -1, b = -1, r;
+                int rep;
                 call_allocations(f, kind, 12, threads, progress); /* warm-up */
-                a = call_allocations(f, kind, 12, threads, progress);
-                b = call_allocations(f, kind, 48, threads, progress);
-                /* Slack 2: a pooled scratch grows once when its thread's first chunk
-                 * is the short last one (which thread claims it varies); 36 more
-                 * steps are 5 more progress rounds and 36 more evaluations. */
-                CHECK(b <= a + 2, "%s, %u thread(s), progress %d: %ld allocations with 48 steps, %ld with 12",
+                /* The fewest of 3 calls each: a pooled scratch grows when its
+                 * thread's first chunk is the short last one, and which thread
+                 * claims it varies from call to call (up to ~6 buffers for the
+                 * exact log-density), while allocations per step would show in
+                 * every call. Slack 8: 36 more steps are 36 more evaluations
+                 * (an allocation per step would add >= 36) and 5 more progress
+                 * rounds, in which a pooled buffer still grows now and then
+                 * (+6 seen for the exact log-density on 2 threads). */
+                for (rep = 0; rep < 3; rep++) {
+                    r = call_allocations(f, kind, 12, threads, progress);
+                    if (a < 0 || r < a) a = r;
+                    r = call_allocations(f, kind, 48, threads, progress);
+                    if (b < 0 || r < b) b = r;
+                }
+                CHECK(b <= a + 8, "%s, %u thread(s), progress %d: %ld allocations with 48 steps, %ld with 12",
                       names[kind], threads, progress, b, a);
             }
     flowrt_flow_free(f);
