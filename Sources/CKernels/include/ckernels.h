@@ -205,6 +205,29 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
 void fr_conv2d_backward_weight(const fr_conv2d_geometry *g, const float *x, const float *gy, float *gw,
                                size_t n, float *scratch);
 
+/// 3×3, stride-1, dilation-1, ungrouped convolution by Winograd's F(2×2, 3×3)
+/// (conv_winograd.c): 16·cin multiply-adds per output channel and 2×2 tile
+/// of outputs where the direct form takes 36·cin, 2.25× fewer.
+/// fr_conv2d_winograd_applies(g): whether g qualifies (3×3, stride 1,
+/// dilation 1, groups 1, cin and cout ≥ 16, the AVX-512F path taken). Pack
+/// the weights once, and after every change, with fr_conv2d_winograd_pack
+/// into fr_conv2d_winograd_packed_floats(g) floats (16·cout·cin: G w Gᵀ per
+/// channel pair, computed in double, rounded once). Scratch:
+/// fr_conv2d_winograd_scratch_floats(g) floats (one block of 64–256 tiles,
+/// transformed: 16·(cin + cout)·tiles + 2064; never O(n)). y as
+/// fr_conv2d_forward computes it, overwritten, but each output is summed in
+/// another order (the transformed products over ci, then Aᵀ·Aᵀ of 3 + 3
+/// terms, then the bias), so its rounding error is a small multiple of the
+/// direct form's (test_conv_kernels checks 4× the direct form's tolerance of
+/// Σ|w·x|; measured ≈ 2×). A sample's output is the same bits alone or in
+/// any batch. No aliasing.
+int fr_conv2d_winograd_applies(const fr_conv2d_geometry *g);
+size_t fr_conv2d_winograd_packed_floats(const fr_conv2d_geometry *g);
+void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float *u);
+size_t fr_conv2d_winograd_scratch_floats(const fr_conv2d_geometry *g);
+void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
+                                float *y, size_t n, float *scratch);
+
 /// y[r, :] = softmax(x[r, :]) = exp(x - max) · (1 / Σ exp(x - max)) for
 /// r < rows; exp is kernels.c's polynomial (< 2 ulp; the AVX-512F path
 /// keeps denormal results that fr_unary_forward flushes to 0 below -87.3).

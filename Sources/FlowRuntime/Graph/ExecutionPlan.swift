@@ -171,6 +171,10 @@ final class ParameterStore: @unchecked Sendable {
     /// What `repack` rebuilds: node, parameter, layout.
     private let packing: [PackedLinear]
     private struct PackedLinear { let node, parameter, out, `in`: Int; let inOutLayout: Bool }
+    /// Per node: the weight in the op's own layout (`GraphOp.derivedWeights`),
+    /// when the store packs weights; else nil. Kept current by `repack`.
+    let derived: [UnsafeMutablePointer<Float>?]
+    private let deriving: [(node: Int, parameter: Int, request: DerivedWeights)]
     /// Other ops' bf16 copies (`GraphOp.bf16Packing`), built by `prepareBF16`.
     private let bf16Packing: [(node: Int, parameter: Int, request: BF16Packing)]
     /// Per node: a bfloat16 copy of the packed weight (`fr_pack_weights_bf16`)
@@ -223,6 +227,21 @@ final class ParameterStore: @unchecked Sendable {
             bf16Packing.append((n, p, request))
         }
         self.bf16Packing = bf16Packing
+        var derived = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
+        var deriving: [(node: Int, parameter: Int, request: DerivedWeights)] = []
+        if packsWeights {
+            for (n, node) in graph.nodes.enumerated() {
+                guard let request = node.operation.op.derivedWeights(node.inputs.map { graph.values[$0] }),
+                      case .parameter(let p) = graph.values[node.inputs[request.input]].source, request.count > 0,
+                      request.count <= 2 * Swift.max(counts[p], 16) else { continue }  // a transform, not more
+                let bytes = request.count * MemoryLayout<Float>.stride
+                derived[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    .bindMemory(to: Float.self, capacity: request.count)
+                deriving.append((n, p, request))
+            }
+        }
+        self.derived = derived
+        self.deriving = deriving
         var backward = [UnsafeMutablePointer<Float>?](repeating: nil, count: graph.nodes.count)
         if packBackward {
             for e in packing {
@@ -232,7 +251,7 @@ final class ParameterStore: @unchecked Sendable {
             }
         }
         self.packedBackward = backward
-        for p in Set(packing.map(\.parameter)) { repack(parameter: p) }
+        for p in Set(packing.map(\.parameter) + deriving.map(\.parameter)) { repack(parameter: p) }
     }
 
     deinit {
@@ -240,6 +259,7 @@ final class ParameterStore: @unchecked Sendable {
         for p in packed { p?.deallocate() }
         for p in packedBackward { p?.deallocate() }
         for p in packedBF16 { p?.deallocate() }
+        for p in derived { p?.deallocate() }
     }
 
     /// Whether bf16 copies exist for at least one layer.
@@ -285,6 +305,7 @@ final class ParameterStore: @unchecked Sendable {
         for e in bf16Packing where e.parameter == p {
             if let w = bf16Weights(e.node) { e.request.pack(pointers[p], w) }
         }
+        for e in deriving where e.parameter == p { e.request.derive(pointers[p], derived[e.node]!) }
     }
 
     /// The current values as graph parameters (names and flags from `template`).

@@ -50,6 +50,11 @@ protocol GraphOp: Sendable, Equatable {
     /// `weightPacking`), if any.
     func bf16Packing(_ inputs: [Graph.Value]) -> BF16Packing?
 
+    /// A weight input this op wants kept, in float32, in a layout of its own
+    /// that it computes from the weight (a 3×3 convolution's Winograd
+    /// transform), if any. Kept when the store packs weights.
+    func derivedWeights(_ inputs: [Graph.Value]) -> DerivedWeights?
+
     /// ONNX op types this op imports, each with its import rule.
     static var onnxImports: [String: ONNXImportRule] { get }
 }
@@ -72,6 +77,15 @@ struct BF16Packing {
     var pack: (UnsafePointer<Float>, UnsafeMutablePointer<UInt16>) -> Void
 }
 
+/// A weight the parameter store keeps as `count` floats that `derive`
+/// computes from the float32 weight, rebuilt whenever the weight changes.
+struct DerivedWeights {
+    /// Which input of the node holds the weight.
+    var input: Int
+    var count: Int
+    var derive: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+}
+
 /// Imports one ONNX node (`index` in the graph's node list).
 typealias ONNXImportRule = (inout ONNXImporter, ONNXProtoModel.Node, Int) throws -> Void
 
@@ -86,6 +100,7 @@ extension GraphOp {
     func flops(_ inputs: [Graph.Value], output: Graph.Value) -> Int { 0 }
     func weightPacking(_ inputs: [Graph.Value]) -> WeightPacking? { nil }
     func bf16Packing(_ inputs: [Graph.Value]) -> BF16Packing? { nil }
+    func derivedWeights(_ inputs: [Graph.Value]) -> DerivedWeights? { nil }
     static var onnxImports: [String: ONNXImportRule] { [:] }
 
     func isEqual(_ other: any GraphOp) -> Bool { (other as? Self) == self }
@@ -159,6 +174,8 @@ struct OpContext {
     @inline(__always) func scratch2(_ count: Int) -> UnsafeMutablePointer<Float> { ws.scratch3.reserve(count) }
     /// The packed copy of this node's weight (see `GraphOp.weightPacking`).
     var packedWeights: UnsafeMutablePointer<Float>? { executor.params.packed[index] }
+    /// This node's weight in the op's own layout (see `GraphOp.derivedWeights`), or nil.
+    var derivedWeights: UnsafeMutablePointer<Float>? { executor.params.derived[index] }
     /// The copy of this node's weight packed for its input gradient
     /// (`fr_linear_backward`), kept by trainers' parameter stores; else nil.
     var packedBackwardWeights: UnsafeMutablePointer<Float>? { executor.params.packedBackward[index] }

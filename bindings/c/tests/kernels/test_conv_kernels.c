@@ -282,6 +282,73 @@ static void test_conv_case(const conv_case *cc) {
     free(yref); free(yscale); free(gxref); free(gxscale); free(gwref); free(gwscale);
 }
 
+// ref[i] = bias + Σ w·x in double and scale[i] = |bias| + Σ |w·x| for each
+// output of a convolution.
+static void conv_forward_reference(const fr_conv2d_geometry *g, size_t n, const float *x, const float *w,
+                                   const float *bias, double *ref, double *scale) {
+    const size_t cin_g = g->cin / g->groups, cout_g = g->cout / g->groups, khkw = g->kh * g->kw;
+    for (size_t s = 0; s < n; s++)
+        for (size_t co = 0; co < g->cout; co++)
+            for (size_t oy = 0; oy < g->oh; oy++)
+                for (size_t ox = 0; ox < g->ow; ox++) {
+                    size_t yi = ((s * g->cout + co) * g->oh + oy) * g->ow + ox;
+                    double acc = bias ? bias[co] : 0.0, sc = fabs(acc);
+                    for (size_t ci = 0; ci < cin_g; ci++)
+                        for (size_t ky = 0; ky < g->kh; ky++)
+                            for (size_t kx = 0; kx < g->kw; kx++) {
+                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
+                                if (at < 0) continue;
+                                double t = (double)w[(co * cin_g + ci) * khkw + ky * g->kw + kx] *
+                                           x[(s * g->cin + co / cout_g * cin_g + ci) * g->h * g->w + (size_t)at];
+                                acc += t; sc += fabs(t);
+                            }
+                    ref[yi] = acc;
+                    scale[yi] = sc;
+                }
+}
+
+// Winograd F(2×2, 3×3) against the double reference, within 4× the direct
+// form's tolerance of Σ|w·x| (the transforms add at most 4 + 4 input and
+// 3 + 3 output terms), on both paths; the direct form's own error printed
+// beside it for the worst case; a sample alone gives the batch's bits; the
+// packing, y and the scratch stay inside their sizes.
+static double winograd_worst = 0.0, winograd_direct_worst = 0.0;
+static void test_conv_winograd_case(const conv_case *cc) {
+    const fr_conv2d_geometry *g = &cc->g;
+    const size_t n = cc->n, xs = g->cin * g->h * g->w, ys = g->cout * g->oh * g->ow, ws = g->cout * g->cin * 9;
+    char what[256];
+    describe(cc, what, sizeof what);
+    float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
+    double *ref = calloc(n * ys, sizeof(double)), *scale = calloc(n * ys, sizeof(double));
+    conv_forward_reference(g, n, x, w, bias, ref, scale);
+    const size_t uc = fr_conv2d_winograd_packed_floats(g), sc = fr_conv2d_winograd_scratch_floats(g);
+    float *u = fbuf(uc + 1), *scratch = fbuf(sc + 1), *y = fbuf(n * ys + 1), *one = fbuf(ys), *yd = fbuf(n * ys);
+    u[uc] = 777.0f;
+    fr_conv2d_winograd_pack(g, w, u);
+    CHECK(u[uc] == 777.0f, "winograd packing wrote past its count: %s", what);
+    float *ds = fbuf(fr_conv2d_scratch_floats(g));
+    fr_conv2d_forward(g, x, w, bias, yd, n, ds);
+    double direct = worst(yd, ref, scale, n * ys);
+    BOTH_PATHS(portable, {
+        for (size_t i = 0; i < n * ys; i++) y[i] = NAN;
+        y[n * ys] = 12345.0f;
+        scratch[sc] = 54321.0f;
+        fr_conv2d_forward_winograd(g, x, u, bias, y, n, scratch);
+        double e = worst(y, ref, scale, n * ys);
+        CHECK(e <= 4 * TOL, "conv winograd %s %s: error %.3g (direct %.3g)", path_name(portable), what, e, direct);
+        CHECK(y[n * ys] == 12345.0f && scratch[sc] == 54321.0f, "conv winograd %s wrote past y or its scratch: %s",
+              path_name(portable), what);
+        if (e > winograd_worst) winograd_worst = e, winograd_direct_worst = direct;
+        for (size_t s = 0; s < n; s++) {
+            fr_conv2d_forward_winograd(g, x + s * xs, u, bias, one, 1, scratch);
+            CHECK(memcmp(one, y + s * ys, ys * sizeof(float)) == 0, "conv winograd %s sample %zu alone differs: %s",
+                  path_name(portable), s, what);
+        }
+    });
+    free(x); free(w); free(bias); free(ref); free(scale); free(u); free(scratch); free(y); free(one); free(yd);
+    free(ds);
+}
+
 // Output size for the given bottom/right padding (0 if the kernel does not fit).
 static size_t conv_out(size_t in, size_t k, size_t stride, size_t pad_lo, size_t pad_hi, size_t dil) {
     size_t span = dil * (k - 1) + 1, padded = in + pad_lo + pad_hi;
@@ -337,6 +404,45 @@ static void test_conv(void) {
         test_conv_case(&c);
         done++;
     }
+}
+
+static void test_conv_winograd(void) {
+    conv_case fixed[] = {
+        make_conv(2, 32, 32, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // 14 tiles a row
+        make_conv(3, 64, 64, 1, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // 7: chunks straddle panels
+        make_conv(5, 64, 128, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0),    // 4, odd outputs
+        make_conv(2, 32, 32, 1, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // 16: whole panels
+        make_conv(1, 16, 17, 1, 9, 11, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1),    // valid: 7 × 9
+        make_conv(2, 20, 16, 1, 6, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1, 1),     // pads 2: 8 × 7
+        make_conv(1, 16, 24, 1, 10, 13, 3, 3, 1, 1, 1, 0, 0, 2, 1, 1, 1),   // asymmetric pads
+        make_conv(1, 16, 16, 1, 5, 300, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0),   // 150 tiles a row
+        make_conv(3, 16, 16, 1, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),     // 1×1 image
+        make_conv(1, 96, 32, 1, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // the U-Net's concat input
+    };
+    for (size_t f = 0; f < sizeof fixed / sizeof fixed[0]; f++) {
+        CHECK(!have_avx512 || fr_conv2d_winograd_applies(&fixed[f].g), "winograd should apply: case %zu", f);
+        test_conv_winograd_case(&fixed[f]);
+    }
+    for (int done = 0; done < 40;) {
+        conv_case c = make_conv(rng_int(1, 3), rng_int(16, 40), rng_int(16, 40), 1, rng_int(1, 21), rng_int(1, 37), 3,
+                                3, 1, 1, rng_int(0, 2), rng_int(0, 2), rng_int(0, 2), rng_int(0, 2), 1, 1,
+                                (int)rng_int(0, 1));
+        if (c.g.oh == 0 || c.g.ow == 0) continue;
+        test_conv_winograd_case(&c);
+        done++;
+    }
+    conv_case no[] = {
+        make_conv(1, 32, 32, 1, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1),  // stride 2
+        make_conv(1, 32, 32, 2, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),  // groups
+        make_conv(1, 32, 32, 1, 8, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1),  // dilation
+        make_conv(1, 3, 32, 1, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // the image's channels
+        make_conv(1, 32, 1, 1, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1),   // an output conv
+        make_conv(1, 32, 32, 1, 8, 8, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1),  // 1×1
+    };
+    for (size_t f = 0; f < sizeof no / sizeof no[0]; f++)
+        CHECK(!fr_conv2d_winograd_applies(&no[f].g), "winograd should not apply: case %zu", f);
+    printf("winograd: worst error %.3g of sum |w x| (the direct form's in that case: %.3g)\n", winograd_worst,
+           winograd_direct_worst);
 }
 
 // ---------------------------------------------------------------------------
@@ -830,6 +936,7 @@ int main(void) {
     test_gemm();
     printf("gemm done (%d passed, %d failed)\n", passed, failed);
     test_conv();
+    test_conv_winograd();
     printf("conv done (%d passed, %d failed)\n", passed, failed);
     test_binary_rows();
     test_softmax();
