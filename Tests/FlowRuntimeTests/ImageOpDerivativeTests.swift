@@ -946,29 +946,38 @@ final class ImageOpDerivativeTests: XCTestCase {
 
     // MARK: Divergence of a tiny conv net
 
-    /// x [1, 4, 4] → Conv 3×3 (4 channels) → GroupNorm(2)+SiLU → Conv 1×1 → 1 channel.
-    /// Exact divergence (one k = 16 JVP) equals the trace of the central
+    /// x [c, 4, 4] → Conv 3×3 (m channels) → GroupNorm(2)+SiLU → Conv 1×1 → c channels,
+    /// for c = 1, m = 4 and for c = m = 16 (the 3×3 conv on Winograd's path).
+    /// Exact divergence (one k = 16c JVP) equals the trace of the central
     /// finite-difference Jacobian, and the whole JVP Jacobian matches it.
     /// Tolerance: each FD entry carries ≈ 6e-8·|v|/h ≈ 1e-5 rounding and
     /// h²/6·|v'''| ≈ 4e-6 truncation at h = 5e-3; summed over 16 diagonal
     /// entries ≲ 1e-4 (measured 4e-5 on a trace of 8.3), so
-    /// |div − tr| ≤ 2e-4 · max(1, Σ|J_jj|) (≈ 1.7e-3 here); Jacobian entries
-    /// within 2e-3 of the largest.
+    /// |div − tr| ≤ 2e-4 · max(1, Σ|J_jj|) (≈ 1.7e-3 for c = 1); Jacobian
+    /// entries within 2e-3 of the largest.
     func testDivergenceOfTinyConvNetIsTraceOfJacobian() throws {
-        var b = GraphBuilder(sampleShape: [1, 4, 4])
-        let w1 = b.parameter("c1.weight", random([4, 1, 3, 3], seed: 1400, scale: 0.6))
-        let b1 = b.parameter("c1.bias", random([4], seed: 1401, scale: 0.2))
+        try checkDivergenceIsTraceOfJacobian(channels: 1, width: 4)
+        try checkDivergenceIsTraceOfJacobian(channels: 16, width: 16)
+    }
+
+    func checkDivergenceIsTraceOfJacobian(channels c: Int, width m: Int) throws {
+        var b = GraphBuilder(sampleShape: [c, 4, 4])
+        let w1 = b.parameter("c1.weight", random([m, c, 3, 3], seed: 1400, scale: 0.6 / Double(c).squareRoot()))
+        let b1 = b.parameter("c1.bias", random([m], seed: 1401, scale: 0.2))
         let c1 = try b.apply(.conv(kernel: [3, 3], strides: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1], dilations: [1, 1], groups: 1),
                              [b.x, w1, b1])
-        let gamma = b.parameter("gn.gamma", random([4], seed: 1402, scale: 0.3, offset: 1))
-        let beta = b.parameter("gn.beta", random([4], seed: 1403, scale: 0.3))
+        let gamma = b.parameter("gn.gamma", random([m], seed: 1402, scale: 0.3, offset: 1))
+        let beta = b.parameter("gn.beta", random([m], seed: 1403, scale: 0.3))
         let gn = try b.apply(.groupNorm(groups: 2, epsilon: 1e-5, silu: true), [c1, gamma, beta])
-        let w2 = b.parameter("c2.weight", random([1, 4, 1, 1], seed: 1404, scale: 0.8))
-        let b2 = b.parameter("c2.bias", random([1], seed: 1405, scale: 0.1))
+        let w2 = b.parameter("c2.weight", random([c, m, 1, 1], seed: 1404, scale: 1.6 / Double(m).squareRoot()))
+        let b2 = b.parameter("c2.bias", random([c], seed: 1405, scale: 0.1))
         let c2 = try b.apply(.conv(kernel: [1, 1], strides: [1, 1], padsBegin: [0, 0], padsEnd: [0, 0], dilations: [1, 1], groups: 1),
                              [gn, w2, b2])
         let model = try Model(graph: try b.finish(output: c2))
-        let d = 16, batch = 2
+        if c >= 16 && PackedWeights.available {
+            XCTAssertNotNil(model.plan.parameters.derived[0], "the 16-channel 3×3 conv should take the Winograd path")
+        }
+        let d = 16 * c, batch = 2
         let x = random([batch, d], seed: 1406).scalars
         let t = [0.25, 0.75]
         let div = model.divergence(t: t, x: Tensor(shape: [batch, d], scalars: x))
@@ -996,7 +1005,7 @@ final class ImageOpDerivativeTests: XCTestCase {
             let absTrace = (0..<d).reduce(0.0) { $0 + abs(fdJ[$1][$1]) }
             if verbose { print("tiny conv net sample \(s): divergence \(div[s]), FD trace \(trace), Σ|J_jj| \(absTrace)") }
             XCTAssertEqual(div[s], trace, accuracy: 2e-4 * max(1, absTrace),
-                           "sample \(s): exact divergence vs trace of the finite-difference Jacobian")
+                           "sample \(s), \(c) channels: exact divergence vs trace of the finite-difference Jacobian")
             var worst = 0.0, scale = 1e-6
             for j in 0..<d { for i in 0..<d {
                 worst = max(worst, abs(fdJ[j][i] - Double(jv[(s * d + j) * d + i]))); scale = max(scale, abs(fdJ[j][i]))

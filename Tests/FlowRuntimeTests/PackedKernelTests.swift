@@ -80,6 +80,48 @@ final class PackedKernelTests: XCTestCase {
         for (a, b) in zip(out, expected) { XCTAssertEqual(a, b, accuracy: 2e-5 * max(1, abs(b))) }
     }
 
+    /// A 3×3 convolution's Winograd-transformed kernels (the store's derived
+    /// weights) follow a trainer's updates, and the Winograd path agrees with
+    /// the direct one (an unpacked store) within the packed tolerance, each
+    /// sample the same bits in any batch.
+    func testWinogradConvolutionFollowsWeightUpdates() throws {
+        try XCTSkipUnless(PackedWeights.available, "no AVX-512F: convolutions stay direct")
+        var b = GraphBuilder(sampleShape: [16, 5, 6])
+        let w = b.parameter("conv.weight", random([16, 16, 3, 3], seed: 21, scale: 0.25))
+        let bias = b.parameter("conv.bias", random([16], seed: 22, scale: 0.1))
+        let y = try b.apply(.conv(kernel: [3, 3], strides: [1, 1], padsBegin: [1, 1], padsEnd: [1, 1], dilations: [1, 1],
+                                  groups: 1), [b.x, w, bias])
+        let g = try b.finish(output: y)
+        let d = 16 * 5 * 6, n = 5
+        let x = random([n, d], seed: 23)
+        let t = [0.1, 0.3, 0.5, 0.7, 0.9]
+        func agree(_ got: [Float], _ expected: [Float], _ what: String) {
+            let scale = expected.map { abs($0) }.max()!
+            let worst = zip(got, expected).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 2e-5 * scale, what)
+        }
+        let winograd = try Model(graph: g), direct = try Model(graph: g, packWeights: false)
+        XCTAssertNotNil(winograd.plan.parameters.derived[0])
+        XCTAssertNil(direct.plan.parameters.derived[0])
+        let all = winograd.velocity(t: t, x: x).scalars
+        agree(all, direct.velocity(t: t, x: x).scalars, "Winograd vs direct")
+        for s in 0..<n {
+            let one = winograd.velocity(t: [t[s]], x: Tensor(shape: [1, d], scalars: Array(x.scalars[(s * d)..<((s + 1) * d)])))
+            XCTAssertEqual(one.scalars, Array(all[(s * d)..<((s + 1) * d)]), "sample \(s) alone differs from its batch")
+        }
+
+        let diff = try GraphDifferentiator(graph: g)
+        for p in diff.trainableIndices { diff.withParameter(p) { w in for i in w.indices { w[i] = -1.5 * w[i] + 0.01 } } }
+        var updatedGraph = g
+        updatedGraph.parameters = diff.parameters
+        let expected = try Model(graph: updatedGraph, packWeights: false).velocity(t: t, x: x).scalars
+        let ws = GraphWorkspace()
+        let out = t.withUnsafeBufferPointer { tb in x.scalars.withUnsafeBufferPointer { xb in
+            Array(UnsafeBufferPointer(start: diff.forward(times: tb, points: xb.baseAddress!, workspace: ws), count: n * d))
+        } }
+        agree(out, expected, "Winograd after an update vs direct with the updated weights")
+    }
+
     /// One weight tensor used by two Linear nodes in both layouts (a square
     /// W as x·Wᵀ and as x·W): both packed copies follow an update.
     func testTiedWeightInBothLayoutsIsRepacked() throws {
