@@ -90,9 +90,12 @@ size_t fr_conv2d_winograd_scratch_floats(const fr_conv2d_geometry *g) {
     return 16 * (fr_wino_stride(g->cin, nt) + fr_wino_stride(g->cout, nt)) + 16;
 }
 
-// One chunk: tiles [tw0, tw0 + cnt) of tile row th of sample s, at tile t of
-// its block.
-typedef struct { size_t s, th, tw0, cnt, t; } fr_wino_chunk;
+// One chunk: tiles [tw0, tw0 + cnt) of tile row th of sample s — and, when
+// rows = 2 (rows of 5–8 tiles: 10×10 to 16×16 outputs, whose vectors would
+// otherwise be half empty), the same tiles of row th + 1 — at tiles t …
+// t + rows·cnt − 1 of its block, row by row. Chunk tile i is in tile row
+// th + i / cnt, column tw0 + i % cnt.
+typedef struct { size_t s, th, rows, tw0, cnt, t; } fr_wino_chunk;
 
 // ---------------------------------------------------------------------------
 // Portable transforms (one tile at a time); the reference for the vector ones.
@@ -103,12 +106,13 @@ static void fr_wino_input_portable(const fr_conv2d_geometry *g, const float *x, 
     const size_t cin = g->cin, vstride = fr_wino_stride(cin, nt);
     for (size_t ci = 0; ci < cin; ci++) {
         const float *xc = x + (c->s * cin + ci) * g->h * g->w;
-        for (size_t l = 0; l < c->cnt; l++) {
+        for (size_t l = 0; l < c->rows * c->cnt; l++) {
+            const size_t th = c->th + l / c->cnt, tw = c->tw0 + l % c->cnt;
             float d[4][4], hd[4][4];
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 4; j++) {
-                    ptrdiff_t iy = (ptrdiff_t)(2 * c->th) - (ptrdiff_t)g->pad_top + i;
-                    ptrdiff_t ix = (ptrdiff_t)(2 * (c->tw0 + l)) - (ptrdiff_t)g->pad_left + j;
+                    ptrdiff_t iy = (ptrdiff_t)(2 * th) - (ptrdiff_t)g->pad_top + i;
+                    ptrdiff_t ix = (ptrdiff_t)(2 * tw) - (ptrdiff_t)g->pad_left + j;
                     d[i][j] = iy >= 0 && iy < h && ix >= 0 && ix < w ? xc[iy * w + ix] : 0.0f;
                 }
             for (int i = 0; i < 4; i++) {
@@ -135,7 +139,8 @@ static void fr_wino_output_portable(const fr_conv2d_geometry *g, const float *m,
     for (size_t co = 0; co < cout; co++) {
         float *yc = y + (c->s * cout + co) * g->oh * g->ow;
         const float b = bias ? bias[co] : 0.0f;
-        for (size_t l = 0; l < c->cnt; l++) {
+        for (size_t l = 0; l < c->rows * c->cnt; l++) {
+            const size_t th = c->th + l / c->cnt, tw = c->tw0 + l % c->cnt;
             const float *src = m + co * nt + c->t + l;
             float mm[4][4], a[4][2];
             for (int e = 0; e < 16; e++) mm[e / 4][e % 4] = src[(size_t)e * fr_wino_stride(cout, nt)];
@@ -144,10 +149,10 @@ static void fr_wino_output_portable(const fr_conv2d_geometry *g, const float *m,
                 a[i][1] = mm[i][1] - mm[i][2] - mm[i][3];
             }
             for (size_t u = 0; u < 2; u++) {
-                size_t oy = 2 * c->th + u;
+                size_t oy = 2 * th + u;
                 if (oy >= g->oh) break;
                 for (size_t vv = 0; vv < 2; vv++) {
-                    size_t ox = 2 * (c->tw0 + l) + vv;
+                    size_t ox = 2 * tw + vv;
                     if (ox >= g->ow) break;
                     float r = u == 0 ? a[0][vv] + a[1][vv] + a[2][vv] : a[1][vv] - a[2][vv] - a[3][vv];
                     yc[oy * g->ow + ox] = r + b;
@@ -158,7 +163,10 @@ static void fr_wino_output_portable(const fr_conv2d_geometry *g, const float *m,
 }
 
 // ---------------------------------------------------------------------------
-// AVX-512 transforms: 16 tiles of a chunk per vector, lane l = tile tw0 + l.
+// AVX-512 transforms: a chunk's tiles in one vector. One row: tile tw0 + l
+// in lane l. Two rows (cnt ≤ 8): row th in lanes 0 … cnt − 1, row th + 1 in
+// lanes 8 … 8 + cnt − 1 while reading the input (each half of the 32-float
+// window is one row), compacted to lanes cnt … 2·cnt − 1 when stored.
 
 #ifdef FR_DENSE_HAVE_AVX512
 
@@ -170,25 +178,29 @@ static inline __mmask16 fr_wino_lanes(ptrdiff_t lo, ptrdiff_t hi) {
     return (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
 }
 
-// Where lanes [0, cnt) of a vector go among the panels when the chunk
-// starts at tile t: lane l to panel (t + l) / 16, lane (t + l) % 16 — after
-// rotating by t % 16, the lanes of panel t / 16 (mask first) and of the
-// next panel (mask second).
+// Where the chunk's tiles go among the panels when the chunk starts at tile
+// t: chunk tile i to panel (t + i) / 16, lane (t + i) % 16 — after permuting
+// (rotating by t % 16, and for two rows moving lanes 8 … 8 + cnt − 1 to
+// cnt … 2·cnt − 1), the lanes of panel t / 16 (mask first) and of the next
+// panel (mask second).
 typedef struct {
     size_t panel;
     __m512i rot;
     __mmask16 first, second;
 } fr_wino_lanes_at;
 
-static FR_DENSE_AVX512 inline fr_wino_lanes_at fr_wino_place(size_t t, size_t cnt) {
-    const ptrdiff_t l0 = (ptrdiff_t)(t % 16);
+static FR_DENSE_AVX512 inline fr_wino_lanes_at fr_wino_place(const fr_wino_chunk *c) {
+    const size_t l0 = c->t % 16, n = c->rows * c->cnt;
     fr_wino_lanes_at at;
-    at.panel = t / 16;
-    at.rot = _mm512_and_si512(_mm512_sub_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32((int)l0)),
-                              _mm512_set1_epi32(15));
-    at.first = fr_wino_lanes(l0, l0 + (ptrdiff_t)cnt);
-    at.second = fr_wino_lanes(0, l0 + (ptrdiff_t)cnt - 16);
+    at.panel = c->t / 16;
+    int32_t idx[16];
+    for (size_t k = 0; k < 16; k++) {
+        const size_t i = (k + 16 - l0) % 16;  // the chunk tile panel lane k receives
+        idx[k] = (int32_t)(i < c->cnt ? i : i - c->cnt + 8);
+    }
+    at.rot = _mm512_loadu_si512(idx);
+    at.first = fr_wino_lanes((ptrdiff_t)l0, (ptrdiff_t)(l0 + n));
+    at.second = fr_wino_lanes(0, (ptrdiff_t)(l0 + n) - 16);
     return at;
 }
 
@@ -204,19 +216,28 @@ static FR_DENSE_AVX512 void fr_wino_input_avx512(const fr_conv2d_geometry *g, co
     const size_t cin = g->cin, vstride = fr_wino_stride(cin, nt), pstride = 16 * cin, plane = g->h * g->w;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const fr_wino_lanes_at at = fr_wino_place(c->t, c->cnt);
+    const fr_wino_lanes_at at = fr_wino_place(c);
     const ptrdiff_t c0 = 2 * (ptrdiff_t)c->tw0 - (ptrdiff_t)g->pad_left;  // first input column
-    // Columns c0 + k of the four loads (offsets 0, 16, 2, 18): in-image
-    // lanes; rows outside the image load nothing (masks 0).
-    const __mmask16 m0 = fr_wino_lanes(-c0, w - c0), m16 = fr_wino_lanes(-c0 - 16, w - c0 - 16),
-                    m2 = fr_wino_lanes(-c0 - 2, w - c0 - 2), m18 = fr_wino_lanes(-c0 - 18, w - c0 - 18);
-    const ptrdiff_t r0 = 2 * (ptrdiff_t)c->th - (ptrdiff_t)g->pad_top;
+    // The 32-float window of patch row i is two loads, a (lanes 0–7's
+    // columns) and b (lanes 8–15's), and the same two columns on (a2, b2).
+    // One row: b continues a's row 16 columns on. Two rows: b is the same
+    // columns of the next tile row (two input rows down), and only the
+    // chunk's 2·cnt columns are read. Masks: in-image lanes; a row outside
+    // the image loads nothing.
+    const ptrdiff_t span = c->rows == 2 ? 2 * (ptrdiff_t)c->cnt : 32;
+    const __mmask16 m0 = fr_wino_lanes(-c0, w - c0) & fr_wino_lanes(0, span),
+                    m2 = fr_wino_lanes(-c0 - 2, w - c0 - 2) & fr_wino_lanes(0, span);
+    const ptrdiff_t bcol = c->rows == 2 ? 0 : 16;  // b's first column past c0
+    const __mmask16 m16 = c->rows == 2 ? m0 : fr_wino_lanes(-c0 - 16, w - c0 - 16),
+                    m18 = c->rows == 2 ? m2 : fr_wino_lanes(-c0 - 18, w - c0 - 18);
+    const ptrdiff_t r0 = 2 * (ptrdiff_t)c->th - (ptrdiff_t)g->pad_top, rb = c->rows == 2 ? r0 + 2 : r0;
     __mmask16 rm0[4], rm16[4], rm2[4], rm18[4];
-    ptrdiff_t off[4];  // floats from the plane to input column c0 of row r0 + i
+    ptrdiff_t off[4], offb[4];  // floats from the plane to a's and b's first column
     for (int i = 0; i < 4; i++) {
-        const int in = r0 + i >= 0 && r0 + i < h;
-        rm0[i] = in ? m0 : 0, rm16[i] = in ? m16 : 0, rm2[i] = in ? m2 : 0, rm18[i] = in ? m18 : 0;
+        const int in = r0 + i >= 0 && r0 + i < h, inb = rb + i >= 0 && rb + i < h;
+        rm0[i] = in ? m0 : 0, rm2[i] = in ? m2 : 0, rm16[i] = inb ? m16 : 0, rm18[i] = inb ? m18 : 0;
         off[i] = in ? (r0 + i) * w + c0 : 0;
+        offb[i] = inb ? (rb + i) * w + c0 + bcol : 0;
     }
     const float *xs = x + c->s * cin * plane;
     float *dst = v + at.panel * pstride;
@@ -225,8 +246,9 @@ static FR_DENSE_AVX512 void fr_wino_input_avx512(const fr_conv2d_geometry *g, co
         for (int i = 0; i < 4; i++) {
             // Masked-off lanes are not read: the address may lie outside x.
             const float *row = (const float *)((uintptr_t)xs + (uintptr_t)(off[i] * (ptrdiff_t)sizeof(float)));
-            const __m512 a = _mm512_maskz_loadu_ps(rm0[i], row), b = _mm512_maskz_loadu_ps(rm16[i], row + 16);
-            const __m512 a2 = _mm512_maskz_loadu_ps(rm2[i], row + 2), b2 = _mm512_maskz_loadu_ps(rm18[i], row + 18);
+            const float *rowb = (const float *)((uintptr_t)xs + (uintptr_t)(offb[i] * (ptrdiff_t)sizeof(float)));
+            const __m512 a = _mm512_maskz_loadu_ps(rm0[i], row), b = _mm512_maskz_loadu_ps(rm16[i], rowb);
+            const __m512 a2 = _mm512_maskz_loadu_ps(rm2[i], row + 2), b2 = _mm512_maskz_loadu_ps(rm18[i], rowb + 2);
             const __m512 d0 = _mm512_permutex2var_ps(a, even, b), d1 = _mm512_permutex2var_ps(a, odd, b);
             const __m512 d2 = _mm512_permutex2var_ps(a2, even, b2), d3 = _mm512_permutex2var_ps(a2, odd, b2);
             hd[i][0] = _mm512_sub_ps(d0, d2);
@@ -246,14 +268,18 @@ static FR_DENSE_AVX512 void fr_wino_input_avx512(const fr_conv2d_geometry *g, co
 static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, const float *m, const float *bias,
                                                   const fr_wino_chunk *c, float *y, size_t nt) {
     const size_t cout = g->cout, mstride = fr_wino_stride(cout, nt);
-    const __mmask16 lanes = fr_wino_lanes(0, (ptrdiff_t)c->cnt);
-    // Output columns 2·tw0 + k of the two stores, clipped to the image.
+    const __mmask16 lanes = fr_wino_lanes(0, (ptrdiff_t)(c->rows * c->cnt));
+    // Output columns 2·tw0 + k of a row's two stores (one when cnt ≤ 8),
+    // clipped to the image.
     const ptrdiff_t ox0 = 2 * (ptrdiff_t)c->tw0, ow = (ptrdiff_t)g->ow;
     const ptrdiff_t end = ox0 + 2 * (ptrdiff_t)c->cnt < ow ? ox0 + 2 * (ptrdiff_t)c->cnt : ow;
     const __mmask16 s0 = fr_wino_lanes(0, end - ox0), s16 = fr_wino_lanes(0, end - ox0 - 16);
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    // The second tile row's tiles (two-row chunks) start at lane cnt.
+    const __m512i lo1 = _mm512_add_epi32(lo, _mm512_set1_epi32((int)c->cnt));
     const size_t rows = fr_min(2, g->oh - 2 * c->th);
+    const size_t rows1 = c->rows == 2 ? fr_min(2, g->oh - 2 * (c->th + 1)) : 0;
     for (size_t co = 0; co < cout; co++) {
         const float *src = m + co * nt + c->t;
         __m512 a[4][2];
@@ -267,19 +293,20 @@ static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, c
         }
         const __m512 b = _mm512_set1_ps(bias ? bias[co] : 0.0f);
         float *yc = y + (c->s * cout + co) * g->oh * g->ow + 2 * c->th * g->ow + (size_t)ox0;
+        // y[u][v]: output row u, column v of every tile.
+        const __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0][0], a[1][0]), a[2][0]), b);
+        const __m512 y01 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0][1], a[1][1]), a[2][1]), b);
+        const __m512 y10 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1][0], a[2][0]), a[3][0]), b);
+        const __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1][1], a[2][1]), a[3][1]), b);
         for (size_t u = 0; u < rows; u++) {
-            __m512 y0, y1;
-            if (u == 0) {
-                y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0][0], a[1][0]), a[2][0]), b);
-                y1 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[0][1], a[1][1]), a[2][1]), b);
-            } else {
-                y0 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1][0], a[2][0]), a[3][0]), b);
-                y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(a[1][1], a[2][1]), a[3][1]), b);
-            }
+            const __m512 y0 = u == 0 ? y00 : y10, y1 = u == 0 ? y01 : y11;
             float *yr = yc + u * g->ow;
             _mm512_mask_storeu_ps(yr, s0, _mm512_permutex2var_ps(y0, lo, y1));
             if (s16) _mm512_mask_storeu_ps(yr + 16, s16, _mm512_permutex2var_ps(y0, hi, y1));
         }
+        for (size_t u = 0; u < rows1; u++)
+            _mm512_mask_storeu_ps(yc + (2 + u) * g->ow, s0,
+                                  _mm512_permutex2var_ps(u == 0 ? y00 : y10, lo1, u == 0 ? y01 : y11));
     }
 }
 
@@ -296,20 +323,23 @@ void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, con
     float *v = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     const size_t nt = fr_wino_tiles(g), vstride = fr_wino_stride(cin, nt), mstride = fr_wino_stride(cout, nt);
     float *m = v + 16 * vstride;
+    // Rows of 5–8 tiles go two to a chunk (fewer would not fill a vector).
+    const size_t rows_per_chunk = tiles_per_row >= 5 && tiles_per_row <= 8 ? 2 : 1;
     fr_wino_chunk chunks[FR_WINO_MAX_NT];
     // Walk (sample, tile row, first tile column) in order, a block at a time.
     size_t s = 0, th = 0, tw = 0;
     while (s < n) {
         size_t nc = 0, t = 0;
         while (s < n) {
-            size_t cnt = fr_min(16, tiles_per_row - tw);
-            if (t + cnt > nt) break;
-            chunks[nc++] = (fr_wino_chunk){s, th, tw, cnt, t};
-            t += cnt;
+            const size_t cnt = fr_min(16, tiles_per_row - tw), rows = fr_min(rows_per_chunk, tile_rows - th);
+            if (t + rows * cnt > nt) break;
+            chunks[nc++] = (fr_wino_chunk){s, th, rows, tw, cnt, t};
+            t += rows * cnt;
             tw += cnt;
             if (tw == tiles_per_row) {
                 tw = 0;
-                if (++th == tile_rows) th = 0, s++;
+                th += rows;
+                if (th == tile_rows) th = 0, s++;
             }
         }
         for (size_t i = 0; i < nc; i++) {
