@@ -65,12 +65,15 @@ int fr_conv2d_winograd_applies(const fr_conv2d_geometry *g) {
 
 size_t fr_conv2d_winograd_packed_floats(const fr_conv2d_geometry *g) { return 16 * g->cout * g->cin; }
 
-void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float *u) {
+// u[ξν][co][ci] = (G k Gᵀ)[ξ][ν] for the cout × cin kernels k of w
+// [cout, cin, 3, 3], or with `flip`, of the flipped, transposed kernels of
+// w [cin, cout, 3, 3]: k[j] = w[ci, co, 8 − j] (an input gradient's).
+static void fr_wino_pack(size_t cout, size_t cin, const float *w, int flip, float *u) {
     static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-    const size_t cin = g->cin, cout = g->cout;
     for (size_t co = 0; co < cout; co++)
         for (size_t ci = 0; ci < cin; ci++) {
-            const float *k = w + (co * cin + ci) * 9;
+            double k[9];
+            for (int j = 0; j < 9; j++) k[j] = flip ? w[(ci * cout + co) * 9 + 8 - (size_t)j] : w[(co * cin + ci) * 9 + (size_t)j];
             double gk[4][3];  // G · k
             for (int i = 0; i < 4; i++)
                 for (int j = 0; j < 3; j++)
@@ -81,6 +84,10 @@ void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float 
                     u[((size_t)(i * 4 + j) * cout + co) * cin + ci] = (float)v;
                 }
         }
+}
+
+void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float *u) {
+    fr_wino_pack(g->cout, g->cin, w, 0, u);
 }
 
 size_t fr_conv2d_winograd_scratch_floats(const fr_conv2d_geometry *g) {
@@ -134,7 +141,7 @@ static void fr_wino_input_portable(const fr_conv2d_geometry *g, const float *x, 
 }
 
 static void fr_wino_output_portable(const fr_conv2d_geometry *g, const float *m, const float *bias,
-                                    const fr_wino_chunk *c, float *y, size_t nt) {
+                                    const fr_wino_chunk *c, float *y, size_t nt, int accumulate) {
     const size_t cout = g->cout;
     for (size_t co = 0; co < cout; co++) {
         float *yc = y + (c->s * cout + co) * g->oh * g->ow;
@@ -155,7 +162,7 @@ static void fr_wino_output_portable(const fr_conv2d_geometry *g, const float *m,
                     size_t ox = 2 * tw + vv;
                     if (ox >= g->ow) break;
                     float r = u == 0 ? a[0][vv] + a[1][vv] + a[2][vv] : a[1][vv] - a[2][vv] - a[3][vv];
-                    yc[oy * g->ow + ox] = r + b;
+                    yc[oy * g->ow + ox] = accumulate ? yc[oy * g->ow + ox] + (r + b) : r + b;
                 }
             }
         }
@@ -265,8 +272,14 @@ static FR_DENSE_AVX512 void fr_wino_input_avx512(const fr_conv2d_geometry *g, co
     }
 }
 
+// Stores v (lanes under mk) at p, or adds it to what is there.
+static FR_DENSE_AVX512 inline void fr_wino_put(float *p, __mmask16 mk, __m512 v, int accumulate) {
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, p), v);
+    _mm512_mask_storeu_ps(p, mk, v);
+}
+
 static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, const float *m, const float *bias,
-                                                  const fr_wino_chunk *c, float *y, size_t nt) {
+                                                  const fr_wino_chunk *c, float *y, size_t nt, int accumulate) {
     const size_t cout = g->cout, mstride = fr_wino_stride(cout, nt);
     const __mmask16 lanes = fr_wino_lanes(0, (ptrdiff_t)(c->rows * c->cnt));
     // Output columns 2·tw0 + k of a row's two stores (one when cnt ≤ 8),
@@ -301,12 +314,12 @@ static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, c
         for (size_t u = 0; u < rows; u++) {
             const __m512 y0 = u == 0 ? y00 : y10, y1 = u == 0 ? y01 : y11;
             float *yr = yc + u * g->ow;
-            _mm512_mask_storeu_ps(yr, s0, _mm512_permutex2var_ps(y0, lo, y1));
-            if (s16) _mm512_mask_storeu_ps(yr + 16, s16, _mm512_permutex2var_ps(y0, hi, y1));
+            fr_wino_put(yr, s0, _mm512_permutex2var_ps(y0, lo, y1), accumulate);
+            if (s16) fr_wino_put(yr + 16, s16, _mm512_permutex2var_ps(y0, hi, y1), accumulate);
         }
         for (size_t u = 0; u < rows1; u++)
-            _mm512_mask_storeu_ps(yc + (2 + u) * g->ow, s0,
-                                  _mm512_permutex2var_ps(u == 0 ? y00 : y10, lo1, u == 0 ? y01 : y11));
+            fr_wino_put(yc + (2 + u) * g->ow, s0, _mm512_permutex2var_ps(u == 0 ? y00 : y10, lo1, u == 0 ? y01 : y11),
+                        accumulate);
     }
 }
 
@@ -314,8 +327,9 @@ static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, c
 
 // ---------------------------------------------------------------------------
 
-void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
-                                float *y, size_t n, float *scratch) {
+// y = bias + conv(x) (accumulate: y += …) under g, kernels u.
+static void fr_wino_run(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias, float *y,
+                        size_t n, float *scratch, int accumulate) {
     const size_t cin = g->cin, cout = g->cout;
     const size_t tile_rows = (g->oh + 1) / 2, tiles_per_row = (g->ow + 1) / 2;
     if (n == 0 || tile_rows == 0 || tiles_per_row == 0) return;
@@ -354,10 +368,37 @@ void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, con
                            FR_DENSE_PANEL * cin, m + e * mstride, nt, FR_INIT_ZERO, NULL);
         for (size_t i = 0; i < nc; i++) {
 #ifdef FR_DENSE_HAVE_AVX512
-            if (avx512) fr_wino_output_avx512(g, m, bias, &chunks[i], y, nt);
+            if (avx512) fr_wino_output_avx512(g, m, bias, &chunks[i], y, nt, accumulate);
             else
 #endif
-                fr_wino_output_portable(g, m, bias, &chunks[i], y, nt);
+                fr_wino_output_portable(g, m, bias, &chunks[i], y, nt, accumulate);
         }
     }
+}
+
+void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
+                                float *y, size_t n, float *scratch) {
+    fr_wino_run(g, x, u, bias, y, n, scratch, 0);
+}
+
+// The input gradient as a stride-1 convolution of gy by the flipped,
+// transposed kernel w'[ci, co, ky, kx] = w[co, ci, 2 − ky, 2 − kx], padded
+// by 2 − pad, giving h × w (conv.c does the same on the direct path).
+static fr_conv2d_geometry fr_wino_transposed(const fr_conv2d_geometry *g) {
+    return (fr_conv2d_geometry){g->cout, g->oh, g->ow, g->cin, 3, 3, 1, 1, 2 - g->pad_top, 2 - g->pad_left,
+                                1, 1, 1, g->h, g->w};
+}
+
+int fr_conv2d_winograd_input_grad_applies(const fr_conv2d_geometry *g) {
+    return fr_conv2d_winograd_applies(g) && g->pad_top <= 2 && g->pad_left <= 2 && g->h > 0 && g->w > 0;
+}
+
+void fr_conv2d_winograd_pack_input_grad(const fr_conv2d_geometry *g, const float *w, float *ut) {
+    fr_wino_pack(g->cin, g->cout, w, 1, ut);
+}
+
+void fr_conv2d_backward_input_winograd(const fr_conv2d_geometry *g, const float *gy, const float *ut, float *gx,
+                                       size_t n, float *scratch) {
+    const fr_conv2d_geometry t = fr_wino_transposed(g);
+    fr_wino_run(&t, gy, ut, NULL, gx, n, scratch, 1);
 }

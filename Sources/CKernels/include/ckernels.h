@@ -227,6 +227,17 @@ void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float 
 size_t fr_conv2d_winograd_scratch_floats(const fr_conv2d_geometry *g);
 void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
                                 float *y, size_t n, float *scratch);
+/// The input gradient the same way (gx += convᵀ(gy, w), as
+/// fr_conv2d_backward_input, accumulated): at stride 1 it is a 3×3 stride-1
+/// convolution of gy by the flipped, transposed kernel, padded by 2 − pad.
+/// fr_conv2d_winograd_input_grad_applies(g): fr_conv2d_winograd_applies(g)
+/// and pads ≤ 2. fr_conv2d_winograd_pack_input_grad packs that kernel into
+/// fr_conv2d_winograd_packed_floats(g) floats; fr_conv2d_backward_input_winograd
+/// takes fr_conv2d_winograd_scratch_floats(g) floats of scratch.
+int fr_conv2d_winograd_input_grad_applies(const fr_conv2d_geometry *g);
+void fr_conv2d_winograd_pack_input_grad(const fr_conv2d_geometry *g, const float *w, float *ut);
+void fr_conv2d_backward_input_winograd(const fr_conv2d_geometry *g, const float *gy, const float *ut, float *gx,
+                                       size_t n, float *scratch);
 
 /// y[r, :] = softmax(x[r, :]) = exp(x - max) · (1 / Σ exp(x - max)) for
 /// r < rows; exp is kernels.c's polynomial (< 2 ulp; the AVX-512F path

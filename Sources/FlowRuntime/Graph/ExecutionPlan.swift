@@ -233,7 +233,7 @@ final class ParameterStore: @unchecked Sendable {
             for (n, node) in graph.nodes.enumerated() {
                 guard let request = node.operation.op.derivedWeights(node.inputs.map { graph.values[$0] }),
                       case .parameter(let p) = graph.values[node.inputs[request.input]].source, request.count > 0,
-                      request.count <= 2 * Swift.max(counts[p], 16) else { continue }  // a transform, not more
+                      request.count <= 4 * Swift.max(counts[p], 16) else { continue }  // transforms, not more
                 let bytes = request.count * MemoryLayout<Float>.stride
                 derived[n] = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
                     .bindMemory(to: Float.self, capacity: request.count)

@@ -84,11 +84,12 @@ struct ConvOp: GraphOp {
     }
 
     /// 3×3, stride-1 convolutions of at least 16 input and output channels
-    /// (`fr_conv2d_winograd_applies`) run their forward pass and JVP by
-    /// Winograd's F(2×2, 3×3) on kernels transformed once per weight
-    /// change: 2.25× fewer multiply-adds, float32 throughout, each output
-    /// within a small multiple of the direct form's rounding error (the
-    /// VJP stays direct).
+    /// (`fr_conv2d_winograd_applies`) run their forward pass, JVP and (pads
+    /// ≤ 2) input gradient by Winograd's F(2×2, 3×3) on kernels transformed
+    /// once per weight change: 2.25× fewer multiply-adds, float32
+    /// throughout, each output within a small multiple of the direct form's
+    /// rounding error. The weight gradient stays direct. The derived weights
+    /// are the forward kernels, then the input gradient's.
     func derivedWeights(_ inputs: [Graph.Value]) -> DerivedWeights? {
         let w = inputs[1].shape
         guard w.count == spatialRank + 2 else { return nil }
@@ -96,9 +97,11 @@ struct ConvOp: GraphOp {
         var g = geometry(input: [w[1] * groups] + Array(repeating: 1, count: spatialRank),
                          output: [w[0]] + Array(repeating: 1, count: spatialRank))
         guard fr_conv2d_winograd_applies(&g) != 0 else { return nil }
-        return DerivedWeights(input: 1, count: fr_conv2d_winograd_packed_floats(&g)) { src, dst in
+        let one = fr_conv2d_winograd_packed_floats(&g), both = fr_conv2d_winograd_input_grad_applies(&g) != 0
+        return DerivedWeights(input: 1, count: both ? 2 * one : one) { src, dst in
             var g = g
             fr_conv2d_winograd_pack(&g, src, dst)
+            if both { fr_conv2d_winograd_pack_input_grad(&g, src, dst + one) }
         }
     }
 
@@ -136,8 +139,14 @@ struct ConvOp: GraphOp {
 
     func vjp(_ c: OpContext) {
         var g = geometry(input: c.shape(0), output: c.outputShape)
-        let scratch = c.scratch(fr_conv2d_scratch_floats(&g))
-        if let gx = c.gradient(0) { fr_conv2d_backward_input(&g, c.out, c.input(1), gx, c.batch, scratch) }
+        let scratch = c.scratch(Swift.max(fr_conv2d_scratch_floats(&g), fr_conv2d_winograd_scratch_floats(&g)))
+        if let gx = c.gradient(0) {
+            if let u = c.derivedWeights, fr_conv2d_winograd_input_grad_applies(&g) != 0 {
+                fr_conv2d_backward_input_winograd(&g, c.out, u + fr_conv2d_winograd_packed_floats(&g), gx, c.batch, scratch)
+            } else {
+                fr_conv2d_backward_input(&g, c.out, c.input(1), gx, c.batch, scratch)
+            }
+        }
         if let gw = c.gradient(1) { fr_conv2d_backward_weight(&g, c.input(0), c.out, gw, c.batch, scratch) }
         if c.inputCount == 3, let gb = c.gradient(2) {
             c.executor.sumChannels(c.out, into: gb, batch: c.batch, channels: c.outputShape[0],

@@ -311,7 +311,8 @@ static void conv_forward_reference(const fr_conv2d_geometry *g, size_t n, const 
 // form's tolerance of Σ|w·x| (the transforms add at most 4 + 4 input and
 // 3 + 3 output terms), on both paths; the direct form's own error printed
 // beside it for the worst case; a sample alone gives the batch's bits; the
-// packing, y and the scratch stay inside their sizes.
+// packing, y and the scratch stay inside their sizes. The input gradient
+// (accumulated into gx) likewise, against gx + Σ w·gy in double.
 static double winograd_worst = 0.0, winograd_direct_worst = 0.0;
 static void test_conv_winograd_case(const conv_case *cc) {
     const fr_conv2d_geometry *g = &cc->g;
@@ -345,6 +346,38 @@ static void test_conv_winograd_case(const conv_case *cc) {
                   path_name(portable), s, what);
         }
     });
+    if (fr_conv2d_winograd_input_grad_applies(g)) {
+        const size_t cin = g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
+        float *gy = frand(n * ys), *gx0 = frand(n * xs), *gx = fbuf(n * xs + 1), *ut = fbuf(uc + 1);
+        double *gref = calloc(n * xs, sizeof(double)), *gscale = calloc(n * xs, sizeof(double));
+        for (size_t i = 0; i < n * xs; i++) gref[i] = gx0[i], gscale[i] = fabs(gx0[i]);
+        for (size_t s = 0; s < n; s++)
+            for (size_t co = 0; co < g->cout; co++)
+                for (size_t oy = 0; oy < g->oh; oy++)
+                    for (size_t ox = 0; ox < g->ow; ox++)
+                        for (size_t ci = 0; ci < cin; ci++)
+                            for (size_t k = 0; k < 9; k++) {
+                                ptrdiff_t at = conv_in(g, oy, ox, k / 3, k % 3);
+                                if (at < 0) continue;
+                                double t = (double)w[(co * cin + ci) * 9 + k] * gy[(s * g->cout + co) * ohw + oy * g->ow + ox];
+                                gref[(s * cin + ci) * hw + (size_t)at] += t;
+                                gscale[(s * cin + ci) * hw + (size_t)at] += fabs(t);
+                            }
+        ut[uc] = 777.0f;
+        fr_conv2d_winograd_pack_input_grad(g, w, ut);
+        CHECK(ut[uc] == 777.0f, "winograd input-gradient packing wrote past its count: %s", what);
+        BOTH_PATHS(portable, {
+            memcpy(gx, gx0, n * xs * sizeof(float));
+            gx[n * xs] = 12345.0f;
+            scratch[sc] = 54321.0f;
+            fr_conv2d_backward_input_winograd(g, gy, ut, gx, n, scratch);
+            double e = worst(gx, gref, gscale, n * xs);
+            CHECK(e <= 4 * TOL, "conv winograd input gradient %s %s: error %.3g", path_name(portable), what, e);
+            CHECK(gx[n * xs] == 12345.0f && scratch[sc] == 54321.0f,
+                  "conv winograd input gradient %s wrote past gx or its scratch: %s", path_name(portable), what);
+        });
+        free(gy); free(gx0); free(gx); free(ut); free(gref); free(gscale);
+    }
     free(x); free(w); free(bias); free(ref); free(scale); free(u); free(scratch); free(y); free(one); free(yd);
     free(ds);
 }
@@ -441,6 +474,11 @@ static void test_conv_winograd(void) {
     };
     for (size_t f = 0; f < sizeof no / sizeof no[0]; f++)
         CHECK(!fr_conv2d_winograd_applies(&no[f].g), "winograd should not apply: case %zu", f);
+    conv_case wide_pads = make_conv(1, 16, 16, 1, 8, 8, 3, 3, 1, 1, 3, 3, 3, 3, 1, 1, 1);  // pads 3: 12 × 12
+    CHECK(!have_avx512 || (fr_conv2d_winograd_applies(&wide_pads.g) &&
+                           !fr_conv2d_winograd_input_grad_applies(&wide_pads.g)),
+          "pads > 2: winograd forward only");
+    test_conv_winograd_case(&wide_pads);
     printf("winograd: worst error %.3g of sum |w x| (the direct form's in that case: %.3g)\n", winograd_worst,
            winograd_direct_worst);
 }
