@@ -57,28 +57,53 @@ static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_non
     return _mm512_scalef_ps(p, n);
 }
 
-static FR_DENSE_AVX512 void fr_softmax_row_avx512(const float *x, float *y, size_t cols) {
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
+// R rows of `cols` at once (R a constant at each call site: the r loops
+// unroll). Each row takes exactly the operations of a row alone, in the
+// same order, so results do not depend on R; interleaving the rows lets
+// the out-of-order core overlap their dependency chains. A short row is
+// latency-bound on its own: at 49 columns (the DiT's attention) the max
+// and sum reductions, the scalar 1/sum and the exp polynomial form one
+// chain of ~150 cycles per 4 vectors of work, and 4 rows side by side run
+// ~2x faster.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512
+void fr_softmax_rows_avx512(const float *x, float *y, size_t cols, const int R) {
+    __m512 vmax[4], mx[4], vsum[4], inv[4];
+    for (int r = 0; r < R; r++) vmax[r] = _mm512_set1_ps(-INFINITY);
     for (size_t i = 0; i < cols; i += 16) {
         __mmask16 mk = fr_tail_mask(cols - i);
-        vmax = _mm512_mask_max_ps(vmax, mk, vmax, _mm512_maskz_loadu_ps(mk, x + i));
+        for (int r = 0; r < R; r++)
+            vmax[r] = _mm512_mask_max_ps(vmax[r], mk, vmax[r], _mm512_maskz_loadu_ps(mk, x + r * cols + i));
     }
     // A NaN anywhere makes the row NaN (x - max propagates it below).
-    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-    __m512 vsum = _mm512_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        mx[r] = _mm512_set1_ps(_mm512_reduce_max_ps(vmax[r]));
+        vsum[r] = _mm512_setzero_ps();
+    }
     for (size_t i = 0; i < cols; i += 16) {
         __mmask16 mk = fr_tail_mask(cols - i);
-        __m512 e = fr_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), mx));
-        vsum = _mm512_mask_add_ps(vsum, mk, vsum, e);
-        _mm512_mask_storeu_ps(y + i, mk, e);
+        for (int r = 0; r < R; r++) {
+            __m512 e = fr_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + r * cols + i), mx[r]));
+            vsum[r] = _mm512_mask_add_ps(vsum[r], mk, vsum[r], e);
+            _mm512_mask_storeu_ps(y + r * cols + i, mk, e);
+        }
     }
     // Multiplying by 1/sum (≤ 1 ulp more than dividing, as PyTorch does):
     // a vector division per 16 outputs was a third of the time.
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (int r = 0; r < R; r++) inv[r] = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum[r]));
     for (size_t i = 0; i < cols; i += 16) {
         __mmask16 mk = fr_tail_mask(cols - i);
-        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y + i), inv));
+        for (int r = 0; r < R; r++)
+            _mm512_mask_storeu_ps(y + r * cols + i, mk,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y + r * cols + i), inv[r]));
     }
+}
+
+static FR_DENSE_AVX512 void fr_softmax_row_avx512(const float *x, float *y, size_t cols) {
+    fr_softmax_rows_avx512(x, y, cols, 1);
+}
+
+static FR_DENSE_AVX512 void fr_softmax_rows4_avx512(const float *x, float *y, size_t cols) {
+    fr_softmax_rows_avx512(x, y, cols, 4);
 }
 #endif
 
@@ -86,7 +111,9 @@ void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols) {
     if (cols == 0) return;
 #ifdef FR_DENSE_HAVE_AVX512
     if (fr_dense_use_avx512()) {
-        for (size_t r = 0; r < rows; r++) fr_softmax_row_avx512(x + r * cols, y + r * cols, cols);
+        size_t r = 0;
+        for (; r + 4 <= rows; r += 4) fr_softmax_rows4_avx512(x + r * cols, y + r * cols, cols);
+        for (; r < rows; r++) fr_softmax_row_avx512(x + r * cols, y + r * cols, cols);
         return;
     }
 #endif
