@@ -91,4 +91,142 @@ final class DiTKernelTests: XCTestCase {
             if r == 2 { XCTAssertTrue(row.allSatisfy { $0.isNaN }) } else { XCTAssertTrue(row.allSatisfy { $0.isFinite }) }
         }
     }
+
+    /// `fr_layer_norm_mod_rows` (rows four at a time) gives, bit for bit,
+    /// each row's LayerNorm alone (`fr_layer_norm_rows` of one row), then
+    /// a float multiply by the row's modulation scale and an add of its
+    /// shift (the values of LayerNorm → Mul → Add), with the modulation row
+    /// advancing every `group` rows; the statistics are those of the row
+    /// alone. A group boundary off by one row fails.
+    func testModulatedLayerNormRowsEqualTheUnfusedOps() {
+        var rng = RandomStream(seed: 1313, purpose: .custom, index: 0)
+        func draw(_ n: Int, _ scale: Double = 1, _ offset: Double = 0) -> [Float] {
+            (0..<n).map { _ in Float(offset + rng.nextNormal() * scale) }
+        }
+        for m in [1, 5, 16, 17, 49, 64, 100] {
+            for (rows, group) in [(1, 1), (3, 3), (4, 2), (5, 5), (9, 3), (13, 13), (14, 7), (8, 1)] {
+                let x = draw(rows * m, 2, 0.5), gamma = draw(m, 0.3, 1), beta = draw(m, 0.2)
+                let groups = rows / group
+                let ms = draw(groups * m, 0.3, 1), mt = draw(groups * m, 0.5)
+                var y = [Float](repeating: .nan, count: rows * m), stats = [Float](repeating: .nan, count: 2 * rows)
+                fr_layer_norm_mod_rows(x, gamma, beta, ms, mt, group, &y, &stats, rows, m, 1e-5)
+                var plain = [Float](repeating: .nan, count: rows * m), plainStats = stats
+                fr_layer_norm_rows(x, gamma, beta, &plain, &plainStats, rows, m, 1e-5)
+                var mismatches = 0
+                for r in 0..<rows {
+                    var alone = [Float](repeating: .nan, count: m), st: [Float] = [0, 0]
+                    fr_layer_norm_rows(Array(x[(r * m)..<((r + 1) * m)]), gamma, beta, &alone, &st, 1, m, 1e-5)
+                    if st[0].bitPattern != stats[2 * r].bitPattern || st[1].bitPattern != stats[2 * r + 1].bitPattern {
+                        mismatches += 1
+                    }
+                    let g = r / group
+                    for i in 0..<m {
+                        if alone[i].bitPattern != plain[r * m + i].bitPattern { mismatches += 1 }
+                        let scaled = alone[i] * ms[g * m + i]
+                        let shifted = scaled + mt[g * m + i]
+                        if shifted.bitPattern != y[r * m + i].bitPattern { mismatches += 1 }
+                    }
+                }
+                XCTAssertEqual(mismatches, 0, "m \(m) rows \(rows) group \(group)")
+            }
+        }
+    }
+
+    /// The DiT exports import their five adaLN LayerNorm → Mul → Add chains
+    /// as modulated LayerNorms (no LayerNorm left beside them), and the
+    /// velocities are bit for bit those of the unfused ops: the same graph
+    /// with every modulated LayerNorm split back into LayerNorm, Mul, Add.
+    func testDiTModulationFusesExactly() throws {
+        let folder = ImageNetworkTests.folder
+        for file in ["dit__dynamo__opdefault.onnx", "dit__dynamo__op21.onnx", "dit__legacy__op17.onnx"] {
+            let model = try Model.loadONNX(path: folder + "/" + file)
+            let kinds = model.graph.nodes.map { $0.operation.op.kindName }
+            XCTAssertEqual(kinds.filter { $0 == "ModulatedLayerNorm" }.count, 5, file)
+            XCTAssertEqual(kinds.filter { $0 == "LayerNorm" }.count, 0, file)
+            let split = try Model(graph: unfused(model.graph))
+            XCTAssertEqual(split.graph.nodes.filter { $0.operation.op.kindName == "LayerNorm" }.count, 5, file)
+            var rng = RandomStream(seed: 21, purpose: .custom, index: 0)
+            for batch in [1, 5] {
+                let d = model.dimension
+                let x = Tensor(shape: [batch, d], scalars: (0..<(batch * d)).map { _ in Float(rng.nextNormal()) })
+                let t = (0..<batch).map { 0.1 + 0.17 * Double($0) }
+                let a = model.velocity(t: t, x: x).scalars, b = split.velocity(t: t, x: x).scalars
+                XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(file) batch \(batch)")
+            }
+        }
+    }
+
+    /// `g` with every modulated LayerNorm replaced by LayerNorm, Mul, Add.
+    private func unfused(_ g: Graph) throws -> Graph {
+        var b = GraphBuilder(sampleShape: g.sampleShape, timeShape: g.values[g.t].shape)
+        var map: [ValueID: ValueID] = [g.x: b.x, g.t: b.t]
+        if let c = g.context { map[c] = b.addContext(shape: g.values[c].shape) }
+        for (i, v) in g.values.enumerated() {
+            if case .parameter(let p) = v.source {
+                map[i] = b.parameter(g.parameters[p].name, g.parameters[p].tensor, trainable: g.parameters[p].isTrainable)
+            }
+        }
+        for node in g.nodes {
+            let ins = node.inputs.map { map[$0]! }
+            if let ln = node.operation.as(LayerNormOp.self), ln.modulated {
+                let n = try b.apply(.layerNorm(axis: ln.axis, epsilon: ln.epsilon), Array(ins.prefix(3)), name: node.name + ".norm")
+                let scaled = try b.apply(.binary(.mul), [n, ins[3]], name: node.name + ".scale")
+                map[node.output] = try b.apply(.binary(.add), [scaled, ins[4]], name: node.name)
+            } else {
+                map[node.output] = try b.apply(node.operation, ins, name: node.name)
+            }
+        }
+        return try b.finish(output: map[g.output]!)
+    }
+}
+
+/// The modulated LayerNorm's JVP and VJP against finite differences, with
+/// the modulation computed from x (tangents and gradients flow through s
+/// and t) and from t (no tangents: the divergence's case), and its forward
+/// bit for bit equal to LayerNorm → Mul → Add.
+extension ImageOpDerivativeTests {
+    /// u [T, F] → modulated LayerNorm over F with s, t [1, F] from `source`
+    /// (x's pre-op output, or t) through small Linears.
+    func modulatedLayerNormGraph(fromX: Bool, fused: Bool, pre: Bool) throws -> Graph {
+        let (tokens, features) = (3, 5)
+        return try graph([tokens, features], seed: fromX ? 31 : 37, pre: pre) { b, u in
+            let src: ValueID
+            if fromX { src = try b.apply(.reshape(shape: [tokens * features]), [u], name: "flat_u") } else { src = b.t }
+            let inDim = b.shape(of: src).elementCount
+            let s = try b.linear(src, weight: self.random([features, inDim], seed: 41, scale: 0.4),
+                                 bias: self.random([features], seed: 42, scale: 0.2, offset: 1), activation: .tanh, name: "s")
+            let t = try b.linear(src, weight: self.random([features, inDim], seed: 43, scale: 0.4),
+                                 bias: self.random([features], seed: 44, scale: 0.2), name: "t")
+            let s2 = try b.apply(.reshape(shape: [1, features]), [s], name: "s2")
+            let t2 = try b.apply(.reshape(shape: [1, features]), [t], name: "t2")
+            let gamma = b.parameter("ln.weight", self.random([features], seed: 45, scale: 0.3, offset: 1))
+            let beta = b.parameter("ln.bias", self.random([features], seed: 46, scale: 0.2))
+            if fused {
+                return try b.apply(Operation(LayerNormOp(axis: 1, epsilon: 1e-5, modulated: true)), [u, gamma, beta, s2, t2],
+                                   name: "mln")
+            }
+            let n = try b.apply(.layerNorm(axis: 1, epsilon: 1e-5), [u, gamma, beta], name: "ln")
+            return try b.apply(.binary(.add), [try b.apply(.binary(.mul), [n, s2], name: "mul"), t2], name: "mln")
+        }
+    }
+
+    func testModulatedLayerNormDerivatives() throws {
+        for fromX in [true, false] {
+            try checkDerivatives(try modulatedLayerNormGraph(fromX: fromX, fused: true, pre: true),
+                                 "modulated LayerNorm, modulation from \(fromX ? "x" : "t")")
+        }
+    }
+
+    func testModulatedLayerNormForwardEqualsTheThreeOps() throws {
+        var rng = RandomStream(seed: 47, purpose: .custom, index: 0)
+        let x = (0..<(4 * 15)).map { _ in Float(rng.nextNormal()) }
+        for fromX in [true, false] {
+            let fused = try nodeOutputs(try modulatedLayerNormGraph(fromX: fromX, fused: true, pre: false), x: x, batch: 4,
+                                        names: ["mln"])["mln"]!
+            let split = try nodeOutputs(try modulatedLayerNormGraph(fromX: fromX, fused: false, pre: false), x: x, batch: 4,
+                                        names: ["mln"])["mln"]!
+            XCTAssertEqual(fused.shape, [3, 5])
+            XCTAssertEqual(fused.values.map(\.bitPattern), split.values.map(\.bitPattern), "from \(fromX ? "x" : "t")")
+        }
+    }
 }

@@ -336,6 +336,18 @@ void fr_linear_backward(const float *gz, const float *x, const float *wt_packed,
 
 /* =================== end of dense-layer backward ====================== */
 
+// dit13
+/// fr_layer_norm_rows followed by an adaLN modulation, y = LN(x)·scale +
+/// shift, each a separate rounding (the values of LayerNorm, then Mul, then
+/// Add). scale and shift (either may be NULL) are rows of m floats used by
+/// `group` consecutive rows each (a DiT's per-sample [1, m] over its [T, m]
+/// tokens: group = T), so row r reads row r / group of them. x and y may
+/// alias exactly; stats as for fr_layer_norm_rows (of the normalised,
+/// unmodulated rows).
+void fr_layer_norm_mod_rows(const float *x, const float *gamma, const float *beta, const float *mod_scale,
+                            const float *mod_shift, size_t group, float *y, float *stats, size_t rows, size_t m,
+                            float eps);
+
 #ifdef __cplusplus
 }
 #endif
