@@ -156,6 +156,20 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// SDPA's Kᵀ·√scale (Transpose, then Mul by a scalar) imports as K·√scale
+    /// read transposed by the MatMul: no Transpose of K is left in the DiT
+    /// (2 attention blocks) and the diffusers U-Net (4), and the velocities
+    /// stay those the exporter's graph computes (ImageNetworkTests; bit for
+    /// bit: ImageOpDerivativeTests.testScaledTransposeEqualsTransposedMatMul).
+    func testScaledKeyTransposeIsReadTransposed() throws {
+        let folder = ImageNetworkTests.folder
+        for (file, attention, transposes) in [("dit__dynamo__opdefault.onnx", 2, 6), ("diffusers_unet__dynamo__opdefault.onnx", 4, 24)] {
+            let nodes = try Model.loadONNX(path: folder + "/" + file).graph.nodes
+            XCTAssertEqual(nodes.filter { $0.operation.as(MatMulOp.self)?.transposeB == true }.count, attention, file)
+            XCTAssertEqual(nodes.filter { $0.operation.as(TransposeOp.self) != nil }.count, transposes, file)
+        }
+    }
+
     /// `g` with every modulated LayerNorm replaced by LayerNorm, Mul, Add.
     private func unfused(_ g: Graph) throws -> Graph {
         var b = GraphBuilder(sampleShape: g.sampleShape, timeShape: g.values[g.t].shape)
@@ -208,6 +222,34 @@ extension ImageOpDerivativeTests {
             let n = try b.apply(.layerNorm(axis: 1, epsilon: 1e-5), [u, gamma, beta], name: "ln")
             return try b.apply(.binary(.add), [try b.apply(.binary(.mul), [n, s2], name: "mul"), t2], name: "mln")
         }
+    }
+
+    /// MatMul(A, Mul(Transpose(K), c)) and MatMul(A, Mul(K, c), transposeB)
+    /// give the same values bit for bit (the importer's rewrite of SDPA's
+    /// scaled Kᵀ), batched and per head.
+    func testScaledTransposeEqualsTransposedMatMul() throws {
+        var rng = RandomStream(seed: 53, purpose: .custom, index: 0)
+        let x = (0..<(3 * 40)).map { _ in Float(rng.nextNormal()) }
+        var outputs: [[UInt32]] = []
+        for rewritten in [false, true] {
+            let g = try graph([2, 5, 4], seed: 57, pre: false) { b, u in
+                let flat = try b.apply(.reshape(shape: [40]), [u], name: "flat")
+                let q = try b.apply(.reshape(shape: [2, 5, 4]), [try b.linear(flat, weight: self.random([40, 40], seed: 58, scale: 0.3),
+                                                                             bias: nil, name: "q")], name: "Q")
+                let k = try b.apply(.reshape(shape: [2, 5, 4]), [try b.linear(flat, weight: self.random([40, 40], seed: 59, scale: 0.3),
+                                                                             bias: nil, name: "k")], name: "K")
+                let c = b.parameter("scale", Tensor(shape: [1], scalars: [0.7071]), trainable: false)
+                if rewritten {
+                    return try b.apply(.matMul(transposeB: true), [q, try b.apply(.binary(.mul), [k, c])], name: "op")
+                }
+                let kt = try b.apply(Operation(try TransposeOp(perm: [0, 2, 1], inputShape: [2, 5, 4], node: "Kt")), [k], name: "Kt")
+                return try b.apply(.matMul(), [q, try b.apply(.binary(.mul), [kt, c])], name: "op")
+            }
+            let out = try nodeOutputs(g, x: x, batch: 3, names: ["op"])["op"]!
+            XCTAssertEqual(out.shape, [2, 5, 5])
+            outputs.append(out.values.map(\.bitPattern))
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
     }
 
     func testModulatedLayerNormDerivatives() throws {
