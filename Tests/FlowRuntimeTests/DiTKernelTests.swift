@@ -192,6 +192,49 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// fr_gemm_n8 (two rows of an 8-column product per vector) gives
+    /// fr_gemm_prepacked's values bit for bit, for odd and even row counts,
+    /// B in both layouts, C rows further apart than 8, and writes nothing
+    /// outside C's rows; against a double reference within 1e-5 relative.
+    func testGemmN8MatchesPrepackedBitForBit() throws {
+        try XCTSkipUnless(fr_dense_avx512_active() != 0, "the dense engine is not AVX-512 here")
+        var rng = RandomStream(seed: 71, purpose: .custom, index: 0)
+        let canary: Float = -777.25
+        for m in [1, 2, 3, 15, 16, 17, 31, 33, 128] {
+            for k in [1, 7, 8, 49, 256, 300] {
+                for trans in [0, 1] {
+                    for ldc in [8, 11] {
+                        let a = (0..<(m * k)).map { _ in Float(rng.nextNormal()) }
+                        let b = (0..<(k * 8)).map { _ in Float(rng.nextNormal()) }
+                        let ldb = trans == 1 ? k : 8
+                        var bp = [Float](repeating: 0, count: fr_gemm_packed_b_floats(8, k))
+                        fr_gemm_pack_b(Int32(trans), 8, k, b, ldb, &bp)
+                        var bd = [Float](repeating: .nan, count: 16 * k)
+                        fr_gemm_n8_pack(Int32(trans), k, b, ldb, &bd)
+                        var c1 = [Float](repeating: canary, count: m * ldc), c2 = c1
+                        fr_gemm_prepacked(m, 8, k, a, k, bp, &c1, ldc)
+                        fr_gemm_n8(m, k, a, k, bd, &c2, ldc)
+                        let label = "m \(m) k \(k) trans \(trans) ldc \(ldc)"
+                        XCTAssertEqual(c1.map(\.bitPattern), c2.map(\.bitPattern), label)
+                        var worst = 0.0
+                        for r in 0..<m {
+                            for j in 0..<8 {
+                                var s = 0.0, mag = 0.0
+                                for p in 0..<k {
+                                    let t = Double(a[r * k + p]) * Double(trans == 1 ? b[j * k + p] : b[p * 8 + j])
+                                    s += t; mag += abs(t)
+                                }
+                                worst = max(worst, abs(Double(c2[r * ldc + j]) - s) / max(mag, 1e-30))
+                            }
+                            for j in 8..<ldc { XCTAssertEqual(c2[r * ldc + j], canary, label) }
+                        }
+                        XCTAssertLessThan(worst, 1e-5, label)
+                    }
+                }
+            }
+        }
+    }
+
     /// `g` with every modulated LayerNorm replaced by LayerNorm, Mul, Add.
     private func unfused(_ g: Graph) throws -> Graph {
         var b = GraphBuilder(sampleShape: g.sampleShape, timeShape: g.values[g.t].shape)
@@ -272,6 +315,31 @@ extension ImageOpDerivativeTests {
             outputs.append(out.values.map(\.bitPattern))
         }
         XCTAssertEqual(outputs[0], outputs[1])
+    }
+
+    /// Attention with 8-wide heads runs fused (P·V on fr_gemm_n8) in
+    /// inference passes and as three nodes in recorded passes; `nodeOutputs`
+    /// requires the two to agree bit for bit.
+    func testNarrowHeadAttentionFusedEqualsUnfused() throws {
+        var rng = RandomStream(seed: 73, purpose: .custom, index: 0)
+        let (heads, tokens, width) = (2, 37, 8)
+        let n = heads * tokens * width
+        let x = (0..<(3 * n)).map { _ in Float(rng.nextNormal()) }
+        let g = try graph([heads, tokens, width], seed: 79, pre: false) { b, u in
+            func proj(_ name: String, _ seed: UInt64) throws -> ValueID {
+                let flat = try b.apply(.reshape(shape: [n]), [u], name: name + ".flat")
+                let y = try b.linear(flat, weight: self.random([n, n], seed: seed, scale: 1 / Double(n).squareRoot()),
+                                     bias: nil, name: name)
+                return try b.apply(.reshape(shape: [heads, tokens, width]), [y], name: name + ".heads")
+            }
+            let v = try proj("v", 80), q = try proj("q", 81), k = try proj("k", 82)
+            let s = try b.apply(.matMul(transposeB: true), [q, k], name: "scores")
+            let p = try b.apply(Operation(SoftmaxOp(axis: 2)), [s], name: "p")
+            return try b.apply(.matMul(), [p, v], name: "pv")
+        }
+        let out = try nodeOutputs(g, x: x, batch: 3, names: ["pv"])["pv"]!
+        XCTAssertEqual(out.shape, [heads, tokens, width])
+        XCTAssertTrue(out.values.allSatisfy(\.isFinite))
     }
 
     func testModulatedLayerNormDerivatives() throws {
