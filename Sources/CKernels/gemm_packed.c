@@ -132,9 +132,93 @@ void fr_gemm_packed(const float *restrict x, const float *restrict wp, const flo
     if (tail) fr_gemm_rows(x + full * 8 * in, wp, bias, y + full * 8 * out, 1, tail, out, in);
 }
 
+// ---------------------------------------------------------------------------
+// C = A·B for B with 8 columns (attention P·V with 8-wide heads, dit13):
+// a 16-lane panel would leave half of every multiply-add idle, so two rows
+// of C share one vector, lanes 0-7 row r and 8-15 row r + 1, against B's
+// row duplicated into both halves (packed once by fr_gemm_n8_pack).
+
+// bd[p·16 + c] = bd[p·16 + 8 + c] = op(B)[p, c] for p < k, c < 8.
+void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd) {
+    for (size_t p = 0; p < k; p++)
+        for (size_t c = 0; c < 8; c++) {
+            const float v = trans_b ? b[c * ldb + p] : b[p * ldb + c];
+            bd[p * 16 + c] = v;
+            bd[p * 16 + 8 + c] = v;
+        }
+}
+
+// Row pairs [i, i + 2·NPAIR) (the last pair's second row absent when
+// `odd`): NPAIR accumulators, each C value 0 then one multiply-add per p in
+// increasing p, as fr_gemm.
+static inline __attribute__((always_inline)) FR_AVX512
+void fr_n8_pairs(size_t k, const float *restrict a, size_t lda, const float *restrict bd, float *restrict c,
+                 size_t ldc, const int NPAIR, int odd) {
+    __m512 acc[8];
+    for (int q = 0; q < NPAIR; q++) acc[q] = _mm512_setzero_ps();
+    const float *lo[8], *hi[8];
+    for (int q = 0; q < NPAIR; q++) {
+        lo[q] = a + (size_t)(2 * q) * lda;
+        hi[q] = (odd && q == NPAIR - 1) ? lo[q] : lo[q] + lda;
+    }
+    for (size_t p = 0; p < k; p++) {
+        const __m512 bv = _mm512_loadu_ps(bd + p * 16);
+        for (int q = 0; q < NPAIR; q++) {
+            __m512 av = _mm512_mask_broadcastss_ps(_mm512_set1_ps(lo[q][p]), (__mmask16)0xff00, _mm_load_ss(hi[q] + p));
+            acc[q] = _mm512_fmadd_ps(av, bv, acc[q]);
+        }
+    }
+    for (int q = 0; q < NPAIR; q++) {
+        float *r0 = c + (size_t)(2 * q) * ldc;
+        _mm512_mask_storeu_ps(r0, (__mmask16)0x00ff, acc[q]);
+        if (!(odd && q == NPAIR - 1)) _mm512_mask_storeu_ps(r0 + ldc - 8, (__mmask16)0xff00, acc[q]);
+    }
+}
+
+FR_AVX512
+void fr_gemm_n8(size_t m, size_t k, const float *restrict a, size_t lda, const float *restrict bd, float *restrict c,
+                size_t ldc) {
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) fr_n8_pairs(k, a + i * lda, lda, bd, c + i * ldc, ldc, 8, 0);
+    const size_t left = m - i;
+    if (left == 0) return;
+    const int pairs = (int)((left + 1) / 2), odd = (int)(left & 1);
+    const float *ai = a + i * lda;
+    float *ci = c + i * ldc;
+    switch (pairs) {
+    case 1: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 1, odd); break;
+    case 2: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 2, odd); break;
+    case 3: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 3, odd); break;
+    case 4: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 4, odd); break;
+    case 5: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 5, odd); break;
+    case 6: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 6, odd); break;
+    case 7: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 7, odd); break;
+    default: fr_n8_pairs(k, ai, lda, bd, ci, ldc, 8, odd); break;
+    }
+}
+
 #else
 
 int fr_packed_supported(void) { return 0; }
+
+void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd) {
+    for (size_t p = 0; p < k; p++)
+        for (size_t c = 0; c < 8; c++) {
+            const float v = trans_b ? b[c * ldb + p] : b[p * ldb + c];
+            bd[p * 16 + c] = v;
+            bd[p * 16 + 8 + c] = v;
+        }
+}
+
+void fr_gemm_n8(size_t m, size_t k, const float *restrict a, size_t lda, const float *restrict bd, float *restrict c,
+                size_t ldc) {
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < 8; j++) {
+            float s = 0.0f;
+            for (size_t p = 0; p < k; p++) s = __builtin_fmaf(a[r * lda + p], bd[p * 16 + j], s);
+            c[r * ldc + j] = s;
+        }
+}
 
 void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
                     float *restrict y, size_t m, size_t out, size_t in) {

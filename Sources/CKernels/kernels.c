@@ -120,9 +120,40 @@ static inline float fr_softplus(float x, float beta, float threshold) {
     return z > threshold ? x : y;
 }
 
+// 0.5·x·(1 + tanh(u)), u = c·(x + 0.044715·x³), in the equal form
+// x·σ(2u) = x / (1 + exp(-2u)): one exp and one division, 22 vector
+// operations where the tanh form took 36 (it also computed a Taylor branch,
+// a second division and selects), and more accurate where tanh(u) is near
+// -1 (1 + tanh(u) cancels there; here exp(-2u) is large and the quotient
+// keeps its relative accuracy). The exp is fr_exp's reduction and
+// polynomial without its special cases: -2u is clamped to fr_exp's range
+// (at the ends x / (1 + 3.4e38) ≈ -0 and x / (1 + 1.2e-38) = x, as the
+// function), 2^n comes from the shifted sum's low bits, and a NaN x stays
+// NaN through the numerator. Over every float32 x in [-12, 12] this form is
+// within 1.23e-7·max(|x|, 1) of the double-precision function, the tanh
+// form was within 1.18e-7, and the two differ by at most 2.1e-7·max(|x|, 1)
+// (DiTKernelTests). NaN at x = -inf, like the tanh form.
 static inline float fr_gelu_tanh(float x) {
-    const float c = 0.7978845608028654f;
-    return 0.5f * x * (1.0f + fr_tanh(c * (x + 0.044715f * x * x * x)));
+    const float k1 = -1.5957691216057308f;             // -2c
+    const float k3 = -1.5957691216057308f * 0.044715f;  // -2c·0.044715
+    float v = x * (k1 + k3 * (x * x));                  // -2u
+    v = v > 88.72283935546875f ? 88.72283935546875f : v;
+    v = v < -87.33654022216797f ? -87.33654022216797f : v;
+    // t = 1.5·2^23 + 127 + n, n = round(v / ln 2) ∈ [-126, 128].
+    const float shifter = 12583039.0f;
+    const float t = v * 1.44269504088896341f + shifter;
+    const float n = t - shifter;
+    float r = v - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const float scale = fr_bits_to_float((int32_t)((uint32_t)fr_float_to_bits(t) << 23));  // 2^n
+    return x / (1.0f + p * scale);
 }
 
 static inline float fr_apply(int kind, float p1, float p2, float x) {

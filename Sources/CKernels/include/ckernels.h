@@ -370,6 +370,27 @@ void fr_linear_backward(const float *gz, const float *x, const float *wt_packed,
 
 /* =================== end of dense-layer backward ====================== */
 
+// dit13
+/// fr_layer_norm_rows followed by an adaLN modulation, y = LN(x)·scale +
+/// shift, each a separate rounding (the values of LayerNorm, then Mul, then
+/// Add). scale and shift (either may be NULL) are rows of m floats used by
+/// `group` consecutive rows each (a DiT's per-sample [1, m] over its [T, m]
+/// tokens: group = T), so row r reads row r / group of them. x and y may
+/// alias exactly; stats as for fr_layer_norm_rows (of the normalised,
+/// unmodulated rows).
+void fr_layer_norm_mod_rows(const float *x, const float *gamma, const float *beta, const float *mod_scale,
+                            const float *mod_shift, size_t group, float *y, float *stats, size_t rows, size_t m,
+                            float eps);
+
+/// C[m, 8] = A[m, k]·op(B)[k, 8] (A row-major, lda; C rows ldc ≥ 8 apart)
+/// for products with 8 columns (attention P·V with 8-wide heads): two rows
+/// of C per 16-lane vector. B is packed first by fr_gemm_n8_pack (trans_b
+/// and ldb as for fr_gemm) into 16·k floats. Each C value is 0 followed by
+/// one multiply-add per p in increasing p: the values of fr_gemm and
+/// fr_gemm_prepacked bit for bit. Only fast where fr_packed_supported().
+void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd);
+void fr_gemm_n8(size_t m, size_t k, const float *a, size_t lda, const float *bd, float *c, size_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

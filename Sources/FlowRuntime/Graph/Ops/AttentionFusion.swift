@@ -63,7 +63,13 @@ struct AttentionFusion {
         let g2 = second.geometry(graph.values[c.node.output].shape, graph.values[product.inputs[1]].shape)!
         let (rows, keys, width, depth) = (g1.m, g1.n, g2.n, g1.k)
         let block = Swift.min(rows, Swift.max(16, Self.blockFloats / Swift.max(keys, 1) / 16 * 16))
-        let kPacked = fr_gemm_packed_b_floats(keys, depth), vPacked = fr_gemm_packed_b_floats(width, keys)
+        // 8-wide heads (the diffusers U-Net): P·V on fr_gemm_n8, two rows of Y
+        // per vector instead of half-empty 16-lane panels; same values as
+        // fr_gemm's AVX-512 engine (0, then one FMA per key in order), so only
+        // where that engine is the one the unfused nodes use.
+        let narrow = width == 8 && fr_dense_avx512_active() != 0
+        let kPacked = fr_gemm_packed_b_floats(keys, depth)
+        let vPacked = narrow ? 16 * keys : fr_gemm_packed_b_floats(width, keys)
         let packed = c.scratch(kPacked + vPacked)
         let sBlock = c.scratch2(block * keys)
         let q = c.input(0), k = c.input(1), v = c.executor.data(product.inputs[1], c.ws)
@@ -73,13 +79,21 @@ struct AttentionFusion {
         for m in 0..<(c.batch * matrices) {
             let qm = q + m * qSize, ym = y + m * ySize
             fr_gemm_pack_b(Int32(tk), keys, depth, k + m * kSize, tk == 1 ? depth : keys, packed)
-            fr_gemm_pack_b(Int32(tv), width, keys, v + m * vSize, tv == 1 ? keys : width, packed + kPacked)
+            if narrow {
+                fr_gemm_n8_pack(Int32(tv), keys, v + m * vSize, tv == 1 ? keys : width, packed + kPacked)
+            } else {
+                fr_gemm_pack_b(Int32(tv), width, keys, v + m * vSize, tv == 1 ? keys : width, packed + kPacked)
+            }
             var r0 = 0
             while r0 < rows {
                 let rb = Swift.min(block, rows - r0)
                 fr_gemm_prepacked(rb, keys, depth, qm + r0 * depth, depth, packed, sBlock, keys)
                 fr_softmax_rows(sBlock, sBlock, rb, keys)
-                fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * width, width)
+                if narrow {
+                    fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * width, width)
+                } else {
+                    fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * width, width)
+                }
                 r0 += rb
             }
         }

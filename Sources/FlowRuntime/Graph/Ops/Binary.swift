@@ -49,6 +49,7 @@ struct BinaryOp: GraphOp {
         for f in BinaryFunction.allCases {
             rules[f.rawValue] = { importer, n, index in
                 if try importer.fuseStandaloneActivation(n, index: index) { return }
+                if f == .add, try importer.fuseLayerNormModulation(n, index: index) { return }
                 try importer.binary(n, f)
             }
         }

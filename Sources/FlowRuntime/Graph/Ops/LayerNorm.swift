@@ -8,22 +8,39 @@ import CKernels
 /// forward y = x̂ ⊙ γ + β; JVP ẏ = γ ⊙ r (ẋ − mean(ẋ) − x̂ mean(ẋ ⊙ x̂));
 /// VJP g_x̂ = g ⊙ γ, g_x = r (g_x̂ − mean(g_x̂) − x̂ mean(g_x̂ ⊙ x̂)),
 /// g_γ = Σ g ⊙ x̂, g_β = Σ g. Row statistics (μ, r) are cached in aux.
+///
+/// `modulated` (a DiT's adaLN, fused at import from LayerNorm → Mul → Add):
+/// inputs `[x, γ, β, s, t]` with s and t batched, per-sample shape
+/// `[1, …, 1] + normalised shape`, and z = n ⊙ s + t for n the LayerNorm
+/// output above, one rounding per operation as the three nodes (the C row
+/// kernel applies the modulation while the row is in registers: two passes
+/// over the tokens fewer). JVP ż = ṅ ⊙ s + n ⊙ ṡ + ṫ; VJP g_s += Σ_rows g ⊙ n,
+/// g_t += Σ_rows g, then the LayerNorm VJP of g ⊙ s (n is recomputed from x
+/// and the cached statistics).
 struct LayerNormOp: GraphOp {
     var axis: Int
     var epsilon: Float
+    var modulated: Bool = false
 
-    var kindName: String { "LayerNorm" }
+    var kindName: String { modulated ? "ModulatedLayerNorm" : "LayerNorm" }
 
     func outputShape(_ inputs: [Graph.Value], node: String) throws -> [Int] {
-        guard (1...3).contains(inputs.count) else {
-            throw FlowError.invalidModel("node '\(node)': LayerNorm takes 1...3 inputs, got \(inputs.count)")
+        guard modulated ? inputs.count == 5 : (1...3).contains(inputs.count) else {
+            throw FlowError.invalidModel("node '\(node)': \(kindName) takes \(modulated ? "5" : "1...3") inputs, got \(inputs.count)")
         }
         let x = inputs[0]
+        guard x.isBatched else { throw FlowError.invalidModel("node '\(node)': \(kindName) of a constant") }
         let ax = try ShapeInference.axis(axis, rank: x.shape.count, node: node)
         let normalized = Array(x.shape[ax...])
-        for p in inputs.dropFirst() {
+        for p in inputs.dropFirst().prefix(2) {
             guard !p.isBatched, p.shape.elementCount == normalized.elementCount else {
                 throw FlowError.shapeMismatch("node '\(node)': LayerNorm scale/bias \(p.shape) must be constants of shape \(normalized)")
+            }
+        }
+        if modulated {
+            let modShape = [Int](repeating: 1, count: ax) + normalized
+            for p in inputs[3...] where !p.isBatched || p.shape != modShape {
+                throw FlowError.shapeMismatch("node '\(node)': the modulation \(p.shape) must be batched with per-sample shape \(modShape)")
             }
         }
         guard epsilon >= 0, epsilon.isFinite else { throw FlowError.invalidModel("node '\(node)': LayerNorm epsilon \(epsilon)") }
@@ -31,18 +48,21 @@ struct LayerNormOp: GraphOp {
     }
 
     func forward(_ c: OpContext) {
-        c.executor.layerNormForward(c.index, c.node, axis: axis, epsilon: epsilon, out: c.out, batch: c.batch, ws: c.ws)
+        c.executor.layerNormForward(c.index, c.node, axis: axis, epsilon: epsilon, modulated: modulated,
+                                    out: c.out, batch: c.batch, ws: c.ws)
     }
     func jvp(_ c: OpContext) {
         c.executor.layerNormJVP(c.index, c.node, axis: axis, out: c.out, batch: c.batch, k: c.k, ws: c.ws)
+        if modulated { c.executor.modulationJVP(c.index, c.node, axis: axis, out: c.out, batch: c.batch, k: c.k, ws: c.ws) }
     }
     func vjp(_ c: OpContext) {
+        if modulated { c.executor.modulationVJP(c.index, c.node, axis: axis, g: c.out, batch: c.batch, ws: c.ws) }
         c.executor.layerNormVJP(c.index, c.node, axis: axis, g: c.out, batch: c.batch, ws: c.ws)
     }
 
     func exportONNX(_ e: inout ONNXExporter, _ n: Graph.Node) throws {
         let out = e.name(n.output)
-        var ins = n.inputs.map(e.name)
+        var ins = n.inputs.prefix(3).map(e.name)
         let onnxAxis = e.onnxAxis(axis, of: n.inputs[0])
         if ins.count == 1 {
             let normalized = Array(e.graph.values[n.inputs[0]].shape[Int(onnxAxis - 1)...])
@@ -50,7 +70,14 @@ struct LayerNormOp: GraphOp {
             e.initializers.append(ONNXExporter.floatTensor(ones, Tensor(shape: normalized, repeating: 1)))
             ins.append(ones)
         }
-        e.node("LayerNormalization", ins, out, ["axis": .int(onnxAxis), "epsilon": .float(epsilon)])
+        guard modulated else {
+            e.node("LayerNormalization", ins, out, ["axis": .int(onnxAxis), "epsilon": .float(epsilon)])
+            return
+        }
+        let norm = e.fresh(out + "/norm"), scaled = e.fresh(out + "/scaled")
+        e.node("LayerNormalization", ins, norm, ["axis": .int(onnxAxis), "epsilon": .float(epsilon)])
+        e.node("Mul", [norm, e.name(n.inputs[3])], scaled)
+        e.node("Add", [scaled, e.name(n.inputs[4])], out)
     }
 
     static var onnxImports: [String: ONNXImportRule] { ["LayerNormalization": { i, n, _ in try i.layerNorm(n) }] }
@@ -70,7 +97,7 @@ extension Executor {
         return (s[..<ax].reduce(1, *), s[ax...].reduce(1, *))
     }
 
-    func layerNormForward(_ n: Int, _ node: Graph.Node, axis: Int, epsilon: Float,
+    func layerNormForward(_ n: Int, _ node: Graph.Node, axis: Int, epsilon: Float, modulated: Bool = false,
                           out: UnsafeMutablePointer<Float>, batch: Int, ws: GraphWorkspace) {
         let (pre, m) = rowGeometry(node, axis: axis)
         let rows = batch * pre
@@ -80,7 +107,77 @@ extension Executor {
         let stats = ws.aux[n].reserve(2 * rows)
         // One C pass per row (`fr_layer_norm_rows`): the per-row Swift loops
         // were a tenth of a DiT's time at 64 features.
-        fr_layer_norm_rows(x, gamma, beta, out, stats, rows, m, epsilon)
+        if modulated {
+            fr_layer_norm_mod_rows(x, gamma, beta, data(node.inputs[3], ws), data(node.inputs[4], ws), pre,
+                                   out, stats, rows, m, epsilon)
+        } else {
+            fr_layer_norm_rows(x, gamma, beta, out, stats, rows, m, epsilon)
+        }
+    }
+
+    /// n = (x − μ)·r [·γ] [+β] of row `row` into `dst` (the forward's values).
+    private func normalizedRow(_ node: Graph.Node, _ row: Int, m: Int, stats: UnsafePointer<Float>,
+                               ws: GraphWorkspace, into dst: UnsafeMutablePointer<Float>) {
+        let xr = data(node.inputs[0], ws) + row * m
+        let gamma = node.inputs.count > 1 ? data(node.inputs[1], ws) : nil
+        let beta = node.inputs.count > 2 ? data(node.inputs[2], ws) : nil
+        let mean = stats[2 * row], rstd = stats[2 * row + 1]
+        for i in 0..<m {
+            var v = (xr[i] - mean) * rstd
+            if let gamma { v = v * gamma[i] }
+            if let beta { v = v + beta[i] }
+            dst[i] = v
+        }
+    }
+
+    /// The modulation's JVP terms after `layerNormJVP` wrote ṅ into `out`:
+    /// ż = ṅ ⊙ s + n ⊙ ṡ + ṫ (ṡ, ṫ where the modulation carries tangents).
+    func modulationJVP(_ n: Int, _ node: Graph.Node, axis: Int, out: UnsafeMutablePointer<Float>,
+                       batch: Int, k: Int, ws: GraphWorkspace) {
+        let (pre, m) = rowGeometry(node, axis: axis)
+        let s = data(node.inputs[3], ws)
+        let ts = tangent(node.inputs[3], ws), tt = tangent(node.inputs[4], ws)
+        let stats = ws.aux[n].pointer
+        let nrow = ws.scratch.reserve(m)
+        for b in 0..<batch {
+            let sb = s + b * m
+            for p in 0..<pre {
+                if ts != nil { normalizedRow(node, b * pre + p, m: m, stats: stats, ws: ws, into: nrow) }
+                for j in 0..<k {
+                    let o = out + ((b * k + j) * pre + p) * m
+                    let tsr = ts.map { $0 + (b * k + j) * m }, ttr = tt.map { $0 + (b * k + j) * m }
+                    for i in 0..<m {
+                        var v = o[i] * sb[i]
+                        if let tsr { v += nrow[i] * tsr[i] }
+                        if let ttr { v += ttr[i] }
+                        o[i] = v
+                    }
+                }
+            }
+        }
+    }
+
+    /// The modulation's VJP before `layerNormVJP`: g_s += Σ_rows g ⊙ n,
+    /// g_t += Σ_rows g, then g ← g ⊙ s in place (the LayerNorm's output gradient).
+    func modulationVJP(_ n: Int, _ node: Graph.Node, axis: Int, g: UnsafeMutablePointer<Float>,
+                       batch: Int, ws: GraphWorkspace) {
+        let (pre, m) = rowGeometry(node, axis: axis)
+        let s = data(node.inputs[3], ws)
+        let gs = gradient(node.inputs[3], ws), gt = gradient(node.inputs[4], ws)
+        let stats = ws.aux[n].pointer
+        let nrow = ws.scratch.reserve(m)
+        for b in 0..<batch {
+            let sb = s + b * m
+            for p in 0..<pre {
+                let row = b * pre + p, gr = g + row * m
+                if let gs {
+                    normalizedRow(node, row, m: m, stats: stats, ws: ws, into: nrow)
+                    for i in 0..<m { gs[b * m + i] += gr[i] * nrow[i] }
+                }
+                if let gt { for i in 0..<m { gt[b * m + i] += gr[i] } }
+                for i in 0..<m { gr[i] *= sb[i] }
+            }
+        }
     }
 
     func layerNormJVP(_ n: Int, _ node: Graph.Node, axis: Int, out: UnsafeMutablePointer<Float>,
@@ -177,6 +274,54 @@ extension ONNXImporter {
         try set(n, .batched(try builder.apply(.layerNorm(axis: axis, epsilon: eps), inputs, name: currentNode), batchAxis: a))
     }
 
+    /// adaLN modulation: at `Add(Mul(LayerNorm(x), s), t)` (either operand
+    /// order) with s and t batched per-sample `[1, …, 1] + normalised shape`
+    /// and the LayerNorm and Mul outputs read only by the next node, imports
+    /// one modulated LayerNorm over the LayerNorm's inputs. The LayerNorm and
+    /// Mul already imported are left unread (the builder prunes them). The
+    /// modulation of a DiT is computed after its LayerNorm in the export
+    /// order, so this runs at the Add, when s and t exist.
+    mutating func fuseLayerNormModulation(_ n: Node, index: Int) throws -> Bool {
+        guard n.opType == "Add", n.inputs.count == 2 else { return false }
+        let nodes = proto.graph.nodes
+        /// The ONNX node defining `name`, searched backwards from `index`
+        /// (a pattern's producer is a few nodes up).
+        func producer(_ name: String) -> Int? {
+            var i = index - 1
+            while i >= 0 {
+                if nodes[i].outputs.contains(name) { return i }
+                i -= 1
+            }
+            return nil
+        }
+        /// The IR value of a batched, standard-layout ONNX value.
+        func plain(_ name: String) -> ValueID? {
+            guard case .batched(let id, true)? = values[name], batchPositions[id] == nil, (mergedAxes[id] ?? 0) == 0 else { return nil }
+            return id
+        }
+        for (mi, ti) in [(0, 1), (1, 0)] {
+            let product = n.inputs[mi], shiftName = n.inputs[ti]
+            guard readers[product] == [index], let mulIndex = producer(product), nodes[mulIndex].opType == "Mul",
+                  nodes[mulIndex].inputs.count == 2, let t = plain(shiftName) else { continue }
+            for (li, si) in [(0, 1), (1, 0)] {
+                let normName = nodes[mulIndex].inputs[li]
+                guard readers[normName] == [mulIndex], let norm = plain(normName), let s = plain(nodes[mulIndex].inputs[si]),
+                      case .node(let lnNode) = builder.graph.values[norm].source,
+                      let ln = builder.graph.nodes[lnNode].operation.as(LayerNormOp.self), !ln.modulated,
+                      builder.graph.nodes[lnNode].inputs.count == 3 else { continue }
+                let x = builder.graph.nodes[lnNode].inputs[0]
+                let shape = builder.shape(of: x)
+                let ax = ln.axis < 0 ? ln.axis + shape.count : ln.axis
+                let modShape = [Int](repeating: 1, count: ax) + shape[ax...]
+                guard builder.shape(of: s) == modShape, builder.shape(of: t) == modShape else { continue }
+                let op = Operation(LayerNormOp(axis: ln.axis, epsilon: ln.epsilon, modulated: true))
+                let y = try builder.apply(op, builder.graph.nodes[lnNode].inputs + [s, t], name: currentNode)
+                try set(n, .batched(y, batchAxis: true))
+                return true
+            }
+        }
+        return false
+    }
 }
 
 /// Recognises LayerNorm written out in elementary ops (older exporters,

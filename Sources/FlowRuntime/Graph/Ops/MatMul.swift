@@ -195,8 +195,17 @@ extension ONNXImporter {
         case (.batched(let a, true), .float(let w, let trainable)) where w.rank == 2:
             try emitLinear(n, index: index, x: a, weight: w, trainable: trainable, transposed: false, bias: nil)
         case (.batched, .batched):
-            let (ids, axis) = try aligned(n, [lhs, rhs])
-            let y = try builder.apply(.matMul(), ids, name: currentNode)
+            var (ids, axis) = try aligned(n, [lhs, rhs])
+            var transposeB = false
+            if let (k, c) = scaledTranspose(ids[1]) {
+                // (Kᵀ·c) read as K·c transposed: the same products in the same
+                // order, without the transposed copy of K.
+                let scaled = try builder.apply(.binary(.mul), [k, c], name: currentNode + "/scaled_b")
+                if let m = mergedAxes[ids[1]] { mergedAxes[scaled] = m }
+                ids[1] = scaled
+                transposeB = true
+            }
+            let y = try builder.apply(.matMul(transposeB: transposeB), ids, name: currentNode)
             try propagateMerge(n, from: ids, to: y)
             try set(n, .batched(y, batchAxis: axis))
         case (.float, .float):
@@ -208,6 +217,42 @@ extension ONNXImporter {
 }
 
 extension ONNXImporter {
+    /// (K, c) when batched value `b` is Kᵀ·c: a Mul by a scalar constant c of
+    /// a Transpose swapping the last two axes of K, with only same-shape
+    /// Reshapes between them (the dynamo export's SDPA scales Q and Kᵀ by
+    /// √scale each, after transposing K). Multiplying by a scalar commutes
+    /// with the transpose element for element, so MatMul(A, K·c, transposeB)
+    /// has the values of MatMul(A, Kᵀ·c). The unread Transpose is pruned.
+    func scaledTranspose(_ b: ValueID) -> (ValueID, ValueID)? {
+        let g = builder.graph
+        func producer(_ v: ValueID) -> Graph.Node? {
+            if case .node(let i) = g.values[v].source { return g.nodes[i] }
+            return nil
+        }
+        /// Through Reshapes that keep the shape.
+        func skipReshapes(_ v: ValueID) -> ValueID {
+            var v = v
+            while let p = producer(v), p.operation.as(ReshapeOp.self) != nil, g.values[p.inputs[0]].shape == g.values[v].shape {
+                v = p.inputs[0]
+            }
+            return v
+        }
+        guard batchPositions[b] == nil, let mul = producer(b), mul.operation.as(BinaryOp.self)?.function == .mul,
+              mul.inputs.count == 2 else { return nil }
+        for (ui, ci) in [(0, 1), (1, 0)] {
+            let c = mul.inputs[ci]
+            guard !g.values[c].isBatched, g.values[c].shape.elementCount == 1, g.values[c].shape.count <= 1,
+                  let t = producer(skipReshapes(mul.inputs[ui])), let tr = t.operation.as(TransposeOp.self) else { continue }
+            let r = tr.perm.count
+            guard r >= 2, tr.perm == Array(0..<(r - 2)) + [r - 1, r - 2], (mergedAxes[b] ?? 0) <= r - 2 else { continue }
+            let k = skipReshapes(t.inputs[0])
+            guard g.values[k].isBatched, batchPositions[k] == nil, mergedAxes[k] == mergedAxes[b],
+                  g.values[k].shape == g.values[t.inputs[0]].shape else { continue }
+            return (k, c)
+        }
+        return nil
+    }
+
     /// Einsum of one batched operand (a transpose) or two (a batched
     /// MatMul between transposes and reshapes): batch letters (in both
     /// operands and the output), contracted letters (both operands only),
