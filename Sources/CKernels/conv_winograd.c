@@ -186,13 +186,15 @@ static inline __mmask16 fr_wino_lanes(ptrdiff_t lo, ptrdiff_t hi) {
 }
 
 // Where the chunk's tiles go among the panels when the chunk starts at tile
-// t: chunk tile i to panel (t + i) / 16, lane (t + i) % 16 — after permuting
-// (rotating by t % 16, and for two rows moving lanes 8 … 8 + cnt − 1 to
-// cnt … 2·cnt − 1), the lanes of panel t / 16 (mask first) and of the next
-// panel (mask second).
+// t: chunk tile i to panel (t + i) / 16, lane (t + i) % 16, i.e. the lanes
+// of panel t / 16 (mask first) and of the next panel (mask second). The
+// deinterleaving permutes (even, odd) put them there as they read the
+// window: lane k takes window lane src(k) = the chunk tile's lane in the
+// window (rotating by t % 16, and for two rows moving window lanes 8 … 8 +
+// cnt − 1 to cnt … 2·cnt − 1), so no permute is left for the stores.
 typedef struct {
     size_t panel;
-    __m512i rot;
+    __m512i even, odd;  // window floats 2·src(k) and 2·src(k) + 1
     __mmask16 first, second;
 } fr_wino_lanes_at;
 
@@ -205,25 +207,24 @@ static FR_DENSE_AVX512 inline fr_wino_lanes_at fr_wino_place(const fr_wino_chunk
         const size_t i = (k + 16 - l0) % 16;  // the chunk tile panel lane k receives
         idx[k] = (int32_t)(i < c->cnt ? i : i - c->cnt + 8);
     }
-    at.rot = _mm512_loadu_si512(idx);
+    at.even = _mm512_slli_epi32(_mm512_loadu_si512(idx), 1);
+    at.odd = _mm512_add_epi32(at.even, _mm512_set1_epi32(1));
     at.first = fr_wino_lanes((ptrdiff_t)l0, (ptrdiff_t)(l0 + n));
     at.second = fr_wino_lanes(0, (ptrdiff_t)(l0 + n) - 16);
     return at;
 }
 
 static FR_DENSE_AVX512 inline void fr_wino_store(float *panel, size_t pstride, const fr_wino_lanes_at *at, __m512 v) {
-    const __m512 r = _mm512_permutexvar_ps(at->rot, v);
-    _mm512_mask_storeu_ps(panel, at->first, r);
-    if (at->second) _mm512_mask_storeu_ps(panel + pstride, at->second, r);
+    _mm512_mask_storeu_ps(panel, at->first, v);
+    if (at->second) _mm512_mask_storeu_ps(panel + pstride, at->second, v);
 }
 
 static FR_DENSE_AVX512 void fr_wino_input_avx512(const fr_conv2d_geometry *g, const float *x,
                                                  const fr_wino_chunk *c, float *v, size_t nt) {
     const ptrdiff_t h = (ptrdiff_t)g->h, w = (ptrdiff_t)g->w;
     const size_t cin = g->cin, vstride = fr_wino_stride(cin, nt), pstride = 16 * cin, plane = g->h * g->w;
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const fr_wino_lanes_at at = fr_wino_place(c);
+    const __m512i even = at.even, odd = at.odd;
     const ptrdiff_t c0 = 2 * (ptrdiff_t)c->tw0 - (ptrdiff_t)g->pad_left;  // first input column
     // The 32-float window of patch row i is two loads, a (lanes 0–7's
     // columns) and b (lanes 8–15's), and the same two columns on (a2, b2).
