@@ -14,7 +14,10 @@
 // included in neither). OpenBLAS runs on one thread. Columns: ours, share
 // of the measured peak, OpenBLAS whole (forward: im2col + sgemm per sample;
 // backward weight: the same; backward input: not measured, col2im would
-// add to it), OpenBLAS sgemm alone on a prepared im2col.
+// add to it), OpenBLAS sgemm alone on a prepared im2col. Rows marked
+// "winograd" are the F(2×2, 3×3) path of the same convolution, counted with
+// the direct formula's flops (effective GFLOP/s: above the peak means
+// fewer multiplies, not faster ones).
 #define _POSIX_C_SOURCE 200112L
 #include <cblas.h>
 #include <immintrin.h>
@@ -84,15 +87,17 @@ typedef struct {
     const char *name;
     fr_conv2d_geometry g;
     size_t n;
-    float *x, *w, *bias, *y, *gy, *gx, *gw, *scratch, *col, *col_t;
-    int pass;  // 0 forward, 1 backward input, 2 backward weight
+    float *x, *w, *bias, *y, *gy, *gx, *gw, *scratch, *col, *col_t, *u, *ut, *wscratch;
+    int pass;  // 0 forward, 1 backward input, 2 backward weight, 3 / 4 forward / backward input by Winograd
 } conv_ctx;
 
 static void conv_ours(void *p) {
     conv_ctx *c = p;
     if (c->pass == 0) fr_conv2d_forward(&c->g, c->x, c->w, c->bias, c->y, c->n, c->scratch);
     else if (c->pass == 1) fr_conv2d_backward_input(&c->g, c->gy, c->w, c->gx, c->n, c->scratch);
-    else fr_conv2d_backward_weight(&c->g, c->x, c->gy, c->gw, c->n, c->scratch);
+    else if (c->pass == 2) fr_conv2d_backward_weight(&c->g, c->x, c->gy, c->gw, c->n, c->scratch);
+    else if (c->pass == 3) fr_conv2d_forward_winograd(&c->g, c->x, c->u, c->bias, c->y, c->n, c->wscratch);
+    else fr_conv2d_backward_input_winograd(&c->g, c->gy, c->ut, c->gx, c->n, c->wscratch);
 }
 
 static size_t conv_k(const fr_conv2d_geometry *g) { return g->cin / g->groups * g->kh * g->kw; }
@@ -244,6 +249,20 @@ static void bench_conv(const char *name, size_t n, size_t cin, size_t hw, size_t
     double whole = bg;
     if (!(c.g.kh == 1 && c.g.kw == 1)) whole += best_time(im2col_one, &c) * (double)n;
     report(label, flops, ours, whole, bg);
+    if (fr_conv2d_winograd_input_grad_applies(&c.g)) {
+        c.u = fbuf(fr_conv2d_winograd_packed_floats(&c.g));
+        c.ut = fbuf(fr_conv2d_winograd_packed_floats(&c.g));
+        c.wscratch = fbuf(fr_conv2d_winograd_scratch_floats(&c.g));
+        fr_conv2d_winograd_pack(&c.g, c.w, c.u);
+        fr_conv2d_winograd_pack_input_grad(&c.g, c.w, c.ut);
+        c.pass = 3;
+        snprintf(label, sizeof label, "%s fwd winograd", name);
+        report(label, flops, best_time(conv_ours, &c), blas, blas_gemm);
+        c.pass = 4;
+        snprintf(label, sizeof label, "%s bwd input winograd", name);
+        report(label, flops, best_time(conv_ours, &c), 0, best_time(gemm_blas, &gi) * (double)n);
+        free(c.u); free(c.ut); free(c.wscratch);
+    }
     free(c.x); free(c.w); free(c.bias); free(c.y); free(c.gy); free(c.gx); free(c.gw); free(c.scratch); free(c.col);
 }
 
@@ -293,6 +312,7 @@ int main(void) {
     bench_conv("conv 3x3 32->32 28x28, batch 8", 8, 32, 28, 32, 3, 1);
     bench_conv("conv 3x3 64->64 14x14", 1, 64, 14, 64, 3, 1);
     bench_conv("conv 3x3 64->64 14x14, batch 8", 8, 64, 14, 64, 3, 1);
+    bench_conv("conv 3x3 64->64 16x16, batch 8", 8, 64, 16, 64, 3, 1);
     bench_conv("conv 1x1 32->96 28x28 (qkv)", 1, 32, 28, 96, 1, 0);
     bench_gemm("attention Q.K^T m=n=784 k=32 (trans_b)", 0, 1, 784, 784, 32);
     bench_gemm("attention P.V m=784 n=32 k=784", 0, 0, 784, 32, 784);
