@@ -136,17 +136,8 @@ void fr_gemm_packed(const float *restrict x, const float *restrict wp, const flo
 // C = A·B for B with 8 columns (attention P·V with 8-wide heads, dit13):
 // a 16-lane panel would leave half of every multiply-add idle, so two rows
 // of C share one vector, lanes 0-7 row r and 8-15 row r + 1, against B's
-// row duplicated into both halves (packed once by fr_gemm_n8_pack).
-
-// bd[p·16 + c] = bd[p·16 + 8 + c] = op(B)[p, c] for p < k, c < 8.
-void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd) {
-    for (size_t p = 0; p < k; p++)
-        for (size_t c = 0; c < 8; c++) {
-            const float v = trans_b ? b[c * ldb + p] : b[p * ldb + c];
-            bd[p * 16 + c] = v;
-            bd[p * 16 + 8 + c] = v;
-        }
-}
+// row duplicated into both halves (packed once by fr_gemm_n8_pack, at the
+// end of this file: it is plain C, built with or without the AVX-512 path).
 
 // Row pairs [i, i + 2·NPAIR) (the last pair's second row absent when
 // `odd`): NPAIR accumulators, each C value 0 then one multiply-add per p in
@@ -201,14 +192,6 @@ void fr_gemm_n8(size_t m, size_t k, const float *restrict a, size_t lda, const f
 
 int fr_packed_supported(void) { return 0; }
 
-void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd) {
-    for (size_t p = 0; p < k; p++)
-        for (size_t c = 0; c < 8; c++) {
-            const float v = trans_b ? b[c * ldb + p] : b[p * ldb + c];
-            bd[p * 16 + c] = v;
-            bd[p * 16 + 8 + c] = v;
-        }
-}
 
 void fr_gemm_n8(size_t m, size_t k, const float *restrict a, size_t lda, const float *restrict bd, float *restrict c,
                 size_t ldc) {
@@ -234,3 +217,13 @@ void fr_gemm_packed(const float *restrict x, const float *restrict wp, const flo
 }
 
 #endif
+
+// bd[p·16 + c] = bd[p·16 + 8 + c] = op(B)[p, c] for p < k, c < 8.
+void fr_gemm_n8_pack(int trans_b, size_t k, const float *b, size_t ldb, float *bd) {
+    for (size_t p = 0; p < k; p++)
+        for (size_t c = 0; c < 8; c++) {
+            const float v = trans_b ? b[c * ldb + p] : b[p * ldb + c];
+            bd[p * 16 + c] = v;
+            bd[p * 16 + 8 + c] = v;
+        }
+}

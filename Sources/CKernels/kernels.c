@@ -19,6 +19,21 @@
 static inline float fr_bits_to_float(int32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static inline int32_t fr_float_to_bits(float f) { int32_t b; memcpy(&b, &f, 4); return b; }
 
+// exp's argument reduction and polynomial, shared by fr_exp and
+// fr_gelu_tanh: for n = round(x / ln 2) (a float holding an integer),
+// returns exp(x − n·ln 2) ∈ [0.7, 1.42] (ln 2 split in two for the reduction).
+static inline float fr_exp_reduced(float x, float n) {
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+}
+
 // exp(x), relative error < 2 ulp on [-87.3, 88.7]; +inf above, 0 below.
 static inline float fr_exp(float x) {
     const float hi = 88.72283935546875f, lo = -87.33654022216797f;
@@ -27,15 +42,7 @@ static inline float fr_exp(float x) {
     // n = round(x / ln 2) by the 1.5 * 2^23 trick (exact for |n| < 2^22).
     const float shifter = 12582912.0f;
     float n = (xc * 1.44269504088896341f + shifter) - shifter;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float p = fr_exp_reduced(xc, n);
     // A NaN x gives a NaN n; converting it to int is undefined, so the
     // exponent takes 0 there (the result stays NaN through p).
     int32_t e = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
@@ -143,15 +150,7 @@ static inline float fr_gelu_tanh(float x) {
     const float shifter = 12583039.0f;
     const float t = v * 1.44269504088896341f + shifter;
     const float n = t - shifter;
-    float r = v - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    const float p = fr_exp_reduced(v, n);
     const float scale = fr_bits_to_float((int32_t)((uint32_t)fr_float_to_bits(t) << 23));  // 2^n
     return x / (1.0f + p * scale);
 }
