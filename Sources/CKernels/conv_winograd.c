@@ -13,12 +13,14 @@
 // takes 36·cin·cout: 2.25× fewer.
 //
 // Tiles are numbered over the whole batch (sample, tile row, tile column),
-// cut into chunks of ≤ 16 consecutive tiles of one tile row; a block of
-// 64–256 tiles (whole chunks) is transformed into V (the engine's k-major panels
-// of 16 tiles), multiplied by the 16 U_ξν on the GEMM engine into M, and
-// transformed back into y. A tile's arithmetic never depends on which other
-// tiles share its block, so a sample's output is the same bits alone or in
-// any batch.
+// cut into chunks of ≤ 16 consecutive tiles of one tile row (or of two rows
+// when rows have 5–8 tiles), one vector each; a block of 64–256 tiles (whole
+// chunks) is transformed into V (the engine's k-major panels of 16 tiles),
+// multiplied by the 16 U_ξν on the GEMM engine into M, and transformed back
+// into y. A tile's arithmetic never depends on which other tiles share its
+// block, so a sample's output is the same bits alone or in any batch. The
+// input gradient runs the same code on gy with the flipped, transposed
+// kernel (accumulating into gx).
 //
 // Numerics: Bᵀ and Aᵀ have entries 0 and ±1, so the transforms are sums
 // and differences of 4 + 4 (input) and 3 + 3 (output) terms, exact up to one
