@@ -42,6 +42,10 @@ struct Inspect: ParsableCommand {
         let flops = m.graph.flopsPerSample
         print("FLOPs/sample: \(flops) (\(String(format1: Double(flops) / 1e6)) M; Linear, Conv, MatMul)")
         print("IR ops:    " + info.irHistogram.map { "\($0.op) \($0.count)" }.joined(separator: ", "))
+        let convs = m.convolutionAlgorithms
+        if convs.direct + convs.winograd > 0 {
+            print("convolutions: \(convs.winograd) by Winograd F(2x2, 3x3), \(convs.direct) direct")
+        }
     }
 }
 

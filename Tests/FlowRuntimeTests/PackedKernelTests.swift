@@ -103,6 +103,7 @@ final class PackedKernelTests: XCTestCase {
         let winograd = try Model(graph: g), direct = try Model(graph: g, packWeights: false)
         XCTAssertNotNil(winograd.plan.parameters.derived[0])
         XCTAssertNil(direct.plan.parameters.derived[0])
+        XCTAssertTrue(winograd.convolutionAlgorithms == (0, 1) && direct.convolutionAlgorithms == (1, 0))
         let all = winograd.velocity(t: t, x: x).scalars
         agree(all, direct.velocity(t: t, x: x).scalars, "Winograd vs direct")
         for s in 0..<n {

@@ -71,6 +71,17 @@ public final class Model: VelocityField, @unchecked Sendable {
         graph.parameters.filter(\.isTrainable).reduce(0) { $0 + $1.tensor.count }
     }
 
+    /// Convolution nodes by how their forward pass runs: Winograd's
+    /// F(2×2, 3×3) (3×3, stride 1, ≥ 16 channels in and out, weights that
+    /// are parameters, the AVX-512F path) or the direct implicit-im2col form.
+    public var convolutionAlgorithms: (direct: Int, winograd: Int) {
+        var direct = 0, winograd = 0
+        for (n, node) in graph.nodes.enumerated() where node.operation.as(ConvOp.self) != nil {
+            if plan.parameters.derived[n] != nil { winograd += 1 } else { direct += 1 }
+        }
+        return (direct, winograd)
+    }
+
     public func makeWorkspace() -> FieldWorkspace { GraphWorkspace() }
 
     /// Runs `body` with a workspace borrowed from the model's pool (returned

@@ -187,6 +187,8 @@ def test_inspect_describes_an_image_network(tmp_path):
     assert f"parameters: {model.parameter_count}" in text
     assert "sample:    [1, 8, 8] (d = 64), context 1 (10 classes)" in text
     assert "Conv " in text and "FLOPs/sample: " in text
+    # 8 channels: below Winograd's 16, every convolution is direct.
+    assert "convolutions: 0 by Winograd F(2x2, 3x3), " in text
 
     # An unsupported op is named with its node and opset, and the exit code says so.
     m = onnx.load(str(IMAGES / name))
