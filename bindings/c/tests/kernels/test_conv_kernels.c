@@ -201,11 +201,55 @@ static void describe(const conv_case *c, char *buf, size_t size) {
              g->dil_h, g->dil_w, g->groups, g->oh, g->ow, c->bias ? " bias" : "");
 }
 
+// Double-precision references of a convolution, one loop over every
+// in-image tap (output yi, input xi, weight wi) for all of them: what is
+// non-NULL accumulates.
+typedef struct {
+    const float *x, *w, *gy;
+    float (*round)(float);  // applied to w and x in y (bf16 emulation), or NULL
+    double *y, *ys;         // bias (set here) + Σ w·x, and |bias| + Σ |w·x|
+    double *gx, *gxs;       // += Σ w·gy and its |terms| (initialised by the caller)
+    double *gw, *gws;       // += Σ gy·x and its |terms| (likewise)
+} conv_ref;
+
+static void conv_reference(const fr_conv2d_geometry *g, size_t n, const float *bias, const conv_ref *r) {
+    const size_t cin_g = g->cin / g->groups, cout_g = g->cout / g->groups, khkw = g->kh * g->kw;
+    const size_t hw = g->h * g->w, ohw = g->oh * g->ow;
+    for (size_t s = 0; s < n; s++)
+        for (size_t co = 0; co < g->cout; co++)
+            for (size_t oy = 0; oy < g->oh; oy++)
+                for (size_t ox = 0; ox < g->ow; ox++) {
+                    const size_t yi = (s * g->cout + co) * ohw + oy * g->ow + ox;
+                    if (r->y) r->y[yi] = bias ? bias[co] : 0.0, r->ys[yi] = fabs(r->y[yi]);
+                    for (size_t ci = 0; ci < cin_g; ci++)
+                        for (size_t ky = 0; ky < g->kh; ky++)
+                            for (size_t kx = 0; kx < g->kw; kx++) {
+                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
+                                if (at < 0) continue;
+                                const size_t xi = (s * g->cin + co / cout_g * cin_g + ci) * hw + (size_t)at;
+                                const size_t wi = (co * cin_g + ci) * khkw + ky * g->kw + kx;
+                                if (r->y) {
+                                    float wv = r->w[wi], xv = r->x[xi];
+                                    if (r->round) wv = r->round(wv), xv = r->round(xv);
+                                    double t = (double)wv * xv;
+                                    r->y[yi] += t, r->ys[yi] += fabs(t);
+                                }
+                                if (r->gx) {
+                                    double t = (double)r->w[wi] * r->gy[yi];
+                                    r->gx[xi] += t, r->gxs[xi] += fabs(t);
+                                }
+                                if (r->gw) {
+                                    double t = (double)r->gy[yi] * r->x[xi];
+                                    r->gw[wi] += t, r->gws[wi] += fabs(t);
+                                }
+                            }
+                }
+}
+
 static void test_conv_case(const conv_case *cc) {
     const fr_conv2d_geometry *g = &cc->g;
-    const size_t n = cc->n, cin_g = g->cin / g->groups, cout_g = g->cout / g->groups;
+    const size_t n = cc->n, cin_g = g->cin / g->groups;
     const size_t xs = g->cin * g->h * g->w, ys = g->cout * g->oh * g->ow, ws = g->cout * cin_g * g->kh * g->kw;
-    const size_t hw = g->h * g->w, ohw = g->oh * g->ow, khkw = g->kh * g->kw;
     char what[256];
     describe(cc, what, sizeof what);
     float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
@@ -215,31 +259,7 @@ static void test_conv_case(const conv_case *cc) {
     double *gwref = calloc(ws, sizeof(double)), *gwscale = calloc(ws, sizeof(double));
     for (size_t i = 0; i < n * xs; i++) { gxref[i] = gx0[i]; gxscale[i] = fabs(gx0[i]); }
     for (size_t i = 0; i < ws; i++) { gwref[i] = gw0[i]; gwscale[i] = fabs(gw0[i]); }
-    for (size_t s = 0; s < n; s++)
-        for (size_t co = 0; co < g->cout; co++) {
-            size_t gi = co / cout_g;
-            for (size_t oy = 0; oy < g->oh; oy++)
-                for (size_t ox = 0; ox < g->ow; ox++) {
-                    size_t yi = (s * g->cout + co) * ohw + oy * g->ow + ox;
-                    double acc = bias ? bias[co] : 0.0, sc = fabs(acc);
-                    for (size_t ci = 0; ci < cin_g; ci++)
-                        for (size_t ky = 0; ky < g->kh; ky++)
-                            for (size_t kx = 0; kx < g->kw; kx++) {
-                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
-                                if (at < 0) continue;
-                                size_t xi = (s * g->cin + gi * cin_g + ci) * hw + (size_t)at;
-                                size_t wi = (co * cin_g + ci) * khkw + ky * g->kw + kx;
-                                double t = (double)w[wi] * x[xi];
-                                acc += t; sc += fabs(t);
-                                double tx = (double)w[wi] * gy[yi];
-                                gxref[xi] += tx; gxscale[xi] += fabs(tx);
-                                double tw = (double)gy[yi] * x[xi];
-                                gwref[wi] += tw; gwscale[wi] += fabs(tw);
-                            }
-                    yref[yi] = acc;
-                    yscale[yi] = sc;
-                }
-        }
+    conv_reference(g, n, bias, &(conv_ref){x, w, gy, NULL, yref, yscale, gxref, gxscale, gwref, gwscale});
     float *scratch = fbuf(fr_conv2d_scratch_floats(g));
     float *yout[2] = {NULL, NULL}, *gxout[2] = {NULL, NULL}, *gwout[2] = {NULL, NULL};
     BOTH_PATHS(portable, {
@@ -282,31 +302,6 @@ static void test_conv_case(const conv_case *cc) {
     free(yref); free(yscale); free(gxref); free(gxscale); free(gwref); free(gwscale);
 }
 
-// ref[i] = bias + Σ w·x in double and scale[i] = |bias| + Σ |w·x| for each
-// output of a convolution.
-static void conv_forward_reference(const fr_conv2d_geometry *g, size_t n, const float *x, const float *w,
-                                   const float *bias, double *ref, double *scale) {
-    const size_t cin_g = g->cin / g->groups, cout_g = g->cout / g->groups, khkw = g->kh * g->kw;
-    for (size_t s = 0; s < n; s++)
-        for (size_t co = 0; co < g->cout; co++)
-            for (size_t oy = 0; oy < g->oh; oy++)
-                for (size_t ox = 0; ox < g->ow; ox++) {
-                    size_t yi = ((s * g->cout + co) * g->oh + oy) * g->ow + ox;
-                    double acc = bias ? bias[co] : 0.0, sc = fabs(acc);
-                    for (size_t ci = 0; ci < cin_g; ci++)
-                        for (size_t ky = 0; ky < g->kh; ky++)
-                            for (size_t kx = 0; kx < g->kw; kx++) {
-                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
-                                if (at < 0) continue;
-                                double t = (double)w[(co * cin_g + ci) * khkw + ky * g->kw + kx] *
-                                           x[(s * g->cin + co / cout_g * cin_g + ci) * g->h * g->w + (size_t)at];
-                                acc += t; sc += fabs(t);
-                            }
-                    ref[yi] = acc;
-                    scale[yi] = sc;
-                }
-}
-
 // Winograd F(2×2, 3×3) against the double reference, within 4× the direct
 // form's tolerance of Σ|w·x| (the transforms add at most 4 + 4 input and
 // 3 + 3 output terms), on both paths; the direct form's own error printed
@@ -321,7 +316,7 @@ static void test_conv_winograd_case(const conv_case *cc) {
     describe(cc, what, sizeof what);
     float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
     double *ref = calloc(n * ys, sizeof(double)), *scale = calloc(n * ys, sizeof(double));
-    conv_forward_reference(g, n, x, w, bias, ref, scale);
+    conv_reference(g, n, bias, &(conv_ref){x, w, NULL, NULL, ref, scale, NULL, NULL, NULL, NULL});
     const size_t uc = fr_conv2d_winograd_packed_floats(g), sc = fr_conv2d_winograd_scratch_floats(g);
     float *u = fbuf(uc + 1), *scratch = fbuf(sc + 1), *y = fbuf(n * ys + 1), *one = fbuf(ys), *yd = fbuf(n * ys);
     u[uc] = 777.0f;
@@ -347,22 +342,10 @@ static void test_conv_winograd_case(const conv_case *cc) {
         }
     });
     if (fr_conv2d_winograd_input_grad_applies(g)) {
-        const size_t cin = g->cin, hw = g->h * g->w, ohw = g->oh * g->ow;
         float *gy = frand(n * ys), *gx0 = frand(n * xs), *gx = fbuf(n * xs + 1), *ut = fbuf(uc + 1);
         double *gref = calloc(n * xs, sizeof(double)), *gscale = calloc(n * xs, sizeof(double));
         for (size_t i = 0; i < n * xs; i++) gref[i] = gx0[i], gscale[i] = fabs(gx0[i]);
-        for (size_t s = 0; s < n; s++)
-            for (size_t co = 0; co < g->cout; co++)
-                for (size_t oy = 0; oy < g->oh; oy++)
-                    for (size_t ox = 0; ox < g->ow; ox++)
-                        for (size_t ci = 0; ci < cin; ci++)
-                            for (size_t k = 0; k < 9; k++) {
-                                ptrdiff_t at = conv_in(g, oy, ox, k / 3, k % 3);
-                                if (at < 0) continue;
-                                double t = (double)w[(co * cin + ci) * 9 + k] * gy[(s * g->cout + co) * ohw + oy * g->ow + ox];
-                                gref[(s * cin + ci) * hw + (size_t)at] += t;
-                                gscale[(s * cin + ci) * hw + (size_t)at] += fabs(t);
-                            }
+        conv_reference(g, n, NULL, &(conv_ref){NULL, w, gy, NULL, NULL, NULL, gref, gscale, NULL, NULL});
         ut[uc] = 777.0f;
         fr_conv2d_winograd_pack_input_grad(g, w, ut);
         CHECK(ut[uc] == 777.0f, "winograd input-gradient packing wrote past its count: %s", what);
@@ -690,6 +673,9 @@ static float ref_float(uint16_t h) {
     return f;
 }
 
+// f rounded to bf16 (nearest even) and back.
+static float ref_round_bf16(float f) { return ref_float(ref_bf16(f)); }
+
 static void test_bf16_rounding(void) {
     // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties to even gives 1.
     CHECK(fr_float_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16(1 + 2^-8) = %#x", fr_float_to_bf16(1.0f + 0x1p-8f));
@@ -863,36 +849,15 @@ static void test_gemm_bf16_silu_range(void) {
 // inside y and the scratch it asked for.
 static void test_conv_bf16_case(const conv_case *cc) {
     const fr_conv2d_geometry *g = &cc->g;
-    const size_t n = cc->n, cin_g = g->cin / g->groups, cout_g = g->cout / g->groups;
+    const size_t n = cc->n, cin_g = g->cin / g->groups;
     const size_t xs = g->cin * g->h * g->w, ys = g->cout * g->oh * g->ow, ws = g->cout * cin_g * g->kh * g->kw;
-    const size_t hw = g->h * g->w, ohw = g->oh * g->ow, khkw = g->kh * g->kw;
     char what[256];
     describe(cc, what, sizeof what);
     float *x = frand(n * xs), *w = frand(ws), *bias = cc->bias ? frand(g->cout) : NULL;
     double *emul = calloc(n * ys, sizeof(double)), *escale = calloc(n * ys, sizeof(double));
     double *ref = calloc(n * ys, sizeof(double)), *scale = calloc(n * ys, sizeof(double));
-    for (size_t s = 0; s < n; s++)
-        for (size_t co = 0; co < g->cout; co++) {
-            size_t gi = co / cout_g;
-            for (size_t oy = 0; oy < g->oh; oy++)
-                for (size_t ox = 0; ox < g->ow; ox++) {
-                    size_t yi = (s * g->cout + co) * ohw + oy * g->ow + ox;
-                    double b = bias ? bias[co] : 0.0, e = b, es = fabs(b), r = b, rs = fabs(b);
-                    for (size_t ci = 0; ci < cin_g; ci++)
-                        for (size_t ky = 0; ky < g->kh; ky++)
-                            for (size_t kx = 0; kx < g->kw; kx++) {
-                                ptrdiff_t at = conv_in(g, oy, ox, ky, kx);
-                                if (at < 0) continue;
-                                float xv = x[(s * g->cin + gi * cin_g + ci) * hw + (size_t)at];
-                                float wv = w[(co * cin_g + ci) * khkw + ky * g->kw + kx];
-                                double t = (double)ref_float(ref_bf16(wv)) * ref_float(ref_bf16(xv));
-                                e += t; es += fabs(t);
-                                double u = (double)wv * xv;
-                                r += u; rs += fabs(u);
-                            }
-                    emul[yi] = e; escale[yi] = es; ref[yi] = r; scale[yi] = rs;
-                }
-        }
+    conv_reference(g, n, bias, &(conv_ref){x, w, NULL, ref_round_bf16, emul, escale, NULL, NULL, NULL, NULL});
+    conv_reference(g, n, bias, &(conv_ref){x, w, NULL, NULL, ref, scale, NULL, NULL, NULL, NULL});
     uint16_t *wp = malloc((fr_conv2d_bf16_packed_count(g) + 1) * sizeof(uint16_t));
     wp[fr_conv2d_bf16_packed_count(g)] = 0xabcd;
     fr_conv2d_pack_bf16(g, w, wp);
