@@ -333,17 +333,3 @@ final class _SDEScratch {
     init(_ workspace: FieldWorkspace) { self.workspace = workspace }
 }
 
-/// A growable Double buffer (contents are not preserved on growth).
-final class DoubleBuffer {
-    private var storage: UnsafeMutablePointer<Double> = .allocate(capacity: 1)
-    private var capacity = 1
-    deinit { storage.deallocate() }
-    func reserve(_ count: Int) -> UnsafeMutablePointer<Double> {
-        if count > capacity {
-            storage.deallocate()
-            capacity = count
-            storage = .allocate(capacity: count)
-        }
-        return storage
-    }
-}

@@ -1,7 +1,7 @@
-/// A growable, manually managed float buffer: workspaces keep one per value
-/// so that repeated evaluations of the same size allocate nothing.
-final class FloatBuffer {
-    private(set) var pointer: UnsafeMutablePointer<Float>
+/// A growable, manually managed buffer: workspaces keep one per value so
+/// that repeated evaluations of the same size allocate nothing.
+final class GrowableBuffer<Element: Numeric> {
+    private(set) var pointer: UnsafeMutablePointer<Element>
     private(set) var capacity: Int
 
     init(capacity: Int = 0) {
@@ -10,9 +10,9 @@ final class FloatBuffer {
     }
     deinit { pointer.deallocate() }
 
-    /// Makes room for `count` floats (contents are not preserved on growth).
+    /// Makes room for `count` elements (contents are not preserved on growth).
     @inline(__always)
-    func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+    func reserve(_ count: Int) -> UnsafeMutablePointer<Element> {
         if count > capacity {
             pointer.deallocate()
             capacity = count
@@ -23,3 +23,8 @@ final class FloatBuffer {
 
     func zero(_ count: Int) { reserve(count).update(repeating: 0, count: count) }
 }
+
+/// The buffers of values, tangents, gradients and scratch.
+typealias FloatBuffer = GrowableBuffer<Float>
+/// Times and other per-sample doubles (the SDE sampler's).
+typealias DoubleBuffer = GrowableBuffer<Double>
