@@ -59,6 +59,14 @@ struct ConvOp: GraphOp {
             oh: two ? y[1] : 1, ow: y[spatialRank])
     }
 
+    /// The geometry of weight shape `w` on a 1×1 image: what the weight
+    /// packings depend on (channels, kernel, strides, pads, dilations,
+    /// groups), not the image size.
+    func weightGeometry(_ w: [Int]) -> fr_conv2d_geometry {
+        geometry(input: [w[1] * groups] + Array(repeating: 1, count: spatialRank),
+                 output: [w[0]] + Array(repeating: 1, count: spatialRank))
+    }
+
     func flops(_ inputs: [Graph.Value], output: Graph.Value) -> Int {
         2 * output.shape.elementCount * inputs[1].shape.dropFirst().reduce(1, *)
     }
@@ -74,9 +82,7 @@ struct ConvOp: GraphOp {
         guard w.count == spatialRank + 2, groups >= 1, w[0] % groups == 0 else { return nil }
         let k = w.dropFirst().reduce(1, *), coutPerGroup = w[0] / groups
         guard k >= Precision.bf16MinimumWidth, coutPerGroup >= Precision.bf16MinimumWidth else { return nil }
-        // Only cin/groups, the kernel, cout and groups matter to the packing.
-        var g = geometry(input: [w[1] * groups] + Array(repeating: 1, count: spatialRank),
-                         output: [w[0]] + Array(repeating: 1, count: spatialRank))
+        var g = weightGeometry(w)
         return BF16Packing(input: 1, count: fr_conv2d_bf16_packed_count(&g)) { src, dst in
             var g = g
             fr_conv2d_pack_bf16(&g, src, dst)
@@ -93,9 +99,7 @@ struct ConvOp: GraphOp {
     func derivedWeights(_ inputs: [Graph.Value]) -> DerivedWeights? {
         let w = inputs[1].shape
         guard w.count == spatialRank + 2 else { return nil }
-        // Only cin, cout, the kernel, strides, dilations and groups matter.
-        var g = geometry(input: [w[1] * groups] + Array(repeating: 1, count: spatialRank),
-                         output: [w[0]] + Array(repeating: 1, count: spatialRank))
+        var g = weightGeometry(w)
         guard fr_conv2d_winograd_applies(&g) != 0 else { return nil }
         let one = fr_conv2d_winograd_packed_floats(&g), both = fr_conv2d_winograd_input_grad_applies(&g) != 0
         return DerivedWeights(input: 1, count: both ? 2 * one : one) { src, dst in
