@@ -10,11 +10,7 @@
 
 #include "ckernels.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "../bench_util.h"
 
 static void *aligned(size_t bytes) {
     void *p = NULL;

@@ -4,18 +4,14 @@
  *
  * Usage: bench_forward [threads]   (default 1; FlowRuntime's own pool)
  * Output: Markdown table rows on stdout. */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include "flowrt.h"
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "../bench_util.h"
 
 /* Best-of-`reps` time (seconds) of `iters` calls. */
 #define BEST_OF(reps, iters, call, out)                                      \

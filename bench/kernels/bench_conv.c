@@ -29,23 +29,10 @@
 #include <time.h>
 
 #include "ckernels.h"
+#include "../bench_util.h"
 
 void openblas_set_num_threads(int);
 char *openblas_get_corename(void);
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static float *fbuf(size_t count) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (count ? count : 1) * sizeof(float))) exit(2);
-    float *f = p;
-    for (size_t i = 0; i < count; i++) f[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    return f;
-}
 
 typedef void (*bench_fn)(void *ctx);
 

@@ -5,17 +5,13 @@
  * Output: Markdown rows | FlowRuntime (imported) | batch | µs per call | GFLOP/s |
  * FLOPs per sample are the imported graph's linear layers (2·in·out each),
  * counted from the file's shapes by the caller (argument 2). */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200112L
 #include "flowrt.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "../bench_util.h"
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: bench_onnx file.onnx flops_per_sample\n"); return 2; }
