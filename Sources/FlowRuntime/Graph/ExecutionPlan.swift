@@ -350,6 +350,40 @@ public final class GraphWorkspace: FieldWorkspace {
     /// Inference buffers (see `ExecutionPlan.slots`).
     var slotBuffers: [FloatBuffer] = []
 
+    /// Ops' per-node plans (`OpContext.plan`): whatever an op derives from
+    /// the node's static shapes and the pass's batch and tangent count
+    /// (coalesced broadcast strides, matrix offsets), made on first use and
+    /// kept, a few per node, so that calls after the first at a batch size
+    /// allocate nothing (issue 13). Cleared when another plan's executor
+    /// uses this workspace.
+    private var nodePlans: [[NodePlanEntry]] = []
+    private var planOwner: ObjectIdentifier?
+    /// Plans kept per node (batch sizes and tangent counts in use at once:
+    /// a solver's full chunks and its last, short one; forward and JVP).
+    static let plansPerNode = 8
+
+    private struct NodePlanEntry {
+        let batch: Int, k: Int
+        let plan: AnyObject
+    }
+
+    /// Node `node`'s plan of type `P` for (`batch`, `k`), made by `make` if
+    /// not kept yet. `owner` is the execution plan whose node it is.
+    func plan<P: AnyObject>(node: Int, owner: ExecutionPlan, batch: Int, k: Int, _ make: () -> P) -> P {
+        let id = ObjectIdentifier(owner)
+        if planOwner != id {
+            planOwner = id
+            nodePlans = Array(repeating: [], count: owner.graph.nodes.count)
+        }
+        for e in nodePlans[node] where e.batch == batch && e.k == k {
+            if let p = e.plan as? P { return p }
+        }
+        let p = make()
+        if nodePlans[node].count >= Self.plansPerNode { nodePlans[node].removeFirst() }
+        nodePlans[node].append(NodePlanEntry(batch: batch, k: k, plan: p))
+        return p
+    }
+
     func prepare(valueCount: Int, nodeCount: Int, parameterCount: Int) {
         if values.count != valueCount {
             values = (0..<valueCount).map { _ in FloatBuffer() }

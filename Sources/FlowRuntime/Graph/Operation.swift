@@ -164,6 +164,16 @@ struct OpContext {
     /// The forward output values (valid in JVP and VJP too).
     var outputValue: UnsafeMutablePointer<Float> { executor.data(node.output, ws) }
 
+    /// This node's plan of type `P` for this pass's batch and tangent count
+    /// (`GraphWorkspace.plan`): `make` runs on the first call at them only.
+    @inline(__always) func plan<P: AnyObject>(_ make: () -> P) -> P {
+        ws.plan(node: index, owner: executor.plan, batch: batch, k: k, make)
+    }
+    /// This node's plan of type `P` that depends on static shapes only.
+    @inline(__always) func staticPlan<P: AnyObject>(_ make: () -> P) -> P {
+        ws.plan(node: index, owner: executor.plan, batch: -1, k: -1, make)
+    }
+
     /// The node's derivative cache, grown to `count` floats (forward).
     @inline(__always) func aux(_ count: Int) -> UnsafeMutablePointer<Float> { ws.aux[index].reserve(count) }
     /// The node's derivative cache as recorded (JVP, VJP).

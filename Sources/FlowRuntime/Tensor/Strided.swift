@@ -113,15 +113,31 @@ enum Strided {
     static func apply(_ op: StridedOp, shape: [Int],
                       dst: UnsafeMutablePointer<Float>, dstStrides: [Int], accumulate: Bool,
                       _ a: StridedOperand, _ b: StridedOperand? = nil, _ c: StridedOperand? = nil) {
-        let rawShape = shape.isEmpty ? [1] : shape
-        func st(_ s: [Int]) -> [Int] { s.isEmpty ? [0] : s }
-        let rawRank = rawShape.count
-        let (shp, merged) = coalesce(rawShape, [st(dstStrides), st(a.strides),
-                                               b.map { st($0.strides) } ?? [Int](repeating: 0, count: rawRank),
-                                               c.map { st($0.strides) } ?? [Int](repeating: 0, count: rawRank)])
-        let rank = shp.count
-        let ds = merged[0], as_ = merged[1], bs = merged[2], cs = merged[3]
-        let pa = a.pointer, pb = b?.pointer ?? a.pointer, pc = c?.pointer ?? a.pointer
+        run(op, Loop(shape: shape, dstStrides: dstStrides, a.strides, b?.strides, c?.strides), dst: dst,
+            accumulate: accumulate, a.pointer, b?.pointer, c?.pointer)
+    }
+
+    /// `apply`'s iteration, coalesced (`coalesce`): made once (it
+    /// allocates), run any number of times (`run` does not).
+    struct Loop {
+        let shape: [Int]
+        /// The destination's and a, b, c's strides in `shape` (0s for an absent operand).
+        let strides: [[Int]]
+
+        init(shape: [Int], dstStrides: [Int], _ a: [Int], _ b: [Int]?, _ c: [Int]?) {
+            let rawShape = shape.isEmpty ? [1] : shape
+            func st(_ s: [Int]) -> [Int] { s.isEmpty ? [0] : s }
+            let zeros = [Int](repeating: 0, count: rawShape.count)
+            (self.shape, strides) = coalesce(rawShape, [st(dstStrides), st(a), b.map(st) ?? zeros, c.map(st) ?? zeros])
+        }
+    }
+
+    /// `apply` over a prepared loop; b and c nil where the op does not read them.
+    static func run(_ op: StridedOp, _ loop: Loop, dst: UnsafeMutablePointer<Float>, accumulate: Bool,
+                    _ pa: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ c: UnsafePointer<Float>?) {
+        let shp = loop.shape, rank = shp.count
+        let ds = loop.strides[0], as_ = loop.strides[1], bs = loop.strides[2], cs = loop.strides[3]
+        let pb = b ?? pa, pc = c ?? pa
         let inner = shp[rank - 1]
         let di = ds[rank - 1], ai = as_[rank - 1], bi = bs[rank - 1], ci = cs[rank - 1]
         let outer = shp.dropLast().reduce(1, *)
@@ -130,7 +146,8 @@ enum Strided {
         // A row summed into one destination element (the gradient of a
         // broadcast operand, e.g. a per-channel scale or shift over H·W).
         let reducing = di == 0 && accumulate && c == nil && ai == 1 && (b == nil || bi == 1)
-        var index = [Int](repeating: 0, count: Swift.max(rank - 1, 1))
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: Swift.max(rank - 1, 1)) { index in
+        index.initialize(repeating: 0)
         var od = 0, oa = 0, ob = 0, oc = 0
         for _ in 0..<outer {
             let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
@@ -180,6 +197,7 @@ enum Strided {
                 index[axis] = 0
                 axis -= 1
             }
+        }
         }
     }
 }

@@ -59,8 +59,10 @@ struct AttentionFusion {
     func forward(_ c: OpContext, product: Graph.Node, into y: UnsafeMutablePointer<Float>) {
         let graph = c.graph
         let first = c.node.operation.as(MatMulOp.self)!, second = product.operation.as(MatMulOp.self)!
-        let g1 = first.geometry(c.shape(0), c.shape(1))!
-        let g2 = second.geometry(graph.values[c.node.output].shape, graph.values[product.inputs[1]].shape)!
+        let (g1, g2) = c.staticPlan {
+            Geometries(first.geometry(c.shape(0), c.shape(1))!,
+                       second.geometry(graph.values[c.node.output].shape, graph.values[product.inputs[1]].shape)!)
+        }.pair
         let (rows, keys, width, depth) = (g1.m, g1.n, g2.n, g1.k)
         let block = Swift.min(rows, Swift.max(16, Self.blockFloats / Swift.max(keys, 1) / 16 * 16))
         // 8-wide heads (the diffusers U-Net): P·V on fr_gemm_n8, two rows of Y
@@ -97,5 +99,11 @@ struct AttentionFusion {
                 r0 += rb
             }
         }
+    }
+
+    /// The two products' geometries, made once per node (`OpContext.staticPlan`).
+    final class Geometries {
+        let pair: (MatMulOp.Geometry, MatMulOp.Geometry)
+        init(_ g1: MatMulOp.Geometry, _ g2: MatMulOp.Geometry) { pair = (g1, g2) }
     }
 }

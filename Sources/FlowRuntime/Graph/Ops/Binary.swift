@@ -36,8 +36,8 @@ struct BinaryOp: GraphOp {
         return try GraphBuilder.broadcast(function, inputs[0], inputs[1], node: node)
     }
 
-    func forward(_ c: OpContext) { c.executor.binaryForward(c.node, function, out: c.out, batch: c.batch, ws: c.ws) }
-    func jvp(_ c: OpContext) { c.executor.binaryJVP(c.node, function, out: c.out, batch: c.batch, k: c.k, ws: c.ws) }
+    func forward(_ c: OpContext) { c.executor.binaryForward(c, function) }
+    func jvp(_ c: OpContext) { c.executor.binaryJVP(c, function) }
     func vjp(_ c: OpContext) { c.executor.binaryVJP(c.node, function, g: c.out, batch: c.batch, ws: c.ws) }
 
     func exportONNX(_ e: inout ONNXExporter, _ n: Graph.Node) throws {
@@ -87,73 +87,54 @@ extension Executor {
     /// lead axes.
     func operand(_ v: ValueID, pointer: UnsafePointer<Float>, lead: [Int], isTangent: Bool,
                  rank: Int, outShape: [Int]) -> StridedOperand {
+        StridedOperand(pointer: pointer, strides: operandStrides(v, lead: lead, isTangent: isTangent, rank: rank,
+                                                                 outShape: outShape))
+    }
+
+    /// The strides of `operand(...)`.
+    func operandStrides(_ v: ValueID, lead: [Int], isTangent: Bool, rank: Int, outShape: [Int]) -> [Int] {
         let ps = plan.broadcastShapes[v]
         var l: [Int]
         if !graph.values[v].isBatched { l = [Int](repeating: 1, count: lead.count) }
         else if isTangent { l = lead }
         else { l = [lead[0]] + [Int](repeating: 1, count: lead.count - 1) }
         let full = l + [Int](repeating: 1, count: rank - ps.count) + ps
-        return StridedOperand(pointer: pointer, strides: Strided.strides(of: full, broadcastTo: outShape))
+        return Strided.strides(of: full, broadcastTo: outShape)
     }
 
-    func binaryForward(_ node: Graph.Node, _ f: BinaryFunction, out: UnsafeMutablePointer<Float>,
-                       batch: Int, ws: GraphWorkspace) {
-        let os = graph.values[node.output].shape
-        let full = [batch] + os
-        let a = operand(node.inputs[0], pointer: data(node.inputs[0], ws), lead: [batch], isTangent: false, rank: os.count, outShape: full)
-        let b = operand(node.inputs[1], pointer: data(node.inputs[1], ws), lead: [batch], isTangent: false, rank: os.count, outShape: full)
-        let ds = Strided.strides(of: full, broadcastTo: full)
-        // Shapes that merge into rows with a unit-stride or broadcast inner
-        // axis (a DiT's [T, F] ⊙ [1, F] modulation, a U-Net's [C, HW] + [C, 1])
-        // run in one C call (`fr_binary_rows`, same values): Strided.apply's
-        // per-row dispatch cost more than a 64-float row's arithmetic.
-        // A third (outer) axis, as for per-sample [1, F] operands against
-        // [T, F] (the batch and row axes do not merge), loops here.
-        let (shp, st) = Strided.coalesce(full, [ds, a.strides, b.strides])
-        if shp.count <= 3, st[0].last == 1, st[1].last! <= 1, st[2].last! <= 1, st[1].last! >= 0, st[2].last! >= 0 {
-            let r = shp.count
-            let rows = r >= 2 ? shp[r - 2] : 1, n = shp[r - 1]
-            let ar = r >= 2 ? st[1][r - 2] : 0, br = r >= 2 ? st[2][r - 2] : 0
-            for o in 0..<(r == 3 ? shp[0] : 1) {
-                let (ao, bo, yo) = r == 3 ? (o * st[1][0], o * st[2][0], o * st[0][0]) : (0, 0, 0)
-                fr_binary_rows(f.kernelCode, a.pointer + ao, ar, Int32(st[1].last!), b.pointer + bo, br,
-                               Int32(st[2].last!), out + yo, rows, n)
+    func binaryForward(_ c: OpContext, _ f: BinaryFunction) {
+        let node = c.node, ws = c.ws, out = c.out
+        let a = data(node.inputs[0], ws), b = data(node.inputs[1], ws)
+        let p = c.plan { BinaryLoop(self, node, batch: c.batch) }
+        if let r = p.rows {
+            for o in 0..<r.outer {
+                fr_binary_rows(f.kernelCode, a + o * r.outerA, r.rowA, Int32(r.innerA), b + o * r.outerB, r.rowB,
+                               Int32(r.innerB), out + o * r.outerY, r.rows, r.n)
             }
             return
         }
-        Strided.apply(f.stridedOp, shape: full, dst: out, dstStrides: ds, accumulate: false, a, b)
+        Strided.run(f.stridedOp, p.loop, dst: out, accumulate: false, a, b, nil)
     }
 
-    func binaryJVP(_ node: Graph.Node, _ f: BinaryFunction, out: UnsafeMutablePointer<Float>,
-                   batch: Int, k: Int, ws: GraphWorkspace) {
-        let os = graph.values[node.output].shape
-        let full = [batch, k] + os
-        let r = os.count
-        let ds = Strided.strides(of: full, broadcastTo: full)
+    func binaryJVP(_ c: OpContext, _ f: BinaryFunction) {
+        let node = c.node, ws = c.ws, out = c.out
         let (ia, ib) = (node.inputs[0], node.inputs[1])
-        func primal(_ v: ValueID) -> StridedOperand {
-            operand(v, pointer: data(v, ws), lead: [batch, k], isTangent: false, rank: r, outShape: full)
+        let p = c.plan { BinaryTangentLoops(self, node, f, batch: c.batch, k: c.k) }
+        let a = data(ia, ws), b = data(ib, ws)
+        out.update(repeating: 0, count: p.count)
+        if let ta = tangent(ia, ws), let l = p.first {
+            switch f {
+            case .add, .sub: Strided.run(.copy, l, dst: out, accumulate: true, ta, nil, nil)
+            case .mul: Strided.run(.mul, l, dst: out, accumulate: true, ta, b, nil)
+            case .div: Strided.run(.div, l, dst: out, accumulate: true, ta, b, nil)
+            }
         }
-        func tan(_ v: ValueID) -> StridedOperand? {
-            tangent(v, ws).map { operand(v, pointer: $0, lead: [batch, k], isTangent: true, rank: r, outShape: full) }
-        }
-        let ta = tan(ia), tb = tan(ib)
-        out.update(repeating: 0, count: full.elementCount)
-        switch f {
-        case .add:
-            if let ta { Strided.apply(.copy, shape: full, dst: out, dstStrides: ds, accumulate: true, ta) }
-            if let tb { Strided.apply(.copy, shape: full, dst: out, dstStrides: ds, accumulate: true, tb) }
-        case .sub:
-            if let ta { Strided.apply(.copy, shape: full, dst: out, dstStrides: ds, accumulate: true, ta) }
-            if let tb { Strided.apply(.neg, shape: full, dst: out, dstStrides: ds, accumulate: true, tb) }
-        case .mul:
-            if let ta { Strided.apply(.mul, shape: full, dst: out, dstStrides: ds, accumulate: true, ta, primal(ib)) }
-            if let tb { Strided.apply(.mul, shape: full, dst: out, dstStrides: ds, accumulate: true, primal(ia), tb) }
-        case .div:
-            if let ta { Strided.apply(.div, shape: full, dst: out, dstStrides: ds, accumulate: true, ta, primal(ib)) }
-            if let tb {
-                let z = operand(node.output, pointer: data(node.output, ws), lead: [batch, k], isTangent: false, rank: r, outShape: full)
-                Strided.apply(.negMulDiv, shape: full, dst: out, dstStrides: ds, accumulate: true, z, tb, primal(ib))
+        if let tb = tangent(ib, ws), let l = p.second {
+            switch f {
+            case .add: Strided.run(.copy, l, dst: out, accumulate: true, tb, nil, nil)
+            case .sub: Strided.run(.neg, l, dst: out, accumulate: true, tb, nil, nil)
+            case .mul: Strided.run(.mul, l, dst: out, accumulate: true, a, tb, nil)
+            case .div: Strided.run(.negMulDiv, l, dst: out, accumulate: true, data(node.output, ws), tb, b)
             }
         }
     }
@@ -293,5 +274,88 @@ extension ONNXImporter {
             }
         }
         return IntConstant(shape: shape, values: out)
+    }
+}
+
+/// A broadcasting binary op's loop at one batch (`OpContext.plan`): the
+/// iteration shape `[batch] + output shape` with the output's and both
+/// operands' strides, adjacent axes merged (`Strided.coalesce`). Shapes that
+/// merge into rows with a unit-stride or broadcast inner axis (a DiT's
+/// [T, F] ⊙ [1, F] modulation, a U-Net's [C, HW] + [C, 1]) run as
+/// `fr_binary_rows` calls (same values as `Strided.apply`, whose per-row
+/// dispatch cost more than a 64-float row's arithmetic), one per index of a
+/// third, outer axis (per-sample [1, F] operands against [T, F]: the batch
+/// and row axes do not merge); any other through `Strided.apply`.
+final class BinaryLoop {
+    struct Rows {
+        var outer: Int, outerY: Int, outerA: Int, outerB: Int
+        var rows: Int, n: Int, rowA: Int, rowB: Int, innerA: Int, innerB: Int
+    }
+    /// The iteration with the output's, a's and b's strides.
+    let loop: Strided.Loop
+    let rows: Rows?
+
+    init(_ ex: Executor, _ node: Graph.Node, batch: Int) {
+        let os = ex.graph.values[node.output].shape
+        let full = [batch] + os
+        func strides(_ v: ValueID) -> [Int] {
+            ex.operandStrides(v, lead: [batch], isTangent: false, rank: os.count, outShape: full)
+        }
+        loop = Strided.Loop(shape: full, dstStrides: Strided.strides(of: full, broadcastTo: full),
+                            strides(node.inputs[0]), strides(node.inputs[1]), nil)
+        let shp = loop.shape, st = loop.strides
+        let r = shp.count
+        if r <= 3, st[0].last == 1, st[1].last! <= 1, st[2].last! <= 1, st[1].last! >= 0, st[2].last! >= 0 {
+            let three = r == 3
+            rows = Rows(outer: three ? shp[0] : 1, outerY: three ? st[0][0] : 0, outerA: three ? st[1][0] : 0,
+                        outerB: three ? st[2][0] : 0, rows: r >= 2 ? shp[r - 2] : 1, n: shp[r - 1],
+                        rowA: r >= 2 ? st[1][r - 2] : 0, rowB: r >= 2 ? st[2][r - 2] : 0,
+                        innerA: st[1][r - 1], innerB: st[2][r - 1])
+        } else {
+            rows = nil
+        }
+    }
+}
+
+/// A binary op's JVP loops at one (batch, k) (`OpContext.plan`): the
+/// iteration `[batch, k] + output shape` of the term of each input's
+/// tangent (nil for an input without one), with the operands `binaryJVP`
+/// passes: add/sub ȧ, ḃ; mul (ȧ, b), (a, ḃ); div (ȧ, b), (z, ḃ, b).
+final class BinaryTangentLoops {
+    /// Floats of the output tangents.
+    let count: Int
+    let first: Strided.Loop?, second: Strided.Loop?
+
+    init(_ ex: Executor, _ node: Graph.Node, _ f: BinaryFunction, batch: Int, k: Int) {
+        let os = ex.graph.values[node.output].shape
+        let full = [batch, k] + os
+        count = full.reduce(1, *)
+        let ds = Strided.strides(of: full, broadcastTo: full)
+        func strides(_ v: ValueID, tangent: Bool) -> [Int] {
+            ex.operandStrides(v, lead: [batch, k], isTangent: tangent, rank: os.count, outShape: full)
+        }
+        let (ia, ib) = (node.inputs[0], node.inputs[1])
+        let dependsOnX = { (v: ValueID) in ex.plan.hasTangent[v] }
+        if dependsOnX(ia) {
+            let ta = strides(ia, tangent: true)
+            switch f {
+            case .add, .sub: first = Strided.Loop(shape: full, dstStrides: ds, ta, nil, nil)
+            case .mul, .div: first = Strided.Loop(shape: full, dstStrides: ds, ta, strides(ib, tangent: false), nil)
+            }
+        } else {
+            first = nil
+        }
+        if dependsOnX(ib) {
+            let tb = strides(ib, tangent: true)
+            switch f {
+            case .add, .sub: second = Strided.Loop(shape: full, dstStrides: ds, tb, nil, nil)
+            case .mul: second = Strided.Loop(shape: full, dstStrides: ds, strides(ia, tangent: false), tb, nil)
+            case .div:
+                second = Strided.Loop(shape: full, dstStrides: ds, strides(node.output, tangent: false), tb,
+                                      strides(ib, tangent: false))
+            }
+        } else {
+            second = nil
+        }
     }
 }

@@ -44,32 +44,54 @@ struct MatMulOp: GraphOp {
         return 2 * g.lead.reduce(1, *) * g.m * g.n * g.k
     }
 
-    /// Calls `body(aOffset, bOffset, cOffset)` for every matrix of the
-    /// leading axes (per sample), in row-major order of the output.
-    private func forEachMatrix(_ g: Geometry, _ body: (Int, Int, Int) -> Void) {
-        let count = g.lead.reduce(1, *)
-        let sa = Strided.strides(of: g.leadA, broadcastTo: g.lead)
-        let sb = Strided.strides(of: g.leadB, broadcastTo: g.lead)
-        let sizeA = g.m * g.k, sizeB = g.k * g.n, sizeC = g.m * g.n
-        var index = [Int](repeating: 0, count: g.lead.count)
-        for i in 0..<count {
-            var oa = 0, ob = 0
-            for (d, e) in index.enumerated() { oa += e * sa[d]; ob += e * sb[d] }
-            body(oa * sizeA, ob * sizeB, i * sizeC)
-            var d = g.lead.count - 1
-            while d >= 0 { index[d] += 1; if index[d] < g.lead[d] { break }; index[d] = 0; d -= 1 }
+    /// A node's geometry and its matrices' offsets in A, B and C per sample,
+    /// in row-major order of the output (the leading axes broadcast); made
+    /// once per node (`OpContext.staticPlan`).
+    final class Matrices {
+        let g: Geometry
+        /// (A, B, C) offsets in floats, three per matrix.
+        let offsets: [Int]
+
+        init(_ g: Geometry) {
+            self.g = g
+            let count = g.lead.reduce(1, *)
+            let sa = Strided.strides(of: g.leadA, broadcastTo: g.lead)
+            let sb = Strided.strides(of: g.leadB, broadcastTo: g.lead)
+            let sizeA = g.m * g.k, sizeB = g.k * g.n, sizeC = g.m * g.n
+            var index = [Int](repeating: 0, count: g.lead.count), offsets: [Int] = []
+            offsets.reserveCapacity(3 * count)
+            for i in 0..<count {
+                var oa = 0, ob = 0
+                for (d, e) in index.enumerated() { oa += e * sa[d]; ob += e * sb[d] }
+                offsets += [oa * sizeA, ob * sizeB, i * sizeC]
+                var d = g.lead.count - 1
+                while d >= 0 { index[d] += 1; if index[d] < g.lead[d] { break }; index[d] = 0; d -= 1 }
+            }
+            self.offsets = offsets
+        }
+    }
+
+    private func matrices(_ c: OpContext) -> Matrices {
+        c.staticPlan { Matrices(geometry(c.shape(0), c.shape(1))!) }
+    }
+
+    /// Calls `body(aOffset, bOffset, cOffset)` for every matrix of a sample.
+    private func forEachMatrix(_ p: Matrices, _ body: (Int, Int, Int) -> Void) {
+        p.offsets.withUnsafeBufferPointer { o in
+            for i in stride(from: 0, to: o.count, by: 3) { body(o[i], o[i + 1], o[i + 2]) }
         }
     }
 
     /// C (=, or += with `accumulate`) A·B' for every sample `s` and matrix,
     /// where `a(s)`, `b(s)`, `c(s)` give each sample's base pointers.
-    private func multiply(_ c: OpContext, _ g: Geometry, samples: Int, accumulate: Bool,
+    private func multiply(_ c: OpContext, _ p: Matrices, samples: Int, accumulate: Bool,
                           a: (Int) -> UnsafePointer<Float>, b: (Int) -> UnsafePointer<Float>,
                           c out: (Int) -> UnsafeMutablePointer<Float>) {
+        let g = p.g
         let scratch = c.scratch(fr_gemm_scratch_floats(g.m, g.n, g.k))
         for s in 0..<samples {
             let pa = a(s), pb = b(s), pc = out(s)
-            forEachMatrix(g) { oa, ob, oc in
+            forEachMatrix(p) { oa, ob, oc in
                 fr_gemm(0, transposeB ? 1 : 0, g.m, g.n, g.k, pa + oa, g.k, pb + ob, transposeB ? g.k : g.n,
                         accumulate ? 1 : 0, pc + oc, g.n, scratch)
             }
@@ -77,14 +99,14 @@ struct MatMulOp: GraphOp {
     }
 
     func forward(_ c: OpContext) {
-        let g = geometry(c.shape(0), c.shape(1))!
+        let p = matrices(c)
         let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
         let a = c.input(0), b = c.input(1), out = c.out
-        if runsBF16(c, g) {
-            multiplyBF16(c, g, a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
+        if runsBF16(c, p.g) {
+            multiplyBF16(c, p, a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
             return
         }
-        multiply(c, g, samples: c.batch, accumulate: false,
+        multiply(c, p, samples: c.batch, accumulate: false,
                  a: { UnsafePointer(a + $0 * sa) }, b: { UnsafePointer(b + $0 * sb) }, c: { out + $0 * so })
     }
 
@@ -100,15 +122,16 @@ struct MatMulOp: GraphOp {
             && g.n >= Precision.bf16MinimumWidth && g.m > 0
     }
 
-    private func multiplyBF16(_ c: OpContext, _ g: Geometry, a: (Int) -> UnsafePointer<Float>,
+    private func multiplyBF16(_ c: OpContext, _ p: Matrices, a: (Int) -> UnsafePointer<Float>,
                               b: (Int) -> UnsafePointer<Float>, c out: (Int) -> UnsafeMutablePointer<Float>) {
+        let g = p.g
         let packedCount = fr_bf16_packed_count(g.n, g.k)
         let packed = UnsafeMutableRawPointer(c.scratch2((packedCount + 1) / 2 + 16))
             .alignedUp(toMultipleOf: 64).bindMemory(to: UInt16.self, capacity: packedCount)
         let scratch = c.scratchBytes(fr_gemm_bf16_scratch_bytes(g.k))
         for s in 0..<c.batch {
             let pa = a(s), pb = b(s), pc = out(s)
-            forEachMatrix(g) { oa, ob, oc in
+            forEachMatrix(p) { oa, ob, oc in
                 // B stored [N, K] (transposeB) is W's [out, in]; B [K, N] is [in, out].
                 fr_pack_weights_bf16(pb + ob, transposeB ? 0 : 1, packed, g.n, g.k)
                 fr_gemm_bf16(pa + oa, packed, nil, pc + oc, g.m, g.n, g.k, scratch, Int32(FR_IDENTITY.rawValue), 0, 0)
@@ -117,23 +140,23 @@ struct MatMulOp: GraphOp {
     }
 
     func jvp(_ c: OpContext) {
-        let g = geometry(c.shape(0), c.shape(1))!
+        let p = matrices(c)
         let (sa, sb, so, k) = (c.size(0), c.size(1), c.outputSize, c.k)
         let a = c.input(0), b = c.input(1), out = c.out
         out.update(repeating: 0, count: c.batch * k * so)
         // Tangent row r = sample·k + j pairs with primal sample r / k.
         if let ta = c.tangent(0) {
-            multiply(c, g, samples: c.batch * k, accumulate: true,
+            multiply(c, p, samples: c.batch * k, accumulate: true,
                      a: { UnsafePointer(ta + $0 * sa) }, b: { UnsafePointer(b + ($0 / k) * sb) }, c: { out + $0 * so })
         }
         if let tb = c.tangent(1) {
-            multiply(c, g, samples: c.batch * k, accumulate: true,
+            multiply(c, p, samples: c.batch * k, accumulate: true,
                      a: { UnsafePointer(a + ($0 / k) * sa) }, b: { UnsafePointer(tb + $0 * sb) }, c: { out + $0 * so })
         }
     }
 
     func vjp(_ c: OpContext) {
-        let g = geometry(c.shape(0), c.shape(1))!
+        let p = matrices(c), g = p.g
         let (sa, sb, so) = (c.size(0), c.size(1), c.outputSize)
         let a = c.input(0), b = c.input(1), gy = c.out
         let ga = c.gradient(0), gb = c.gradient(1)
@@ -141,7 +164,7 @@ struct MatMulOp: GraphOp {
                                           fr_gemm_scratch_floats(g.n, g.k, g.m)))
         for s in 0..<c.batch {
             let pa = a + s * sa, pb = b + s * sb, pg = gy + s * so
-            forEachMatrix(g) { oa, ob, oc in
+            forEachMatrix(p) { oa, ob, oc in
                 if let ga {
                     // g_A [M, K] += g [M, N] · B'ᵀ: B' = B [K, N] → transB; B' = Bᵀ (B stored [N, K]) → B as is.
                     fr_gemm(0, transposeB ? 0 : 1, g.m, g.k, g.n, pg + oc, g.n, pb + ob, transposeB ? g.k : g.n,

@@ -6,6 +6,24 @@ import CKernels
 struct TransposeOp: IndexMappingOp {
     var perm: [Int]
     let map: IndexMap
+    /// How `permute` copies a sample (fixed by perm and the input shape).
+    let copy: Copy
+
+    /// With the input axes that stay adjacent merged (extent-1 axes
+    /// dropped), a permutation that swaps the last two merged axes is a
+    /// batch of matrix transposes (`fr_transpose`, 16 × 16 blocks:
+    /// attention's [C, HW] ↔ [HW, C]); one that keeps the innermost merged
+    /// axis innermost copies whole rows (`fr_permute_rows`); any other runs
+    /// as a strided copy (`Strided.apply`).
+    enum Copy: Equatable {
+        /// `outer` matrices [a, b] → [b, a] per sample.
+        case transposes(outer: Int, a: Int, b: Int)
+        /// Rows of `run` floats gathered in output order: the other merged
+        /// axes' extents and input strides, output order (≤ 6 of them).
+        case rows(run: Int, extents: [Int], strides: [Int])
+        /// The output shape and the input strides in output order.
+        case strided(outShape: [Int], strides: [Int])
+    }
 
     /// - Throws: `.shapeMismatch` unless `perm` permutes the axes of `inputShape`.
     init(perm: [Int], inputShape: [Int], node: String) throws {
@@ -19,22 +37,10 @@ struct TransposeOp: IndexMappingOp {
             for (d, p) in perm.enumerated() { i[p] = o[d] }
             return i
         }
+        copy = Self.copy(perm: perm, inShape: inputShape)
     }
 
-    var kindName: String { "Transpose" }
-
-    func forward(_ c: OpContext) { permute(c, from: c.input(0), rows: c.batch) }
-    func jvp(_ c: OpContext) { permute(c, from: c.tangent(0)!, rows: c.batch * c.k) }
-
-    /// Copies `rows` samples of x into `c.out`, permuted. With the axes that
-    /// stay adjacent merged (and extent-1 axes dropped), a permutation that
-    /// swaps the last two merged axes is a batch of matrix transposes
-    /// (`fr_transpose`, 16 × 16 blocks: attention's [C, HW] ↔ [HW, C]); one
-    /// that keeps the innermost merged axis innermost copies whole rows
-    /// (`fr_permute_rows`); any other runs as a strided copy
-    /// (`Strided.apply`). Same values as the index map.
-    private func permute(_ c: OpContext, from x: UnsafeMutablePointer<Float>, rows: Int) {
-        let inShape = c.shape(0), size = c.size(0), out = c.out
+    private static func copy(perm: [Int], inShape: [Int]) -> Copy {
         // Output-ordered groups of adjacent input axes (extent-1 axes dropped).
         var groups: [[Int]] = []
         for p in perm where inShape[p] != 1 {
@@ -49,32 +55,46 @@ struct TransposeOp: IndexMappingOp {
         let inputOrder = groups.indices.sorted { groups[$0][0] < groups[$1][0] }
         let n = groups.count
         if n >= 2, inputOrder == Array(0..<(n - 2)) + [n - 1, n - 2] {
-            // Per sample: `outer` matrices [a, b] → [b, a] (a = extents[n-1]).
-            let a = extents[n - 1], b = extents[n - 2], outer = size / (a * b)
-            for s in 0..<(rows * outer) {
-                fr_transpose(a, b, x + s * a * b, b, out + s * a * b, a)
-            }
-            return
+            let a = extents[n - 1], b = extents[n - 2]
+            return .transposes(outer: inShape.reduce(1, *) / (a * b), a: a, b: b)
         }
         let inStrides = Strided.strides(of: inShape, broadcastTo: inShape)
         if n >= 1, n <= 7, inputOrder.last == n - 1 {
-            // The innermost group stays innermost: rows of `run` floats
-            // gathered in output order (`fr_permute_rows`), the sample axis
-            // outermost (attention's head split [T, H, D] → [H, T, D]).
-            let run = extents[n - 1]
-            var ext = [rows] + extents.dropLast()
-            var st = [size] + groups.dropLast().map { inStrides[$0.last!] }
-            ext.withUnsafeMutableBufferPointer { e in
-                st.withUnsafeMutableBufferPointer { s in
-                    fr_permute_rows(x, out, n, e.baseAddress, s.baseAddress, run)
-                }
-            }
-            return
+            return .rows(run: extents[n - 1], extents: Array(extents.dropLast()),
+                         strides: groups.dropLast().map { inStrides[$0.last!] })
         }
-        let outShape = perm.map { inShape[$0] }
-        let full = [rows] + outShape
-        Strided.apply(.copy, shape: full, dst: out, dstStrides: Strided.strides(of: full, broadcastTo: full),
-                      accumulate: false, StridedOperand(pointer: x, strides: [size] + perm.map { inStrides[$0] }))
+        return .strided(outShape: perm.map { inShape[$0] }, strides: perm.map { inStrides[$0] })
+    }
+
+    var kindName: String { "Transpose" }
+
+    func forward(_ c: OpContext) { permute(c, from: c.input(0), rows: c.batch) }
+    func jvp(_ c: OpContext) { permute(c, from: c.tangent(0)!, rows: c.batch * c.k) }
+
+    /// Copies `rows` samples of x into `c.out`, permuted (`copy`). Same
+    /// values as the index map.
+    private func permute(_ c: OpContext, from x: UnsafeMutablePointer<Float>, rows: Int) {
+        let size = c.size(0), out = c.out
+        switch copy {
+        case .transposes(let outer, let a, let b):
+            for s in 0..<(rows * outer) {
+                fr_transpose(a, b, x + s * a * b, b, out + s * a * b, a)
+            }
+        case .rows(let run, let extents, let strides):
+            // The sample axis outermost (attention's head split [T, H, D] → [H, T, D]).
+            let n = extents.count + 1
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * n) { buffer in
+                let e = buffer.baseAddress!, st = e + n
+                e[0] = rows
+                st[0] = size
+                for i in 0..<(n - 1) { e[i + 1] = extents[i]; st[i + 1] = strides[i] }
+                fr_permute_rows(x, out, n, e, st, run)
+            }
+        case .strided(let outShape, let strides):
+            let full = [rows] + outShape
+            Strided.apply(.copy, shape: full, dst: out, dstStrides: Strided.strides(of: full, broadcastTo: full),
+                          accumulate: false, StridedOperand(pointer: x, strides: [size] + strides))
+        }
     }
 
     func outputShape(_ inputs: [Graph.Value], node: String) throws -> [Int] {
