@@ -192,6 +192,45 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// Fused attention reads Q, K and V through the head split (Reshape,
+    /// Transpose, Slices and the √scale Muls of the qkv projection's output)
+    /// and writes Y straight into the heads-merging Transpose's layout: in
+    /// inference those nodes do not run (the counts below: the softmax, P·V
+    /// and the skipped views, per model), and the velocities are bit for bit
+    /// those of a recorded pass, which runs every node as exported.
+    func testAttentionReadsHeadSplitsInPlace() throws {
+        let folder = ImageNetworkTests.folder
+        for (file, away) in [("dit__dynamo__opdefault.onnx", 26), ("dit__legacy__op17.onnx", 26),
+                             ("diffusers_unet__dynamo__opdefault.onnx", 44), ("diffusers_unet__legacy__op17.onnx", 36),
+                             ("tcfm_unet__dynamo__opdefault.onnx", 20)] {
+            let model = try Model.loadONNX(path: folder + "/" + file)
+            let ex = model.executor
+            XCTAssertEqual(ex.plan.fusedAway.filter { $0 }.count, away, file)
+            var rng = RandomStream(seed: 33, purpose: .custom, index: 0)
+            for batch in [1, 3] {
+                let d = model.dimension
+                let x = (0..<(batch * d)).map { _ in Float(rng.nextNormal()) }
+                let t = (0..<batch).map { 0.15 + 0.3 * Double($0) }
+                func pass(record: Bool) -> [Float] {
+                    let ws = GraphWorkspace()
+                    return withExtendedLifetime(ws) {
+                        t.withUnsafeBufferPointer { tb in
+                            x.withUnsafeBufferPointer { xb in
+                                let out = ex.forward(times: tb, points: xb.baseAddress!, batch: batch, workspace: ws,
+                                                     record: record)
+                                return Array(UnsafeBufferPointer(start: out, count: batch * d))
+                            }
+                        }
+                    }
+                }
+                let fused = pass(record: false), exported = pass(record: true)
+                let differ = zip(fused, exported).filter { $0.bitPattern != $1.bitPattern }
+                XCTAssertEqual(differ.count, 0, "\(file) batch \(batch): \(differ.count) of \(fused.count) velocities differ, "
+                               + "by up to \(differ.map { abs($0 - $1) }.max() ?? 0)")
+            }
+        }
+    }
+
     /// fr_gemm_n8 (two rows of an 8-column product per vector) gives
     /// fr_gemm_prepacked's values bit for bit, for odd and even row counts,
     /// B in both layouts, C rows further apart than 8, and writes nothing

@@ -82,8 +82,7 @@ final class ExecutionPlan: @unchecked Sendable {
         for n in graph.nodes.indices where !away[n] {
             guard let f = AttentionFusion.starting(at: n, in: graph, readers: readers) else { continue }
             fusions[n] = f
-            away[f.softmax] = true
-            away[f.product] = true
+            for a in f.away { away[a] = true }
         }
         attentionFusions = fusions
         fusedAway = away
@@ -97,8 +96,9 @@ final class ExecutionPlan: @unchecked Sendable {
     /// after its last reader runs (never the output's); a new value takes a
     /// free slot (the largest, so buffers grow rarely) or a new one. An op's
     /// output never shares a slot with its inputs (they are freed after it).
-    /// A fused attention chain takes its output's slot at its first node;
-    /// S and P get none. A view node (`views[n]`: a Reshape of a batched
+    /// A fused attention chain takes its output's slot at its first node,
+    /// keeps its operands' bases until then; S, P and the values of the
+    /// nodes it skips get none. A view node (`views[n]`: a Reshape of a batched
     /// value, whose output has its input's values in the same order) gives
     /// its output its input's slot, which is freed when the last value
     /// sharing it has been read; the node then copies nothing
@@ -107,9 +107,8 @@ final class ExecutionPlan: @unchecked Sendable {
         -> (slots: [Int], count: Int, peak: Int) {
         var produced = graph.nodes.map { [$0.output] }
         for case let f? in fusions {
-            produced[f.scores] = [graph.nodes[f.product].output]
-            produced[f.softmax] = []
-            produced[f.product] = []
+            produced[f.scores] = [f.output]
+            for a in f.away { produced[a] = [] }
         }
         // root[v]: the value whose slot v shares (itself unless v is a view).
         var root = Array(graph.values.indices)
@@ -119,6 +118,10 @@ final class ExecutionPlan: @unchecked Sendable {
         }
         var lastUse = [Int](repeating: -1, count: graph.values.count)
         for (n, node) in graph.nodes.enumerated() { for i in node.inputs { lastUse[root[i]] = Swift.max(lastUse[root[i]], n) } }
+        // A fused chain reads its operands' bases when it runs (at its first node).
+        for case let f? in fusions {
+            for b in [f.q.base, f.k.base, f.v.base] { lastUse[root[b]] = Swift.max(lastUse[root[b]], f.scores) }
+        }
         lastUse[root[graph.output]] = Int.max
         var slots = [Int](repeating: -1, count: graph.values.count)
         var slotSize: [Int] = [], free: [Int] = []
@@ -145,7 +148,9 @@ final class ExecutionPlan: @unchecked Sendable {
         for (n, node) in graph.nodes.enumerated() {
             for v in produced[n] { take(v) }
             if n < views.count && views[n] && root[node.output] != node.output { slots[node.output] = slots[root[node.output]] }
-            for i in Set(node.inputs.map { root[$0] }) where lastUse[i] == n && slots[i] >= 0 {
+            var reads = node.inputs
+            if n < fusions.count, let f = fusions[n] { reads += [f.q.base, f.k.base, f.v.base] }
+            for i in Set(reads.map { root[$0] }) where lastUse[i] == n && slots[i] >= 0 {
                 free.append(slots[i])
                 live -= sizes[i]
             }

@@ -60,7 +60,7 @@ struct Executor {
                 if plan.fusedAway[n] { continue }
                 if let fusion = plan.attentionFusions[n] {
                     let product = graph.nodes[fusion.product]
-                    let out = buffer(product.output, batch * plan.sizes[product.output])
+                    let out = buffer(fusion.output, batch * plan.sizes[fusion.output])
                     fusion.forward(OpContext(executor: self, index: n, node: node, ws: ws, batch: batch, k: 0,
                                              record: false, out: out), product: product, into: out)
                     continue

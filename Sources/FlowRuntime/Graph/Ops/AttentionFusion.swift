@@ -15,9 +15,40 @@ import CKernels
 /// A alone in a fixed order (the k blocking does not depend on m), and the
 /// softmax is per row. Recorded passes (derivatives)
 /// run the three nodes, since their caches need S and P.
+///
+/// Operands read in place (`Operand`): where Q, K or V is a Reshape,
+/// Transpose or Slice (and at most one Mul by a one-element constant) of a
+/// value computed earlier — a transformer's fused qkv projection split into
+/// heads: Reshape → Transpose → three Slices → the √scale Muls — and every
+/// matrix of it is rows of contiguous floats in that value, the chain reads
+/// that value with a row stride and the copying nodes do not run (when no
+/// other node reads them). Likewise Y is written straight into the layout
+/// of a Transpose that is Y's only reader (heads merged back). Same values:
+/// the constant multiplies each element as the Mul node did (Q per block of
+/// rows, K before packing), and the copies only moved values.
 struct AttentionFusion {
     /// The nodes: Q·Kᵀ, softmax, P·V.
     let scores: Int, softmax: Int, product: Int
+    /// Q, K (as B₁) and V (as B₂).
+    let q: Operand, k: Operand, v: Operand
+    /// Where Y goes: `output` is the value the chain produces (P·V's output,
+    /// or the Transpose of it written in place).
+    let output: ValueID, y: Operand
+    /// Nodes that no inference pass runs: the softmax, P·V and the view
+    /// nodes the operands replace.
+    let away: [Int]
+
+    /// A matrix operand [lead…, rows, cols] of the chain in a value `base`
+    /// computed earlier: per sample, matrix m's element (i, j) is
+    /// `base[offsets[m] + i·rowStride + j]`, times parameter `scale` if any.
+    struct Operand {
+        let base: ValueID
+        let offsets: [Int]
+        let rowStride: Int
+        let scale: ValueID?
+        /// The view and scale nodes between `base` and the operand.
+        let nodes: [Int]
+    }
 
     /// Query rows per block: the block of S stays within ~128 KiB.
     static let blockFloats = 32768
@@ -45,13 +76,53 @@ struct AttentionFusion {
               let g2 = second.geometry(shape(p), shape(nodes[pv].inputs[1])),
               g1.leadA == g1.lead, g1.leadB == g1.lead, g2.leadA == g2.lead, g2.leadB == g2.lead,
               g1.lead == g2.lead, g2.m == g1.m, g2.k == g1.n else { return nil }
-        let v = nodes[pv].inputs[1]
-        switch graph.values[v].source {
-        case .node(let producer): guard producer < n else { return nil }
-        case .inputX, .inputT, .inputContext: break
-        case .parameter: return nil
+        func computedBefore(_ v: ValueID) -> Bool {
+            switch graph.values[v].source {
+            case .node(let producer): return producer < n
+            case .inputX, .inputT, .inputContext: return true
+            case .parameter: return false
+            }
         }
-        return AttentionFusion(scores: n, softmax: sm, product: pv)
+        guard computedBefore(nodes[pv].inputs[1]) else { return nil }
+        let matrices = g1.lead.reduce(1, *)
+        let q = Operand.tracing(nodes[n].inputs[0], matrices: matrices, rows: g1.m, cols: g1.k, in: graph,
+                                before: n)
+        let k = Operand.tracing(nodes[n].inputs[1], matrices: matrices, rows: first.transposeB ? g1.n : g1.k,
+                                cols: first.transposeB ? g1.k : g1.n, in: graph, before: n)
+        let v = Operand.tracing(nodes[pv].inputs[1], matrices: matrices, rows: second.transposeB ? g2.n : g2.k,
+                                cols: second.transposeB ? g2.k : g2.n, in: graph, before: n)
+        /// Where each input element of a permutation goes.
+        func inverse(_ sources: [Int32]) -> [Int] {
+            var inv = [Int](repeating: -1, count: sources.count)
+            for (t, e) in sources.enumerated() where e >= 0 && Int(e) < inv.count { inv[Int(e)] = t }
+            return inv
+        }
+        // Y [lead, M, N] into the output of a Transpose that is its only reader.
+        var output = nodes[pv].output, y = Operand.plain(output, matrices: matrices, rows: g2.m, cols: g2.n)
+        if readers[output] == 1, output != graph.output,
+           let t = nodes.indices[(pv + 1)...].first(where: { nodes[$0].inputs.contains(output) }),
+           let tr = nodes[t].operation.as(TransposeOp.self),
+           let placed = Operand.affine(inverse(tr.map.sources), base: nodes[t].output, matrices: matrices,
+                                       rows: g2.m, cols: g2.n, scale: nil, nodes: [t]) {
+            output = nodes[t].output
+            y = placed
+        }
+        // The view nodes to skip: those whose output only chain nodes read.
+        var chain = Set(q.nodes + k.nodes + v.nodes)
+        let fused: Set<Int> = [n, sm, pv]
+        var changed = true
+        while changed {
+            changed = false
+            for c in chain {
+                let out = nodes[c].output
+                let outside = out == graph.output || nodes.indices.contains { r in
+                    !chain.contains(r) && !fused.contains(r) && nodes[r].inputs.contains(out)
+                }
+                if outside { chain.remove(c); changed = true }
+            }
+        }
+        return AttentionFusion(scores: n, softmax: sm, product: pv, q: q, k: k, v: v, output: output, y: y,
+                               away: [sm, pv] + y.nodes + chain.sorted())
     }
 
     /// Y = softmax(A₁·B₁')·B₂' for `c.batch` samples into `y`; `c` is the
@@ -72,31 +143,53 @@ struct AttentionFusion {
         let narrow = width == 8 && fr_dense_avx512_active() != 0
         let kPacked = fr_gemm_packed_b_floats(keys, depth)
         let vPacked = narrow ? 16 * keys : fr_gemm_packed_b_floats(width, keys)
-        let packed = c.scratch(kPacked + vPacked)
+        // Scaled copies (a Mul by a constant read through): K whole, Q per block.
+        let kCopy = k.scale == nil ? 0 : keys * depth, qCopy = q.scale == nil ? 0 : block * depth
+        let packed = c.scratch(kPacked + vPacked + kCopy + qCopy)
+        let kScaled = packed + kPacked + vPacked, qScaled = kScaled + kCopy
         let sBlock = c.scratch2(block * keys)
-        let q = c.input(0), k = c.input(1), v = c.executor.data(product.inputs[1], c.ws)
+        let ex = c.executor, ws = c.ws, sizes = c.plan.sizes
+        let (qBase, kBase, vBase) = (ex.data(q.base, ws), ex.data(k.base, ws), ex.data(v.base, ws))
+        let qc = q.scale.map { ex.data($0, ws)[0] }, kc = k.scale.map { ex.data($0, ws)[0] }
+        let (qs, ks, vs, ys) = (sizes[q.base], sizes[k.base], sizes[v.base], sizes[output])
         let matrices = g1.lead.reduce(1, *)
-        let (qSize, kSize, vSize, ySize) = (rows * depth, keys * depth, keys * width, rows * width)
         let (tk, tv) = (first.transposeB ? 1 : 0, second.transposeB ? 1 : 0)
-        for m in 0..<(c.batch * matrices) {
-            let qm = q + m * qSize, ym = y + m * ySize
-            fr_gemm_pack_b(Int32(tk), keys, depth, k + m * kSize, tk == 1 ? depth : keys, packed)
-            if narrow {
-                fr_gemm_n8_pack(Int32(tv), keys, v + m * vSize, tv == 1 ? keys : width, packed + kPacked)
-            } else {
-                fr_gemm_pack_b(Int32(tv), width, keys, v + m * vSize, tv == 1 ? keys : width, packed + kPacked)
-            }
-            var r0 = 0
-            while r0 < rows {
-                let rb = Swift.min(block, rows - r0)
-                fr_gemm_prepacked(rb, keys, depth, qm + r0 * depth, depth, packed, sBlock, keys)
-                fr_softmax_rows(sBlock, sBlock, rb, keys)
-                if narrow {
-                    fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * width, width)
-                } else {
-                    fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * width, width)
+        let (lq, ly) = (q.rowStride, self.y.rowStride)
+        for s in 0..<c.batch {
+            for m in 0..<matrices {
+                let qm = qBase + s * qs + q.offsets[m], ym = y + s * ys + self.y.offsets[m]
+                var km = UnsafePointer(kBase + s * ks + k.offsets[m]), lk = k.rowStride
+                if var kc {
+                    // K · c as the Mul node computed it (`fr_binary_rows`, op 2).
+                    let (r, w) = tk == 1 ? (keys, depth) : (depth, keys)
+                    fr_binary_rows(2, km, lk, 1, &kc, 0, 0, kScaled, r, w)
+                    km = UnsafePointer(kScaled)
+                    lk = w
                 }
-                r0 += rb
+                fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed)
+                let vm = vBase + s * vs + v.offsets[m]
+                if narrow {
+                    fr_gemm_n8_pack(Int32(tv), keys, vm, v.rowStride, packed + kPacked)
+                } else {
+                    fr_gemm_pack_b(Int32(tv), width, keys, vm, v.rowStride, packed + kPacked)
+                }
+                var r0 = 0
+                while r0 < rows {
+                    let rb = Swift.min(block, rows - r0)
+                    if var qc {
+                        fr_binary_rows(2, qm + r0 * lq, lq, 1, &qc, 0, 0, qScaled, rb, depth)
+                        fr_gemm_prepacked(rb, keys, depth, qScaled, depth, packed, sBlock, keys)
+                    } else {
+                        fr_gemm_prepacked(rb, keys, depth, qm + r0 * lq, lq, packed, sBlock, keys)
+                    }
+                    fr_softmax_rows(sBlock, sBlock, rb, keys)
+                    if narrow {
+                        fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
+                    } else {
+                        fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
+                    }
+                    r0 += rb
+                }
             }
         }
     }
@@ -105,5 +198,68 @@ struct AttentionFusion {
     final class Geometries {
         let pair: (MatMulOp.Geometry, MatMulOp.Geometry)
         init(_ g1: MatMulOp.Geometry, _ g2: MatMulOp.Geometry) { pair = (g1, g2) }
+    }
+}
+
+extension AttentionFusion.Operand {
+    /// The operand as stored: matrix m at m·rows·cols, rows of `cols`.
+    static func plain(_ v: ValueID, matrices: Int, rows: Int, cols: Int) -> Self {
+        Self(base: v, offsets: (0..<matrices).map { $0 * rows * cols }, rowStride: cols, scale: nil, nodes: [])
+    }
+
+    /// The operand when `sources` (per element of [matrices, rows, cols],
+    /// its index in `base`) puts every matrix's rows at one stride apart
+    /// (≥ 0), each row's floats consecutive; else nil.
+    static func affine(_ sources: [Int], base: ValueID, matrices: Int, rows: Int, cols: Int, scale: ValueID?,
+                       nodes: [Int]) -> Self? {
+        let per = rows * cols
+        guard sources.count == matrices * per, per > 0 else { return nil }
+        let stride = rows > 1 ? sources[cols] - sources[0] : cols
+        guard stride >= 0 else { return nil }
+        var offsets: [Int] = []
+        for m in 0..<matrices {
+            let o = sources[m * per]
+            guard o >= 0 else { return nil }
+            for i in 0..<rows {
+                for j in 0..<cols where sources[m * per + i * cols + j] != o + i * stride + j { return nil }
+            }
+            offsets.append(o)
+        }
+        return Self(base: base, offsets: offsets, rowStride: stride, scale: scale, nodes: nodes)
+    }
+
+    /// Operand value `v` read through the longest chain of Reshapes,
+    /// Transposes, Slices and (once) a Mul by a one-element parameter
+    /// behind it whose source is `affine`; `v` itself when there is none.
+    static func tracing(_ v: ValueID, matrices: Int, rows: Int, cols: Int, in graph: Graph, before n: Int) -> Self {
+        var best = plain(v, matrices: matrices, rows: rows, cols: cols)
+        var sources = Array(0..<(matrices * rows * cols)), cur = v, nodes: [Int] = [], scale: ValueID?
+        while case .node(let p) = graph.values[cur].source, p < n {
+            let node = graph.nodes[p], op = node.operation
+            let batched = node.inputs.filter { graph.values[$0].isBatched }
+            guard batched.count == 1 else { break }
+            let view = node.inputs.count == 1 && graph.values[node.inputs[0]].isBatched
+            if view, op.as(ReshapeOp.self) != nil {
+                cur = node.inputs[0]
+            } else if view, let map = op.as(TransposeOp.self)?.map ?? op.as(SliceOp.self)?.map,
+                      map.sources.allSatisfy({ $0 >= 0 }) {
+                sources = sources.map { Int(map.sources[$0]) }
+                cur = node.inputs[0]
+            } else if let b = op.as(BinaryOp.self), b.function == .mul, scale == nil, node.inputs.count == 2,
+                      let c = node.inputs.first(where: { !graph.values[$0].isBatched }),
+                      graph.values[c].shape.reduce(1, *) == 1,
+                      graph.values[batched[0]].shape == graph.values[node.output].shape {
+                if case .parameter = graph.values[c].source {} else { break }
+                scale = c
+                cur = batched[0]
+            } else {
+                break
+            }
+            nodes.append(p)
+            if let a = affine(sources, base: cur, matrices: matrices, rows: rows, cols: cols, scale: scale, nodes: nodes) {
+                best = a
+            }
+        }
+        return best
     }
 }
