@@ -362,7 +362,9 @@ public final class GraphWorkspace: FieldWorkspace {
     /// allocate nothing (issue 13). Cleared when another plan's executor
     /// uses this workspace.
     private var nodePlans: [[NodePlanEntry]] = []
-    private var planOwner: ObjectIdentifier?
+    /// The plan whose nodes `nodePlans` describes (held, so that no other
+    /// plan can take its address while the workspace remembers it).
+    private var planOwner: ExecutionPlan?
     /// Plans kept per node (batch sizes and tangent counts in use at once:
     /// a solver's full chunks and its last, short one; forward and JVP).
     static let plansPerNode = 8
@@ -375,9 +377,8 @@ public final class GraphWorkspace: FieldWorkspace {
     /// Node `node`'s plan of type `P` for (`batch`, `k`), made by `make` if
     /// not kept yet. `owner` is the execution plan whose node it is.
     func plan<P: AnyObject>(node: Int, owner: ExecutionPlan, batch: Int, k: Int, _ make: () -> P) -> P {
-        let id = ObjectIdentifier(owner)
-        if planOwner != id {
-            planOwner = id
+        if planOwner !== owner {
+            planOwner = owner
             nodePlans = Array(repeating: [], count: owner.graph.nodes.count)
         }
         for e in nodePlans[node] where e.batch == batch && e.k == k {
