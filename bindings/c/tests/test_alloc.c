@@ -87,17 +87,21 @@ static void steps_do_not_allocate(flowrt_model *m) {
                  * thread's first chunk is the short last one, and which thread
                  * claims it varies from call to call (up to ~6 buffers for the
                  * exact log-density), while allocations per step would show in
-                 * every call. Slack 8: 36 more steps are 36 more evaluations
+                 * every call. Slack 16: 36 more steps are 36 more evaluations
                  * (an allocation per step would add >= 36) and 5 more progress
                  * rounds, in which a pooled buffer still grows now and then
-                 * (+6 seen for the exact log-density on 2 threads). */
+                 * (+6 seen for the exact log-density on 2 threads). On 2
+                 * threads, +9 to +10 in about one run in three, with or
+                 * without progress rounds, for all three kinds, and as often
+                 * with the library as of ccd9735 (which slack 8 let pass by
+                 * luck): a constant of the thread pool, not per step. */
                 for (rep = 0; rep < 3; rep++) {
                     r = call_allocations(f, kind, 12, threads, progress);
                     if (a < 0 || r < a) a = r;
                     r = call_allocations(f, kind, 48, threads, progress);
                     if (b < 0 || r < b) b = r;
                 }
-                CHECK(b <= a + 8, "%s, %u thread(s), progress %d: %ld allocations with 48 steps, %ld with 12",
+                CHECK(b <= a + 16, "%s, %u thread(s), progress %d: %ld allocations with 48 steps, %ld with 12",
                       names[kind], threads, progress, b, a);
             }
     flowrt_flow_free(f);
