@@ -231,6 +231,34 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// A batch of one U-Net sample on two threads splits its attention's row
+    /// blocks over both (the torchcfm U-Net's 28×28 attention is above
+    /// `AttentionFusion.splitFlops`): the velocity is bit for bit the one
+    /// thread's, and a single DiT chunk (below the threshold) too.
+    func testSplitAttentionGivesTheOneThreadValues() throws {
+        let folder = ImageNetworkTests.folder
+        for (file, batch) in [("tcfm_unet__dynamo__opdefault.onnx", 1), ("diffusers_unet__dynamo__opdefault.onnx", 1),
+                              ("dit__dynamo__opdefault.onnx", 5)] {
+            let model = try Model.loadONNX(path: folder + "/" + file)
+            var rng = RandomStream(seed: 44, purpose: .custom, index: 0)
+            let d = model.dimension
+            let x = (0..<(batch * d)).map { _ in Float(rng.nextNormal()) }
+            let t = (0..<batch).map { 0.3 + 0.1 * Double($0) }
+            func velocity(threads: Int) -> [UInt32] {
+                var v = [Float](repeating: 0, count: batch * d)
+                t.withUnsafeBufferPointer { tb in
+                    x.withUnsafeBufferPointer { xb in
+                        v.withUnsafeMutableBufferPointer { model.velocity(times: tb, points: xb, into: $0, threads: threads) }
+                    }
+                }
+                return v.map(\.bitPattern)
+            }
+            let one = velocity(threads: 1)
+            XCTAssertEqual(velocity(threads: 2), one, file)
+            XCTAssertEqual(velocity(threads: 3), one, file)
+        }
+    }
+
     /// fr_gemm_n8 (two rows of an 8-column product per vector) gives
     /// fr_gemm_prepacked's values bit for bit, for odd and even row counts,
     /// B in both layouts, C rows further apart than 8, and writes nothing

@@ -355,6 +355,21 @@ public final class GraphWorkspace: FieldWorkspace {
     /// Inference buffers (see `ExecutionPlan.slots`).
     var slotBuffers: [FloatBuffer] = []
 
+    /// Threads an op may split this pass's work over (`Model.velocity` sets
+    /// it for a batch that is a single chunk, so that a second core helps
+    /// one sample; 1 otherwise). Only ops whose pieces compute the same
+    /// values as the whole do so (fused attention's row blocks).
+    var opThreads = 1
+    /// Scratch of the workers of a split op, one per worker.
+    var workerScratch: [FloatBuffer] = []
+
+    /// Grows `workerScratch` to `workers` buffers of at least `count` floats
+    /// (before a split op starts its workers, which then read `.pointer`).
+    func reserveWorkerScratch(_ workers: Int, count: Int) {
+        while workerScratch.count < workers { workerScratch.append(FloatBuffer()) }
+        for w in 0..<workers { _ = workerScratch[w].reserve(count) }
+    }
+
     /// Ops' per-node plans (`OpContext.plan`): whatever an op derives from
     /// the node's static shapes and the pass's batch and tangent count
     /// (coalesced broadcast strides, matrix offsets), made on first use and

@@ -320,7 +320,13 @@ extension Model {
         let n = times.count, d = dimension, m = graph.contextDimension
         let chunkSize = chunkSize ?? preferredChunkSize
         if n <= chunkSize {
-            withWorkspace { velocity(times: times, points: points, contexts: contexts, into: velocities, workspace: $0) }
+            // One chunk: the threads go to ops that split a call's work.
+            withWorkspace { fw in
+                let ws = graphWorkspace(fw)
+                ws.opThreads = threads
+                defer { ws.opThreads = 1 }
+                velocity(times: times, points: points, contexts: contexts, into: velocities, workspace: ws)
+            }
             return
         }
         Parallel.forEachChunk(count: n, chunkSize: chunkSize, threads: threads) { _, r in

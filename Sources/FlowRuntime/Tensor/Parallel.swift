@@ -29,24 +29,32 @@ public enum Parallel {
     /// `body` must only write memory belonging to its range or chunk.
     public static func forEachChunk(count: Int, chunkSize: Int, threads: Int,
                                     _ body: (_ chunk: Int, _ range: Range<Int>) -> Void) {
+        forEachChunk(count: count, chunkSize: chunkSize, threads: threads) { _, c, r in body(c, r) }
+    }
+
+    /// `forEachChunk`, also telling `body` which worker (0 ..< min(threads,
+    /// chunks); no two run at once with the same number) runs the chunk:
+    /// for per-worker scratch.
+    static func forEachChunk(count: Int, chunkSize: Int, threads: Int,
+                             _ body: (_ worker: Int, _ chunk: Int, _ range: Range<Int>) -> Void) {
         precondition(chunkSize > 0)
         let chunks = (count + chunkSize - 1) / chunkSize
         if chunks == 0 { return }
         let workers = Swift.max(1, Swift.min(threads, chunks))
         func range(_ c: Int) -> Range<Int> { (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize) }
         if workers == 1 {
-            for c in 0..<chunks { body(c, range(c)) }
+            for c in 0..<chunks { body(0, c, range(c)) }
             return
         }
         // The next unclaimed chunk (a fetch-and-add on the caller's stack:
         // no allocation per call).
         let next = Atomic<Int>(0)
         withoutActuallyEscaping(body) { _ in
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
                 while true {
                     let c = next.add(1, ordering: .relaxed).oldValue
                     if c >= chunks { return }
-                    body(c, range(c))
+                    body(worker, c, range(c))
                 }
             }
         }

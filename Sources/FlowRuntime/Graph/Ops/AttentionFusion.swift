@@ -52,6 +52,9 @@ struct AttentionFusion {
 
     /// Query rows per block: the block of S stays within ~128 KiB.
     static let blockFloats = 32768
+    /// Multiply-adds ×2 of a call's attention above which it splits over
+    /// `GraphWorkspace.opThreads` (a few ms of work; a split costs ~10 µs).
+    static let splitFlops = 1 << 23
 
     /// The chain that starts at node `n`, if `n` starts one that can run
     /// fused: the softmax over the last axis of S, S and P read only by the
@@ -145,52 +148,76 @@ struct AttentionFusion {
         let vPacked = narrow ? 16 * keys : fr_gemm_packed_b_floats(width, keys)
         // Scaled copies (a Mul by a constant read through): K whole, Q per block.
         let kCopy = k.scale == nil ? 0 : keys * depth, qCopy = q.scale == nil ? 0 : block * depth
-        let packed = c.scratch(kPacked + vPacked + kCopy + qCopy)
-        let kScaled = packed + kPacked + vPacked, qScaled = kScaled + kCopy
-        let sBlock = c.scratch2(block * keys)
         let ex = c.executor, ws = c.ws, sizes = c.plan.sizes
         let (qBase, kBase, vBase) = (ex.data(q.base, ws), ex.data(k.base, ws), ex.data(v.base, ws))
         let qc = q.scale.map { ex.data($0, ws)[0] }, kc = k.scale.map { ex.data($0, ws)[0] }
         let (qs, ks, vs, ys) = (sizes[q.base], sizes[k.base], sizes[v.base], sizes[output])
-        let matrices = g1.lead.reduce(1, *)
+        let matrices = g1.lead.reduce(1, *), units = c.batch * matrices
+        let blocks = (rows + block - 1) / Swift.max(block, 1)
         let (tk, tv) = (first.transposeB ? 1 : 0, second.transposeB ? 1 : 0)
         let (lq, ly) = (q.rowStride, self.y.rowStride)
-        for s in 0..<c.batch {
-            for m in 0..<matrices {
-                let qm = qBase + s * qs + q.offsets[m], ym = y + s * ys + self.y.offsets[m]
-                var km = UnsafePointer(kBase + s * ks + k.offsets[m]), lk = k.rowStride
-                if var kc {
-                    // K · c as the Mul node computed it (`fr_binary_rows`, op 2).
-                    let (r, w) = tk == 1 ? (keys, depth) : (depth, keys)
-                    fr_binary_rows(2, km, lk, 1, &kc, 0, 0, kScaled, r, w)
-                    km = UnsafePointer(kScaled)
-                    lk = w
-                }
-                fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed)
-                let vm = vBase + s * vs + v.offsets[m]
-                if narrow {
-                    fr_gemm_n8_pack(Int32(tv), keys, vm, v.rowStride, packed + kPacked)
-                } else {
-                    fr_gemm_pack_b(Int32(tv), width, keys, vm, v.rowStride, packed + kPacked)
-                }
-                var r0 = 0
-                while r0 < rows {
-                    let rb = Swift.min(block, rows - r0)
-                    if var qc {
-                        fr_binary_rows(2, qm + r0 * lq, lq, 1, &qc, 0, 0, qScaled, rb, depth)
-                        fr_gemm_prepacked(rb, keys, depth, qScaled, depth, packed, sBlock, keys)
-                    } else {
-                        fr_gemm_prepacked(rb, keys, depth, qm + r0 * lq, lq, packed, sBlock, keys)
-                    }
-                    fr_softmax_rows(sBlock, sBlock, rb, keys)
-                    if narrow {
-                        fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
-                    } else {
-                        fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
-                    }
-                    r0 += rb
-                }
+
+        /// Packs matrix `u` (sample u / matrices)'s K and V into `packed`.
+        func pack(_ u: Int, into packed: UnsafeMutablePointer<Float>, kScaled: UnsafeMutablePointer<Float>) {
+            let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
+            var km = UnsafePointer(kBase + s * ks + k.offsets[m]), lk = k.rowStride
+            if var kc {
+                // K · c as the Mul node computed it (`fr_binary_rows`, op 2).
+                let (r, w) = tk == 1 ? (keys, depth) : (depth, keys)
+                fr_binary_rows(2, km, lk, 1, &kc, 0, 0, kScaled, r, w)
+                km = UnsafePointer(kScaled)
+                lk = w
             }
+            fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed)
+            let vm = vBase + s * vs + v.offsets[m]
+            if narrow {
+                fr_gemm_n8_pack(Int32(tv), keys, vm, v.rowStride, packed + kPacked)
+            } else {
+                fr_gemm_pack_b(Int32(tv), width, keys, vm, v.rowStride, packed + kPacked)
+            }
+        }
+        /// Row block `b` of matrix `u`: S's rows, their softmax, Y's rows.
+        func rowBlock(_ u: Int, _ b: Int, packed: UnsafePointer<Float>, sBlock: UnsafeMutablePointer<Float>,
+                  qScaled: UnsafeMutablePointer<Float>) {
+            let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
+            let qm = qBase + s * qs + q.offsets[m], ym = y + s * ys + self.y.offsets[m]
+            let r0 = b * block, rb = Swift.min(block, rows - r0)
+            if var qc {
+                fr_binary_rows(2, qm + r0 * lq, lq, 1, &qc, 0, 0, qScaled, rb, depth)
+                fr_gemm_prepacked(rb, keys, depth, qScaled, depth, packed, sBlock, keys)
+            } else {
+                fr_gemm_prepacked(rb, keys, depth, qm + r0 * lq, lq, packed, sBlock, keys)
+            }
+            fr_softmax_rows(sBlock, sBlock, rb, keys)
+            if narrow {
+                fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
+            } else {
+                fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
+            }
+        }
+
+        let threads = Swift.min(ws.opThreads, units * blocks)
+        if threads > 1 && 2 * units * rows * keys * (depth + width) >= Self.splitFlops {
+            // One call's attention over several cores (a batch of one U-Net
+            // sample): every matrix's K and V packed first, then the row
+            // blocks on the workers, each with its own S block. Same values.
+            let per = kPacked + vPacked
+            let packed = c.scratch(units * per + kCopy)
+            for u in 0..<units { pack(u, into: packed + u * per, kScaled: packed + units * per) }
+            ws.reserveWorkerScratch(threads, count: block * keys + qCopy)
+            Parallel.forEachChunk(count: units * blocks, chunkSize: 1, threads: threads) { w, i, _ in
+                let sBlock = ws.workerScratch[w].pointer
+                let (u, b) = i.quotientAndRemainder(dividingBy: blocks)
+                rowBlock(u, b, packed: packed + u * per, sBlock: sBlock, qScaled: sBlock + block * keys)
+            }
+            return
+        }
+        let packed = c.scratch(kPacked + vPacked + kCopy + qCopy)
+        let kScaled = packed + kPacked + vPacked, qScaled = kScaled + kCopy
+        let sBlock = c.scratch2(block * keys)
+        for u in 0..<units {
+            pack(u, into: packed, kScaled: kScaled)
+            for b in 0..<blocks { rowBlock(u, b, packed: packed, sBlock: sBlock, qScaled: qScaled) }
         }
     }
 
