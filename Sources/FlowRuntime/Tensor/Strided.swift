@@ -147,57 +147,57 @@ enum Strided {
         // broadcast operand, e.g. a per-channel scale or shift over H·W).
         let reducing = di == 0 && accumulate && c == nil && ai == 1 && (b == nil || bi == 1)
         withUnsafeTemporaryAllocation(of: Int.self, capacity: Swift.max(rank - 1, 1)) { index in
-        index.initialize(repeating: 0)
-        var od = 0, oa = 0, ob = 0, oc = 0
-        for _ in 0..<outer {
-            let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
-            if unit && contiguousRow(op, d, x, y, aStride: ai, bStride: bi, count: inner, accumulate: accumulate) {
-                // done by the unit-stride loop
-            } else if reducing && reduceRow(op, d, x, y, count: inner) {
-                // done by the vectorised reduction
-            } else {
-            switch op {
-            case .copy:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] } }
-            case .neg:
-                if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] } }
-                else { for i in 0..<inner { d[i * di] = -x[i * ai] } }
-            case .scale(let s):
-                if accumulate { for i in 0..<inner { d[i * di] += s * x[i * ai] } }
-                else { for i in 0..<inner { d[i * di] = s * x[i * ai] } }
-            case .add:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] + y[i * bi] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] + y[i * bi] } }
-            case .sub:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] - y[i * bi] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] - y[i * bi] } }
-            case .mul:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] } }
-            case .div:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] / y[i * bi] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] / y[i * bi] } }
-            case .mulDiv:
-                if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] / z[i * ci] } }
-                else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] / z[i * ci] } }
-            case .negMulDiv:
-                if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] * y[i * bi] / z[i * ci] } }
-                else { for i in 0..<inner { d[i * di] = -(x[i * ai] * y[i * bi] / z[i * ci]) } }
+            index.initialize(repeating: 0)
+            var od = 0, oa = 0, ob = 0, oc = 0
+            for _ in 0..<outer {
+                let d = dst + od, x = pa + oa, y = pb + ob, z = pc + oc
+                if unit && contiguousRow(op, d, x, y, aStride: ai, bStride: bi, count: inner, accumulate: accumulate) {
+                    // done by the unit-stride loop
+                } else if reducing && reduceRow(op, d, x, y, count: inner) {
+                    // done by the vectorised reduction
+                } else {
+                switch op {
+                case .copy:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] } }
+                case .neg:
+                    if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] } }
+                    else { for i in 0..<inner { d[i * di] = -x[i * ai] } }
+                case .scale(let s):
+                    if accumulate { for i in 0..<inner { d[i * di] += s * x[i * ai] } }
+                    else { for i in 0..<inner { d[i * di] = s * x[i * ai] } }
+                case .add:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] + y[i * bi] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] + y[i * bi] } }
+                case .sub:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] - y[i * bi] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] - y[i * bi] } }
+                case .mul:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] } }
+                case .div:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] / y[i * bi] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] / y[i * bi] } }
+                case .mulDiv:
+                    if accumulate { for i in 0..<inner { d[i * di] += x[i * ai] * y[i * bi] / z[i * ci] } }
+                    else { for i in 0..<inner { d[i * di] = x[i * ai] * y[i * bi] / z[i * ci] } }
+                case .negMulDiv:
+                    if accumulate { for i in 0..<inner { d[i * di] -= x[i * ai] * y[i * bi] / z[i * ci] } }
+                    else { for i in 0..<inner { d[i * di] = -(x[i * ai] * y[i * bi] / z[i * ci]) } }
+                }
+                }
+                // Advance the outer multi-index (odometer), updating offsets.
+                var axis = rank - 2
+                while axis >= 0 {
+                    index[axis] += 1
+                    od += ds[axis]; oa += as_[axis]; ob += bs[axis]; oc += cs[axis]
+                    if index[axis] < shp[axis] { break }
+                    od -= ds[axis] * shp[axis]; oa -= as_[axis] * shp[axis]
+                    ob -= bs[axis] * shp[axis]; oc -= cs[axis] * shp[axis]
+                    index[axis] = 0
+                    axis -= 1
+                }
             }
-            }
-            // Advance the outer multi-index (odometer), updating offsets.
-            var axis = rank - 2
-            while axis >= 0 {
-                index[axis] += 1
-                od += ds[axis]; oa += as_[axis]; ob += bs[axis]; oc += cs[axis]
-                if index[axis] < shp[axis] { break }
-                od -= ds[axis] * shp[axis]; oa -= as_[axis] * shp[axis]
-                ob -= bs[axis] * shp[axis]; oc -= cs[axis] * shp[axis]
-                index[axis] = 0
-                axis -= 1
-            }
-        }
         }
     }
 }

@@ -118,24 +118,21 @@ extension Executor {
 
     func binaryJVP(_ c: OpContext, _ f: BinaryFunction) {
         let node = c.node, ws = c.ws, out = c.out
-        let (ia, ib) = (node.inputs[0], node.inputs[1])
         let p = c.plan { BinaryTangentLoops(self, node, f, batch: c.batch, k: c.k) }
-        let a = data(ia, ws), b = data(ib, ws)
-        out.update(repeating: 0, count: p.count)
-        if let ta = tangent(ia, ws), let l = p.first {
-            switch f {
-            case .add, .sub: Strided.run(.copy, l, dst: out, accumulate: true, ta, nil, nil)
-            case .mul: Strided.run(.mul, l, dst: out, accumulate: true, ta, b, nil)
-            case .div: Strided.run(.div, l, dst: out, accumulate: true, ta, b, nil)
+        func pointer(_ o: BinaryFunction.JVPOperand) -> UnsafePointer<Float> {
+            switch o {
+            case .tangentA: UnsafePointer(tangent(node.inputs[0], ws)!)
+            case .tangentB: UnsafePointer(tangent(node.inputs[1], ws)!)
+            case .a: UnsafePointer(data(node.inputs[0], ws))
+            case .b: UnsafePointer(data(node.inputs[1], ws))
+            case .z: UnsafePointer(data(node.output, ws))
             }
         }
-        if let tb = tangent(ib, ws), let l = p.second {
-            switch f {
-            case .add: Strided.run(.copy, l, dst: out, accumulate: true, tb, nil, nil)
-            case .sub: Strided.run(.neg, l, dst: out, accumulate: true, tb, nil, nil)
-            case .mul: Strided.run(.mul, l, dst: out, accumulate: true, a, tb, nil)
-            case .div: Strided.run(.negMulDiv, l, dst: out, accumulate: true, data(node.output, ws), tb, b)
-            }
+        out.update(repeating: 0, count: p.count)
+        for t in p.terms {
+            let o = t.operands
+            Strided.run(t.op, t.loop, dst: out, accumulate: true, pointer(o[0]), o.count > 1 ? pointer(o[1]) : nil,
+                        o.count > 2 ? pointer(o[2]) : nil)
         }
     }
 
@@ -288,8 +285,8 @@ extension ONNXImporter {
 /// and row axes do not merge); any other through `Strided.apply`.
 final class BinaryLoop {
     struct Rows {
-        var outer: Int, outerY: Int, outerA: Int, outerB: Int
-        var rows: Int, n: Int, rowA: Int, rowB: Int, innerA: Int, innerB: Int
+        let outer: Int, outerY: Int, outerA: Int, outerB: Int
+        let rows: Int, n: Int, rowA: Int, rowB: Int, innerA: Int, innerB: Int
     }
     /// The iteration with the output's, a's and b's strides.
     let loop: Strided.Loop
@@ -317,45 +314,50 @@ final class BinaryLoop {
     }
 }
 
-/// A binary op's JVP loops at one (batch, k) (`OpContext.plan`): the
-/// iteration `[batch, k] + output shape` of the term of each input's
-/// tangent (nil for an input without one), with the operands `binaryJVP`
-/// passes: add/sub ȧ, ḃ; mul (ȧ, b), (a, ḃ); div (ȧ, b), (z, ḃ, b).
+/// A binary op's JVP loops at one (batch, k) (`OpContext.plan`): over
+/// `[batch, k] + output shape`, the term (`BinaryFunction.tangentTerms`) of
+/// each input that has tangents.
 final class BinaryTangentLoops {
     /// Floats of the output tangents.
     let count: Int
-    let first: Strided.Loop?, second: Strided.Loop?
+    let terms: [(op: StridedOp, operands: [BinaryFunction.JVPOperand], loop: Strided.Loop)]
 
     init(_ ex: Executor, _ node: Graph.Node, _ f: BinaryFunction, batch: Int, k: Int) {
         let os = ex.graph.values[node.output].shape
         let full = [batch, k] + os
         count = full.reduce(1, *)
         let ds = Strided.strides(of: full, broadcastTo: full)
-        func strides(_ v: ValueID, tangent: Bool) -> [Int] {
-            ex.operandStrides(v, lead: [batch, k], isTangent: tangent, rank: os.count, outShape: full)
-        }
-        let (ia, ib) = (node.inputs[0], node.inputs[1])
-        let dependsOnX = { (v: ValueID) in ex.plan.hasTangent[v] }
-        if dependsOnX(ia) {
-            let ta = strides(ia, tangent: true)
-            switch f {
-            case .add, .sub: first = Strided.Loop(shape: full, dstStrides: ds, ta, nil, nil)
-            case .mul, .div: first = Strided.Loop(shape: full, dstStrides: ds, ta, strides(ib, tangent: false), nil)
+        func strides(_ o: BinaryFunction.JVPOperand) -> [Int] {
+            let (v, tangent): (ValueID, Bool) = switch o {
+            case .tangentA: (node.inputs[0], true)
+            case .tangentB: (node.inputs[1], true)
+            case .a: (node.inputs[0], false)
+            case .b: (node.inputs[1], false)
+            case .z: (node.output, false)
             }
-        } else {
-            first = nil
+            return ex.operandStrides(v, lead: [batch, k], isTangent: tangent, rank: os.count, outShape: full)
         }
-        if dependsOnX(ib) {
-            let tb = strides(ib, tangent: true)
-            switch f {
-            case .add, .sub: second = Strided.Loop(shape: full, dstStrides: ds, tb, nil, nil)
-            case .mul: second = Strided.Loop(shape: full, dstStrides: ds, strides(ia, tangent: false), tb, nil)
-            case .div:
-                second = Strided.Loop(shape: full, dstStrides: ds, strides(node.output, tangent: false), tb,
-                                      strides(ib, tangent: false))
-            }
-        } else {
-            second = nil
+        let (ta, tb) = f.tangentTerms
+        terms = [(node.inputs[0], ta), (node.inputs[1], tb)].filter { ex.plan.hasTangent[$0.0] }.map { _, t in
+            let st = t.operands.map(strides)
+            return (t.op, t.operands, Strided.Loop(shape: full, dstStrides: ds, st[0], st.count > 1 ? st[1] : nil,
+                                                   st.count > 2 ? st[2] : nil))
+        }
+    }
+}
+
+extension BinaryFunction {
+    /// What a JVP term reads: an input's tangents or values, or the output.
+    enum JVPOperand { case tangentA, tangentB, a, b, z }
+
+    /// The JVP's term for ȧ and for ḃ (each added into the output tangent):
+    /// add ȧ, ḃ; sub ȧ, −ḃ; mul ȧ·b, a·ḃ; div ȧ / b, −z·ḃ / b.
+    var tangentTerms: (a: (op: StridedOp, operands: [JVPOperand]), b: (op: StridedOp, operands: [JVPOperand])) {
+        switch self {
+        case .add: ((.copy, [.tangentA]), (.copy, [.tangentB]))
+        case .sub: ((.copy, [.tangentA]), (.neg, [.tangentB]))
+        case .mul: ((.mul, [.tangentA, .b]), (.mul, [.a, .tangentB]))
+        case .div: ((.div, [.tangentA, .b]), (.negMulDiv, [.z, .tangentB, .b]))
         }
     }
 }
