@@ -79,10 +79,13 @@ final class ExecutionPlan: @unchecked Sendable {
         for node in graph.nodes { for i in node.inputs { readers[i] += 1 } }
         var fusions = [AttentionFusion?](repeating: nil, count: graph.nodes.count)
         var away = [Bool](repeating: false, count: graph.nodes.count)
+        var pinned = Set<ValueID>()
         for n in graph.nodes.indices where !away[n] {
-            guard let f = AttentionFusion.starting(at: n, in: graph, readers: readers) else { continue }
+            guard let f = AttentionFusion.starting(at: n, in: graph, readers: readers, skipped: away,
+                                                   pinned: pinned) else { continue }
             fusions[n] = f
             for a in f.away { away[a] = true }
+            pinned.formUnion([f.q.base, f.k.base, f.v.base])
         }
         attentionFusions = fusions
         fusedAway = away

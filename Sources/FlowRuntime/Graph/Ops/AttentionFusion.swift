@@ -61,7 +61,11 @@ struct AttentionFusion {
     /// next node of the chain and not the graph output, no broadcast leading
     /// axes, and P·V's right operand computed before Q·Kᵀ (the fused chain
     /// runs at node `n`).
-    static func starting(at n: Int, in graph: Graph, readers: [Int]) -> AttentionFusion? {
+    /// `skipped`: nodes earlier chains skip (never traced through: the Y
+    /// Transpose of one has its output written, its input never); `pinned`:
+    /// the values earlier chains read in place (kept, as if read by a node).
+    static func starting(at n: Int, in graph: Graph, readers: [Int], skipped: [Bool],
+                         pinned: Set<ValueID>) -> AttentionFusion? {
         let nodes = graph.nodes
         guard let first = nodes[n].operation.as(MatMulOp.self) else { return nil }
         let s = nodes[n].output
@@ -89,11 +93,11 @@ struct AttentionFusion {
         guard computedBefore(nodes[pv].inputs[1]) else { return nil }
         let matrices = g1.lead.reduce(1, *)
         let q = Operand.tracing(nodes[n].inputs[0], matrices: matrices, rows: g1.m, cols: g1.k, in: graph,
-                                before: n)
+                                before: n, skipped: skipped)
         let k = Operand.tracing(nodes[n].inputs[1], matrices: matrices, rows: first.transposeB ? g1.n : g1.k,
-                                cols: first.transposeB ? g1.k : g1.n, in: graph, before: n)
+                                cols: first.transposeB ? g1.k : g1.n, in: graph, before: n, skipped: skipped)
         let v = Operand.tracing(nodes[pv].inputs[1], matrices: matrices, rows: second.transposeB ? g2.n : g2.k,
-                                cols: second.transposeB ? g2.k : g2.n, in: graph, before: n)
+                                cols: second.transposeB ? g2.k : g2.n, in: graph, before: n, skipped: skipped)
         /// Where each input element of a permutation goes.
         func inverse(_ sources: [Int32]) -> [Int] {
             var inv = [Int](repeating: -1, count: sources.count)
@@ -110,15 +114,17 @@ struct AttentionFusion {
             output = nodes[t].output
             y = placed
         }
-        // The view nodes to skip: those whose output only chain nodes read.
+        // The view nodes to skip: those whose output only chain nodes read
+        // and no chain reads in place.
         var chain = Set(q.nodes + k.nodes + v.nodes)
+        let kept = pinned.union([q.base, k.base, v.base])
         let fused: Set<Int> = [n, sm, pv]
         var changed = true
         while changed {
             changed = false
             for c in chain {
                 let out = nodes[c].output
-                let outside = out == graph.output || nodes.indices.contains { r in
+                let outside = out == graph.output || kept.contains(out) || nodes.indices.contains { r in
                     !chain.contains(r) && !fused.contains(r) && nodes[r].inputs.contains(out)
                 }
                 if outside { chain.remove(c); changed = true }
@@ -258,10 +264,11 @@ extension AttentionFusion.Operand {
     /// Operand value `v` read through the longest chain of Reshapes,
     /// Transposes, Slices and (once) a Mul by a one-element parameter
     /// behind it whose source is `affine`; `v` itself when there is none.
-    static func tracing(_ v: ValueID, matrices: Int, rows: Int, cols: Int, in graph: Graph, before n: Int) -> Self {
+    static func tracing(_ v: ValueID, matrices: Int, rows: Int, cols: Int, in graph: Graph, before n: Int,
+                        skipped: [Bool]) -> Self {
         var best = plain(v, matrices: matrices, rows: rows, cols: cols)
         var sources = Array(0..<(matrices * rows * cols)), cur = v, nodes: [Int] = [], scale: ValueID?
-        while case .node(let p) = graph.values[cur].source, p < n {
+        while case .node(let p) = graph.values[cur].source, p < n, !skipped[p] {
             let node = graph.nodes[p], op = node.operation
             let batched = node.inputs.filter { graph.values[$0].isBatched }
             guard batched.count == 1 else { break }
