@@ -318,14 +318,16 @@ static void fr_col2im_portable(const fr_conv_plan *p, const float *dcol, size_t 
 
 // ---------------------------------------------------------------------------
 
-// One sample-group of the forward pass under plan p: Y [cout_g, ohw] =
-// init + W·X̂, W [cout_g, K] row-major, init = bias (bg, or 0) or, when
-// `accumulate`, Y's current value.
+// One sample-group of the forward pass under plan p, output positions
+// [p0, p1): Y [cout_g, ohw] = init + W·X̂, W [cout_g, K] row-major, init =
+// bias (bg, or 0) or, when `accumulate`, Y's current value. A position's
+// sum does not depend on the block it falls in, so any [p0, p1) gives the
+// whole pass's values there.
 static void fr_conv_forward_group(const fr_conv_plan *p, const float *xs, const float *wg, const float *bg,
-                                  float *ys, int accumulate, float *scratch, int avx512) {
+                                  float *ys, int accumulate, float *scratch, int avx512, size_t p0, size_t p1) {
     const size_t cb = fr_conv_channels_per_block(p);
-    for (size_t j0 = 0; j0 < p->ohw; j0 += FR_CONV_NB) {
-        size_t nb = fr_min(FR_CONV_NB, p->ohw - j0);
+    for (size_t j0 = p0; j0 < p1; j0 += FR_CONV_NB) {
+        size_t nb = fr_min(FR_CONV_NB, p1 - j0);
         for (size_t c0 = 0; c0 < p->cin_g; c0 += cb) {
             size_t cn = fr_min(cb, p->cin_g - c0), kc = cn * p->khkw;
             int init = c0 > 0 || accumulate ? FR_INIT_LOAD : (bg ? FR_INIT_ROW_BIAS : FR_INIT_ZERO);
@@ -344,8 +346,14 @@ static void fr_conv_forward_group(const fr_conv_plan *p, const float *xs, const 
 
 void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias, float *y,
                        size_t n, float *scratch) {
+    fr_conv2d_forward_positions(g, x, w, bias, y, n, scratch, 0, g->oh * g->ow);
+}
+
+void fr_conv2d_forward_positions(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias,
+                                 float *y, size_t n, float *scratch, size_t p0, size_t p1) {
     const fr_conv_plan p = fr_conv_plan_of(g);
-    if (p.ohw == 0 || p.cout_g == 0) return;
+    if (p1 > p.ohw) p1 = p.ohw;
+    if (p.ohw == 0 || p.cout_g == 0 || p0 >= p1) return;
     const int avx512 = fr_dense_use_avx512();
     for (size_t s = 0; s < n; s++)
         for (size_t gi = 0; gi < g->groups; gi++) {
@@ -354,10 +362,10 @@ void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float 
             const float *bg = bias ? bias + gi * p.cout_g : NULL;
             if (p.k == 0) {  // no input channels: the bias alone
                 for (size_t co = 0; co < p.cout_g; co++)
-                    for (size_t j = 0; j < p.ohw; j++) ys[co * p.ohw + j] = bg ? bg[co] : 0.0f;
+                    for (size_t j = p0; j < p1; j++) ys[co * p.ohw + j] = bg ? bg[co] : 0.0f;
                 continue;
             }
-            fr_conv_forward_group(&p, xs, w + gi * p.cout_g * p.k, bg, ys, 0, scratch, avx512);
+            fr_conv_forward_group(&p, xs, w + gi * p.cout_g * p.k, bg, ys, 0, scratch, avx512, p0, p1);
         }
 }
 
@@ -410,7 +418,7 @@ void fr_conv2d_backward_input(const fr_conv2d_geometry *g, const float *gy, cons
             fr_flip_kernels(&p, w + gi * p.cout_g * p.k, wt);
             for (size_t s = 0; s < n; s++)
                 fr_conv_forward_group(&t, gy + (s * g->cout + gi * p.cout_g) * p.ohw, wt, NULL,
-                                      gx + (s * g->cin + gi * p.cin_g) * p.hw, 1, rest, avx512);
+                                      gx + (s * g->cin + gi * p.cin_g) * p.hw, 1, rest, avx512, 0, t.ohw);
         }
         return;
     }

@@ -330,12 +330,14 @@ static FR_DENSE_AVX512 void fr_wino_output_avx512(const fr_conv2d_geometry *g, c
 
 // ---------------------------------------------------------------------------
 
-// y = bias + conv(x) (accumulate: y += …) under g, kernels u.
+// y = bias + conv(x) (accumulate: y += …) under g, kernels u, on tile rows
+// [t0, t1) of every sample (output rows 2·t0 … 2·t1 − 1, clipped to oh).
 static void fr_wino_run(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias, float *y,
-                        size_t n, float *scratch, int accumulate) {
+                        size_t n, float *scratch, int accumulate, size_t t0, size_t t1) {
     const size_t cin = g->cin, cout = g->cout;
     const size_t tile_rows = (g->oh + 1) / 2, tiles_per_row = (g->ow + 1) / 2;
-    if (n == 0 || tile_rows == 0 || tiles_per_row == 0) return;
+    if (t1 > tile_rows) t1 = tile_rows;
+    if (n == 0 || t0 >= t1 || tiles_per_row == 0) return;
     const int avx512 = fr_dense_use_avx512();
     float *v = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     const size_t nt = fr_wino_tiles(g), vstride = fr_wino_stride(cin, nt), mstride = fr_wino_stride(cout, nt);
@@ -344,11 +346,11 @@ static void fr_wino_run(const fr_conv2d_geometry *g, const float *x, const float
     const size_t rows_per_chunk = tiles_per_row >= 5 && tiles_per_row <= 8 ? 2 : 1;
     fr_wino_chunk chunks[FR_WINO_MAX_NT];
     // Walk (sample, tile row, first tile column) in order, a block at a time.
-    size_t s = 0, th = 0, tw = 0;
+    size_t s = 0, th = t0, tw = 0;
     while (s < n) {
         size_t nc = 0, t = 0;
         while (s < n) {
-            const size_t cnt = fr_min(16, tiles_per_row - tw), rows = fr_min(rows_per_chunk, tile_rows - th);
+            const size_t cnt = fr_min(16, tiles_per_row - tw), rows = fr_min(rows_per_chunk, t1 - th);
             if (t + rows * cnt > nt) break;
             chunks[nc++] = (fr_wino_chunk){s, th, rows, tw, cnt, t};
             t += rows * cnt;
@@ -356,7 +358,7 @@ static void fr_wino_run(const fr_conv2d_geometry *g, const float *x, const float
             if (tw == tiles_per_row) {
                 tw = 0;
                 th += rows;
-                if (th == tile_rows) th = 0, s++;
+                if (th == t1) th = t0, s++;
             }
         }
         for (size_t i = 0; i < nc; i++) {
@@ -381,7 +383,15 @@ static void fr_wino_run(const fr_conv2d_geometry *g, const float *x, const float
 
 void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
                                 float *y, size_t n, float *scratch) {
-    fr_wino_run(g, x, u, bias, y, n, scratch, 0);
+    fr_wino_run(g, x, u, bias, y, n, scratch, 0, 0, (g->oh + 1) / 2);
+}
+
+void fr_conv2d_forward_winograd_rows(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
+                                     float *y, size_t n, float *scratch, size_t r0, size_t r1) {
+    // Output rows [r0, r1) are tile rows [r0 / 2, ⌈r1 / 2⌉) when r0 is even
+    // and r1 even or oh (the contract).
+    if (r1 > g->oh) r1 = g->oh;
+    fr_wino_run(g, x, u, bias, y, n, scratch, 0, r0 / 2, (r1 + 1) / 2);
 }
 
 // The input gradient as a stride-1 convolution of gy by the flipped,
@@ -403,5 +413,5 @@ void fr_conv2d_winograd_pack_input_grad(const fr_conv2d_geometry *g, const float
 void fr_conv2d_backward_input_winograd(const fr_conv2d_geometry *g, const float *gy, const float *ut, float *gx,
                                        size_t n, float *scratch) {
     const fr_conv2d_geometry t = fr_wino_transposed(g);
-    fr_wino_run(&t, gy, ut, NULL, gx, n, scratch, 1);
+    fr_wino_run(&t, gy, ut, NULL, gx, n, scratch, 1, 0, (t.oh + 1) / 2);
 }

@@ -58,6 +58,10 @@ void fr_unary_derivative(int kind, float p1, float p2,
 void fr_unary_forward_derivative(int kind, float p1, float p2,
                                  const float *x, float *y, float *d, size_t n);
 
+/// Names the calling thread (at most 15 bytes show; Linux: /proc/self/task/*/comm).
+/// 0 on success. FlowRuntime's team helpers call themselves "flowrt-team".
+int fr_name_this_thread(const char *name);
+
 /// Row-wise broadcasting binary op, one IEEE operation per element (the
 /// same values as a scalar loop): for r < rows, i < n,
 ///   y[r*n + i] = A op B,  A = a[r*a_row + (a_unit ? i : 0)],
@@ -189,6 +193,13 @@ size_t fr_conv2d_scratch_floats(const fr_conv2d_geometry *g);
 void fr_conv2d_forward(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias,
                        float *y, size_t n, float *scratch);
 
+/// fr_conv2d_forward on output positions [p0, p1) (of oh·ow, row-major) of
+/// every sample only (others are not written; p1 is clipped to oh·ow):
+/// each output there gets the whole call's value, so a call's positions
+/// split over threads give the same bits as one call.
+void fr_conv2d_forward_positions(const fr_conv2d_geometry *g, const float *x, const float *w, const float *bias,
+                                 float *y, size_t n, float *scratch, size_t p0, size_t p1);
+
 /// gx[n, cin, h, w] += convᵀ(gy, w): the gradient of fr_conv2d_forward with
 /// respect to x, ACCUMULATED into gx (zero it first for a plain result).
 /// gy [n, cout, oh, ow]. No aliasing. Also ConvTranspose's forward pass: for
@@ -227,6 +238,11 @@ void fr_conv2d_winograd_pack(const fr_conv2d_geometry *g, const float *w, float 
 size_t fr_conv2d_winograd_scratch_floats(const fr_conv2d_geometry *g);
 void fr_conv2d_forward_winograd(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
                                 float *y, size_t n, float *scratch);
+/// fr_conv2d_forward_winograd on output rows [r0, r1) of every sample only
+/// (same bits as the whole call there, nothing written elsewhere); r0
+/// even, r1 even or ≥ oh (whole 2×2 tiles).
+void fr_conv2d_forward_winograd_rows(const fr_conv2d_geometry *g, const float *x, const float *u, const float *bias,
+                                     float *y, size_t n, float *scratch, size_t r0, size_t r1);
 /// The input gradient the same way (gx += convᵀ(gy, w), as
 /// fr_conv2d_backward_input, accumulated): at stride 1 it is a 3×3 stride-1
 /// convolution of gy by the flipped, transposed kernel, padded by 2 − pad.

@@ -246,6 +246,35 @@ static void conv_reference(const fr_conv2d_geometry *g, size_t n, const float *b
                 }
 }
 
+// Three bands [0, a), [a, b), [b, end + 3) — output rows for Winograd
+// (a, b even: whole 2 × 2 tiles), output positions otherwise — each by one
+// call of the range forms into a fresh buffer, give the whole call's bits
+// there and write nothing elsewhere. Random cuts.
+static void check_bands(const fr_conv2d_geometry *g, size_t n, const float *x, const float *w, const float *bias,
+                        const float *whole, float *scratch, int winograd, const char *what) {
+    const size_t plane = g->oh * g->ow, ys = g->cout * plane;
+    const size_t unit = winograd ? 2 : 1, end = winograd ? g->oh : plane;
+    size_t a = rng_int(0, (end + unit - 1) / unit) * unit, b = rng_int(0, (end + unit - 1) / unit) * unit;
+    if (a > b) { size_t t = a; a = b; b = t; }
+    const size_t cuts[4] = {0, a, b, end + 3};
+    float *y = fbuf(n * ys);
+    for (int band = 0; band < 3; band++) {
+        const size_t c0 = cuts[band], c1 = cuts[band + 1];
+        for (size_t i = 0; i < n * ys; i++) y[i] = 4321.0f;
+        if (winograd) fr_conv2d_forward_winograd_rows(g, x, w, bias, y, n, scratch, c0, c1);
+        else fr_conv2d_forward_positions(g, x, w, bias, y, n, scratch, c0, c1);
+        int same = 1, outside = 1;
+        for (size_t i = 0; i < n * ys; i++) {
+            const size_t at = winograd ? (i % plane) / g->ow : i % plane;
+            if (at >= c0 && at < c1) same &= memcmp(&y[i], &whole[i], sizeof(float)) == 0;
+            else outside &= y[i] == 4321.0f;
+        }
+        CHECK(same && outside, "conv%s %s [%zu, %zu): %s: %s", winograd ? " winograd" : "",
+              winograd ? "rows" : "positions", c0, c1, same ? "wrote outside them" : "differ from the whole call", what);
+    }
+    free(y);
+}
+
 static void test_conv_case(const conv_case *cc) {
     const fr_conv2d_geometry *g = &cc->g;
     const size_t n = cc->n, cin_g = g->cin / g->groups;
@@ -278,6 +307,7 @@ static void test_conv_case(const conv_case *cc) {
             }
             free(one);
         }
+        check_bands(g, n, x, w, bias, y, scratch, 0, what);
         yout[portable] = y;
 
         float *gx = fcopy(gx0, n * xs);
@@ -340,6 +370,7 @@ static void test_conv_winograd_case(const conv_case *cc) {
             CHECK(memcmp(one, y + s * ys, ys * sizeof(float)) == 0, "conv winograd %s sample %zu alone differs: %s",
                   path_name(portable), s, what);
         }
+        check_bands(g, n, x, u, bias, y, scratch, 1, what);
     });
     if (fr_conv2d_winograd_input_grad_applies(g)) {
         float *gy = frand(n * ys), *gx0 = frand(n * xs), *gx = fbuf(n * xs + 1), *ut = fbuf(uc + 1);
