@@ -82,15 +82,38 @@ final class ParallelScalingTests: XCTestCase {
     /// 20 two-thread transports, which make one each) leave the process's
     /// thread count where it was, give or take a pool thread of libdispatch.
     /// Independent check: /proc/self/task (before the fix: +80 and +100).
-    func testReleasedTeamsLeaveNoThreads() throws {
-        func threadCount() -> Int {
-            guard let dir = opendir("/proc/self/task") else { return -1 }
-            defer { closedir(dir) }
-            var n = 0
-            while let e = readdir(dir) { if e.pointee.d_name.0 != 0x2e { n += 1 } }  // skip "." and ".."
-            return n
+    /// A single-sample velocity on several threads splits its convolutions
+    /// and attention over helper threads that the workspace
+    /// keeps between calls: after 6 calls on 2 threads and 6 on 3 (the
+    /// 2-thread team replaced) exactly the 3-thread team's 2 helpers run,
+    /// and releasing the model joins them. Independent check: the threads
+    /// named `flowrt-team` in /proc/self/task (a team per call never
+    /// released would leave 18; one never released, 2).
+    func testSplitOpsKeepOneTeamPerWorkspace() throws {
+        let before = helperCount()
+        try XCTSkipIf(before < 0, "no /proc/self/task here")
+        do {
+            let model = try Model.loadONNX(path: ImageNetworkTests.folder + "/tcfm_unet__dynamo__opdefault.onnx")
+            let d = model.dimension
+            let x = [Float](repeating: 0.25, count: d), t = [0.5]
+            var v = [Float](repeating: 0, count: d)
+            for threads in [2, 3] {
+                for _ in 0..<6 {
+                    t.withUnsafeBufferPointer { tb in
+                        x.withUnsafeBufferPointer { xb in
+                            v.withUnsafeMutableBufferPointer { model.velocity(times: tb, points: xb, into: $0, threads: threads) }
+                        }
+                    }
+                }
+            }
+            XCTAssertTrue(v.allSatisfy(\.isFinite))
+            XCTAssertEqual(settled(helperCount, atMost: before + 2), before + 2, "split ops: one 3-thread team expected")
         }
-        let before = threadCount()
+        XCTAssertEqual(settled(helperCount, atMost: before), before, "a released model left its helpers running")
+    }
+
+    func testReleasedTeamsLeaveNoThreads() throws {
+        let before = threadCount(), helpersBefore = helperCount()
         try XCTSkipIf(before < 1, "no /proc/self/task here")
         for _ in 0..<40 {
             let team = Parallel.Team(threads: 3)
@@ -98,14 +121,16 @@ final class ParallelScalingTests: XCTestCase {
         }
         // (+2: libdispatch or XCTest may start a thread of their own meanwhile;
         // a leak here is 80 threads.)
-        XCTAssertLessThanOrEqual(threadCount(), before + 2, "Parallel.Team leaked its helper threads")
+        XCTAssertLessThanOrEqual(settled(threadCount, atMost: before + 2), before + 2, "Parallel.Team leaked its helper threads")
+        XCTAssertEqual(settled(helperCount, atMost: helpersBefore), helpersBefore, "Parallel.Team leaked its helper threads")
         let model = try VelocityMLP(dimension: 2, hiddenWidths: [16, 16], seed: 3).makeModel()
         let x = Tensor(shape: [512, 2], scalars: (0..<1024).map { Float($0 % 17) / 17 })
         var o = SolverOptions.fixed(.rk4, steps: 3)
         o.threads = 2
         for _ in 0..<20 { _ = try Transport.integrate(field: model, points: x, from: 0, to: 1, options: o) }
         // libdispatch may keep a pool thread or two; the runs' teams must not add 20.
-        XCTAssertLessThanOrEqual(threadCount(), before + 2, "two-thread transports leaked threads")
+        XCTAssertLessThanOrEqual(settled(threadCount, atMost: before + 2), before + 2, "two-thread transports leaked threads")
+        XCTAssertEqual(settled(helperCount, atMost: helpersBefore), helpersBefore, "two-thread transports leaked threads")
     }
 
     /// The chunk of a run: min(options, field preference), divided by the
@@ -213,4 +238,40 @@ final class ParallelScalingTests: XCTestCase {
         var rng = RandomStream(seed: 6, purpose: .hutchinsonProbe, index: 17 + 2499)
         XCTAssertEqual(four.probes[2499 * 12], Float(rng.nextNormal()))
     }
+}
+
+/// Threads of this process (/proc/self/task), -1 where that is not available.
+private func threadCount() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while let e = readdir(dir) { if e.pointee.d_name.0 != 0x2e { n += 1 } }  // skip "." and ".."
+    return n
+}
+
+/// Threads of this process named `Parallel.Team.helperName` (a team's helpers).
+private func helperCount() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while let e = readdir(dir) {
+        let tid = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if tid.hasPrefix(".") { continue }
+        guard let f = fopen("/proc/self/task/\(tid)/comm", "r") else { continue }
+        var line = [CChar](repeating: 0, count: 64)
+        if fgets(&line, 64, f) != nil, String(cString: line).hasPrefix(Parallel.Team.helperName) { n += 1 }
+        fclose(f)
+    }
+    return n
+}
+
+/// `count()` once it is at most `limit`, or after 2 s: a joined thread can
+/// stay listed for a moment while the kernel ends it.
+private func settled(_ count: () -> Int, atMost limit: Int) -> Int {
+    for _ in 0..<200 {
+        let n = count()
+        if n <= limit { return n }
+        usleep(10_000)
+    }
+    return count()
 }

@@ -361,16 +361,44 @@ public final class GraphWorkspace: FieldWorkspace {
     /// Threads an op may split this pass's work over (`Model.velocity` sets
     /// it for a batch that is a single chunk, so that a second core helps
     /// one sample; 1 otherwise). Only ops whose pieces compute the same
-    /// values as the whole do so (fused attention's row blocks).
+    /// values as the whole do so (fused attention's row blocks, a
+    /// convolution's output rows).
     var opThreads = 1
     /// Scratch of the workers of a split op, one per worker.
     var workerScratch: [FloatBuffer] = []
+
+    /// Multiply-adds ×2 of an op's call above which it splits over
+    /// `opThreads` (about 70 µs of work on one core; a split costs ~10 µs).
+    static let splitFlops = 1 << 23
+
+    /// The threads an op of `flops` whose work comes in `parts` pieces splits
+    /// over: `opThreads` (at most `parts`) from `splitFlops` on, else 1.
+    func splitThreads(flops: Int, parts: Int) -> Int {
+        flops >= Self.splitFlops ? Swift.max(1, Swift.min(opThreads, parts)) : 1
+    }
 
     /// Grows `workerScratch` to `workers` buffers of at least `count` floats
     /// (before a split op starts its workers, which then read `.pointer`).
     func reserveWorkerScratch(_ workers: Int, count: Int) {
         while workerScratch.count < workers { workerScratch.append(FloatBuffer()) }
         for w in 0..<workers { _ = workerScratch[w].reserve(count) }
+    }
+
+    /// The helper threads of split ops: made at the first split, kept for
+    /// the workspace's life (its helpers poll briefly after each split, so
+    /// that the next one starts without waking a parked thread).
+    private var team: Parallel.Team?
+
+    /// `body(scratch, part)` for parts 0 ..< `parts` on `threads` threads
+    /// (this one and the team's helpers), each worker with its own
+    /// `scratch` floats. Parts must write disjoint memory.
+    func split(parts: Int, threads: Int, scratch: Int,
+               _ body: @escaping (_ scratch: UnsafeMutablePointer<Float>, _ part: Int) -> Void) {
+        if team?.requested != threads { team = Parallel.Team(threads: threads) }
+        let team = team!
+        reserveWorkerScratch(team.threads, count: scratch)
+        let pointers = workerScratch.map(\.pointer)
+        team.forEachChunk(count: parts, chunkSize: 1) { w, i, _ in body(pointers[w], i) }
     }
 
     /// Ops' per-node plans (`OpContext.plan`): whatever an op derives from

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -83,29 +84,52 @@ final class Mutex: @unchecked Sendable {
 
 extension Parallel {
     /// A team of `threads` threads for a run of many parallel passes (solver
-    /// rounds between progress reports, SDE slices): the calling thread plus
-    /// `threads − 1` helper threads started with the team and stopped when
-    /// it is released. `forEachChunk` on a team claims chunks exactly like
+    /// rounds between progress reports, SDE slices, the split ops of a
+    /// single-sample velocity): the calling thread plus `threads − 1` helper
+    /// threads started with the team and stopped when it is released.
+    /// `forEachChunk` on a team claims chunks exactly like
     /// `Parallel.forEachChunk` (results never depend on the thread count) but
     /// allocates nothing per pass — libdispatch's `concurrentPerform`
-    /// allocates a few blocks per call — and wakes parked threads instead of
-    /// a pool's. Passes run one at a time, from the thread that made the team.
+    /// allocates a few blocks per call — and reaches its helpers without a
+    /// wake-up: after a pass a helper polls for the next one for
+    /// `spinNanoseconds` before it parks on a condition variable, and the
+    /// caller polls for the helpers' end as long before it parks. (Waking a
+    /// parked thread costs tens of microseconds on a virtual machine: a
+    /// 100 µs convolution split over two cores gained nothing with it.)
+    /// Passes run one at a time, from the thread that made the team.
     /// The body is an escaping closure so that a run makes it once and
     /// passes the same one to every pass (a non-escaping closure handed to
     /// other threads needs `withoutActuallyEscaping`, which allocates).
     final class Team: @unchecked Sendable {
+        /// How long a helper polls for the next pass, and the caller for the
+        /// helpers to finish, before parking.
+        static let spinNanoseconds: UInt64 = 200_000
         private var helpers: [pthread_t] = []
         /// Threads running a pass: the caller and the helpers that started.
         var threads: Int { helpers.count + 1 }
+        /// The thread count the team was made for (`threads` may be fewer).
+        let requested: Int
         private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
         private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-        // Guarded by `mutex`.
-        private var generation = 0, busyHelpers = 0, stopping = false
-        /// The pass's body; a no-op between passes. Not an Optional: storing
-        /// a closure in an Optional reabstracts it through a heap-allocated thunk.
+        /// Passes started; a helper runs a pass when it sees this change.
+        /// Written under `mutex` (so a parked helper cannot miss it), read
+        /// without it while polling.
+        private let generation = Atomic<Int>(0)
+        /// Helpers still in the current pass.
+        private let busyHelpers = Atomic<Int>(0)
+        /// Guarded by `mutex`.
+        private var stopping = false
+        /// The pass's body (`job`, or `workerJob` when the body is told its
+        /// worker); a no-op between passes. Not Optionals: storing a closure
+        /// in an Optional reabstracts it through a heap-allocated thunk.
         private var job: (Int, Range<Int>) -> Void = Team.idle
+        private var workerJob: (Int, Int, Range<Int>) -> Void = Team.idleWorker
+        private var withWorker = false
         private static let idle: (Int, Range<Int>) -> Void = { _, _ in }
+        private static let idleWorker: (Int, Int, Range<Int>) -> Void = { _, _, _ in }
+        /// Helpers started so far (each takes the next worker number).
+        private let started = Atomic<Int>(0)
         private var count = 0, chunkSize = 1, chunks = 0
         /// The next unclaimed chunk of the current pass.
         private let next = Atomic<Int>(0)
@@ -113,6 +137,7 @@ extension Parallel {
         /// Starts `threads − 1` helpers (none for 1 thread). If a helper
         /// cannot be started the team runs with those that did.
         init(threads: Int) {
+            requested = threads
             pthread_mutex_init(mutex, nil)
             pthread_cond_init(wake, nil)
             pthread_cond_init(finished, nil)
@@ -137,6 +162,7 @@ extension Parallel {
         deinit {
             pthread_mutex_lock(mutex)
             stopping = true
+            generation.add(1, ordering: .releasing)
             pthread_cond_broadcast(wake)
             pthread_mutex_unlock(mutex)
             for t in helpers { pthread_join(t, nil) }
@@ -154,45 +180,126 @@ extension Parallel {
                 for c in 0..<chunks { body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)) }
                 return
             }
-            pthread_mutex_lock(mutex)
             job = body
+            run(count: count, chunkSize: chunkSize, chunks: chunks)
+        }
+
+        /// `forEachChunk`, also telling `body` its worker (0 the caller,
+        /// 1 ..< `threads` the helpers; no two run at once with the same
+        /// number): for per-worker scratch.
+        func forEachChunk(count: Int, chunkSize: Int,
+                          _ body: @escaping (_ worker: Int, _ chunk: Int, _ range: Range<Int>) -> Void) {
+            precondition(chunkSize > 0)
+            let chunks = (count + chunkSize - 1) / chunkSize
+            if chunks == 0 { return }
+            if helpers.isEmpty || chunks == 1 {
+                for c in 0..<chunks { body(0, c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)) }
+                return
+            }
+            workerJob = body
+            withWorker = true
+            run(count: count, chunkSize: chunkSize, chunks: chunks)
+            withWorker = false
+            workerJob = Team.idleWorker
+        }
+
+        /// A pass over `chunks` chunks of the body set in `job` / `workerJob`.
+        private func run(count: Int, chunkSize: Int, chunks: Int) {
+            // The helpers are between passes (polling or parked): nothing
+            // reads these until the new generation is published.
             self.count = count; self.chunkSize = chunkSize; self.chunks = chunks
             next.store(0, ordering: .relaxed)
-            busyHelpers = helpers.count
-            generation &+= 1
+            busyHelpers.store(helpers.count, ordering: .relaxed)
+            pthread_mutex_lock(mutex)
+            generation.add(1, ordering: .releasing)
             pthread_cond_broadcast(wake)
             pthread_mutex_unlock(mutex)
-            work(body)
-            pthread_mutex_lock(mutex)
-            while busyHelpers > 0 { pthread_cond_wait(finished, mutex) }
+            work(worker: 0)
+            if !pollForHelpers() {
+                pthread_mutex_lock(mutex)
+                while busyHelpers.load(ordering: .acquiring) > 0 { pthread_cond_wait(finished, mutex) }
+                pthread_mutex_unlock(mutex)
+            }
             job = Team.idle
-            pthread_mutex_unlock(mutex)
         }
 
         /// Claims and runs chunks of the current pass until none is left.
-        private func work(_ body: (Int, Range<Int>) -> Void) {
-            while true {
-                let c = next.add(1, ordering: .relaxed).oldValue
-                if c >= chunks { return }
-                body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
+        private func work(worker: Int) {
+            if withWorker {
+                let body = workerJob
+                while true {
+                    let c = next.add(1, ordering: .relaxed).oldValue
+                    if c >= chunks { return }
+                    body(worker, c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
+                }
+            } else {
+                let body = job
+                while true {
+                    let c = next.add(1, ordering: .relaxed).oldValue
+                    if c >= chunks { return }
+                    body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
+                }
             }
         }
 
-        private func helperLoop() {
-            var seen = 0
-            pthread_mutex_lock(mutex)
-            while true {
-                while generation == seen && !stopping { pthread_cond_wait(wake, mutex) }
-                if stopping { break }
-                seen = generation
-                pthread_mutex_unlock(mutex)
-                // `job` stays set until every helper has reported.
-                work(job)
-                pthread_mutex_lock(mutex)
-                busyHelpers -= 1
-                if busyHelpers == 0 { pthread_cond_signal(finished) }
+        /// Counts polls and reads the clock every 256 of them: `expired` once
+        /// `spinNanoseconds` have passed since the first reading.
+        private struct SpinDeadline {
+            var spins = 0, start = timespec()
+            mutating func expired() -> Bool {
+                spins += 1
+                guard spins & 255 == 0 else { return false }
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                if spins == 256 { start = now; return false }
+                return (now.tv_sec - start.tv_sec) * 1_000_000_000 + (now.tv_nsec - start.tv_nsec) >= Int(spinNanoseconds)
             }
-            pthread_mutex_unlock(mutex)
+        }
+
+        // The two polls are methods, not closures: a closure capturing self
+        // retains it, and a helper's release could then be the team's last
+        // (the owner gone meanwhile) and run deinit on the helper itself.
+
+        /// Whether a pass after generation `seen` started within `spinNanoseconds`.
+        private func pollForPass(after seen: Int) -> Bool {
+            var deadline = SpinDeadline()
+            while generation.load(ordering: .acquiring) == seen { if deadline.expired() { return false } }
+            return true
+        }
+
+        /// Whether every helper finished the pass within `spinNanoseconds`.
+        private func pollForHelpers() -> Bool {
+            var deadline = SpinDeadline()
+            while busyHelpers.load(ordering: .acquiring) > 0 { if deadline.expired() { return false } }
+            return true
+        }
+
+        /// The name helpers give themselves (ps, top, debuggers; tests count them).
+        static let helperName = "flowrt-team"
+
+        private func helperLoop() {
+            _ = fr_name_this_thread(Team.helperName)
+            let worker = started.add(1, ordering: .relaxed).newValue
+            var seen = 0
+            while true {
+                if !pollForPass(after: seen) {
+                    pthread_mutex_lock(mutex)
+                    while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(wake, mutex) }
+                    pthread_mutex_unlock(mutex)
+                }
+                seen = generation.load(ordering: .acquiring)
+                pthread_mutex_lock(mutex)
+                let stop = stopping
+                pthread_mutex_unlock(mutex)
+                if stop { break }
+                // The body stays set until every helper has reported.
+                work(worker: worker)
+                if busyHelpers.subtract(1, ordering: .releasing).newValue == 0 {
+                    pthread_mutex_lock(mutex)
+                    pthread_cond_signal(finished)
+                    pthread_mutex_unlock(mutex)
+                }
+            }
         }
     }
 }

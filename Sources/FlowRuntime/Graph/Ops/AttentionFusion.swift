@@ -52,10 +52,6 @@ struct AttentionFusion {
 
     /// Query rows per block: the block of S stays within ~128 KiB.
     static let blockFloats = 32768
-    /// Multiply-adds ×2 of a call's attention above which it splits over
-    /// `GraphWorkspace.opThreads` (a few ms of work; a split costs ~10 µs).
-    static let splitFlops = 1 << 23
-
     /// The chain that starts at node `n`, if `n` starts one that can run
     /// fused: the softmax over the last axis of S, S and P read only by the
     /// next node of the chain and not the graph output, no broadcast leading
@@ -202,17 +198,15 @@ struct AttentionFusion {
             }
         }
 
-        let threads = Swift.min(ws.opThreads, units * blocks)
-        if threads > 1 && 2 * units * rows * keys * (depth + width) >= Self.splitFlops {
+        let threads = ws.splitThreads(flops: 2 * units * rows * keys * (depth + width), parts: units * blocks)
+        if threads > 1 {
             // One call's attention over several cores (a batch of one U-Net
             // sample): every matrix's K and V packed first, then the row
             // blocks on the workers, each with its own S block. Same values.
             let per = kPacked + vPacked
             let packed = c.scratch(units * per + kCopy)
             for u in 0..<units { pack(u, into: packed + u * per, kScaled: packed + units * per) }
-            ws.reserveWorkerScratch(threads, count: block * keys + qCopy)
-            Parallel.forEachChunk(count: units * blocks, chunkSize: 1, threads: threads) { w, i, _ in
-                let sBlock = ws.workerScratch[w].pointer
+            ws.split(parts: units * blocks, threads: threads, scratch: block * keys + qCopy) { sBlock, i in
                 let (u, b) = i.quotientAndRemainder(dividingBy: blocks)
                 rowBlock(u, b, packed: packed + u * per, sBlock: sBlock, qScaled: sBlock + block * keys)
             }

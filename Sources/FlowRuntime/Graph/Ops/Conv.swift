@@ -116,13 +116,36 @@ struct ConvOp: GraphOp {
             fr_conv2d_forward_bf16(&g, c.input(0), wb, bias, c.out, c.batch, c.scratchBytes(fr_conv2d_bf16_scratch_bytes(&g)))
             return
         }
-        if let u = c.derivedWeights {
-            fr_conv2d_forward_winograd(&g, c.input(0), u, bias, c.out, c.batch,
-                                       c.scratch(fr_conv2d_winograd_scratch_floats(&g)))
+        let x = c.input(0), w = c.input(1), y = c.out, n = c.batch, u = c.derivedWeights
+        let scratch = u == nil ? fr_conv2d_scratch_floats(&g) : fr_conv2d_winograd_scratch_floats(&g)
+        // Splits come in whole 2 × 2 tiles (Winograd's output rows) or
+        // blocks of 64 output positions (the direct form's).
+        let unit = u == nil ? 64 : 2, extent = u == nil ? g.oh * g.ow : g.oh, units = (extent + unit - 1) / unit
+        let threads = c.ws.splitThreads(flops: 2 * n * g.cout * g.oh * g.ow * (g.cin / g.groups) * g.kh * g.kw,
+                                        parts: units)
+        if threads > 1 {
+            // A single sample's convolution over several cores, in `threads`
+            // bands, each with its own scratch. Same values.
+            c.ws.split(parts: threads, threads: threads, scratch: scratch) { [g] s, part in
+                Self.band(g, x, w, u, bias, y, n, s, from: units * part / threads * unit,
+                          to: units * (part + 1) / threads * unit)
+            }
             return
         }
-        let scratch = c.scratch(fr_conv2d_scratch_floats(&g))
-        fr_conv2d_forward(&g, c.input(0), c.input(1), bias, c.out, c.batch, scratch)
+        Self.band(g, x, w, u, bias, y, n, c.scratch(scratch), from: 0, to: extent)
+    }
+
+    /// Outputs [from, to) of every sample: output rows under Winograd's
+    /// kernels `u` (whole 2 × 2 tiles), else output positions.
+    private static func band(_ g: fr_conv2d_geometry, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                             _ u: UnsafePointer<Float>?, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
+                             _ n: Int, _ scratch: UnsafeMutablePointer<Float>, from: Int, to: Int) {
+        var g = g
+        if let u {
+            fr_conv2d_forward_winograd_rows(&g, x, u, bias, y, n, scratch, from, to)
+        } else {
+            fr_conv2d_forward_positions(&g, x, w, bias, y, n, scratch, from, to)
+        }
     }
 
     func jvp(_ c: OpContext) {
