@@ -362,13 +362,14 @@ public final class GraphWorkspace: FieldWorkspace {
     /// it for a batch that is a single chunk, so that a second core helps
     /// one sample; 1 otherwise). Only ops whose pieces compute the same
     /// values as the whole do so (fused attention's row blocks, a
-    /// convolution's output rows).
+    /// convolution's bands of outputs), through `split`.
     var opThreads = 1
     /// Scratch of the workers of a split op, one per worker.
-    var workerScratch: [FloatBuffer] = []
+    private var workerScratch: [FloatBuffer] = []
 
     /// Multiply-adds ×2 of an op's call above which it splits over
-    /// `opThreads` (about 70 µs of work on one core; a split costs ~10 µs).
+    /// `opThreads` (about 70 µs of work on one core; a split costs a few µs
+    /// while the team's helpers poll, tens once they have parked).
     static let splitFlops = 1 << 23
 
     /// The threads an op of `flops` whose work comes in `parts` pieces splits
@@ -377,9 +378,8 @@ public final class GraphWorkspace: FieldWorkspace {
         flops >= Self.splitFlops ? Swift.max(1, Swift.min(opThreads, parts)) : 1
     }
 
-    /// Grows `workerScratch` to `workers` buffers of at least `count` floats
-    /// (before a split op starts its workers, which then read `.pointer`).
-    func reserveWorkerScratch(_ workers: Int, count: Int) {
+    /// Grows `workerScratch` to `workers` buffers of at least `count` floats.
+    private func reserveWorkerScratch(_ workers: Int, count: Int) {
         while workerScratch.count < workers { workerScratch.append(FloatBuffer()) }
         for w in 0..<workers { _ = workerScratch[w].reserve(count) }
     }
