@@ -112,6 +112,38 @@ final class ParallelScalingTests: XCTestCase {
         XCTAssertEqual(settled(helperCount, atMost: before), before, "a released model left its helpers running")
     }
 
+    /// A process forked after a single-sample velocity split its ops over a
+    /// team (whose helpers stay in the parent) still evaluates the model on
+    /// several threads: the child makes its own team instead of waiting for
+    /// helpers it does not have, and gets the parent's values bit for bit.
+    /// The child gives itself 60 s (alarm) and reports by exit status.
+    func testForkedChildSplitsOnItsOwnTeam() throws {
+        let model = try Model.loadONNX(path: ImageNetworkTests.folder + "/diffusers_unet__dynamo__opdefault.onnx")
+        let d = model.dimension
+        let x = (0..<d).map { Float(sin(Double($0) * 0.37)) }, t = [0.4]
+        func velocity() -> [UInt32] {
+            var v = [Float](repeating: 0, count: d)
+            t.withUnsafeBufferPointer { tb in
+                x.withUnsafeBufferPointer { xb in
+                    v.withUnsafeMutableBufferPointer { model.velocity(times: tb, points: xb, into: $0, threads: 2) }
+                }
+            }
+            return v.map(\.bitPattern)
+        }
+        let parent = velocity()
+        let pid = fork()
+        try XCTSkipIf(pid < 0, "fork failed")
+        if pid == 0 {
+            alarm(60)
+            _exit(velocity() == parent ? 0 : 1)
+        }
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(pid, &status, 0), pid)
+        // WIFEXITED / WEXITSTATUS: low 7 bits 0 (no signal), exit code in bits 8-15.
+        XCTAssertEqual(status & 0x7f, 0, "the child died of signal \(status & 0x7f) (14: it hung)")
+        XCTAssertEqual((status >> 8) & 0xff, 0, "the child's velocity differs from the parent's")
+    }
+
     func testReleasedTeamsLeaveNoThreads() throws {
         let before = threadCount(), helpersBefore = helperCount()
         try XCTSkipIf(before < 1, "no /proc/self/task here")

@@ -1,4 +1,7 @@
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the executor precomputes for a graph: per-value sizes, which values
 /// carry tangents (depend on x) and which carry gradients (depend on a
@@ -388,13 +391,25 @@ public final class GraphWorkspace: FieldWorkspace {
     /// the workspace's life (its helpers poll briefly after each split, so
     /// that the next one starts without waking a parked thread).
     private var team: Parallel.Team?
+    /// The process that made `team` (its helpers exist only there).
+    private var teamProcess: pid_t = 0
 
     /// `body(scratch, part)` for parts 0 ..< `parts` on `threads` threads
     /// (this one and the team's helpers), each worker with its own
     /// `scratch` floats. Parts must write disjoint memory.
     func split(parts: Int, threads: Int, scratch: Int,
                _ body: @escaping (_ scratch: UnsafeMutablePointer<Float>, _ part: Int) -> Void) {
-        if team?.requested != threads { team = Parallel.Team(threads: threads) }
+        if let stale = team, teamProcess != getpid() {
+            // A child forked after the team was made: its helpers stayed in
+            // the parent. The team is abandoned, not released (its deinit
+            // would join threads that do not exist here).
+            _ = Unmanaged.passRetained(stale)
+            team = nil
+        }
+        if team?.requested != threads {
+            team = Parallel.Team(threads: threads)
+            teamProcess = getpid()
+        }
         let team = team!
         reserveWorkerScratch(team.threads, count: scratch)
         let pointers = workerScratch.map(\.pointer)
