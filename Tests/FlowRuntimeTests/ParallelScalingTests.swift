@@ -272,29 +272,30 @@ final class ParallelScalingTests: XCTestCase {
     }
 }
 
-/// Threads of this process (/proc/self/task), -1 where that is not available.
-private func threadCount() -> Int {
-    guard let dir = opendir("/proc/self/task") else { return -1 }
+/// The thread ids of this process (/proc/self/task), nil where that is not available.
+private func taskIDs() -> [String]? {
+    guard let dir = opendir("/proc/self/task") else { return nil }
     defer { closedir(dir) }
-    var n = 0
-    while let e = readdir(dir) { if e.pointee.d_name.0 != 0x2e { n += 1 } }  // skip "." and ".."
-    return n
+    var ids: [String] = []
+    while let e = readdir(dir) {
+        let id = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if !id.hasPrefix(".") { ids.append(id) }  // skip "." and ".."
+    }
+    return ids
 }
+
+/// Threads of this process, -1 where /proc/self/task is not available.
+private func threadCount() -> Int { taskIDs()?.count ?? -1 }
 
 /// Threads of this process named `Parallel.Team.helperName` (a team's helpers).
 private func helperCount() -> Int {
-    guard let dir = opendir("/proc/self/task") else { return -1 }
-    defer { closedir(dir) }
-    var n = 0
-    while let e = readdir(dir) {
-        let tid = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if tid.hasPrefix(".") { continue }
-        guard let f = fopen("/proc/self/task/\(tid)/comm", "r") else { continue }
+    guard let ids = taskIDs() else { return -1 }
+    return ids.filter { id in
+        guard let f = fopen("/proc/self/task/\(id)/comm", "r") else { return false }
+        defer { fclose(f) }
         var line = [CChar](repeating: 0, count: 64)
-        if fgets(&line, 64, f) != nil, String(cString: line).hasPrefix(Parallel.Team.helperName) { n += 1 }
-        fclose(f)
-    }
-    return n
+        return fgets(&line, 64, f) != nil && String(cString: line).hasPrefix(Parallel.Team.helperName)
+    }.count
 }
 
 /// `count()` once it is at most `limit`, or after 2 s: a joined thread can

@@ -412,8 +412,8 @@ public final class GraphWorkspace: FieldWorkspace {
         }
         let team = team!
         reserveWorkerScratch(team.threads, count: scratch)
-        let pointers = workerScratch.map(\.pointer)
-        team.forEachChunk(count: parts, chunkSize: 1) { w, i, _ in body(pointers[w], i) }
+        // (The workers only read `workerScratch`, grown above.)
+        team.forEachChunk(count: parts, chunkSize: 1) { [self] w, i, _ in body(workerScratch[w].pointer, i) }
     }
 
     /// Ops' per-node plans (`OpContext.plan`): whatever an op derives from

@@ -173,15 +173,8 @@ extension Parallel {
         /// `Parallel.forEachChunk(count:chunkSize:threads:_:)` on this team;
         /// `body` is held only during the call.
         func forEachChunk(count: Int, chunkSize: Int, _ body: @escaping (_ chunk: Int, _ range: Range<Int>) -> Void) {
-            precondition(chunkSize > 0)
-            let chunks = (count + chunkSize - 1) / chunkSize
-            if chunks == 0 { return }
-            if helpers.isEmpty || chunks == 1 {
-                for c in 0..<chunks { body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)) }
-                return
-            }
             job = body
-            run(count: count, chunkSize: chunkSize, chunks: chunks)
+            pass(count: count, chunkSize: chunkSize, withWorker: false)
         }
 
         /// `forEachChunk`, also telling `body` its worker (0 the caller,
@@ -189,56 +182,47 @@ extension Parallel {
         /// number): for per-worker scratch.
         func forEachChunk(count: Int, chunkSize: Int,
                           _ body: @escaping (_ worker: Int, _ chunk: Int, _ range: Range<Int>) -> Void) {
-            precondition(chunkSize > 0)
-            let chunks = (count + chunkSize - 1) / chunkSize
-            if chunks == 0 { return }
-            if helpers.isEmpty || chunks == 1 {
-                for c in 0..<chunks { body(0, c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)) }
-                return
-            }
             workerJob = body
-            withWorker = true
-            run(count: count, chunkSize: chunkSize, chunks: chunks)
-            withWorker = false
-            workerJob = Team.idleWorker
+            pass(count: count, chunkSize: chunkSize, withWorker: true)
         }
 
-        /// A pass over `chunks` chunks of the body set in `job` / `workerJob`.
-        private func run(count: Int, chunkSize: Int, chunks: Int) {
+        /// A pass over the chunks of `count` with the body set in `job` or
+        /// (`withWorker`) `workerJob`: on the caller alone when there is one
+        /// chunk or no helper, else published to the helpers.
+        private func pass(count: Int, chunkSize: Int, withWorker: Bool) {
+            precondition(chunkSize > 0)
             // The helpers are between passes (polling or parked): nothing
             // reads these until the new generation is published.
-            self.count = count; self.chunkSize = chunkSize; self.chunks = chunks
+            self.count = count; self.chunkSize = chunkSize; self.withWorker = withWorker
+            chunks = (count + chunkSize - 1) / chunkSize
             next.store(0, ordering: .relaxed)
-            busyHelpers.store(helpers.count, ordering: .relaxed)
-            pthread_mutex_lock(mutex)
-            generation.add(1, ordering: .releasing)
-            pthread_cond_broadcast(wake)
-            pthread_mutex_unlock(mutex)
-            work(worker: 0)
-            if !pollForHelpers() {
+            if helpers.isEmpty || chunks <= 1 {
+                work(worker: 0)
+            } else {
+                busyHelpers.store(helpers.count, ordering: .relaxed)
                 pthread_mutex_lock(mutex)
-                while busyHelpers.load(ordering: .acquiring) > 0 { pthread_cond_wait(finished, mutex) }
+                generation.add(1, ordering: .releasing)
+                pthread_cond_broadcast(wake)
                 pthread_mutex_unlock(mutex)
+                work(worker: 0)
+                if !pollForHelpers() {
+                    pthread_mutex_lock(mutex)
+                    while busyHelpers.load(ordering: .acquiring) > 0 { pthread_cond_wait(finished, mutex) }
+                    pthread_mutex_unlock(mutex)
+                }
             }
             job = Team.idle
+            workerJob = Team.idleWorker
         }
 
         /// Claims and runs chunks of the current pass until none is left.
         private func work(worker: Int) {
-            if withWorker {
-                let body = workerJob
-                while true {
-                    let c = next.add(1, ordering: .relaxed).oldValue
-                    if c >= chunks { return }
-                    body(worker, c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
-                }
-            } else {
-                let body = job
-                while true {
-                    let c = next.add(1, ordering: .relaxed).oldValue
-                    if c >= chunks { return }
-                    body(c, (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize))
-                }
+            let plain = job, told = workerJob, withWorker = self.withWorker
+            while true {
+                let c = next.add(1, ordering: .relaxed).oldValue
+                if c >= chunks { return }
+                let range = (c * chunkSize)..<Swift.min(count, (c + 1) * chunkSize)
+                if withWorker { told(worker, c, range) } else { plain(c, range) }
             }
         }
 
