@@ -124,12 +124,14 @@ static FR_AVX512 void fr_gemm_rows(const float *x, const float *wp, const float 
 FR_AVX512
 void fr_gemm_packed(const float *restrict x, const float *restrict wp, const float *restrict bias,
                     float *restrict y, size_t m, size_t out, size_t in) {
-    // Blocks of 8 rows, then the m % 8 left over in one pass of their own,
-    // with the wider panel groups a short block needs to cover FMA latency.
-    const size_t full = m / 8;
-    const int tail = (int)(m % 8);
-    if (full) fr_gemm_rows(x, wp, bias, y, full, 8, out, in);
-    if (tail) fr_gemm_rows(x + full * 8 * in, wp, bias, y + full * 8 * out, 1, tail, out, in);
+    // ⌈m / 8⌉ row blocks with the rows spread evenly (as gemm.c's engine):
+    // a last block of one or two rows over few panels would be a latency-
+    // bound chain of multiply-adds. Short blocks take the wider panel groups
+    // they need to cover FMA latency.
+    if (m == 0) return;
+    const size_t blocks = (m + 7) / 8, rows = m / blocks, wide = m % blocks;
+    if (wide) fr_gemm_rows(x, wp, bias, y, wide, (int)rows + 1, out, in);
+    fr_gemm_rows(x + wide * (rows + 1) * in, wp, bias, y + wide * (rows + 1) * out, blocks - wide, (int)rows, out, in);
 }
 
 // ---------------------------------------------------------------------------

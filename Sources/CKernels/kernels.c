@@ -361,10 +361,14 @@ void fr_gemm_small(const float *restrict x, const float *restrict w, const float
 // Row-wise broadcasting binary ops. Exact aliasing of y with a or b is
 // allowed, so the loops assert independence (`assume_safety`: element i is
 // read before it is written, nothing crosses iterations) instead of letting
-// clang's runtime overlap check send exact aliasing to a scalar loop.
+// clang's runtime overlap check send exact aliasing to a scalar loop. One
+// vector per iteration (no interleaving): short rows, such as attention's
+// 16-float heads scaled by a constant, then run as whole vectors instead of
+// falling through to the remainder loops (22 µs instead of 28 for 256
+// heads of 49 × 16; 64-float rows unchanged).
 
 #define FR_BINARY_ROW(EXPR)                                                   \
-    _Pragma("clang loop vectorize(assume_safety)")                           \
+    _Pragma("clang loop vectorize(assume_safety) interleave_count(1)")       \
     for (size_t i = 0; i < n; i++) yr[i] = (EXPR);
 
 #define FR_BINARY_OPS(A, B)                                                  \
