@@ -8,6 +8,7 @@
 // (max, sum; GroupNorm's two-pass statistics in double) and the affine apply.
 #include "ckernels.h"
 #include "dense_engine.h"
+#include "softmax_avx512.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -35,28 +36,6 @@ static void fr_softmax_row_portable(const float *x, float *y, size_t cols) {
 }
 
 #ifdef FR_DENSE_HAVE_AVX512
-// exp(x) for x ≤ 0 or NaN (softmax's x - max), with the polynomial of
-// kernels.c's fr_exp (Cephes expf: ≤ 1.01 ulp measured on [-87, 0]), fused
-// into the softmax pass so that a row is read once for max and once for
-// exp-and-sum. 2^n is applied by scalef, so results between -103.9 and
-// -87.3 are denormals rather than 0, and below they are 0. max(-104, x)
-// returns x when x is NaN, so NaN propagates; no upper clamp is needed.
-static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_nonpositive(__m512 x) {
-    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 // R rows of `cols` at once (R a constant at each call site: the r loops
 // unroll). Each row takes exactly the operations of a row alone, in the
 // same order, so results do not depend on R; interleaving the rows lets
@@ -89,7 +68,7 @@ void fr_softmax_rows_avx512(const float *x, float *y, size_t cols, const int R) 
     }
     // Multiplying by 1/sum (≤ 1 ulp more than dividing, as PyTorch does):
     // a vector division per 16 outputs was a third of the time.
-    for (int r = 0; r < R; r++) inv[r] = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum[r]));
+    for (int r = 0; r < R; r++) inv[r] = _mm512_set1_ps(1.0f / fr_sum16(vsum[r]));
     for (size_t i = 0; i < cols; i += 16) {
         __mmask16 mk = fr_tail_mask(cols - i);
         for (int r = 0; r < R; r++)

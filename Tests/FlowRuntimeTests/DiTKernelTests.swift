@@ -92,6 +92,75 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// `fr_attention_key_major` (16 or 32 queries in vector lanes) gives,
+    /// bit for bit, the row form's values: c·Q by `fr_binary_rows`, S by
+    /// `fr_gemm_prepacked`, `fr_softmax_rows`, P·V by `fr_gemm_prepacked`.
+    /// Key counts below, at and past a vector (the row form's lane sums and
+    /// its last partial vector), to the 256 limit; depths and widths with
+    /// partial panels; K as [keys, depth] or [depth, keys]; with and without
+    /// the scale; everything read and written with row strides, and nothing
+    /// beside Y's rows written. A lane-sum order other than `fr_sum16`'s
+    /// tree, or a max taken over the wrong keys, fails.
+    func testKeyMajorAttentionEqualsTheRowForm() throws {
+        guard fr_dense_avx512_active() != 0 else { throw XCTSkip("AVX-512F path only") }
+        XCTAssertEqual(fr_attention_key_major_applies(256, 64, 64), 1)
+        XCTAssertEqual(fr_attention_key_major_applies(257, 64, 64), 0)
+        XCTAssertEqual(fr_attention_key_major_applies(0, 64, 64), 0)
+        var rng = RandomStream(seed: 4242, purpose: .custom, index: 0)
+        var mismatches = 0, cases = 0
+        for (keys, depth, width) in [(1, 16, 16), (7, 5, 9), (16, 16, 16), (17, 8, 24), (33, 32, 16), (49, 16, 16),
+                                     (64, 64, 64), (100, 20, 40), (256, 16, 16)] {
+            for rows in [16, 32] {
+                for transK in [1, 0] {
+                    for scaled in [false, true] {
+                        let (lq, lk, lv, ly) = (depth + 3, (transK == 1 ? depth : keys) + 1, width + 2, width + 5)
+                        let q = (0..<(rows * lq)).map { _ in Float(rng.nextNormal() * 2) }
+                        let k = (0..<((transK == 1 ? keys : depth) * lk)).map { _ in Float(rng.nextNormal() * 2) }
+                        let v = (0..<(keys * lv)).map { _ in Float(rng.nextNormal()) }
+                        var c: Float = 0.353_553_4
+                        // The row form.
+                        var qs = [Float](repeating: 0, count: rows * depth)
+                        if scaled {
+                            fr_binary_rows(2, q, lq, 1, &c, 0, 0, &qs, rows, depth)
+                        } else {
+                            for r in 0..<rows { for d in 0..<depth { qs[r * depth + d] = q[r * lq + d] } }
+                        }
+                        var kp = [Float](repeating: 0, count: fr_gemm_packed_b_floats(keys, depth))
+                        fr_gemm_pack_b(Int32(transK), keys, depth, k, lk, &kp)
+                        var vp = [Float](repeating: 0, count: fr_gemm_packed_b_floats(width, keys))
+                        fr_gemm_pack_b(0, width, keys, v, lv, &vp)
+                        var p = [Float](repeating: .nan, count: rows * keys)
+                        fr_gemm_prepacked(rows, keys, depth, qs, depth, kp, &p, keys)
+                        fr_softmax_rows(p, &p, rows, keys)
+                        var expected = [Float](repeating: .nan, count: rows * width)
+                        fr_gemm_prepacked(rows, width, keys, p, keys, vp, &expected, width)
+                        // Key-major.
+                        var y = [Float](repeating: -7, count: rows * ly)
+                        var scratch = [Float](repeating: .nan, count: fr_attention_key_major_scratch_floats(keys, depth))
+                        if scaled {
+                            fr_attention_key_major(rows, keys, depth, width, Int32(transK), q, lq, &c, k, lk, v, lv, &y,
+                                                   ly, &scratch)
+                        } else {
+                            fr_attention_key_major(rows, keys, depth, width, Int32(transK), q, lq, nil, k, lk, v, lv, &y,
+                                                   ly, &scratch)
+                        }
+                        for r in 0..<rows {
+                            for j in 0..<ly {
+                                let got = y[r * ly + j]
+                                if j < width ? got.bitPattern != expected[r * width + j].bitPattern : got != -7 {
+                                    mismatches += 1
+                                }
+                            }
+                        }
+                        cases += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(cases, 72)
+        XCTAssertEqual(mismatches, 0)
+    }
+
     /// `fr_layer_norm_mod_rows` (rows four at a time) gives, bit for bit,
     /// each row's LayerNorm alone (`fr_layer_norm_rows` of one row), then
     /// a float multiply by the row's modulation scale and an add of its
@@ -407,6 +476,50 @@ extension ImageOpDerivativeTests {
         let out = try nodeOutputs(g, x: x, batch: 3, names: ["pv"])["pv"]!
         XCTAssertEqual(out.shape, [heads, tokens, width])
         XCTAssertTrue(out.values.allSatisfy(\.isFinite))
+    }
+
+    /// Attention over ≤ 256 keys runs key-major in inference passes
+    /// (blocks of 32 and 16 queries, the rest in the row form) and as three
+    /// nodes in recorded passes; `nodeOutputs` requires the two to agree.
+    /// Token counts that leave 0, 1, 5 and 14 rows to the row form and one
+    /// past the 256-key limit (one narrow head: the graph ends in a
+    /// Linear over every value); Q and K scaled by constants (read through by
+    /// the fusion); K given transposed (Kᵀ materialised: the MatMul without
+    /// transposeB); widths of one and two panels.
+    func testKeyMajorAttentionFusedEqualsUnfused() throws {
+        var rng = RandomStream(seed: 97, purpose: .custom, index: 0)
+        for (heads, tokens, width, transposedK) in [(2, 16, 16, false), (2, 49, 16, false), (2, 37, 24, true),
+                                                    (2, 64, 16, true), (2, 46, 20, false), (1, 257, 4, false)] {
+            let n = heads * tokens * width
+            let x = (0..<(2 * n)).map { _ in Float(rng.nextNormal()) }
+            let g = try graph([heads, tokens, width], seed: 101, pre: false) { b, u in
+                func proj(_ name: String, _ seed: UInt64) throws -> ValueID {
+                    // A per-feature Linear over the last axis keeps the graph small at 257 tokens.
+                    let y = try b.linear(u, weight: self.random([width, width], seed: seed,
+                                                                scale: 1 / Double(width).squareRoot()),
+                                         bias: self.random([width], seed: seed + 7, scale: 0.1), name: name)
+                    return y
+                }
+                let v = try proj("v", 102), q = try proj("q", 103), k = try proj("k", 104)
+                let cq = b.parameter("cq", Tensor(shape: [1], scalars: [0.5946]), trainable: false)
+                let ck = b.parameter("ck", Tensor(shape: [1], scalars: [0.5946]), trainable: false)
+                let qs = try b.apply(.binary(.mul), [q, cq], name: "qs")
+                let s: ValueID
+                if transposedK {
+                    let kt = try b.apply(Operation(try TransposeOp(perm: [0, 2, 1], inputShape: [heads, tokens, width],
+                                                                   node: "kt")), [k], name: "kt")
+                    s = try b.apply(.matMul(), [qs, try b.apply(.binary(.mul), [kt, ck], name: "ks")], name: "scores")
+                } else {
+                    s = try b.apply(.matMul(transposeB: true), [qs, try b.apply(.binary(.mul), [k, ck], name: "ks")],
+                                    name: "scores")
+                }
+                let p = try b.apply(Operation(SoftmaxOp(axis: 2)), [s], name: "p")
+                return try b.apply(.matMul(), [p, v], name: "pv")
+            }
+            let out = try nodeOutputs(g, x: x, batch: 2, names: ["pv"])["pv"]!
+            XCTAssertEqual(out.shape, [heads, tokens, width])
+            XCTAssertTrue(out.values.allSatisfy(\.isFinite), "tokens \(tokens)")
+        }
     }
 
     func testModulatedLayerNormDerivatives() throws {

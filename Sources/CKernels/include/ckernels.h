@@ -157,6 +157,12 @@ void fr_permute_rows(const float *src, float *dst, size_t rank, const size_t *ex
 void fr_gemm_pack_b(int trans_b, size_t n, size_t k, const float *b, size_t ldb, float *bp);
 void fr_gemm_prepacked(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *bp, float *c,
                        size_t ldc);
+/// C = A·B for B [k, n] row-major, read in place (row stride ldb ≥ n; no
+/// packing, nothing read past column n): for a B used by one product only
+/// (attention's V, per head). C written; the values of fr_gemm and
+/// fr_gemm_prepacked bit for bit. C must not overlap A or B.
+void fr_gemm_b_in_place(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+                        float *c, size_t ldc);
 /// C[m, n] += A[m, k]·B[k, n], A row-major (lda), B packed by
 /// fr_gemm_pack_b(trans_b, n, k, ...) (gemm.c; the training backward pass's
 /// g_x). Each C[i, j] is its value on entry followed by one multiply-add per
@@ -261,6 +267,25 @@ void fr_conv2d_backward_input_winograd(const fr_conv2d_geometry *g, const float 
 /// Entries of -inf give 0; a row of -inf gives NaN, as PyTorch does.
 /// x and y may alias exactly.
 void fr_softmax_rows(const float *x, float *y, size_t rows, size_t cols);
+
+/// Attention for `rows` query rows (16 or 32): Y[i, :] = softmax((c·Q[i, :])
+/// ·Kᵀ)·V for i < rows, with Q [rows, depth] (row stride lq), c =
+/// q_scale[0] (1 when NULL), K [keys, depth] (lk; [depth, keys] when
+/// trans_k is 0, as fr_gemm's B), V [keys, width] (lv), Y [rows, width]
+/// (ly), all row-major and read in place. The scores are kept key-major
+/// (16 queries in a vector's lanes). The values of fr_binary_rows (c·Q,
+/// op 2) → fr_gemm_prepacked → fr_softmax_rows → fr_gemm_prepacked bit for
+/// bit. scratch: fr_attention_key_major_scratch_floats(keys, depth) floats.
+/// Only where fr_attention_key_major_applies (AVX-512F active, 1 ≤ keys ≤
+/// FR_ATTENTION_KEY_MAJOR_KEYS); elsewhere, or for other `rows`, it writes
+/// nothing.
+#define FR_ATTENTION_KEY_MAJOR_KEYS 256
+#define FR_ATTENTION_KEY_MAJOR_ROWS 32
+int fr_attention_key_major_applies(size_t keys, size_t depth, size_t width);
+size_t fr_attention_key_major_scratch_floats(size_t keys, size_t depth);
+void fr_attention_key_major(size_t rows, size_t keys, size_t depth, size_t width, int trans_k, const float *q,
+                            size_t lq, const float *q_scale, const float *k, size_t lk, const float *v, size_t lv,
+                            float *y, size_t ly, float *scratch);
 
 /// LayerNorm of `rows` rows of m floats: per row mean μ and biased variance
 /// (float sums in 16 interleaved partial sums), r = 1/sqrt(var + eps),

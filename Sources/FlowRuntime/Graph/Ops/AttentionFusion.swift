@@ -146,20 +146,33 @@ struct AttentionFusion {
         // fr_gemm's AVX-512 engine (0, then one FMA per key in order), so only
         // where that engine is the one the unfused nodes use.
         let narrow = width == 8 && fr_dense_avx512_active() != 0
-        let kPacked = fr_gemm_packed_b_floats(keys, depth)
-        let vPacked = narrow ? 16 * keys : fr_gemm_packed_b_floats(width, keys)
+        // V as stored (rows of `width` floats) is read in place by P·V: packing
+        // it copied it once for one product.
+        let (tk, tv) = (first.transposeB ? 1 : 0, second.transposeB ? 1 : 0)
+        let vInPlace = !narrow && tv == 0
+        // Query rows 32 or 16 at a time with the scores key-major
+        // (`fr_attention_key_major`, ≤ 256 keys): full vectors where a row
+        // of few keys leaves lanes idle, no horizontal reductions; same
+        // values. The rows past the last 16 of a matrix take the row form.
+        let keyMajor = vInPlace && fr_attention_key_major_applies(keys, depth, width) != 0
+        let rowForm = !keyMajor || rows % 16 != 0
+        let kPacked = rowForm ? fr_gemm_packed_b_floats(keys, depth) : 0
+        let vPacked = narrow ? 16 * keys : (vInPlace ? 0 : fr_gemm_packed_b_floats(width, keys))
         // Scaled copies (a Mul by a constant read through): K whole, Q per block.
         let kCopy = k.scale == nil ? 0 : keys * depth, qCopy = q.scale == nil ? 0 : block * depth
+        let sFloats = Swift.max(block * keys + qCopy,
+                                keyMajor ? fr_attention_key_major_scratch_floats(keys, depth) : 0)
         let ex = c.executor, ws = c.ws, sizes = c.plan.sizes
         let (qBase, kBase, vBase) = (ex.data(q.base, ws), ex.data(k.base, ws), ex.data(v.base, ws))
         let qc = q.scale.map { ex.data($0, ws)[0] }, kc = k.scale.map { ex.data($0, ws)[0] }
         let (qs, ks, vs, ys) = (sizes[q.base], sizes[k.base], sizes[v.base], sizes[output])
         let matrices = g1.lead.reduce(1, *), units = c.batch * matrices
         let blocks = (rows + block - 1) / Swift.max(block, 1)
-        let (tk, tv) = (first.transposeB ? 1 : 0, second.transposeB ? 1 : 0)
         let (lq, ly) = (q.rowStride, self.y.rowStride)
 
-        /// Packs matrix `u` (sample u / matrices)'s K and V into `packed`.
+        /// Matrix `u` (sample u / matrices)'s K as stored (c·K into `kScaled`
+        /// when scaled), packed into `packed` where the row form needs it,
+        /// and V packed where it is not read in place.
         func pack(_ u: Int, into packed: UnsafeMutablePointer<Float>, kScaled: UnsafeMutablePointer<Float>) {
             let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
             var km = UnsafePointer(kBase + s * ks + k.offsets[m]), lk = k.rowStride
@@ -170,20 +183,37 @@ struct AttentionFusion {
                 km = UnsafePointer(kScaled)
                 lk = w
             }
-            fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed)
+            if rowForm { fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed) }
             let vm = vBase + s * vs + v.offsets[m]
             if narrow {
                 fr_gemm_n8_pack(Int32(tv), keys, vm, v.rowStride, packed + kPacked)
-            } else {
+            } else if !vInPlace {
                 fr_gemm_pack_b(Int32(tv), width, keys, vm, v.rowStride, packed + kPacked)
             }
         }
         /// Row block `b` of matrix `u`: S's rows, their softmax, Y's rows.
-        func rowBlock(_ u: Int, _ b: Int, packed: UnsafePointer<Float>, sBlock: UnsafeMutablePointer<Float>,
-                  qScaled: UnsafeMutablePointer<Float>) {
+        func rowBlock(_ u: Int, _ b: Int, packed: UnsafePointer<Float>, kScaled: UnsafePointer<Float>,
+                      sBlock: UnsafeMutablePointer<Float>, qScaled: UnsafeMutablePointer<Float>) {
             let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
             let qm = qBase + s * qs + q.offsets[m], ym = y + s * ys + self.y.offsets[m]
-            let r0 = b * block, rb = Swift.min(block, rows - r0)
+            let vm = vBase + s * vs + v.offsets[m]
+            var r0 = b * block
+            let end = Swift.min(r0 + block, rows)
+            if keyMajor {
+                let (km, lk) = kc == nil ? (UnsafePointer(kBase + s * ks + k.offsets[m]), k.rowStride)
+                                         : (kScaled, tk == 1 ? depth : keys)
+                var scale = qc ?? 1
+                withUnsafePointer(to: &scale) { sp in
+                    while r0 + 16 <= end {
+                        let n = r0 + 32 <= end ? 32 : 16
+                        fr_attention_key_major(n, keys, depth, width, Int32(tk), qm + r0 * lq, lq,
+                                               qc == nil ? nil : sp, km, lk, vm, v.rowStride, ym + r0 * ly, ly, sBlock)
+                        r0 += n
+                    }
+                }
+                if r0 == end { return }
+            }
+            let rb = end - r0
             if var qc {
                 fr_binary_rows(2, qm + r0 * lq, lq, 1, &qc, 0, 0, qScaled, rb, depth)
                 fr_gemm_prepacked(rb, keys, depth, qScaled, depth, packed, sBlock, keys)
@@ -193,6 +223,8 @@ struct AttentionFusion {
             fr_softmax_rows(sBlock, sBlock, rb, keys)
             if narrow {
                 fr_gemm_n8(rb, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
+            } else if vInPlace {
+                fr_gemm_b_in_place(rb, width, keys, sBlock, keys, vm, v.rowStride, ym + r0 * ly, ly)
             } else {
                 fr_gemm_prepacked(rb, width, keys, sBlock, keys, packed + kPacked, ym + r0 * ly, ly)
             }
@@ -201,23 +233,28 @@ struct AttentionFusion {
         let threads = ws.splitThreads(flops: 2 * units * rows * keys * (depth + width), parts: units * blocks)
         if threads > 1 {
             // One call's attention over several cores (a batch of one U-Net
-            // sample): every matrix's K and V packed first, then the row
-            // blocks on the workers, each with its own S block. Same values.
-            let per = kPacked + vPacked
-            let packed = c.scratch(units * per + kCopy)
-            for u in 0..<units { pack(u, into: packed + u * per, kScaled: packed + units * per) }
-            ws.split(parts: units * blocks, threads: threads, scratch: block * keys + qCopy) { sBlock, i in
+            // sample): every matrix's K and V prepared first (each its own
+            // scaled K), then the row blocks on the workers, each with its
+            // own S block. Same values.
+            let per = kPacked + vPacked + kCopy
+            let packed = c.scratch(units * per)
+            for u in 0..<units { pack(u, into: packed + u * per, kScaled: packed + u * per + kPacked + vPacked) }
+            ws.split(parts: units * blocks, threads: threads, scratch: sFloats) { sBlock, i in
                 let (u, b) = i.quotientAndRemainder(dividingBy: blocks)
-                rowBlock(u, b, packed: packed + u * per, sBlock: sBlock, qScaled: sBlock + block * keys)
+                let base = packed + u * per
+                rowBlock(u, b, packed: base, kScaled: base + kPacked + vPacked, sBlock: sBlock,
+                         qScaled: sBlock + block * keys)
             }
             return
         }
         let packed = c.scratch(kPacked + vPacked + kCopy + qCopy)
         let kScaled = packed + kPacked + vPacked, qScaled = kScaled + kCopy
-        let sBlock = c.scratch2(block * keys)
+        let sBlock = c.scratch2(sFloats)
         for u in 0..<units {
             pack(u, into: packed, kScaled: kScaled)
-            for b in 0..<blocks { rowBlock(u, b, packed: packed, sBlock: sBlock, qScaled: qScaled) }
+            for b in 0..<blocks {
+                rowBlock(u, b, packed: packed, kScaled: kScaled, sBlock: sBlock, qScaled: qScaled)
+            }
         }
     }
 
