@@ -2,18 +2,23 @@ import CKernels
 
 /// Attention as the importer leaves it, S = A₁·B₁' → P = softmax(S) along
 /// the last axis → Y = P·B₂' (three nodes), run by inference passes as one
-/// computation over blocks of query rows: K' and V' packed once per matrix
-/// (`fr_gemm_pack_b`), then per block of query rows, S's rows
-/// (`fr_gemm_prepacked`), their softmax, and Y's rows, while the block
-/// (rows × keys floats) is still in cache. S and P are never stored whole:
-/// at 784 tokens one S is 2.4 MB per head, and writing it, reading it three
-/// times for the softmax and once more for P·V was a fifth of a torchcfm
-/// U-Net's time.
+/// computation over blocks of query rows: K' packed once per matrix
+/// (`fr_gemm_pack_b`; V' too unless P·V reads it in place), then per block
+/// of query rows, S's rows (`fr_gemm_prepacked`), their softmax, and Y's
+/// rows, while the block (rows × keys floats) is still in cache. S and P
+/// are never stored whole: at 784 tokens one S is 2.4 MB per head, and
+/// writing it, reading it three times for the softmax and once more for P·V
+/// was a fifth of a torchcfm U-Net's time. With ≤ 256 keys, query rows go
+/// 32 or 16 at a time key-major (`fr_attention_key_major`: the queries in
+/// vector lanes, so a DiT's 49 keys fill whole vectors and the softmax
+/// needs no horizontal reductions); the rows past the last 16 of a matrix
+/// take the row form.
 ///
 /// Same values as the three nodes, bit for bit: `fr_gemm` (and
 /// `fr_gemm_prepacked`, its blocks) computes each row of C from that row of
-/// A alone in a fixed order (the k blocking does not depend on m), and the
-/// softmax is per row. Recorded passes (derivatives)
+/// A alone in a fixed order (the k blocking does not depend on m), the
+/// softmax is per row, and the key-major form takes the same operations in
+/// the same order per row (ckernels.h). Recorded passes (derivatives)
 /// run the three nodes, since their caches need S and P.
 ///
 /// Operands read in place (`Operand`): where Q, K or V is a Reshape,
@@ -25,7 +30,7 @@ import CKernels
 /// other node reads them). Likewise Y is written straight into the layout
 /// of a Transpose that is Y's only reader (heads merged back). Same values:
 /// the constant multiplies each element as the Mul node did (Q per block of
-/// rows, K before packing), and the copies only moved values.
+/// rows, K per matrix), and the copies only moved values.
 struct AttentionFusion {
     /// The nodes: Q·Kᵀ, softmax, P·V.
     let scores: Int, softmax: Int, product: Int
