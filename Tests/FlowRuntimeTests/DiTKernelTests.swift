@@ -161,6 +161,39 @@ final class DiTKernelTests: XCTestCase {
         XCTAssertEqual(mismatches, 0)
     }
 
+    /// `fr_gemm_b_in_place` (B read with its row stride, never packed)
+    /// gives `fr_gemm_prepacked`'s values bit for bit on both engines, for
+    /// row counts that leave every tile split (the rows spread evenly over
+    /// the tiles), partial last panels and k past one 256 block; nothing
+    /// beside C's rows is written. A last panel read unmasked would read
+    /// past B's row into the next (the stride leaves garbage there) and fail.
+    func testGemmReadingBInPlaceEqualsPrepacked() {
+        var rng = RandomStream(seed: 5151, purpose: .custom, index: 0)
+        var mismatches = 0
+        for portable in [false, true] {
+            let previous = fr_dense_force_portable(portable ? 1 : 0)
+            defer { _ = fr_dense_force_portable(previous) }
+            for (m, n, k) in [(1, 16, 49), (7, 8, 3), (9, 17, 64), (49, 16, 49), (50, 40, 300), (17, 64, 16)] {
+                let (lda, ldb, ldc) = (k + 1, n + 5, n + 2)
+                let a = (0..<(m * lda)).map { _ in Float(rng.nextNormal()) }
+                let b = (0..<(k * ldb)).map { _ in Float(rng.nextNormal()) }
+                var bp = [Float](repeating: 0, count: fr_gemm_packed_b_floats(n, k))
+                fr_gemm_pack_b(0, n, k, b, ldb, &bp)
+                var expected = [Float](repeating: .nan, count: m * n)
+                fr_gemm_prepacked(m, n, k, a, lda, bp, &expected, n)
+                var c = [Float](repeating: -3, count: m * ldc)
+                fr_gemm_b_in_place(m, n, k, a, lda, b, ldb, &c, ldc)
+                for i in 0..<m {
+                    for j in 0..<ldc where j < n ? c[i * ldc + j].bitPattern != expected[i * n + j].bitPattern
+                                                 : c[i * ldc + j] != -3 {
+                        mismatches += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
+
     /// `fr_layer_norm_mod_rows` (rows four at a time) gives, bit for bit,
     /// each row's LayerNorm alone (`fr_layer_norm_rows` of one row), then
     /// a float multiply by the row's modulation scale and an add of its

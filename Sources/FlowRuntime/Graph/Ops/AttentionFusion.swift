@@ -151,15 +151,18 @@ struct AttentionFusion {
         // fr_gemm's AVX-512 engine (0, then one FMA per key in order), so only
         // where that engine is the one the unfused nodes use.
         let narrow = width == 8 && fr_dense_avx512_active() != 0
-        // V as stored (rows of `width` floats) is read in place by P·V: packing
-        // it copied it once for one product.
         let (tk, tv) = (first.transposeB ? 1 : 0, second.transposeB ? 1 : 0)
-        let vInPlace = !narrow && tv == 0
+        let blocks = (rows + block - 1) / Swift.max(block, 1)
         // Query rows 32 or 16 at a time with the scores key-major
         // (`fr_attention_key_major`, ≤ 256 keys): full vectors where a row
         // of few keys leaves lanes idle, no horizontal reductions; same
         // values. The rows past the last 16 of a matrix take the row form.
-        let keyMajor = vInPlace && fr_attention_key_major_applies(keys, depth, width) != 0
+        let keyMajor = !narrow && tv == 0 && fr_attention_key_major_applies(keys, depth, width) != 0
+        // V as stored (rows of `width` floats) is read in place by P·V where
+        // packing it would copy it for one block of rows (or for the
+        // key-major form, which reads it in place); many row blocks (784
+        // tokens: 25) read it packed.
+        let vInPlace = keyMajor || (!narrow && tv == 0 && blocks == 1)
         let rowForm = !keyMajor || rows % 16 != 0
         let kPacked = rowForm ? fr_gemm_packed_b_floats(keys, depth) : 0
         let vPacked = narrow ? 16 * keys : (vInPlace ? 0 : fr_gemm_packed_b_floats(width, keys))
@@ -172,7 +175,6 @@ struct AttentionFusion {
         let qc = q.scale.map { ex.data($0, ws)[0] }, kc = k.scale.map { ex.data($0, ws)[0] }
         let (qs, ks, vs, ys) = (sizes[q.base], sizes[k.base], sizes[v.base], sizes[output])
         let matrices = g1.lead.reduce(1, *), units = c.batch * matrices
-        let blocks = (rows + block - 1) / Swift.max(block, 1)
         let (lq, ly) = (q.rowStride, self.y.rowStride)
 
         /// Matrix `u` (sample u / matrices)'s K as stored (c·K into `kScaled`
