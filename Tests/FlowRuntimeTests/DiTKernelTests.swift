@@ -555,6 +555,45 @@ extension ImageOpDerivativeTests {
         }
     }
 
+    /// A key-major attention big enough to split at batch 1 (2 heads × 256
+    /// tokens × 32: 2^24 flops > `GraphWorkspace.splitFlops`) gives the
+    /// same bits on 1, 2 and 3 threads: the workers' K copies (one per
+    /// matrix, scaled) and score blocks are their own; and the same values
+    /// as the three nodes of a recorded pass.
+    func testKeyMajorAttentionSplitsOverThreads() throws {
+        let (heads, tokens, width) = (2, 256, 32)
+        var b = GraphBuilder(sampleShape: [heads, tokens, width])
+        func proj(_ name: String, _ seed: UInt64) throws -> ValueID {
+            try b.linear(b.x, weight: random([width, width], seed: seed, scale: 1 / Double(width).squareRoot()),
+                         bias: random([width], seed: seed + 7, scale: 0.1), name: name)
+        }
+        let v = try proj("v", 111), q = try proj("q", 112), k = try proj("k", 113)
+        let c = b.parameter("c", Tensor(shape: [1], scalars: [0.42]), trainable: false)
+        let ks = try b.apply(.binary(.mul), [k, c], name: "ks")
+        let qs = try b.apply(.binary(.mul), [q, c], name: "qs")
+        let s = try b.apply(.matMul(transposeB: true), [qs, ks], name: "scores")
+        let p = try b.apply(Operation(SoftmaxOp(axis: 2)), [s], name: "p")
+        let pv = try b.apply(.matMul(), [p, v], name: "pv")
+        let g = try b.finish(output: pv)
+        let model = try Model(graph: g)
+        var rng = RandomStream(seed: 114, purpose: .custom, index: 0)
+        let x = (0..<(heads * tokens * width)).map { _ in Float(rng.nextNormal()) }
+        func velocity(threads: Int) -> [UInt32] {
+            var out = [Float](repeating: .nan, count: x.count)
+            [0.5].withUnsafeBufferPointer { tb in
+                x.withUnsafeBufferPointer { xb in
+                    out.withUnsafeMutableBufferPointer { model.velocity(times: tb, points: xb, into: $0, threads: threads) }
+                }
+            }
+            return out.map(\.bitPattern)
+        }
+        let one = velocity(threads: 1)
+        XCTAssertEqual(velocity(threads: 2), one)
+        XCTAssertEqual(velocity(threads: 3), one)
+        let recorded = try nodeOutputs(g, x: x, batch: 1, names: ["pv"])["pv"]!
+        XCTAssertEqual(recorded.values.map(\.bitPattern), one)
+    }
+
     func testModulatedLayerNormDerivatives() throws {
         for fromX in [true, false] {
             try checkDerivatives(try modulatedLayerNormGraph(fromX: fromX, fused: true, pre: true),
