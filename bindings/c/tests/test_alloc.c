@@ -68,7 +68,7 @@ static long call_allocations(flowrt_flow *f, int kind, unsigned steps, unsigned 
 }
 
 /* Issue 17: the solvers allocate per call (chunk states, one scratch per
- * thread), never per step: a run of 48 steps allocates no more than one of
+ * thread), never per step: a run of 72 steps allocates no more than one of
  * 12 (2,100 samples: 3 solver chunks, 9 SDE chunks, so 2 threads do run). */
 static void steps_do_not_allocate(flowrt_model *m) {
     static const char *names[3] = {"RK4 transport", "exact log-density", "SDE"};
@@ -83,25 +83,24 @@ static void steps_do_not_allocate(flowrt_model *m) {
                 long a = -1, b = -1, r;
                 int rep;
                 call_allocations(f, kind, 12, threads, progress); /* warm-up */
-                /* The fewest of 3 calls each: a pooled scratch grows when its
-                 * thread's first chunk is the short last one, and which thread
-                 * claims it varies from call to call (up to ~6 buffers for the
-                 * exact log-density), while allocations per step would show in
-                 * every call. Slack 16: 36 more steps are 36 more evaluations
-                 * (an allocation per step would add >= 36) and 5 more progress
-                 * rounds, in which a pooled buffer still grows now and then
-                 * (+6 seen for the exact log-density on 2 threads). On 2
-                 * threads, +9 to +10 in about one run in three, with or
-                 * without progress rounds, for all three kinds, and as often
-                 * with the library as of ccd9735 (which slack 8 let pass by
-                 * luck): a constant of the thread pool, not per step. */
+                /* The fewest of 3 calls each. On 2 threads a call allocates
+                 * a second thread's scratch (its network workspace and
+                 * buffers, ~25 allocations for the SDE) only when that
+                 * thread takes a chunk while the first holds its own, and
+                 * a pooled buffer grows when its thread's first chunk is the
+                 * short last one; which happens varies from call to call
+                 * (SDE: 327 to 353 seen for the same call). Slack 40 covers
+                 * that; 60 more steps would add >= 60 allocations if any
+                 * step allocated (one per evaluation), so the slack cannot
+                 * hide one. (With 48 steps and slack 16 the SDE on 2
+                 * threads failed about one run in ten: 352 against 327.) */
                 for (rep = 0; rep < 3; rep++) {
                     r = call_allocations(f, kind, 12, threads, progress);
                     if (a < 0 || r < a) a = r;
-                    r = call_allocations(f, kind, 48, threads, progress);
+                    r = call_allocations(f, kind, 72, threads, progress);
                     if (b < 0 || r < b) b = r;
                 }
-                CHECK(b <= a + 16, "%s, %u thread(s), progress %d: %ld allocations with 48 steps, %ld with 12",
+                CHECK(b <= a + 40, "%s, %u thread(s), progress %d: %ld allocations with 72 steps, %ld with 12",
                       names[kind], threads, progress, b, a);
             }
     flowrt_flow_free(f);
