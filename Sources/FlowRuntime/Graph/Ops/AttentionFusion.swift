@@ -172,24 +172,29 @@ struct AttentionFusion {
                                 keyMajor ? fr_attention_key_major_scratch_floats(keys, depth) : 0)
         let ex = c.executor, ws = c.ws, sizes = c.plan.sizes
         let (qBase, kBase, vBase) = (ex.data(q.base, ws), ex.data(k.base, ws), ex.data(v.base, ws))
-        let qc = q.scale.map { ex.data($0, ws)[0] }, kc = k.scale.map { ex.data($0, ws)[0] }
+        let qScale = q.scale.map { UnsafePointer(ex.data($0, ws)) }, kc = k.scale.map { ex.data($0, ws)[0] }
         let (qs, ks, vs, ys) = (sizes[q.base], sizes[k.base], sizes[v.base], sizes[output])
         let matrices = g1.lead.reduce(1, *), units = c.batch * matrices
         let (lq, ly) = (q.rowStride, self.y.rowStride)
 
-        /// Matrix `u` (sample u / matrices)'s K as stored (c·K into `kScaled`
-        /// when scaled), packed into `packed` where the row form needs it,
-        /// and V packed where it is not read in place.
+        /// Matrix `u` (sample u / matrices)'s K rows and their stride: as
+        /// stored, or c·K in `kScaled` (written by `pack`) when scaled.
+        func kRows(_ u: Int, kScaled: UnsafePointer<Float>) -> (UnsafePointer<Float>, Int) {
+            let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
+            return kc == nil ? (UnsafePointer(kBase + s * ks + k.offsets[m]), k.rowStride)
+                             : (kScaled, tk == 1 ? depth : keys)
+        }
+        /// Matrix `u`'s c·K into `kScaled` when scaled, K packed into
+        /// `packed` where the row form needs it, and V packed where it is not
+        /// read in place.
         func pack(_ u: Int, into packed: UnsafeMutablePointer<Float>, kScaled: UnsafeMutablePointer<Float>) {
             let (s, m) = u.quotientAndRemainder(dividingBy: matrices)
-            var km = UnsafePointer(kBase + s * ks + k.offsets[m]), lk = k.rowStride
             if var kc {
                 // K · c as the Mul node computed it (`fr_binary_rows`, op 2).
                 let (r, w) = tk == 1 ? (keys, depth) : (depth, keys)
-                fr_binary_rows(2, km, lk, 1, &kc, 0, 0, kScaled, r, w)
-                km = UnsafePointer(kScaled)
-                lk = w
+                fr_binary_rows(2, kBase + s * ks + k.offsets[m], k.rowStride, 1, &kc, 0, 0, kScaled, r, w)
             }
+            let (km, lk) = kRows(u, kScaled: kScaled)
             if rowForm { fr_gemm_pack_b(Int32(tk), keys, depth, km, lk, packed) }
             let vm = vBase + s * vs + v.offsets[m]
             if narrow {
@@ -207,22 +212,18 @@ struct AttentionFusion {
             var r0 = b * block
             let end = Swift.min(r0 + block, rows)
             if keyMajor {
-                let (km, lk) = kc == nil ? (UnsafePointer(kBase + s * ks + k.offsets[m]), k.rowStride)
-                                         : (kScaled, tk == 1 ? depth : keys)
-                var scale = qc ?? 1
-                withUnsafePointer(to: &scale) { sp in
-                    while r0 + 16 <= end {
-                        let n = r0 + 32 <= end ? 32 : 16
-                        fr_attention_key_major(n, keys, depth, width, Int32(tk), qm + r0 * lq, lq,
-                                               qc == nil ? nil : sp, km, lk, vm, v.rowStride, ym + r0 * ly, ly, sBlock)
-                        r0 += n
-                    }
+                let (km, lk) = kRows(u, kScaled: kScaled)
+                while r0 + 16 <= end {
+                    let n = r0 + 32 <= end ? 32 : 16
+                    fr_attention_key_major(n, keys, depth, width, Int32(tk), qm + r0 * lq, lq, qScale, km, lk, vm,
+                                           v.rowStride, ym + r0 * ly, ly, sBlock)
+                    r0 += n
                 }
                 if r0 == end { return }
             }
             let rb = end - r0
-            if var qc {
-                fr_binary_rows(2, qm + r0 * lq, lq, 1, &qc, 0, 0, qScaled, rb, depth)
+            if let qScale {
+                fr_binary_rows(2, qm + r0 * lq, lq, 1, qScale, 0, 0, qScaled, rb, depth)
                 fr_gemm_prepacked(rb, keys, depth, qScaled, depth, packed, sBlock, keys)
             } else {
                 fr_gemm_prepacked(rb, keys, depth, qm + r0 * lq, lq, packed, sBlock, keys)
