@@ -117,7 +117,7 @@ func buffer<T>(_ p: UnsafePointer<T>?, _ count: Int, _ name: String) throws -> U
 
 /// Every element finite, or `.nonFinite` naming the first bad index.
 func requireFinite(_ p: UnsafePointer<Float>, _ n: Int, _ name: String) throws {
-    for i in 0..<n where !p[i].isFinite {
+    if let i = UnsafeBufferPointer(start: p, count: n).firstNonFiniteIndex {
         throw FlowError.nonFinite("\(name)[\(i)] is \(p[i])")
     }
 }

@@ -290,6 +290,26 @@ void fr_unary_forward_derivative(int kind, float p1, float p2, const float *x,
     }
 }
 
+// A float is inf or NaN exactly when its exponent bits are all ones, the
+// largest value bits & 0x7f800000 can take: each block of 256 is checked by
+// a maximum of those (vectorised; no early exit inside a block), and only a
+// block that holds one is searched element by element for the index.
+FR_CLONES
+size_t fr_first_nonfinite(const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 256 <= n; i += 256) {
+        uint32_t m = 0;
+        for (size_t j = 0; j < 256; j++) {
+            const uint32_t e = (uint32_t)fr_float_to_bits(x[i + j]) & 0x7f800000u;
+            m = e > m ? e : m;
+        }
+        if (m == 0x7f800000u) break;
+    }
+    for (; i < n; i++)
+        if (((uint32_t)fr_float_to_bits(x[i]) & 0x7f800000u) == 0x7f800000u) return i;
+    return n;
+}
+
 FR_CLONES
 void fr_mul_rows_k(const float *d, const float *in, float *out, size_t rows, size_t k, size_t m) {
     for (size_t r = 0; r < rows; r++) {

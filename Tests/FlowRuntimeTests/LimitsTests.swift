@@ -38,6 +38,33 @@ final class LimitsTests: XCTestCase {
         XCTAssertEqual(blocks, 0)
     }
 
+    /// `firstNonFiniteIndex` (the vector scan behind every entry point's
+    /// input check) against the element loop: ±inf, quiet and signalling
+    /// NaN, a NaN with payload, at the first and last index of blocks of
+    /// 256, in the tail and past several blocks, with a second bad value
+    /// behind the first; the largest finite floats and denormals pass. A
+    /// mask of 0x7f000000 or a scan that skips a block's last element fails.
+    func testFirstNonFiniteIndexIsTheFirstInfOrNaN() {
+        let bad: [Float] = [.infinity, -.infinity, .nan, .signalingNaN, Float(bitPattern: 0xffc0_1234)]
+        let fine: [Float] = [.greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, 0, -0.0,
+                             1.5, Float(bitPattern: 0x7f7f_ffff), Float(bitPattern: 0x7f00_0000)]
+        for n in [0, 1, 255, 256, 257, 511, 512, 1000, 1300] {
+            var x = (0..<n).map { fine[$0 % fine.count] }
+            XCTAssertNil(x.firstNonFiniteIndex, "n \(n)")
+            for at in Set([0, 1, 254, 255, 256, 257, 511, 767, n - 2, n - 1]) where at >= 0 && at < n {
+                for v in bad {
+                    let keep = x[at]
+                    x[at] = v
+                    if at + 300 < n { x[at + 300] = .nan }
+                    let expected = x.firstIndex { !$0.isFinite }
+                    XCTAssertEqual(x.firstNonFiniteIndex, expected, "n \(n) at \(at) value \(v.bitPattern)")
+                    x[at] = keep
+                    if at + 300 < n { x[at + 300] = fine[(at + 300) % fine.count] }
+                }
+            }
+        }
+    }
+
     func testCheckedAllocationsThrowOutOfMemory() {
         XCTAssertThrowsError(try HostMemory.byteCount(Int.max / 2, of: Double.self, for: "test call")) { error in
             guard case FlowError.outOfMemory(let m) = error else { return XCTFail("\(error)") }

@@ -58,6 +58,10 @@ void fr_unary_derivative(int kind, float p1, float p2,
 void fr_unary_forward_derivative(int kind, float p1, float p2,
                                  const float *x, float *y, float *d, size_t n);
 
+/// The index of the first inf or NaN among x[0..<n], or n when all are
+/// finite (input validation at the API boundary: a vector scan).
+size_t fr_first_nonfinite(const float *x, size_t n);
+
 /// Names the calling thread (at most 15 bytes show; Linux: /proc/self/task/*/comm).
 /// 0 on success. FlowRuntime's team helpers call themselves "flowrt-team".
 int fr_name_this_thread(const char *name);

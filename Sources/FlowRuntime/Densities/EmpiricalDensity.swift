@@ -24,7 +24,7 @@ public struct EmpiricalDensity: SampleSource {
         guard points.count / dimension <= Int(UInt32.max) else {
             throw FlowError.invalidArgument("empirical density: more than 2^32 − 1 rows")
         }
-        if let bad = points.firstIndex(where: { !$0.isFinite }) {
+        if let bad = points.firstNonFiniteIndex {
             throw FlowError.nonFinite("empirical density: sample \(bad / dimension), coordinate \(bad % dimension) is \(points[bad])")
         }
         self.dimension = dimension

@@ -53,7 +53,7 @@ public final class Model: VelocityField, @unchecked Sendable {
         guard contexts.count >= n * m else {
             throw FlowError.shapeMismatch("contexts hold \(contexts.count) values; \(n) samples need \(n * m)")
         }
-        for i in 0..<(n * m) where !contexts[i].isFinite {
+        if let i = UnsafeBufferPointer(rebasing: contexts[0..<(n * m)]).firstNonFiniteIndex {
             throw FlowError.nonFinite("context of sample \(i / Swift.max(m, 1)) is not finite")
         }
         if let classes = classCount {

@@ -107,7 +107,7 @@ public struct ScoreField: Sendable {
                     "score: singular at t = \(times[i]) (|α(α'β − αβ')| = \(abs(s)) < \(minimumSingularFactor)); the score is not recoverable from the velocity where α → 0 (t → 1)")
             }
         }
-        if let bad = points.firstIndex(where: { !$0.isFinite }) {
+        if let bad = points.firstNonFiniteIndex {
             throw FlowError.nonFinite("score: points[\(bad / d)][\(bad % d)] is \(points[bad])")
         }
         if n == 0 { return }

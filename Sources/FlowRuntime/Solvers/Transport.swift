@@ -294,7 +294,7 @@ public enum Transport {
         guard points.rank == 2, points.shape[1] == d else {
             throw FlowError.shapeMismatch("points have shape \(points.shape); expected [n, \(d)]")
         }
-        if let bad = points.scalars.firstIndex(where: { !$0.isFinite }) {
+        if let bad = points.scalars.firstNonFiniteIndex {
             throw FlowError.nonFinite("points[\(bad / d)][\(bad % d)] is \(points.scalars[bad])")
         }
         return points.shape[0]

@@ -134,7 +134,7 @@ public final class Trainer {
             guard contexts.count == n * cm else {
                 throw FlowError.shapeMismatch("contexts hold \(contexts.count) values; \(n) training samples need [\(n), \(cm)] = \(n * cm)")
             }
-            if let bad = contexts.firstIndex(where: { !$0.isFinite }) {
+            if let bad = contexts.firstNonFiniteIndex {
                 throw FlowError.nonFinite("context of training row \(bad / cm) is not finite")
             }
             if let classes = graph.classCount, let bad = contexts.firstIndex(where: { !($0 >= 0 && $0 < Float(classes) && $0 == $0.rounded(.down)) }) {
@@ -167,7 +167,7 @@ public final class Trainer {
             guard x.count % d == 0, !x.isEmpty else {
                 throw FlowError.shapeMismatch("training data has \(x.count) values, not a non-empty multiple of dimension \(d)")
             }
-            if let bad = x.firstIndex(where: { !$0.isFinite }) {
+            if let bad = x.firstNonFiniteIndex {
                 throw FlowError.nonFinite("training data row \(bad / d), coordinate \(bad % d) is \(x[bad])")
             }
             let n = x.count / d
@@ -196,7 +196,7 @@ public final class Trainer {
             guard heldOut.count % d == 0 else {
                 throw FlowError.shapeMismatch("held-out rows have \(heldOut.count) values, not a multiple of dimension \(d)")
             }
-            if let bad = heldOut.firstIndex(where: { !$0.isFinite }) {
+            if let bad = heldOut.firstNonFiniteIndex {
                 throw FlowError.nonFinite("held-out row \(bad / d) is not finite")
             }
             trainRows = []
@@ -315,7 +315,7 @@ public final class Trainer {
         if case .stream(let fill, _) = data {
             if streamBatch.count != b * d { streamBatch = [Float](repeating: 0, count: b * d) }
             try streamBatch.withUnsafeMutableBufferPointer { try fill(step, $0) }
-            if let bad = streamBatch.firstIndex(where: { !$0.isFinite }) {
+            if let bad = streamBatch.firstNonFiniteIndex {
                 throw FlowError.nonFinite("streamed batch for step \(step): row \(bad / d) is not finite")
             }
         }
