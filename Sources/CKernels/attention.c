@@ -16,7 +16,7 @@
 // - a score is 0 then one multiply-add per d in increasing d either way
 //   (K[key, d]·cQ[i, d] or cQ[i, d]·K[key, d]: the same product);
 // - the softmax's max is exact in any order; the exp is shared
-//   (softmax_avx512.h); the row form sums key j into lane j % 16 in
+//   (exp_avx512.h); the row form sums key j into lane j % 16 in
 //   increasing j and then adds the 16 lane sums in fr_sum16's tree, and
 //   here lane-sum vector l collects keys j ≡ l (mod 16) in increasing j and
 //   the 16 vectors are added in the same tree; 1/sum is one IEEE division
@@ -25,7 +25,7 @@
 // DiTKernelTests compares the two forms.
 #include "ckernels.h"
 #include "dense_engine.h"
-#include "softmax_avx512.h"
+#include "exp_avx512.h"
 
 #include <math.h>
 

@@ -3,14 +3,14 @@
 // SiLU comes from fr_unary_forward (kernels.c), so GroupNorm agrees with
 // the runtime's elementwise SiLU node. Softmax's portable path takes exp
 // from there too; its AVX-512F path fuses a table-driven exp
-// (softmax_avx512.h) into the exp-and-sum pass (3 passes over a row instead
+// (exp_avx512.h) into the exp-and-sum pass (3 passes over a row instead
 // of 5: 2x faster on the 784 × 784 attention matrix), so the two paths
 // agree to about an ulp, not bit for bit. The AVX-512F paths vectorise the
 // reductions (max, sum; GroupNorm's two-pass statistics in double) and the
 // affine apply.
 #include "ckernels.h"
 #include "dense_engine.h"
-#include "softmax_avx512.h"
+#include "exp_avx512.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,29 +1,27 @@
-// Private to CKernels: what normalize.c's row softmax and attention.c's
-// key-major softmax share so that the two give the same bits: the exp and
-// the order in which a row's 16 lane sums are added. Not installed, not
-// part of any API.
-#ifndef FLOWRT_SOFTMAX_AVX512_H
-#define FLOWRT_SOFTMAX_AVX512_H
+// Private to CKernels: the AVX-512 exp of the softmax (normalize.c's row
+// form and attention.c's key-major form, which must give the same bits) and
+// of the tanh-GELU (kernels.c), and the order in which a softmax row's 16
+// lane sums are added. Not installed, not part of any API.
+#ifndef FLOWRT_EXP_AVX512_H
+#define FLOWRT_EXP_AVX512_H
 
 #include "dense_engine.h"
 
 #ifdef FR_DENSE_HAVE_AVX512
 #include <immintrin.h>
 
-// exp(x) for x ≤ 0 or NaN (softmax's x - max), fused into the softmax
-// pass so that a row is read once for max and once for exp-and-sum.
-// x = (k + j/16)·ln 2 + r with |r| ≤ ln2/32: one FMA with the shifter
-// 1.5·2^19 rounds x·log2(e) to sixteenths and leaves j in the low four
-// bits of its mantissa, which index a register table of 2^(j/16) in two
-// parts (hi + lo, so the table adds no rounding of its own); r is exact
-// (Cody-Waite: ln 2 in a 9-bit head and a tail), e^r - 1 = r + r²/2 + r³/6
-// (truncation ≤ 9e-9 relative), and 2^k is applied by scalef (which uses
-// floor(k + j/16) = k). Seven FMA-pipe operations against the ten of a
-// degree-7 polynomial: 1.15× faster alone, and 0.70 ulp at most against
-// 1.01 (every float in [-87.3, 0] checked against double exp). Results
-// between -103.9 and -87.3 are denormals, and below 0; max(-104, x)
-// returns x when x is NaN, so NaN propagates.
-static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_nonpositive(__m512 x) {
+// exp(x) for x in [-104, 88.72] or NaN. x = (k + j/16)·ln 2 + r with
+// |r| ≤ ln2/32: one FMA with the shifter 1.5·2^19 rounds x·log2(e) to
+// sixteenths and leaves j in the low four bits of its mantissa, which index
+// a register table of 2^(j/16) in two parts (hi + lo, so the table adds no
+// rounding of its own); r is exact (Cody-Waite: ln 2 in a 9-bit head and a
+// tail), e^r - 1 = r + r²/2 + r³/6 (truncation ≤ 9e-9 relative), and 2^k
+// is applied by scalef (which uses floor(k + j/16) = k). Seven FMA-pipe
+// operations against the ten of a degree-7 polynomial: 1.15× faster alone,
+// and 0.70 ulp at most against 1.01 (every float in [-87.3, 0] checked
+// against double exp). Results between -103.9 and -87.3 are denormals;
+// at 88.72 (k = 128) scalef overflows to +inf; NaN propagates.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_table(__m512 x) {
     const __m512 hi = _mm512_setr_ps(1.000000000e+00f, 1.044273734e+00f, 1.090507746e+00f, 1.138788581e+00f,
                                      1.189207077e+00f, 1.241857767e+00f, 1.296839595e+00f, 1.354255557e+00f,
                                      1.414213538e+00f, 1.476826191e+00f, 1.542210817e+00f, 1.610490322e+00f,
@@ -32,11 +30,10 @@ static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_non
                                      3.797635273e-08f, 4.496838102e-08f, -4.018999533e-08f, -1.012334927e-08f,
                                      2.420323497e-08f, -4.500898854e-08f, 8.070904833e-09f, 9.836217174e-09f,
                                      -2.475532668e-08f, -9.235770371e-09f, -1.123927795e-08f, 9.845328108e-09f);
-    const __m512 xc = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
     const __m512 sh = _mm512_set1_ps(786432.0f);
-    const __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), sh);
+    const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), sh);
     const __m512 n = _mm512_sub_ps(t, sh);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     const __m512i j = _mm512_castps_si512(t);
     const __m512 th = _mm512_permutexvar_ps(j, hi), tl = _mm512_permutexvar_ps(j, lo);
@@ -44,6 +41,13 @@ static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_non
     a = _mm512_fmadd_ps(a, r, _mm512_set1_ps(1.0f));
     const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(th, _mm512_mul_ps(a, r), tl), th);
     return _mm512_scalef_ps(y, n);
+}
+
+// exp(x) for x ≤ 0 or NaN (softmax's x - max), fused into the softmax pass
+// so that a row is read once for max and once for exp-and-sum. Below -103.9
+// it is 0; max(-104, x) returns x when x is NaN, so NaN propagates.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_nonpositive(__m512 x) {
+    return fr_exp16_table(_mm512_max_ps(_mm512_set1_ps(-104.0f), x));
 }
 
 
