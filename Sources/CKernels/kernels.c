@@ -143,7 +143,7 @@ static inline float fr_softplus(float x, float beta, float threshold) {
 // form was within 1.18e-7, and the two differ by at most 2.1e-7·max(|x|, 1)
 // (DiTKernelTests). NaN at x = -inf, like the tanh form. Where AVX-512F
 // is active, fr_unary_forward and fr_unary_forward_derivative take
-// fr_gelu_tanh_avx512 below instead: the same form with the table exp of
+// fr_unary_avx512 below instead: the same form with the table exp of
 // exp_avx512.h (0.70 ulp against this polynomial's 1.01), 15 % faster.
 static inline float fr_gelu_tanh(float x) {
     const float k1 = -1.5957691216057308f;             // -2c
@@ -227,22 +227,32 @@ static inline float fr_derive(int kind, float p1, float p2, float x) {
 }
 
 #ifdef FR_DENSE_HAVE_AVX512
-// fr_gelu_tanh's x / (1 + exp(-2u)) with exp_avx512.h's exp, 16 at a time
-// (a partial last vector masked). -2u is clamped to [-87.34, 88.72] as
-// there: at the top end exp overflows to +inf and x / inf = -0 (x → -∞);
-// a NaN x stays NaN through the numerator. x and y may alias exactly.
-static FR_DENSE_AVX512 void fr_gelu_tanh_avx512(const float *x, float *y, size_t n) {
+// The two activations of image networks whose time is their exp, x / (1 +
+// exp(v)) with exp_avx512.h's exp, 16 at a time (a partial last vector
+// masked): the tanh-GELU (fr_gelu_tanh's form, v = -2u) and SiLU (v = -x;
+// one division where the scalar form takes x·σ(x), a division and a
+// multiply). v is clamped to [-87.34, 88.72]: at the top end exp overflows
+// to +inf and x / inf = -0 (x → -∞); a NaN x stays NaN through the
+// numerator. x and y may alias exactly. 15 % faster than the polynomial
+// exp (GELU: 19.1 → 16.3 cycles per vector); same accuracy.
+static int fr_unary_has_avx512(int kind) {
+    return (kind == FR_GELU_TANH || kind == FR_SILU) && fr_dense_use_avx512();
+}
+
+static FR_DENSE_AVX512 void fr_unary_avx512(int kind, const float *x, float *y, size_t n) {
     const __m512 k1 = _mm512_set1_ps(-1.5957691216057308f);
     const __m512 k3 = _mm512_set1_ps(-1.5957691216057308f * 0.044715f);
     const __m512 lo = _mm512_set1_ps(-87.33654022216797f), hi = _mm512_set1_ps(88.72283935546875f);
     const __m512 one = _mm512_set1_ps(1.0f);
+    const int gelu = kind == FR_GELU_TANH;
     for (size_t i = 0; i < n; i += 16) {
         // Masked loads and stores only for a partial last vector (in every
         // iteration they cost 10 %).
         const int whole = n - i >= 16;
         const __mmask16 mk = (__mmask16)(whole ? 0xffffu : (1u << (n - i)) - 1u);
         const __m512 xv = whole ? _mm512_loadu_ps(x + i) : _mm512_maskz_loadu_ps(mk, x + i);
-        __m512 v = _mm512_mul_ps(xv, _mm512_fmadd_ps(k3, _mm512_mul_ps(xv, xv), k1));
+        __m512 v = gelu ? _mm512_mul_ps(xv, _mm512_fmadd_ps(k3, _mm512_mul_ps(xv, xv), k1))
+                        : _mm512_sub_ps(_mm512_setzero_ps(), xv);
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
         const __m512 yv = _mm512_div_ps(xv, _mm512_add_ps(one, fr_exp16_table(v)));
         if (whole) _mm512_storeu_ps(y + i, yv);
@@ -276,8 +286,8 @@ static FR_DENSE_AVX512 void fr_gelu_tanh_avx512(const float *x, float *y, size_t
 FR_CLONES
 void fr_unary_forward(int kind, float p1, float p2, const float *x, float *y, size_t n) {
 #ifdef FR_DENSE_HAVE_AVX512
-    if (kind == FR_GELU_TANH && fr_dense_use_avx512()) {
-        fr_gelu_tanh_avx512(x, y, n);
+    if (fr_unary_has_avx512(kind)) {
+        fr_unary_avx512(kind, x, y, n);
         return;
     }
 #endif
@@ -314,10 +324,14 @@ void fr_unary_forward_derivative(int kind, float p1, float p2, const float *x,
                                  float *y, float *d, size_t n) {
     float *restrict dr = d;
 #ifdef FR_DENSE_HAVE_AVX512
-    if (kind == FR_GELU_TANH && fr_dense_use_avx512()) {
-        // d from x first: y may overwrite x.
-        for (size_t i = 0; i < n; i++) dr[i] = fr_derive(FR_GELU_TANH, p1, p2, x[i]);
-        fr_gelu_tanh_avx512(x, y, n);
+    if (fr_unary_has_avx512(kind)) {
+        // d from x first (y may overwrite x), each kind's loop vectorised.
+        if (kind == FR_GELU_TANH) {
+            for (size_t i = 0; i < n; i++) dr[i] = fr_derive(FR_GELU_TANH, p1, p2, x[i]);
+        } else {
+            for (size_t i = 0; i < n; i++) dr[i] = fr_derive(FR_SILU, p1, p2, x[i]);
+        }
+        fr_unary_avx512(kind, x, y, n);
         return;
     }
 #endif
