@@ -17,6 +17,24 @@ final class DiTKernelTests: XCTestCase {
         return 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
     }
 
+    /// A recorded pass (value and derivative in one call, in place or not)
+    /// gives `ys`, the inference pass's values, bit for bit, and the
+    /// derivative of `fr_unary_derivative`.
+    private func assertRecordedPassAgrees(_ f: UnaryFunction, _ xs: [Float], _ ys: [Float],
+                                          file: StaticString = #filePath, line: UInt = #line) {
+        let (k, p1, p2) = f.kernel
+        var d = [Float](repeating: .nan, count: xs.count), dAlone = d, yd = d
+        fr_unary_derivative(k, p1, p2, xs, &dAlone, xs.count)
+        fr_unary_forward_derivative(k, p1, p2, xs, &yd, &d, xs.count)
+        var inPlace = xs, dInPlace = d
+        inPlace.withUnsafeMutableBufferPointer { p in
+            fr_unary_forward_derivative(k, p1, p2, p.baseAddress!, p.baseAddress!, &dInPlace, xs.count)
+        }
+        for (name, got, want) in [("y", yd, ys), ("y in place", inPlace, ys), ("d", d, dAlone), ("d in place", dInPlace, dAlone)] {
+            XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(f) \(name)", file: file, line: line)
+        }
+    }
+
     /// The sigmoid form x / (1 + exp(-2u)) within 2.5e-7·max(|x|, 1) of the
     /// double reference (measured over every float in [-12, 12]: 1.23e-7
     /// with the scalar polynomial exp and with the AVX-512 table exp alike;
@@ -41,21 +59,7 @@ final class DiTKernelTests: XCTestCase {
         for (xv, yv) in zip(xs, ys) {
             XCTAssertLessThan(abs(Double(yv) - geluTanhReference(xv)) / max(1, Double(abs(xv))), 2.5e-7, "x = \(xv)")
         }
-        // A recorded pass (value and derivative in one call, in place or
-        // not) gives the inference pass's values bit for bit, and the
-        // derivative of fr_unary_derivative.
-        var d = [Float](repeating: .nan, count: xs.count), dAlone = d
-        fr_unary_derivative(k, p1, p2, xs, &dAlone, xs.count)
-        var yd = [Float](repeating: .nan, count: xs.count)
-        fr_unary_forward_derivative(k, p1, p2, xs, &yd, &d, xs.count)
-        var inPlace = xs, dInPlace = d
-        inPlace.withUnsafeMutableBufferPointer { p in
-            fr_unary_forward_derivative(k, p1, p2, p.baseAddress!, p.baseAddress!, &dInPlace, xs.count)
-        }
-        XCTAssertEqual(yd.map(\.bitPattern), ys.map(\.bitPattern))
-        XCTAssertEqual(inPlace.map(\.bitPattern), ys.map(\.bitPattern))
-        XCTAssertEqual(d.map(\.bitPattern), dAlone.map(\.bitPattern))
-        XCTAssertEqual(dInPlace.map(\.bitPattern), dAlone.map(\.bitPattern))
+        assertRecordedPassAgrees(f, xs, ys)
         XCTAssertEqual(f(.infinity), .infinity)
         XCTAssertTrue(f(.nan).isNaN)
         XCTAssertEqual(f(0), 0)
@@ -83,17 +87,7 @@ final class DiTKernelTests: XCTestCase {
             if e > worst { worst = e; at = x }
         }
         XCTAssertLessThan(worst, 3e-7, "worst at x = \(at)")
-        var d = [Float](repeating: .nan, count: xs.count), dAlone = d, yd = d
-        fr_unary_derivative(k, p1, p2, xs, &dAlone, xs.count)
-        fr_unary_forward_derivative(k, p1, p2, xs, &yd, &d, xs.count)
-        var inPlace = xs, dInPlace = d
-        inPlace.withUnsafeMutableBufferPointer { p in
-            fr_unary_forward_derivative(k, p1, p2, p.baseAddress!, p.baseAddress!, &dInPlace, xs.count)
-        }
-        XCTAssertEqual(yd.map(\.bitPattern), ys.map(\.bitPattern))
-        XCTAssertEqual(inPlace.map(\.bitPattern), ys.map(\.bitPattern))
-        XCTAssertEqual(d.map(\.bitPattern), dAlone.map(\.bitPattern))
-        XCTAssertEqual(dInPlace.map(\.bitPattern), dAlone.map(\.bitPattern))
+        assertRecordedPassAgrees(f, xs, ys)
         XCTAssertEqual(f(.infinity), .infinity)
         XCTAssertTrue(f(.nan).isNaN)
         XCTAssertEqual(f(100), 100)
