@@ -446,6 +446,44 @@ final class DiTKernelTests: XCTestCase {
         }
     }
 
+    /// Batched velocity calls evaluate a U-Net up to 4 samples a pass
+    /// (`batchChunkSize`) where two chunks per thread remain: 5 samples on
+    /// one thread are passes of 4 and 1, on two threads five passes of 1,
+    /// and the two give the same bits. The chunk rule: U-Nets 4 (while a
+    /// chunk's activations fit 2^23 floats), the DiT and MLPs their
+    /// preferred chunk; never fewer than two chunks per thread. A GroupNorm
+    /// that gave every sample of a pass sample 0's statistics fails.
+    func testBatchChunksOfUNetSamplesGiveTheSampleValues() throws {
+        XCTAssertEqual(Model.batchChunkSize(peakLiveSize: 200_832, flopsPerSample: 628_713_728, preferred: 1), 4)
+        XCTAssertEqual(Model.batchChunkSize(peakLiveSize: (1 << 21) + 1, flopsPerSample: 628_713_728, preferred: 1), 2)
+        XCTAssertEqual(Model.batchChunkSize(peakLiveSize: 1 << 23, flopsPerSample: 628_713_728, preferred: 1), 1)
+        XCTAssertEqual(Model.batchChunkSize(peakLiveSize: 18_944, flopsPerSample: 11_194_880, preferred: 8), 8)
+        XCTAssertEqual(Model.batchChunkSize(peakLiveSize: 768, flopsPerSample: 265_000, preferred: 1024), 1024)
+        let model = try Model.loadONNX(path: ImageNetworkTests.folder + "/tcfm_unet__dynamo__opdefault.onnx")
+        XCTAssertEqual(model.preferredChunkSize, 1)
+        XCTAssertEqual(model.batchChunkSize, 4)
+        for (n, threads, chunk) in [(1, 1, 1), (3, 1, 3), (16, 1, 4), (2, 2, 1), (7, 2, 1), (8, 2, 2), (16, 2, 4),
+                                    (64, 2, 4), (16, 3, 2)] {
+            XCTAssertEqual(model.batchChunk(count: n, threads: threads), chunk, "n \(n) threads \(threads)")
+        }
+        let batch = 5, d = model.dimension
+        var rng = RandomStream(seed: 45, purpose: .custom, index: 0)
+        let x = (0..<(batch * d)).map { _ in Float(rng.nextNormal()) }
+        let t = (0..<batch).map { 0.15 * Double($0 + 1) }
+        func velocity(threads: Int) -> [UInt32] {
+            var v = [Float](repeating: .nan, count: batch * d)
+            t.withUnsafeBufferPointer { tb in
+                x.withUnsafeBufferPointer { xb in
+                    v.withUnsafeMutableBufferPointer { model.velocity(times: tb, points: xb, into: $0, threads: threads) }
+                }
+            }
+            return v.map(\.bitPattern)
+        }
+        let passesOf4 = velocity(threads: 1), passesOf1 = velocity(threads: 2)
+        XCTAssertEqual(passesOf4, passesOf1)
+        XCTAssertFalse(passesOf4.contains { Float(bitPattern: $0).isNaN })
+    }
+
     /// fr_gemm_n8 (two rows of an 8-column product per vector) gives
     /// fr_gemm_prepacked's values bit for bit, for odd and even row counts,
     /// B in both layouts, C rows further apart than 8, and writes nothing

@@ -87,10 +87,10 @@ for m, d in f.items(): print(f'| {m} | ' + ' | '.join(f'{d[k]/1e6:.1f}' for k in
   echo
   echo "Ratios are time ratios: FR / ORT = FlowRuntime ms / onnxruntime ms (< 1: FlowRuntime faster)."
   echo
-  echo "Threads: \`flowrt_model_velocity\` evaluates a batch in fixed per-model chunks (one U-Net sample, eight DiT"
-  echo "samples; \`Model.preferredChunkSize\`) spread over FLOWRT_NUM_THREADS threads; a batch of one chunk gives its"
-  echo "threads to its large fused attentions (row blocks; no other op splits a sample's work). Results do not depend on"
-  echo "the thread count."
+  echo "Threads: \`flowrt_model_velocity\` evaluates a batch in chunks (U-Nets up to four samples while two chunks per"
+  echo "thread remain, \`Model.batchChunk\`; the DiT eight) spread over FLOWRT_NUM_THREADS threads; a batch of one chunk"
+  echo "gives its threads to its large convolutions and fused attentions (bands of rows, blocks of query rows). Results"
+  echo "do not depend on the thread count or the chunking."
   echo
   "$PY" bench/images/report.py "$OUT/flops.json" "${runs[@]}"
 } > bench/images/results.md

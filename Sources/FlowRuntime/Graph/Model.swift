@@ -18,6 +18,9 @@ public final class Model: VelocityField, @unchecked Sendable {
     let plan: ExecutionPlan
     /// Samples per evaluation chunk (`chunkSize(peakLiveSize:flopsPerSample:)`).
     public let preferredChunkSize: Int
+    /// Most samples per chunk of a batched velocity call
+    /// (`batchChunkSize(peakLiveSize:flopsPerSample:preferred:)`).
+    public let batchChunkSize: Int
     private let pool = WorkspacePool()
     /// Requested precisions (`setPrecision`); float32 by default.
     let precisionSetting = PrecisionSetting()
@@ -34,6 +37,8 @@ public final class Model: VelocityField, @unchecked Sendable {
         self.metadata = metadata
         self.plan = try ExecutionPlan(graph, packWeights: packWeights)
         self.preferredChunkSize = Model.chunkSize(peakLiveSize: plan.peakLiveSize, flopsPerSample: graph.flopsPerSample)
+        self.batchChunkSize = Model.batchChunkSize(peakLiveSize: plan.peakLiveSize, flopsPerSample: graph.flopsPerSample,
+                                                   preferred: preferredChunkSize)
     }
 
     public var dimension: Int { graph.dimension }
