@@ -15,11 +15,13 @@
 # Each figure is the minimum over single calls (≥ 3 calls, ≥ BUDGET seconds).
 #
 # Environment: RUNS (default 2: the whole sweep twice, both reported),
-# BUDGET (default 0.6 s per measurement), BENCH_PYTHON (default bench/.venv).
+# BUDGET (default 2 s per measurement: a U-Net at batch 64 then takes ~5
+# calls, not 3, so that one neighbour's burst does not set a cell; the
+# sweep takes ~4.5 min), BENCH_PYTHON (default bench/.venv).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-2}
-BUDGET=${BUDGET:-0.6}
+BUDGET=${BUDGET:-2}
 swift build -c release --static-swift-stdlib >/dev/null
 ln -sf libflowrt.so .build/release/libflowrt.so.0
 PY=${BENCH_PYTHON:-bench/.venv/bin/python}
