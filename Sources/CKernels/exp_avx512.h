@@ -14,13 +14,15 @@
 // |r| ≤ ln2/32: one FMA with the shifter 1.5·2^19 rounds x·log2(e) to
 // sixteenths and leaves j in the low four bits of its mantissa, which index
 // a register table of 2^(j/16) in two parts (hi + lo, so the table adds no
-// rounding of its own); r is exact (Cody-Waite: ln 2 in a 9-bit head and a
-// tail), e^r - 1 = r + r²/2 + r³/6 (truncation ≤ 9e-9 relative), and 2^k
-// is applied by scalef (which uses floor(k + j/16) = k). Seven FMA-pipe
-// operations against the ten of a degree-7 polynomial: 1.15× faster alone,
+// rounding of its own); r = x - n·ln 2 by Cody-Waite (the product with ln
+// 2's 9-bit head is exact, its tail adds one rounding), e^r - 1 = r + r²/2
+// + r³/6 (truncation ≤ 9e-9 relative), and 2^k is applied by scalef (which
+// uses floor(k + j/16) = k). Seven multiplies and FMAs (the pipes that
+// bound it) against the ten of a degree-7 polynomial: 1.15× faster alone,
 // and 0.70 ulp at most against 1.01 (every float in [-87.3, 0] checked
-// against double exp). Results between -103.9 and -87.3 are denormals;
-// at 88.72 (k = 128) scalef overflows to +inf; NaN propagates.
+// against double exp). Results between -103.9 and -87.3 are denormals; at
+// the callers' upper clamp 88.7228 (k = 128) scalef overflows to +inf;
+// NaN propagates.
 static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_table(__m512 x) {
     const __m512 hi = _mm512_setr_ps(1.000000000e+00f, 1.044273734e+00f, 1.090507746e+00f, 1.138788581e+00f,
                                      1.189207077e+00f, 1.241857767e+00f, 1.296839595e+00f, 1.354255557e+00f,

@@ -324,7 +324,7 @@ static FR_DENSE_AVX512 void fr_moments_avx512(const float *x, size_t count, doub
                         _mm512_sub_pd(fr_lo_pd(v1), vmu), _mm512_sub_pd(fr_hi_pd(v1), vmu)};
         if (left < 32) {
             // Lanes past the end hold 0 - mean: masked to 0.
-            const uint32_t mk = left >= 32 ? 0xffffffffu : (1u << left) - 1u;
+            const uint32_t mk = (1u << left) - 1u;
             for (int j = 0; j < 4; j++) d[j] = _mm512_maskz_mov_pd((__mmask8)(mk >> (8 * j)), d[j]);
         }
         for (int j = 0; j < 4; j++) q[j] = _mm512_fmadd_pd(d[j], d[j], q[j]);

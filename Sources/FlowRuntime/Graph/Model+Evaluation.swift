@@ -203,21 +203,25 @@ extension Model: ConditionalVelocityField {
         return velocity(t: t, x: x, context: nil)
     }
 
-    /// Convenience: velocities of a batch of a conditional network.
+    /// Convenience: velocities of a batch of a conditional network, on the
+    /// calling thread in passes of `batchChunk(count:threads: 1)` samples.
     /// `x: [n] + sampleShape` or `[n, d]`, `t: [n]`, `context: [n, m]`
     /// (class labels as floats for label contexts; nil gives zeros).
     public func velocity(t: [Double], x: Tensor, context: Tensor?) -> Tensor {
         precondition(x.count == t.count * dimension, "x must hold \(t.count) samples of \(dimension) values")
         precondition(context.map { $0.count == t.count * graph.contextDimension } ?? true, "context size")
         var v = Tensor(shape: x.shape)
+        let chunk = batchChunk(count: t.count, threads: 1)
         withWorkspace { ws in
             t.withUnsafeBufferPointer { tb in
                 x.scalars.withUnsafeBufferPointer { xb in
                     v.scalars.withUnsafeMutableBufferPointer { vb in
                         if let context {
-                            context.scalars.withUnsafeBufferPointer { velocity(times: tb, points: xb, contexts: $0, into: vb, workspace: ws) }
+                            context.scalars.withUnsafeBufferPointer {
+                                velocity(times: tb, points: xb, contexts: $0, into: vb, workspace: ws, chunk: chunk)
+                            }
                         } else {
-                            velocity(times: tb, points: xb, contexts: nil, into: vb, workspace: ws)
+                            velocity(times: tb, points: xb, contexts: nil, into: vb, workspace: ws, chunk: chunk)
                         }
                     }
                 }
@@ -346,9 +350,10 @@ extension Model {
     /// Velocities of a large batch, split into chunks of `chunkSize` rows
     /// run on up to `threads` threads. Results do not depend on `threads`.
     /// `times: [n]`, `points`/`velocities: [n, d]`.
-    /// Default chunks: `batchChunk(count:threads:)` (1024 rows of a
-    /// 256-wide MLP keep its activations (1 MiB) in L2; a U-Net evaluates up
-    /// to 4 samples a chunk, keeping two chunks per thread).
+    /// Default chunks: `preferredChunkSize` (1024 rows of a 256-wide MLP
+    /// keep its activations (1 MiB) in L2), or for networks whose
+    /// `batchChunkSize` is larger (U-Nets: 4) up to that many samples where
+    /// two chunks per thread remain.
     public func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                          contexts: UnsafeBufferPointer<Float>? = nil,
                          into velocities: UnsafeMutableBufferPointer<Float>,
