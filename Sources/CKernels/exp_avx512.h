@@ -1,7 +1,8 @@
 // Private to CKernels: the AVX-512 exp of the softmax (normalize.c's row
 // form and attention.c's key-major form, which must give the same bits) and
-// of the tanh-GELU (kernels.c), and the order in which a softmax row's 16
-// lane sums are added. Not installed, not part of any API.
+// of the tanh-GELU and SiLU (kernels.c), the order in which a softmax row's
+// 16 lane sums are added, and the partial-vector loads and stores of the
+// row loops around them. Not installed, not part of any API.
 #ifndef FLOWRT_EXP_AVX512_H
 #define FLOWRT_EXP_AVX512_H
 
@@ -52,6 +53,24 @@ static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_exp16_non
     return fr_exp16_table(_mm512_max_ps(_mm512_set1_ps(-104.0f), x));
 }
 
+
+// The lanes of a partial last vector of `left` < 16 floats (all 16 when
+// left ≥ 16).
+static inline __mmask16 fr_tail_mask(size_t left) {
+    return (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
+}
+
+// Loads and stores of the 16 floats at p, or of the `left` < 16 that
+// remain (the rest of the vector zero): masked only for a row's last partial
+// vector, since masking every access made these passes ~10 % slower.
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_load_part(const float *p, size_t left) {
+    return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(fr_tail_mask(left), p);
+}
+
+static inline __attribute__((always_inline)) FR_DENSE_AVX512 void fr_store_part(float *p, size_t left, __m512 v) {
+    if (left >= 16) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, fr_tail_mask(left), v);
+}
 
 // The sum of the 16 lanes in a fixed tree: lane i + lane i + 8, then + 4,
 // + 2, + 1. Written out rather than _mm512_reduce_add_ps, whose order is

@@ -246,17 +246,11 @@ static FR_DENSE_AVX512 void fr_unary_avx512(int kind, const float *x, float *y, 
     const __m512 one = _mm512_set1_ps(1.0f);
     const int gelu = kind == FR_GELU_TANH;
     for (size_t i = 0; i < n; i += 16) {
-        // Masked loads and stores only for a partial last vector (in every
-        // iteration they cost 10 %).
-        const int whole = n - i >= 16;
-        const __mmask16 mk = (__mmask16)(whole ? 0xffffu : (1u << (n - i)) - 1u);
-        const __m512 xv = whole ? _mm512_loadu_ps(x + i) : _mm512_maskz_loadu_ps(mk, x + i);
+        const __m512 xv = fr_load_part(x + i, n - i);
         __m512 v = gelu ? _mm512_mul_ps(xv, _mm512_fmadd_ps(k3, _mm512_mul_ps(xv, xv), k1))
                         : _mm512_sub_ps(_mm512_setzero_ps(), xv);
         v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        const __m512 yv = _mm512_div_ps(xv, _mm512_add_ps(one, fr_exp16_table(v)));
-        if (whole) _mm512_storeu_ps(y + i, yv);
-        else _mm512_mask_storeu_ps(y + i, mk, yv);
+        fr_store_part(y + i, n - i, _mm512_div_ps(xv, _mm512_add_ps(one, fr_exp16_table(v))));
     }
 }
 #endif

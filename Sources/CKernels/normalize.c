@@ -17,22 +17,6 @@
 
 #ifdef FR_DENSE_HAVE_AVX512
 #include <immintrin.h>
-
-static inline __mmask16 fr_tail_mask(size_t left) {
-    return (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1u);
-}
-
-// Loads and stores of the 16 floats at p, or of the `left` < 16 that
-// remain (the rest of the vector zero): masked only for a row's last partial
-// vector, since masking every access made these passes ~10 % slower.
-static inline __attribute__((always_inline)) FR_DENSE_AVX512 __m512 fr_load_part(const float *p, size_t left) {
-    return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(fr_tail_mask(left), p);
-}
-
-static inline __attribute__((always_inline)) FR_DENSE_AVX512 void fr_store_part(float *p, size_t left, __m512 v) {
-    if (left >= 16) _mm512_storeu_ps(p, v);
-    else _mm512_mask_storeu_ps(p, fr_tail_mask(left), v);
-}
 #endif
 
 // ---------------------------------------------------------------------------
