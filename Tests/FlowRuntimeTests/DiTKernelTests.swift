@@ -481,6 +481,16 @@ final class DiTKernelTests: XCTestCase {
         }
         let passesOf4 = velocity(threads: 1), passesOf1 = velocity(threads: 2)
         XCTAssertEqual(passesOf4, passesOf1)
+        // The field call solvers make (one solver chunk): passes of up to 4 too.
+        var v = [Float](repeating: .nan, count: batch * d)
+        t.withUnsafeBufferPointer { tb in
+            x.withUnsafeBufferPointer { xb in
+                v.withUnsafeMutableBufferPointer {
+                    model.velocity(times: tb, points: xb, into: $0, workspace: model.makeWorkspace())
+                }
+            }
+        }
+        XCTAssertEqual(v.map(\.bitPattern), passesOf1)
         XCTAssertFalse(passesOf4.contains { Float(bitPattern: $0).isNaN })
     }
 

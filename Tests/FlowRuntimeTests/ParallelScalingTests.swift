@@ -13,8 +13,10 @@ final class ParallelScalingTests: XCTestCase {
     struct SmallChunks: VelocityField {
         let model: Model
         let chunk: Int
+        var wide: Int? = nil
         var dimension: Int { model.dimension }
         var preferredChunkSize: Int { chunk }
+        var batchChunkSize: Int { wide ?? chunk }
         func makeWorkspace() -> FieldWorkspace { model.makeWorkspace() }
         func velocity(times: UnsafeBufferPointer<Double>, points: UnsafeBufferPointer<Float>,
                       into velocities: UnsafeMutableBufferPointer<Float>, workspace: FieldWorkspace) {
@@ -184,6 +186,15 @@ final class ParallelScalingTests: XCTestCase {
         XCTAssertEqual(o.chunked(for: analytic, count: 2_000).chunkSize, 64)
         XCTAssertEqual(o.chunked(for: analytic, count: 10).chunkSize, 64)
         XCTAssertEqual(o.chunked(for: small, passes: 3, count: 100).chunkSize, 24)
+        // A U-Net (chunks of 1, batch chunks of 4) widens while 16 chunks remain.
+        let unet = SmallChunks(model: model, chunk: 1, wide: 4)
+        for (count, passes, chunk) in [(1, 1, 1), (16, 1, 1), (31, 1, 1), (32, 1, 2), (63, 1, 3), (64, 1, 4),
+                                       (10_000, 1, 4), (64, 2, 2), (64, 3, 2), (10_000, 4, 1), (10_000, 785, 1)] {
+            XCTAssertEqual(o.chunked(for: unet, passes: passes, count: count).chunkSize, chunk, "count \(count) passes \(passes)")
+        }
+        var narrow = o
+        narrow.chunkSize = 2
+        XCTAssertEqual(narrow.chunked(for: unet, count: 10_000).chunkSize, 2)
     }
 
     /// A network run in chunks of 5 samples (its preference) gives the same
@@ -194,9 +205,11 @@ final class ParallelScalingTests: XCTestCase {
         let model = try VelocityMLP(dimension: 3, hiddenWidths: [32, 32], seed: 11).makeModel()
         let x = Fixtures.points(203, dimension: 3, seed: 21)
         let small = SmallChunks(model: model, chunk: 5)
+        // Chunks of 1 widened (203 samples: transports in chunks of 4, Hutchinson with 2 probes in 2).
+        let wide = SmallChunks(model: model, chunk: 1, wide: 4)
         for options in [SolverOptions.fixed(.rk4, steps: 7), .dopri5(rtol: 1e-6, atol: 1e-6)] {
             var reference: TransportResult?
-            for field in [model, small] as [any VelocityField] {
+            for field in [model, small, wide] as [any VelocityField] {
                 for threads in [1, 2] {
                     var o = options
                     o.threads = threads
@@ -210,7 +223,7 @@ final class ParallelScalingTests: XCTestCase {
         }
         for method in [DivergenceMethod.exact, .hutchinson(probes: 2, kind: .rademacher, seed: 4)] {
             var reference: LogDensityResult?
-            for field in [model, small] as [any VelocityField] {
+            for field in [model, small, wide] as [any VelocityField] {
                 for threads in [1, 2] {
                     var o = SolverOptions.dopri5()
                     o.threads = threads

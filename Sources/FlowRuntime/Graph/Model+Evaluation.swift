@@ -10,9 +10,9 @@ extension Model: ConditionalVelocityField {
         ws as? GraphWorkspace ?? GraphWorkspace()
     }
 
-    /// Evaluates in chunks of `preferredChunkSize` samples, so that a big
-    /// network's live activations stay in cache (results do not depend on
-    /// the chunking: every kernel computes a sample independently).
+    /// Evaluates in passes of at most `batchChunkSize` samples, so that a
+    /// big network's live activations stay bounded (results do not depend
+    /// on the passes: every kernel computes a sample independently).
     public func velocity(times: UnsafeBufferPointer<Double>,
                          points: UnsafeBufferPointer<Float>,
                          into velocities: UnsafeMutableBufferPointer<Float>,
@@ -29,7 +29,7 @@ extension Model: ConditionalVelocityField {
                          into velocities: UnsafeMutableBufferPointer<Float>,
                          workspace: FieldWorkspace) {
         velocity(times: times, points: points, contexts: contexts, into: velocities, workspace: workspace,
-                 chunk: preferredChunkSize)
+                 chunk: batchChunkSize)
     }
 
     /// The same in passes of at most `chunk` samples.

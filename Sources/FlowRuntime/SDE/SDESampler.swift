@@ -161,8 +161,9 @@ public struct SDESampler: Sendable {
     /// states (see `Transport.blockSize`).
     public var blockSize: Int { Transport.blockSize(chunk: chunkSize, width: score.field.dimension) }
 
-    /// Samples per work unit: `options.chunkSize`, or fewer when the field
-    /// prefers (`VelocityField.preferredChunkSize`; a U-Net: 1).
+    /// The chunk that sizes blocks: `options.chunkSize`, or fewer when the
+    /// field prefers (`VelocityField.preferredChunkSize`; a U-Net: 1). A
+    /// block's work units are `solverChunkSize` of its count.
     var chunkSize: Int { Swift.max(1, Swift.min(options.chunkSize, score.field.preferredChunkSize)) }
 
     /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
@@ -211,7 +212,10 @@ public struct SDESampler: Sendable {
         // made in the first slice and reused by every later chunk and step.
         let scratch = _Pool { _SDEScratch(field.makeWorkspace()) }
         // One team of threads for all slices: no allocation per slice.
-        let team = Parallel.Team(threads: Swift.min(options.threads, (n + chunkSize - 1) / Swift.max(chunkSize, 1)))
+        // This block's chunks (wider for U-Nets in big blocks): each sample
+        // has its own Brownian stream, so values do not depend on them.
+        let chunk = field.solverChunkSize(limit: options.chunkSize, count: n)
+        let team = Parallel.Team(threads: Swift.min(options.threads, (n + chunk - 1) / chunk))
         var sliceStart = 0, sliceEnd = 0
         try state.withUnsafeMutableBufferPointer { all in try allStreams.withUnsafeMutableBufferPointer { everyStream in
           let allBase = all.baseAddress!, streamBase = everyStream.baseAddress!
@@ -269,7 +273,7 @@ public struct SDESampler: Sendable {
           while sliceStart < steps {
               // Without a progress callback, one slice: each chunk runs all its steps at once.
               sliceEnd = progress == nil ? steps : Swift.min(steps, sliceStart < 4 ? Swift.max(1, 2 * sliceStart) : sliceStart + 8)
-              team.forEachChunk(count: n, chunkSize: chunkSize, slice)
+              team.forEachChunk(count: n, chunkSize: chunk, slice)
               sliceStart = sliceEnd
               if let progress, !progress(sliceEnd == steps ? n : 0, n, Double(sliceEnd) / Double(steps)) {
                   throw FlowError.cancelled("SDE sampling stopped by the progress callback at step \(sliceEnd) of \(steps)")

@@ -176,6 +176,8 @@ public struct GuidedField: ConditionalVelocityField {
     public var contextDimension: Int { field.contextDimension }
     /// The wrapped field's (each evaluation costs two of its evaluations).
     public var preferredChunkSize: Int { field.preferredChunkSize }
+    /// The wrapped field's.
+    public var batchChunkSize: Int { field.batchChunkSize }
 
     public func validateContexts(_ contexts: UnsafeBufferPointer<Float>, count n: Int) throws {
         try field.validateContexts(contexts, count: n)

@@ -303,30 +303,11 @@ public enum Transport {
 
 extension SolverOptions {
     /// These options with the chunk a run of `count` samples of `field`
-    /// uses: c = min(chunkSize, field.preferredChunkSize), divided by the
-    /// power of two at or below `passes` (network passes per evaluation of
-    /// the integrated system), at least 1; then, if the run has fewer than
-    /// 32 chunks of c, c shrinks to ⌈count / 32⌉ but not below min(c, 64).
-    /// Blocks are cut at multiples of it. It depends on the field, the
-    /// options, the workload and the count — never on the thread count — so
-    /// results stay bit-identical for any thread count; for fields whose
-    /// rows are computed independently (FlowRuntime's packed MLP kernels,
-    /// the analytic fields) they are the same as with any other chunk.
-    ///
-    /// Why: threads claim whole chunks, so a run of k chunks on 2 threads
-    /// takes at least ⌈k/2⌉ chunk-times. 10,000 samples in chunks of 1,024
-    /// leave 5,120 against 4,880 samples (at most 1.95×), 17 chunks 9
-    /// against 8 (1.89×), and an expensive evaluation (a U-Net, an exact
-    /// divergence at d = 64: 65 passes) one chunk for a whole batch. With
-    /// 32 or more chunks the last one costs at most 1/16 of a thread's share.
+    /// uses (`VelocityField.solverChunkSize(limit:passes:count:)`, with
+    /// `chunkSize` the limit). Blocks are cut at multiples of it.
     func chunked(for field: any VelocityField, passes: Int = 1, count: Int) -> SolverOptions {
         var o = self
-        let preferred = Swift.max(1, Swift.min(chunkSize, field.preferredChunkSize))
-        let shift = Int.bitWidth - 1 - Swift.max(1, passes).leadingZeroBitCount
-        var c = Swift.max(1, preferred >> shift)
-        let spread = count / 32 + (count % 32 == 0 ? 0 : 1)
-        if spread < c { c = Swift.max(Swift.min(c, 64), spread) }
-        o.chunkSize = c
+        o.chunkSize = field.solverChunkSize(limit: chunkSize, passes: passes, count: count)
         return o
     }
 }
