@@ -447,12 +447,14 @@ final class DiTKernelTests: XCTestCase {
     }
 
     /// Batched velocity calls evaluate a U-Net up to 4 samples a pass
-    /// (`batchChunkSize`) where two chunks per thread remain: 5 samples on
-    /// one thread are passes of 4 and 1, on two threads five passes of 1,
-    /// and the two give the same bits. The chunk rule: U-Nets 4 (while a
-    /// chunk's activations fit 2^23 floats), the DiT and MLPs their
-    /// preferred chunk; never fewer than two chunks per thread. A GroupNorm
-    /// that gave every sample of a pass sample 0's statistics fails.
+    /// (`batchChunkSize`) where two chunks per thread remain, and on
+    /// several threads end in narrower chunks (`TaperedChunks`): 12 samples
+    /// on one thread are passes of 4, 4, 4, on two threads 3, 3 and six of
+    /// 1, on three 2, 2, 2 and six of 1, and all give the same bits. The
+    /// chunk rule: U-Nets 4 (while a chunk's activations fit 2^23 floats),
+    /// the DiT and MLPs their preferred chunk; never fewer than two chunks
+    /// per thread. A GroupNorm that gave every sample of a pass sample 0's
+    /// statistics fails.
     func testBatchChunksOfUNetSamplesGiveTheSampleValues() throws {
         XCTAssertEqual(Model.batchChunkSize(peakLiveSize: 200_832, flopsPerSample: 628_713_728, preferred: 1), 4)
         XCTAssertEqual(Model.batchChunkSize(peakLiveSize: (1 << 21) + 1, flopsPerSample: 628_713_728, preferred: 1), 2)
@@ -466,7 +468,19 @@ final class DiTKernelTests: XCTestCase {
                                     (64, 2, 4), (16, 3, 2)] {
             XCTAssertEqual(model.batchChunk(count: n, threads: threads), chunk, "n \(n) threads \(threads)")
         }
-        let batch = 5, d = model.dimension
+        for (n, chunk, threads, sizes) in [(12, 4, 1, [4, 4, 4]), (12, 3, 2, [3, 3, 1, 1, 1, 1, 1, 1]),
+                                           (12, 2, 3, [2, 2, 2, 1, 1, 1, 1, 1, 1]), (64, 4, 2, Array(repeating: 4, count: 14) + Array(repeating: 1, count: 8)),
+                                           (64, 8, 2, Array(repeating: 8, count: 6) + Array(repeating: 2, count: 8)),
+                                           (10_000, 1024, 2, Array(repeating: 1024, count: 7) + Array(repeating: 256, count: 11) + [16]),
+                                           (5, 1, 2, [1, 1, 1, 1, 1]), (3, 4, 2, [1, 1, 1]), (9, 4, 1, [4, 4, 1])] {
+            let s = Model.TaperedChunks(count: n, chunk: chunk, threads: threads)
+            let ranges = (0..<s.chunks).map(s.range)
+            XCTAssertEqual(ranges.map(\.count), sizes, "n \(n) chunk \(chunk) threads \(threads)")
+            XCTAssertEqual(ranges.first?.lowerBound, 0)
+            XCTAssertEqual(ranges.last?.upperBound, n)
+            XCTAssertTrue(zip(ranges, ranges.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+        }
+        let batch = 12, d = model.dimension
         var rng = RandomStream(seed: 45, purpose: .custom, index: 0)
         let x = (0..<(batch * d)).map { _ in Float(rng.nextNormal()) }
         let t = (0..<batch).map { 0.15 * Double($0 + 1) }
@@ -481,6 +495,7 @@ final class DiTKernelTests: XCTestCase {
         }
         let passesOf4 = velocity(threads: 1), passesOf1 = velocity(threads: 2)
         XCTAssertEqual(passesOf4, passesOf1)
+        XCTAssertEqual(velocity(threads: 3), passesOf1)
         // The field call solvers make (one solver chunk): passes of up to 4 too.
         var v = [Float](repeating: .nan, count: batch * d)
         t.withUnsafeBufferPointer { tb in
