@@ -14,6 +14,8 @@
 # OPENBLAS_NUM_THREADS=1. One process per (system, threads).
 # Each figure is the minimum over single calls (≥ 3 calls, ≥ BUDGET seconds).
 #
+# Then bench/images/scaling.py measures the 2-thread speed-ups again with 1- and
+# 2-thread calls interleaved in one process (SCALING_ROUNDS, default 4).
 # Environment: RUNS (default 2: the whole sweep twice, both reported),
 # BUDGET (default 2 s per measurement: a U-Net at batch 64 then takes ~5
 # calls, not 3, so that one neighbour's burst does not set a cell; the
@@ -56,6 +58,10 @@ for run in $(seq 1 "$RUNS"); do
         done
     done
 done
+# The 2-thread speed-ups once more, 1- and 2-thread calls interleaved in one process
+# (bench/images/scaling.py): a neighbour's burst then hits both thread counts alike.
+echo "interleaved 1- and 2-thread calls" >&2
+OMP_NUM_THREADS=1 "$PY" bench/images/scaling.py --rounds "${SCALING_ROUNDS:-4}" > "$OUT/scaling.txt"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(( $(date -u +%s) - started ))
 versions=$("$PY" -c "
@@ -90,10 +96,19 @@ for m, d in f.items(): print(f'| {m} | ' + ' | '.join(f'{d[k]/1e6:.1f}' for k in
   echo "Ratios are time ratios: FR / ORT = FlowRuntime ms / onnxruntime ms (< 1: FlowRuntime faster)."
   echo
   echo "Threads: \`flowrt_model_velocity\` evaluates a batch in chunks (U-Nets up to four samples while two chunks per"
-  echo "thread remain, \`Model.batchChunk\`; the DiT eight) spread over FLOWRT_NUM_THREADS threads; a batch of one chunk"
+  echo "thread remain, \`Model.batchChunk\`; the DiT eight; on 2 threads the last ones a quarter as wide, \`TaperedChunks\`)"
+  echo "spread over FLOWRT_NUM_THREADS threads; a batch of one chunk"
   echo "gives its threads to its large convolutions and fused attentions (bands of rows, blocks of query rows). Results"
   echo "do not depend on the thread count or the chunking."
   echo
   "$PY" bench/images/report.py "$OUT/flops.json" "${runs[@]}"
+  echo
+  echo "2-thread speed-up with 1- and 2-thread calls interleaved in one process (\`bench/images/scaling.py\`, batch 64,"
+  echo "best of ${SCALING_ROUNDS:-4} rounds each). FlowRuntime: \`Flow.transport\`, one RK4 step = four velocity evaluations of"
+  echo "the batch in the batched call's chunks, \`threads=\` 1 and 2 per call; onnxruntime: two sessions, intra_op 1 and 2:"
+  echo
+  echo '```'
+  cat "$OUT/scaling.txt"
+  echo '```'
 } > bench/images/results.md
 cat bench/images/results.md
