@@ -161,9 +161,9 @@ public struct SDESampler: Sendable {
     /// states (see `Transport.blockSize`).
     public var blockSize: Int { Transport.blockSize(chunk: chunkSize, width: score.field.dimension) }
 
-    /// The chunk that sizes blocks: `options.chunkSize`, or fewer when the
-    /// field prefers (`VelocityField.preferredChunkSize`; a U-Net: 1). A
-    /// block's work units are `solverChunkSize` of its count.
+    /// Samples per work unit: `options.chunkSize`, or fewer when the field
+    /// prefers (`VelocityField.preferredChunkSize`; a U-Net: 1, widened in
+    /// big blocks, see `run`).
     var chunkSize: Int { Swift.max(1, Swift.min(options.chunkSize, score.field.preferredChunkSize)) }
 
     /// count × d, checked. - Throws: `.invalidArgument` unless 0 ≤ count and count × d < 2^40.
@@ -212,9 +212,11 @@ public struct SDESampler: Sendable {
         // made in the first slice and reused by every later chunk and step.
         let scratch = _Pool { _SDEScratch(field.makeWorkspace()) }
         // One team of threads for all slices: no allocation per slice.
-        // This block's chunks (wider for U-Nets in big blocks): each sample
-        // has its own Brownian stream, so values do not depend on them.
-        let chunk = field.solverChunkSize(limit: options.chunkSize, count: n)
+        // This block's chunks: `chunkSize`, widened as the ODE solvers widen
+        // a U-Net's (`solverChunkSize`) in big blocks. Each sample has its
+        // own Brownian stream, so values do not depend on them.
+        let chunk = field.batchChunkSize > field.preferredChunkSize
+            ? field.solverChunkSize(limit: options.chunkSize, count: n) : chunkSize
         let team = Parallel.Team(threads: Swift.min(options.threads, (n + chunk - 1) / chunk))
         var sliceStart = 0, sliceEnd = 0
         try state.withUnsafeMutableBufferPointer { all in try allStreams.withUnsafeMutableBufferPointer { everyStream in
