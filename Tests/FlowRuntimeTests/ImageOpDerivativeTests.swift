@@ -893,6 +893,85 @@ final class ImageOpDerivativeTests: XCTestCase {
         }
     }
 
+    // MARK: Resize, linear
+
+    /// (input, output, transform): bilinear ×2 and to odd sizes, a
+    /// downsampling, align_corners, asymmetric (opset 10's and Upsample's),
+    /// one axis (rank 3: [C, L]) and three (trilinear).
+    let linearResizeCases: [(x: [Int], out: [Int], transform: ResizeOp.Transform)] = [
+        ([2, 3, 4], [2, 6, 8], .halfPixel),
+        ([2, 5, 6], [2, 7, 9], .pytorchHalfPixel),
+        ([2, 6, 8], [2, 3, 5], .halfPixel),
+        ([2, 4, 5], [2, 7, 9], .alignCorners),
+        ([2, 3, 4], [2, 6, 8], .asymmetric),
+        ([3, 5], [3, 11], .halfPixel),
+        ([2, 3, 4, 3], [2, 6, 8, 5], .alignCorners),
+    ]
+
+    func linearResizeGraph(_ i: Int, pre: Bool) throws -> Graph {
+        let c = linearResizeCases[i]
+        let scales = (0..<c.x.count).map { Double(c.out[$0]) / Double(c.x[$0]) }
+        return try graph(c.x, seed: UInt64(10 * i + 9), pre: pre) { b, u in
+            try b.apply(FlowRuntime.Operation(try LinearResizeOp(shape: c.out, scales: scales, transform: c.transform,
+                                                                 inputShape: c.x, node: "op")), [u], name: "op")
+        }
+    }
+
+    /// JVP and VJP against central differences (the op is linear, so a
+    /// dropped or misplaced tap shows in both).
+    func testLinearResizeDerivatives() throws {
+        for i in linearResizeCases.indices {
+            let c = linearResizeCases[i]
+            try checkDerivatives(try linearResizeGraph(i, pre: true), "Resize linear \(c.transform) \(c.x) → \(c.out)")
+        }
+    }
+
+    /// Against PyTorch's formulas written out per axis in double: source
+    /// coordinate (align_corners: o·(n−1)/(m−1); half-pixel: (o + ½)·n/m − ½,
+    /// negative → 0 as PyTorch clamps; asymmetric: o·n/m), i₀ = ⌊c⌋,
+    /// i₁ = min(i₀ + 1, n − 1), λ = c − i₀, and the 2^k corners.
+    func testLinearResizeForwardMatchesReference() throws {
+        for i in linearResizeCases.indices {
+            let c = linearResizeCases[i]
+            let batch = 2, d = c.x.elementCount, rank = c.x.count
+            let x = random([batch, d], seed: 29).scalars
+            let out = try nodeOutputs(try linearResizeGraph(i, pre: false), x: x, batch: batch, names: ["op"])["op"]!
+            XCTAssertEqual(out.shape, c.out)
+            func axis(_ o: Int, _ n: Int, _ m: Int) -> (Int, Int, Double) {
+                guard n != m else { return (o, o, 0) }
+                var src: Double
+                switch c.transform {
+                case .alignCorners: src = m > 1 ? Double(o) * Double(n - 1) / Double(m - 1) : 0
+                case .asymmetric: src = Double(o) * Double(n) / Double(m)
+                default: src = Swift.max(0, (Double(o) + 0.5) * Double(n) / Double(m) - 0.5)
+                }
+                let i0 = Swift.min(Int(src), n - 1)
+                return (i0, Swift.min(i0 + 1, n - 1), src - Double(i0))
+            }
+            let strides = (0..<rank).map { c.x[($0 + 1)...].reduce(1, *) }
+            var expected: [Double] = []
+            for s in 0..<batch {
+                for flat in 0..<c.out.elementCount {
+                    var rest = flat, o = [Int](repeating: 0, count: rank)
+                    for a in (0..<rank).reversed() { o[a] = rest % c.out[a]; rest /= c.out[a] }
+                    let taps = (0..<rank).map { axis(o[$0], c.x[$0], c.out[$0]) }
+                    var sum = 0.0
+                    for corner in 0..<(1 << rank) {
+                        var w = 1.0, at = 0
+                        for a in 0..<rank {
+                            let upper = corner >> a & 1 == 1
+                            w *= upper ? taps[a].2 : 1 - taps[a].2
+                            at += (upper ? taps[a].1 : taps[a].0) * strides[a]
+                        }
+                        sum += w * Double(x[s * d + at])
+                    }
+                    expected.append(sum)
+                }
+            }
+            assertClose(out.values, expected, tolerance: 1e-6, "Resize linear \(c.transform) \(c.x) → \(c.out) forward")
+        }
+    }
+
     // MARK: Embedding
 
     /// x [2, 3, 4] → y = u ⊙ Linear(Embedding(label)) + u, labels in the context.

@@ -207,7 +207,7 @@ struct OpContext {
 enum OpRegistry {
     static let types: [any GraphOp.Type] = [
         LinearOp.self, MatMulOp.self, BinaryOp.self, UnaryOp.self, ConcatOp.self, LayerNormOp.self, ReduceOp.self,
-        ReshapeOp.self, TransposeOp.self, SliceOp.self, PadOp.self, ResizeOp.self, TileOp.self,
+        ReshapeOp.self, TransposeOp.self, SliceOp.self, PadOp.self, ResizeOp.self, LinearResizeOp.self, TileOp.self,
         EmbeddingOp.self, ConvOp.self, ConvTransposeOp.self, SoftmaxOp.self, GroupNormOp.self,
     ]
 }
