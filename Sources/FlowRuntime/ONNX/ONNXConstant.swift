@@ -4,13 +4,31 @@
 /// `Concat` → `Expand`); the importer evaluates those chains once, with the
 /// batch size kept symbolic, so the executed graph only holds float math.
 
-/// An integer known at import, or the (symbolic) batch size.
+/// An integer known at import, the (symbolic) batch size, or the batch
+/// size times k ≥ 2 (`bs * n_heads` in a head-folding attention).
 enum SymbolicInt: Equatable, CustomStringConvertible {
     case known(Int64)
     case batch
+    case batchTimes(Int64)
 
     var value: Int64? { if case .known(let v) = self { return v } else { return nil } }
-    var description: String { value.map { "\($0)" } ?? "batch" }
+    var description: String {
+        switch self {
+        case .known(let v): return "\(v)"
+        case .batch: return "batch"
+        case .batchTimes(let k): return "batch×\(k)"
+        }
+    }
+    /// batch × k as a symbol (k = 1: the batch itself).
+    static func batch(times k: Int64) -> SymbolicInt { k == 1 ? .batch : .batchTimes(k) }
+    /// The factor of the batch size: 1 for `.batch`, k for `.batchTimes(k)`.
+    var batchFactor: Int64? {
+        switch self {
+        case .known: return nil
+        case .batch: return 1
+        case .batchTimes(let k): return k
+        }
+    }
 }
 
 /// An integer or boolean tensor known at import (shapes, axes, masks).

@@ -37,16 +37,17 @@ extension ONNXImporter {
             throw invalid(n, "input '\(n.inputs[i])' is not defined before use (graph not topologically sorted, or undefined)")
         }
         if case .batched(let id, true) = v, let p = batchPositions[id], !Self.batchMovingOps.contains(n.opType) {
-            throw unsupported(n, "input '\(n.inputs[i])' has its batch axis at position \(p) (moved there by a Transpose); only Transpose, Slice, Split and Squeeze/Unsqueeze take such values")
+            throw unsupported(n, "input '\(n.inputs[i])' has its batch axis at position \(p) (moved there by a Transpose); only Transpose, Slice, Split, Gather and Squeeze/Unsqueeze take such values")
         }
         if case .batched(let id, true) = v, let m = mergedAxes[id], !Self.mergedBatchOps.contains(n.opType) {
-            throw unsupported(n, "input '\(n.inputs[i])' merges the batch axis with \(m) other axes (a Reshape to [-1, …]); only MatMul, Softmax, Transpose, Reshape and elementwise arithmetic take such values")
+            throw unsupported(n, "input '\(n.inputs[i])' merges the batch axis with \(m) other axes (a Reshape to [-1, …]); only MatMul, Einsum, Softmax, Transpose, Reshape, Slice, Split and elementwise arithmetic take such values")
         }
         return v
     }
 
     /// Ops that handle values whose batch axis merges other axes.
-    static let mergedBatchOps: Set<String> = ["MatMul", "Softmax", "Transpose", "Reshape", "Add", "Sub", "Mul", "Div", "Cast", "Identity"]
+    static let mergedBatchOps: Set<String> = ["MatMul", "Softmax", "Transpose", "Reshape", "Add", "Sub", "Mul", "Div", "Cast",
+                                              "Identity", "Split", "Slice", "Einsum"]
 
     /// Gives `y` the merge of its batched inputs (all must agree).
     mutating func propagateMerge(_ n: Node, from inputs: [ValueID], to y: ValueID) throws {
@@ -56,7 +57,7 @@ extension ONNXImporter {
     }
 
     /// Ops that handle values whose batch axis is not first.
-    static let batchMovingOps: Set<String> = ["Transpose", "Slice", "Split", "Squeeze", "Unsqueeze"]
+    static let batchMovingOps: Set<String> = ["Transpose", "Slice", "Split", "Squeeze", "Unsqueeze", "Gather", "GatherND"]
 
     /// The ONNX position of a batched value's batch axis (0 unless moved).
     func batchPosition(_ id: ValueID) -> Int { batchPositions[id] ?? 0 }

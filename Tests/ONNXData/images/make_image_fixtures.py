@@ -7,7 +7,8 @@ outputs, for FlowRuntime's ONNX import tests.
 
 Families: torchcfm's UNetModelWrapper (MNIST setting, unconditional and
 class-conditional), diffusers' UNet2DModel (small), and a small DiT written here;
-each also as a "tiny" variant for fast tests. See README.md beside this file.
+each also as a "tiny" variant for fast tests; and a tiny conv net that upsamples by
+linear interpolation (Resize mode "linear") in PyTorch's several forms. See README.md beside this file.
 """
 import argparse
 import importlib.util
@@ -64,7 +65,7 @@ class TCFMVelocity(nn.Module):
         return self.net(t, x)
 
 
-def build_tcfm(cond, tiny):
+def build_tcfm(cond, tiny, heads=1, new_order=False):
     unet_mod = import_torchcfm_unet()
     if tiny:
         # torchcfm's normalization() is GroupNorm32(32, channels), which needs >= 32
@@ -75,7 +76,8 @@ def build_tcfm(cond, tiny):
         try:
             net = unet_mod.UNetModelWrapper(dim=(1, 8, 8), num_channels=8, num_res_blocks=1,
                                             channel_mult=(1, 1), attention_resolutions="4",
-                                            class_cond=cond, num_classes=10)
+                                            class_cond=cond, num_classes=10, num_heads=heads,
+                                            use_new_attention_order=new_order)
         finally:
             unet_mod.normalization = original
     else:
@@ -209,10 +211,56 @@ class DiT(nn.Module):
         return self.unpatchify(self.final_layer(h, c))
 
 
+class DiTBlockIndexed(DiTBlock):
+    """The attention of DiT's original code and older timm: q, k, v = qkv[0], qkv[1],
+    qkv[2] after the permute (Gather on an axis before the moved batch axis) rather
+    than unbind (Split)."""
+
+    def attention(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(a.transpose(1, 2).reshape(b, n, c))
+
+
+def build_dit_indexed():
+    net = DiT(image=8, channels=1, patch=2, hidden=16, depth=1, heads=2, freq_dim=16)
+    net.blocks = nn.ModuleList([DiTBlockIndexed(16, 2)])
+    return net
+
+
 def build_dit(tiny):
     if tiny:
         return DiT(image=8, channels=1, patch=2, hidden=16, depth=1, heads=2, freq_dim=16)
     return DiT(image=28, channels=1, patch=4, hidden=64, depth=2, heads=4, freq_dim=64)
+
+
+class InterpolatingConvNet(nn.Module):
+    """A small hand-written conv velocity net of the kind users train on images: time
+    as a per-channel bias, a strided conv down, and back up by linear interpolation in
+    each form PyTorch exports differently: nn.Upsample(bilinear, align_corners=False),
+    F.interpolate(align_corners=True), a resize to odd sizes (down, then up), and a
+    1-D linear resize along the width through a [B, C·H, W] view."""
+
+    def __init__(self, ch=8):
+        super().__init__()
+        self.inp = nn.Conv2d(1, ch, 3, padding=1)
+        self.time = nn.Linear(1, ch)
+        self.down = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.out = nn.Conv2d(4 * ch, 1, 3, padding=1)
+
+    def forward(self, t, x):
+        h = F.silu(self.inp(x) + self.time(t[:, None])[:, :, None, None])
+        d = F.silu(self.down(h))
+        b, c, hh, ww = h.shape
+        a = self.up(d)
+        ac = F.interpolate(d, scale_factor=2.0, mode="bilinear", align_corners=True)
+        odd = F.interpolate(F.interpolate(d, size=(3, 5), mode="bilinear"), size=(hh, ww), mode="bilinear")
+        w1 = F.interpolate(h.reshape(b, c * hh, ww), scale_factor=0.5, mode="linear")
+        w1 = F.interpolate(w1, size=ww, mode="linear", align_corners=True).reshape(b, c, hh, ww)
+        return self.out(torch.cat([a, ac, odd, w1], dim=1))
 
 
 # ---------------------------------------------------------------- cases
@@ -229,6 +277,15 @@ CASES = {
     "tcfm_unet_cond_tiny": ("tcfm_unet", lambda: build_tcfm(True, True), (1, 8, 8), True, TINY_EXPORTS),
     "diffusers_unet_tiny": ("diffusers_unet", lambda: build_diffusers(True), (3, 8, 8), False, TINY_EXPORTS),
     "dit_tiny": ("dit", lambda: build_dit(True), (1, 8, 8), False, TINY_EXPORTS),
+    # Multi-head attention folds the heads into the batch axis ([B, 3HC, L] ->
+    # [B*H, 3C, L]): legacy order (reshape, then split) and the new order (split, then view).
+    "tcfm_unet_heads_tiny": ("tcfm_unet", lambda: build_tcfm(False, True, heads=2), (1, 8, 8), False,
+                             TINY_EXPORTS + [("dynamo", None)]),
+    "tcfm_unet_heads_neworder_tiny": ("tcfm_unet", lambda: build_tcfm(False, True, heads=2, new_order=True), (1, 8, 8),
+                                      False, TINY_EXPORTS + [("dynamo", None)]),
+    "dit_indexed_tiny": ("dit", build_dit_indexed, (1, 8, 8), False, TINY_EXPORTS + [("dynamo", None)]),
+    "interp_convnet_tiny": ("interp_convnet", lambda: InterpolatingConvNet(), (1, 8, 8), False,
+                            TINY_EXPORTS + [("dynamo", None)]),
     "dit": ("dit", lambda: build_dit(False), (1, 28, 28), False, SDPA_EXPORTS),
     "tcfm_unet": ("tcfm_unet", lambda: build_tcfm(False, False), (1, 28, 28), False, FULL_EXPORTS),
     "tcfm_unet_cond": ("tcfm_unet", lambda: build_tcfm(True, False), (1, 28, 28), True, FULL_EXPORTS),

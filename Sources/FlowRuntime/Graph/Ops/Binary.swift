@@ -262,10 +262,17 @@ extension ONNXImporter {
                     guard q != 0 else { throw invalid(n, "integer division by zero") }
                     out.append(.known(p / q))
                 }
-            case (.batch, .known(let q)) where (f == .mul || f == .div) && q == 1, (.batch, .known(let q)) where (f == .add || f == .sub) && q == 0:
+            case (.batch, .known(let q)) where (f == .add || f == .sub) && q == 0,
+                 (.known(let q), .batch) where f == .add && q == 0:
                 out.append(.batch)
-            case (.known(let p), .batch) where (f == .mul && p == 1) || (f == .add && p == 0):
-                out.append(.batch)
+            case (let s, .known(let q)) where s.batchFactor != nil && f == .mul && q >= 1,
+                 (.known(let q), let s) where s.batchFactor != nil && f == .mul && q >= 1:
+                // bs * n_heads (a head-folding attention's reshape target).
+                let (k, o) = s.batchFactor!.multipliedReportingOverflow(by: q)
+                guard !o else { throw invalid(n, "batch size factor overflows") }
+                out.append(.batch(times: k))
+            case (let s, .known(let q)) where s.batchFactor != nil && f == .div && q >= 1 && s.batchFactor! % q == 0:
+                out.append(.batch(times: s.batchFactor! / q))
             default:
                 throw unsupported(n, "integer arithmetic on the batch size (\(a) \(f.rawValue) \(b))")
             }

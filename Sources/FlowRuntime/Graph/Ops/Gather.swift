@@ -51,7 +51,9 @@ struct EmbeddingOp: GraphOp {
         e.node("Gather", [e.name(n.inputs[0]), idx], out, ["axis": .int(0)])
     }
 
-    static var onnxImports: [String: ONNXImportRule] { ["Gather": { i, n, _ in try i.gatherNode(n) }] }
+    static var onnxImports: [String: ONNXImportRule] {
+        ["Gather": { i, n, _ in try i.gatherNode(n) }, "GatherND": { i, n, _ in try i.gatherND(n) }]
+    }
 }
 
 /// Constant indices into a batched value along per-sample `axis`.
@@ -108,19 +110,10 @@ extension ONNXImporter {
         switch (data, indices) {
         case (.batched(let id, let batchAxis), .ints(let idx)):
             guard let known = idx.knownValues else { throw unsupported(n, "indices that depend on the batch size") }
-            let shape = builder.shape(of: id)
-            let rank = shape.count + (batchAxis ? 1 : 0)
-            let axis = try sampleAxis(n, try int(n, "axis", 0), rank: rank, batchAxis: batchAxis)
-            let extent = shape[axis]
-            let norm = try known.map { i -> Int in
-                let j = i < 0 ? i + Int64(extent) : i
-                guard j >= 0 && j < Int64(extent) else { throw invalid(n, "index \(i) out of range for extent \(extent)") }
-                return Int(j)
-            }
-            let op = try GatherOp(axis: axis, indices: norm, indexShape: idx.shape, inputShape: shape, node: currentNode)
-            try set(n, .batched(try builder.apply(Operation(op), [id], name: currentNode), batchAxis: batchAxis))
+            try gatherBatched(n, id, batchAxis: batchAxis, indices: known, indexShape: idx.shape, axis: try int(n, "axis", 0))
         case (.float(let table, let trainable), .batched(let id, let batchAxis)):
             guard try int(n, "axis", 0) == 0 else { throw unsupported(n, "an embedding lookup along axis \(try int(n, "axis", 0))") }
+            guard batchPosition(id) == 0 else { throw unsupported(n, "indices whose batch axis a Transpose moved") }
             let w = param(table, trainable: trainable, n.inputs[0])
             try set(n, .batched(try builder.apply(.embedding, [w, id], name: currentNode), batchAxis: batchAxis))
         case (.batched, .batched):
@@ -128,5 +121,44 @@ extension ONNXImporter {
         default:
             try gather(n)
         }
+    }
+
+    /// Constant `indices` (of `indexShape`) into batched value `id` along
+    /// ONNX axis `onnxAxis`.
+    private mutating func gatherBatched(_ n: Node, _ id: ValueID, batchAxis: Bool, indices known: [Int64], indexShape: [Int],
+                                        axis onnxAxis: Int64) throws {
+        let shape = builder.shape(of: id)
+        let rank = shape.count + (batchAxis ? 1 : 0)
+        // A batch axis a Transpose moved to position p (qkv.permute(2, 0, …)
+        // then qkv[0]): ONNX axes before p are per-sample axes as they are,
+        // axes after it one less; the indices' axes replace the gathered one.
+        let p = batchAxis ? batchPosition(id) : 0
+        let a = onnxAxis < 0 ? onnxAxis + Int64(rank) : onnxAxis
+        guard a >= 0 && a < Int64(rank) else { throw invalid(n, "axis \(onnxAxis) out of range for rank \(rank)") }
+        guard !(batchAxis && a == Int64(p)) else { throw unsupported(n, "an operation along the batch axis") }
+        let axis = try sampleAxis(n, a < Int64(p) ? a + 1 : a, rank: rank, batchAxis: batchAxis)
+        let extent = shape[axis]
+        let norm = try known.map { i -> Int in
+            let j = i < 0 ? i + Int64(extent) : i
+            guard j >= 0 && j < Int64(extent) else { throw invalid(n, "index \(i) out of range for extent \(extent)") }
+            return Int(j)
+        }
+        let op = try GatherOp(axis: axis, indices: norm, indexShape: indexShape, inputShape: shape, node: currentNode)
+        let y = try builder.apply(Operation(op), [id], name: currentNode)
+        setBatchPosition(y, a < Int64(p) ? p - 1 + indexShape.count : p)
+        try set(n, .batched(y, batchAxis: batchAxis))
+    }
+
+    /// GatherND with batch_dims 0 and constant indices of shape [..., 1]
+    /// into a batched value: a Gather along ONNX axis 0 (the dynamo
+    /// exporter's decomposition of 1-D linear interpolation, after a
+    /// Transpose that moved the batch axis). Other forms are refused.
+    mutating func gatherND(_ n: Node) throws {
+        guard try int(n, "batch_dims", 0) == 0 else { throw unsupported(n, "batch_dims other than 0") }
+        guard case .batched(let id, let batchAxis) = try input(n, 0), case .ints(let idx) = try input(n, 1),
+              idx.shape.last == 1, let known = idx.knownValues else {
+            throw unsupported(n, "only constant indices of shape [..., 1] into a batched value")
+        }
+        try gatherBatched(n, id, batchAxis: batchAxis, indices: known, indexShape: Array(idx.shape.dropLast()), axis: 0)
     }
 }

@@ -287,7 +287,7 @@ extension ONNXImporter {
         let chars = Array(eq)
         let arrow = (0..<Swift.max(0, chars.count - 1)).first { chars[$0] == "-" && chars[$0 + 1] == ">" }
         let sides: [[Character]] = arrow.map { [Array(chars[..<$0]), Array(chars[($0 + 2)...])] } ?? [chars]
-        let operands: [[Character]] = sides[0].split(separator: ",", omittingEmptySubsequences: false).map { Array($0) }
+        var operands: [[Character]] = sides[0].split(separator: ",", omittingEmptySubsequences: false).map { Array($0) }
         var output: [Character]
         if sides.count == 2 { output = sides[1] } else {
             let all = operands.flatMap { $0 }
@@ -295,6 +295,19 @@ extension ONNXImporter {
         }
         guard operands.count == n.inputs.count, (1...2).contains(operands.count), sides.count <= 2 else {
             throw unsupported(n, "Einsum '\(eq)' with \(n.inputs.count) operands")
+        }
+        // Operands whose batch axis merges m per-sample axes (heads folded
+        // into the batch, `mergedAxes`): those axes get m letters of their
+        // own after the batch letter, in every operand and the output.
+        let merges = Set(try (0..<operands.count).map { k -> Int in
+            guard case .batched(let id, true) = try input(n, k) else { return 0 }
+            return mergedAxes[id] ?? 0
+        })
+        guard merges.count == 1, let merged = merges.first else { throw unsupported(n, "Einsum '\(eq)' of operands with different batch merges") }
+        if merged > 0 {
+            let fresh = (0..<merged).map { Character(UnicodeScalar(0x3B1 + $0)!) }  // α, β, … (not in any equation)
+            operands = operands.map { $0.isEmpty ? $0 : [$0[0]] + fresh + $0.dropFirst() }
+            if !output.isEmpty { output = [output[0]] + fresh + output.dropFirst() }
         }
         var ids: [ValueID] = []
         for (k, letters) in operands.enumerated() {
@@ -330,7 +343,9 @@ extension ONNXImporter {
             guard Set(output) == Set(letters[0]), output.count == letters[0].count else {
                 throw unsupported(n, "Einsum '\(eq)': a one-operand form other than a transpose")
             }
-            try set(n, .batched(try permute(ids[0], from: letters[0], to: output), batchAxis: true))
+            let y = try permute(ids[0], from: letters[0], to: output)
+            if merged > 0 { mergedAxes[y] = merged }
+            try set(n, .batched(y, batchAxis: true))
             return
         }
         let a: [Character] = letters[0], b: [Character] = letters[1]
@@ -356,6 +371,7 @@ extension ONNXImporter {
         y = try reshape(y, resultShape)
         let resultOrder: [Character] = batch + left + right
         y = try permute(y, from: resultOrder, to: output)
+        if merged > 0 { mergedAxes[y] = merged }
         try set(n, .batched(y, batchAxis: true))
     }
 }

@@ -140,6 +140,13 @@ extension ONNXImporter {
         }
         let sourceHasBatch = source.first == .batch
         let knownSource = source.compactMap(\.value).reduce(1, { $0 &* $1 })
+        // [batch × k, …] (bs * n_heads): the batch merged with k per-sample
+        // elements, as a leading -1 would; checked against k below.
+        var mergeFactor: Int64?
+        if sourceHasBatch, case .batchTimes(let k) = out.first {
+            mergeFactor = k
+            out[0] = .known(-1)
+        }
         var minusOne: Int?
         var product: Int64 = 1
         var batchAt: Int?
@@ -156,17 +163,23 @@ extension ONNXImporter {
                 let (p, o) = product.multipliedReportingOverflow(by: k)
                 guard !o else { throw invalid(n, "shape overflows") }
                 product = p
+            case .batchTimes(let k):
+                throw unsupported(n, "the batch size times \(k) on axis \(i) of the target shape")
             }
         }
         if sourceHasBatch && batchAt == nil, minusOne == 0, product > 0, product < knownSource,
-           case .batched(let id, true) = v, let m = mergePoint(builder.shape(of: id), trailing: product) {
-            // [-1, …]: the batch merged with the first m per-sample axes.
-            let kept = Array(builder.shape(of: id)[..<m]) + out.dropFirst().map { Int($0.value!) }
+           case .batched(let id, true) = v, let (lead, m) = mergePoint(builder.shape(of: id), trailing: product) {
+            // [-1, …]: the batch merged with the per-sample axes `lead`.
+            if let k = mergeFactor, k != Int64(lead.reduce(1, *)) {
+                throw FlowError.shapeMismatch("node '\(currentNode)': cannot reshape \(source) to \(target.values)")
+            }
+            let kept = lead + out.dropFirst().map { Int($0.value!) }
             let y = try builder.apply(.reshape(shape: kept), [id], name: currentNode)
             mergedAxes[y] = m
             try set(n, .batched(y, batchAxis: true))
             return
         }
+        if mergeFactor != nil { throw unsupported(n, "a reshape to \(target.values) that folds the batch with other axes") }
         if sourceHasBatch && batchAt == nil {
             // A -1 takes the batch when the rest already matches the sample size.
             guard let m = minusOne, product == knownSource else {
@@ -243,6 +256,7 @@ extension ONNXImporter {
         }
         for (i, e) in out.enumerated() {
             if e == .batch && i != 0 { throw unsupported(n, "the batch size on a non-leading axis") }
+            if case .batchTimes = e { throw unsupported(n, "expanding to \(e)") }
             if let k = e.value, k < 0 || k > Int64(foldedElementLimit) { throw invalid(n, "invalid target extent \(k)") }
         }
         let known = out.map { Int($0.value ?? 1) }
@@ -275,8 +289,22 @@ extension ONNXImporter {
 
 
     /// The m with shape[m...] holding `trailing` elements (m ≥ 1), if any.
-    func mergePoint(_ shape: [Int], trailing: Int64) -> Int? {
-        (1...Swift.max(1, shape.count)).first { m in m <= shape.count && Int64(shape[m...].reduce(1, *)) == trailing }
+    /// Where a per-sample `shape` splits into leading axes that a Reshape to
+    /// [-1, …] merges into the batch and `trailing` elements that stay:
+    /// the leading axes (the last of them split off an axis when the
+    /// boundary falls inside it, as [H·C, L] → [-1, C, L] folds H heads into
+    /// the batch) and their count m.
+    func mergePoint(_ shape: [Int], trailing: Int64) -> (lead: [Int], m: Int)? {
+        for m in 1...Swift.max(1, shape.count) where m <= shape.count {
+            let after = Int64(shape[m...].reduce(1, *))
+            if after == trailing { return (Array(shape[..<m]), m) }
+            let axis = Int64(shape[m - 1])
+            if trailing > after, trailing % after == 0 {
+                let inside = trailing / after
+                if inside < axis, axis % inside == 0 { return (Array(shape[..<(m - 1)]) + [Int(axis / inside)], m) }
+            }
+        }
+        return nil
     }
 
     /// Reshape of a value whose batch axis merges m per-sample axes: to
@@ -310,7 +338,12 @@ extension ONNXImporter {
             }
             return r
         }
-        if first == .batch {
+        // [-1, …] whose other entries hold every per-sample element: the -1
+        // is the batch again (the dynamo exporter's un-merge after a
+        // head-folding attention, [B·H, C, L] → [-1, H·C, L]).
+        let unmerges = first == .known(-1) && !rest.contains(-1) && rest.reduce(1, *) == shape.reduce(1, *)
+            && rest.reduce(1, *) != tail.reduce(1, *)
+        if first == .batch || unmerges {
             // A new value even for the same shape: it is no longer merged.
             let r = try resolve(shape.reduce(1, *))
             try set(n, .batched(try builder.apply(.reshape(shape: r), [id], name: currentNode), batchAxis: true))

@@ -51,12 +51,15 @@ struct SliceOp: IndexMappingOp {
 }
 
 extension ONNXImporter {
-    /// The full shape (batch axis as extent 1) of a value, and its kind.
+    /// The full ONNX shape (batch axis as extent 1) of a value, and its
+    /// kind. A batch axis that merges m per-sample axes (`mergedAxes`)
+    /// stands for them: they are not among the ONNX axes.
     private func sliceSource(_ v: Imported) -> (shape: [Int], batchAxis: Int?, id: ValueID?) {
         switch v {
         case .batched(let id, let a):
             var s = builder.shape(of: id)
             guard a else { return (s, nil, id) }
+            if let m = mergedAxes[id] { return ([1] + s[m...], 0, id) }
             let p = batchPosition(id)
             s.insert(1, at: p)
             return (s, p, id)
@@ -75,15 +78,19 @@ extension ONNXImporter {
                 return r
             }
             if let b = batchAt, starts[b] != 0 || shape[b] != 1 || steps[b] != 1 { throw unsupported(n, "slicing the batch axis") }
-            let ps = drop(shape)
-            if drop(starts).allSatisfy({ $0 == 0 }) && drop(steps).allSatisfy({ $0 == 1 }) && ps == drop(full) {
+            // The per-sample axes a batch merge stands for are kept whole.
+            let merged = Array(builder.shape(of: id)[..<(mergedAxes[id] ?? 0)])
+            let ps = merged + drop(shape)
+            if drop(starts).allSatisfy({ $0 == 0 }) && drop(steps).allSatisfy({ $0 == 1 }) && ps == builder.shape(of: id) {
                 try set(n, v, output: output)
                 return
             }
-            let op = try SliceOp(starts: drop(starts), steps: drop(steps), shape: ps, inputShape: drop(full), node: currentNode)
+            let op = try SliceOp(starts: merged.map { _ in 0 } + drop(starts), steps: merged.map { _ in 1 } + drop(steps),
+                                 shape: ps, inputShape: builder.shape(of: id), node: currentNode)
             let name = output == 0 ? currentNode : "\(currentNode):\(output)"
             let y = try builder.apply(Operation(op), [id], name: name)
             setBatchPosition(y, batchAt ?? 0)
+            if !merged.isEmpty { mergedAxes[y] = merged.count }
             try set(n, .batched(y, batchAxis: batchAt != nil), output: output)
         } else {
             let op = try SliceOp(starts: starts, steps: steps, shape: shape, inputShape: full, node: currentNode)
@@ -137,7 +144,10 @@ extension ONNXImporter {
     /// batch axis (extent 1 in `sliceSource`) then slices whole.
     private func knownEnds(_ n: Node, _ i: Int) throws -> [Int64] {
         guard case .ints(let c) = try input(n, i) else { throw unsupported(n, "ends must be an integer constant") }
-        return c.values.map { $0.value ?? 1 }
+        return try c.values.map { e in
+            if case .batchTimes = e { throw unsupported(n, "an end of \(e)") }
+            return e.value ?? 1
+        }
     }
 
     /// Split along an axis into parts given by `split` (input from opset 13,
