@@ -209,5 +209,6 @@ enum OpRegistry {
         LinearOp.self, MatMulOp.self, BinaryOp.self, UnaryOp.self, ConcatOp.self, LayerNormOp.self, ReduceOp.self,
         ReshapeOp.self, TransposeOp.self, SliceOp.self, PadOp.self, ResizeOp.self, LinearResizeOp.self, TileOp.self,
         EmbeddingOp.self, ConvOp.self, ConvTransposeOp.self, SoftmaxOp.self, GroupNormOp.self,
+        PoolOp.self,
     ]
 }
