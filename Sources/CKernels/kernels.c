@@ -160,6 +160,9 @@ static inline float fr_gelu_tanh(float x) {
     return x / (1.0f + p * scale);
 }
 
+// v clamped to [0, 1]; a NaN v stays NaN (fmaxf/fminf would drop it).
+static inline float fr_clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
+
 static inline float fr_apply(int kind, float p1, float p2, float x) {
     switch (kind) {
     case FR_IDENTITY: return x;
@@ -184,6 +187,10 @@ static inline float fr_apply(int kind, float p1, float p2, float x) {
     case FR_ABS: return fabsf(x);
     case FR_POW: return powf(x, p1);
     case FR_GELU_TANH: return fr_gelu_tanh(x);
+    case FR_HARD_SIGMOID: return fr_clamp01(p1 * x + p2);
+    case FR_HARD_SWISH: return x * fr_clamp01(x * (1.0f / 6.0f) + 0.5f);
+    case FR_CLIP: return x < p1 ? p1 : (x > p2 ? p2 : x);
+    case FR_MISH: return x * fr_tanh(fr_softplus(x, 1.0f, 20.0f));
     default: return NAN;
     }
 }
@@ -221,6 +228,16 @@ static inline float fr_derive(int kind, float p1, float p2, float x) {
         float t = fr_tanh(u);
         float du = c * (1.0f + 3.0f * 0.044715f * x * x);
         return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    }
+    case FR_HARD_SIGMOID: { float v = p1 * x + p2; return v > 0.0f && v < 1.0f ? p1 : 0.0f; }
+    case FR_HARD_SWISH: {
+        float v = x * (1.0f / 6.0f) + 0.5f;
+        return v <= 0.0f ? 0.0f : (v >= 1.0f ? 1.0f : x * (1.0f / 3.0f) + 0.5f);
+    }
+    case FR_CLIP: return x >= p1 && x <= p2 ? 1.0f : 0.0f;
+    case FR_MISH: {
+        float t = fr_tanh(fr_softplus(x, 1.0f, 20.0f));
+        return t + x * (1.0f - t * t) * fr_sigmoid(x);
     }
     default: return NAN;
     }

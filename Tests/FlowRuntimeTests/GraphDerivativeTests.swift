@@ -112,13 +112,39 @@ final class GraphDerivativeTests: XCTestCase {
 
     func testLinearWithEveryActivation() throws {
         let fs: [UnaryFunction] = [.identity, .silu, .sigmoid, .tanh, .relu, .leakyRelu(slope: 0.1), .elu(alpha: 0.7),
-                                   .selu, .softplus(beta: 2, threshold: 20), .gelu, .geluTanh]
+                                   .selu, .softplus(beta: 2, threshold: 20), .gelu, .geluTanh,
+                                   .hardSigmoid(alpha: 0.3, beta: 0.4), .hardSwish, .clip(lower: -0.4, upper: 0.5), .mish]
         for f in fs {
             let g = try graph { b, h in
                 try b.linear(h, weight: self.random([5, 6], seed: 7, scale: 0.6), bias: self.random([5], seed: 8),
                              activation: f, name: "mid")
             }
             try checkDerivatives(g)
+        }
+    }
+
+    /// HardSigmoid, HardSwish, Clip and Mish against their definitions in
+    /// double (PyTorch's: hardswish x·relu6(x + 3)/6, mish x·tanh(softplus)
+    /// with softplus's threshold 20), NaN kept, on a grid through the kinks.
+    func testClampedActivationsAgainstDefinitions() {
+        func hs(_ x: Double, _ a: Double, _ b: Double) -> Double { Swift.max(0, Swift.min(1, a * x + b)) }
+        // (function, reference, tolerance relative to max(1, |f|): a few
+        // float roundings; Mish composes exp, log1p and tanh)
+        let cases: [(UnaryFunction, (Double) -> Double, Double)] = [
+            (.hardSigmoid(alpha: 0.2, beta: 0.5), { hs($0, 0.2, 0.5) }, 2e-7),
+            (.hardSwish, { $0 * Swift.max(0, Swift.min(6, $0 + 3)) / 6 }, 4e-7),
+            (.clip(lower: 0, upper: 6), { Swift.max(0, Swift.min(6, $0)) }, 0),
+            (.mish, { $0 * Foundation.tanh($0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0))) }, 1e-6),
+        ]
+        for (f, reference, tolerance) in cases {
+            var worst = 0.0
+            for i in -1200...1200 {
+                let x = Float(i) / 100
+                let r = reference(Double(x))
+                worst = Swift.max(worst, abs(Double(f(x)) - r) / Swift.max(1, abs(r)))
+            }
+            XCTAssertLessThanOrEqual(worst, tolerance, "\(f)")
+            XCTAssertTrue(f(.nan).isNaN, "\(f) of NaN")
         }
     }
 

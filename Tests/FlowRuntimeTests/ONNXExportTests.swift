@@ -20,7 +20,8 @@ final class ONNXExportTests: XCTestCase {
     func testNativeNetworksSurviveExportAndImport() throws {
         let activations: [UnaryFunction] = [.silu, .gelu, .geluTanh, .tanh, .relu, .sigmoid, .selu, .elu(alpha: 0.7),
                                             .leakyRelu(slope: 0.1), .softplus(beta: 1, threshold: 20),
-                                            .softplus(beta: 2, threshold: 10)]
+                                            .softplus(beta: 2, threshold: 10), .hardSigmoid(alpha: 0.3, beta: 0.4),
+                                            .hardSwish, .clip(lower: -0.4, upper: 0.5), .mish]
         var configs: [VelocityMLP] = activations.map { VelocityMLP(dimension: 3, hiddenWidths: [16, 16], activation: $0, seed: 7) }
         configs.append(VelocityMLP(dimension: 4, hiddenWidths: [32, 32], timeEncoding: .sinusoidal(frequencies: 5), seed: 3))
         configs.append(VelocityMLP(dimension: 2, hiddenWidths: [24, 24, 24], residual: true, seed: 5))

@@ -44,6 +44,10 @@ typedef enum {
     FR_ABS = 19,
     FR_POW = 20,        // p1 = exponent (constant)
     FR_GELU_TANH = 21,  // tanh approximation
+    FR_HARD_SIGMOID = 22, // max(0, min(1, p1·x + p2)) (ONNX HardSigmoid: alpha, beta)
+    FR_HARD_SWISH = 23,   // x · max(0, min(1, x/6 + 1/2))
+    FR_CLIP = 24,         // min(max(x, p1), p2); NaN stays NaN
+    FR_MISH = 25,         // x · tanh(softplus(x)), softplus as PyTorch's (threshold 20)
 } fr_unary_kind;
 
 /// y[i] = f(x[i]) for i < n. x and y may alias exactly.

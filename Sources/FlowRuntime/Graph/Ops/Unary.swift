@@ -49,13 +49,14 @@ struct UnaryOp: GraphOp {
     static var onnxImports: [String: ONNXImportRule] {
         var rules: [String: ONNXImportRule] = [:]
         for op in ["Relu", "Tanh", "Sigmoid", "Erf", "Exp", "Log", "Sqrt", "Neg", "Sin", "Cos", "Abs", "Reciprocal",
-                   "LeakyRelu", "Elu", "Selu", "Softplus", "Gelu"] {
+                   "LeakyRelu", "Elu", "Selu", "Softplus", "Gelu", "HardSigmoid", "HardSwish", "Mish"] {
             rules[op] = { importer, n, index in
                 if try importer.fuseStandaloneActivation(n, index: index) { return }
                 try importer.unary(n, try importer.unaryFunction(n))
             }
         }
         rules["Pow"] = { i, n, _ in try i.pow(n) }
+        rules["Clip"] = { i, n, _ in try i.clip(n) }
         return rules
     }
 }
@@ -76,6 +77,14 @@ public enum UnaryFunction: Sendable, Equatable, Hashable {
     case erf, exp, log, sqrt, neg, sin, cos, square, reciprocal, abs
     /// x^p for a constant p.
     case pow(Float)
+    /// max(0, min(1, αx + β)) (ONNX HardSigmoid; PyTorch's hardsigmoid is α = 1/6, β = 1/2).
+    case hardSigmoid(alpha: Float, beta: Float)
+    /// x · max(0, min(1, x/6 + 1/2)).
+    case hardSwish
+    /// min(max(x, lower), upper) (Clip; ReLU6 is 0 … 6).
+    case clip(lower: Float, upper: Float)
+    /// x · tanh(softplus(x)).
+    case mish
 }
 
 extension UnaryFunction {
@@ -104,6 +113,10 @@ extension UnaryFunction {
         case .reciprocal: return (Int32(FR_RECIPROCAL.rawValue), 0, 0)
         case .abs: return (Int32(FR_ABS.rawValue), 0, 0)
         case .pow(let p): return (Int32(FR_POW.rawValue), p, 0)
+        case .hardSigmoid(let a, let b): return (Int32(FR_HARD_SIGMOID.rawValue), a, b)
+        case .hardSwish: return (Int32(FR_HARD_SWISH.rawValue), 0, 0)
+        case .clip(let lo, let hi): return (Int32(FR_CLIP.rawValue), lo, hi)
+        case .mish: return (Int32(FR_MISH.rawValue), 0, 0)
         }
     }
 
@@ -153,6 +166,9 @@ extension ONNXImporter {
             }
             return .selu
         case "Softplus": return .softplus(beta: 1, threshold: .infinity)
+        case "HardSigmoid": return .hardSigmoid(alpha: try float(n, "alpha", 0.2), beta: try float(n, "beta", 0.5))
+        case "HardSwish": return .hardSwish
+        case "Mish": return .mish
         case "Gelu":
             let approximate = n.attributes["approximate"]?.s ?? "none"
             switch approximate {
@@ -173,6 +189,24 @@ extension ONNXImporter {
         case .ints:
             throw unsupported(n, "on an integer tensor")
         }
+    }
+
+    /// Clip: bounds from attributes (opset < 11) or optional scalar
+    /// constant inputs 1 and 2 (absent: unbounded).
+    mutating func clip(_ n: Node) throws {
+        var bounds: [Float] = [-.infinity, .infinity]
+        if opset < 11 {
+            bounds = [try float(n, "min", -.infinity), try float(n, "max", .infinity)]
+        } else {
+            for i in 1...2 where i < n.inputs.count && !n.inputs[i].isEmpty {
+                guard case .float(let t, _) = try input(n, i), t.count == 1, !t.scalars[0].isNaN else {
+                    throw unsupported(n, "bound \(i) must be a scalar float constant")
+                }
+                bounds[i - 1] = t.scalars[0]
+            }
+        }
+        guard bounds[0] <= bounds[1] else { throw invalid(n, "min \(bounds[0]) above max \(bounds[1])") }
+        try unary(n, .clip(lower: bounds[0], upper: bounds[1]))
     }
 
     mutating func pow(_ n: Node) throws {
@@ -216,6 +250,15 @@ extension ONNXExporter {
         case .square: node("Mul", [x, x], y)
         case .pow(let p): node("Pow", [x, scalar(p)], y)
         case .leakyRelu(let slope): node("LeakyRelu", [x], y, ["alpha": .float(slope)])
+        case .hardSigmoid(let a, let b): node("HardSigmoid", [x], y, ["alpha": .float(a), "beta": .float(b)])
+        case .hardSwish: node("HardSwish", [x], y)
+        case .clip(let lo, let hi): node("Clip", [x, scalar(lo), scalar(hi)], y)
+        case .mish:
+            // x · tanh(softplus(x)) in opset-17 ops (Mish itself is opset 18).
+            let s = tmp("softplus"), th = tmp("tanh")
+            node("Softplus", [x], s)
+            node("Tanh", [s], th)
+            node("Mul", [x, th], y)
         case .elu(let alpha): node("Elu", [x], y, ["alpha": .float(alpha)])
         case .silu:
             let s = tmp("sigmoid")
