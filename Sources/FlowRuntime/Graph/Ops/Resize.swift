@@ -264,7 +264,7 @@ extension ONNXImporter {
             sizes = (0..<full.count).map { Int(Glibc.floor(Double(full[$0]) * scales[$0])) }
         } else if scalesIndex == 2, case .ints(let c)? = try optionalInput(n, 3) {
             guard c.values.count == full.count else { throw invalid(n, "sizes of rank \(c.values.count) for rank \(full.count)") }
-            sizes = c.values.enumerated().map { $0.element.value.map(Int.init) ?? ($0.offset == 0 ? 1 : -1) }
+            sizes = c.values.enumerated().map { $0.element.value.map(Int.init) ?? ($0.offset == 0 && $0.element == .batch ? 1 : -1) }
             guard sizes.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }) else { throw invalid(n, "sizes \(c.values)") }
             scales = (0..<full.count).map { Double(sizes[$0]) / Double(full[$0]) }
         } else {
