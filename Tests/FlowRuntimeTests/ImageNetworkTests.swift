@@ -60,7 +60,7 @@ final class ImageNetworkTests: XCTestCase {
 
     func testTinyNetworksMatchPyTorch() throws {
         let tiny = Self.files.filter { $0.contains("_tiny__") }
-        XCTAssertEqual(tiny.count, 12)  // incl. the interpolating conv net, the qkv[0]-indexing DiT and two multi-head U-Nets, two exports each
+        XCTAssertEqual(tiny.count, 14)  // incl. the interpolating and pooling conv nets, the qkv[0]-indexing DiT and two multi-head U-Nets, two exports each
         for f in tiny { try check(f) }
     }
 

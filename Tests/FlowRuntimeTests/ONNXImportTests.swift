@@ -236,3 +236,45 @@ final class ONNXLayerNormPatternTests: XCTestCase {
         }
     }
 }
+
+/// Mod of integer constants folds at import, with ONNX's two sign rules:
+/// fmod 0 takes the divisor's sign (Python's %: 7 mod −4 = −1), fmod 1
+/// the dividend's (C's fmod: 3). The result sizes a Reshape of x [B, 6]
+/// to [-1, 2, r] and back, so a wrong rule fails the load or the values.
+final class ONNXModTests: XCTestCase {
+    typealias P = ONNXProtoModel
+
+    func model(fmod: Int64) -> P {
+        func n(_ op: String, _ i: [String], _ o: String, _ a: [String: P.Attribute] = [:]) -> P.Node {
+            P.Node(opType: op, domain: "", name: o, inputs: i, outputs: [o], attributes: a)
+        }
+        func ints(_ name: String, _ v: [Int64]) -> P.Tensor {
+            P.Tensor(name: name, dims: [Int64(v.count)], dataType: 7, raw: nil, floats: [], int32s: [], int64s: v, doubles: [],
+                     isExternal: false, external: [:])
+        }
+        let nodes = [
+            n("Mod", ["seven", "minus4"], "r", ["fmod": .init(type: 2, f: nil, i: fmod, s: nil, t: nil, floats: [], ints: [])]),
+            n("Concat", ["lead", "r"], "target", ["axis": .init(type: 2, f: nil, i: 0, s: nil, t: nil, floats: [], ints: [])]),
+            n("Reshape", ["x", "target"], "y"),
+            n("Reshape", ["y", "flat"], "z"),
+            n("Add", ["z", "x"], "v"),
+        ]
+        return P(irVersion: 8, producer: "test", opsets: ["": 17],
+                 graph: .init(nodes: nodes, initializers: [ints("seven", [7]), ints("minus4", [-4]), ints("lead", [-1, 2]),
+                                                            ints("flat", [-1, 6])],
+                              inputs: [.init(name: "x", elementType: 1, dims: [nil, 6]), .init(name: "t", elementType: 1, dims: [nil, 1])],
+                              outputs: [.init(name: "v", elementType: 1, dims: [nil, 6])]),
+                 metadata: [])
+    }
+
+    func testModFoldsWithBothSignRules() throws {
+        // fmod 1: 7 fmod −4 = 3, so [-1, 2, 3]: v = 2x.
+        let m = try model(fmod: 1).serialized().withUnsafeBytes { try Model.loadONNX(bytes: $0) }
+        let x = Tensor(shape: [2, 6], scalars: (0..<12).map { Float($0) - 5 })
+        XCTAssertEqual(m.velocity(t: [0.1, 0.2], x: x).scalars, x.scalars.map { 2 * $0 })
+        // fmod 0: 7 mod −4 = −1, so [-1, 2, -1]: two −1s, refused by name.
+        XCTAssertThrowsError(try model(fmod: 0).serialized().withUnsafeBytes { try Model.loadONNX(bytes: $0) }) { e in
+            XCTAssertTrue("\(e)".contains("more than one -1"), "\(e)")
+        }
+    }
+}

@@ -150,6 +150,25 @@ extension ONNXImporter {
 
 extension ONNXImporter {
     /// Import rules for the constant-only ONNX ops.
+    /// Mod of integer constants (shape arithmetic: nn.MultiheadAttention's
+    /// and nn.Unflatten's legacy exports): fmod 0 takes the divisor's sign
+    /// (Python's %), fmod 1 the dividend's (C's fmod).
+    mutating func mod(_ n: Node) throws {
+        guard case .ints(let a) = try input(n, 0), case .ints(let b) = try input(n, 1),
+              let x = a.knownValues, let y = b.knownValues else {
+            throw unsupported(n, "Mod of anything but integer constants known at load time")
+        }
+        let cFmod = try int(n, "fmod", 0) != 0
+        let (shape, map) = try ConstantBroadcast.indices([a.shape, b.shape], node: currentNode)
+        let out = try map[0].indices.map { e -> SymbolicInt in
+            let p = x[map[0][e]], q = y[map[1][e]]
+            guard q != 0 else { throw invalid(n, "integer modulo by zero") }
+            let r = p % q
+            return .known(cFmod || r == 0 || (r < 0) == (q < 0) ? r : r + q)
+        }
+        try set(n, .ints(IntConstant(shape: shape, values: out)))
+    }
+
     static var constantImports: [String: ONNXImportRule] {
         ["Constant": { i, n, _ in try i.set(n, try i.constantNode(n)) },
          "Identity": { i, n, _ in try i.set(n, try i.input(n, 0)) },
@@ -159,6 +178,7 @@ extension ONNXImporter {
          "Shape": { i, n, _ in try i.shapeOf(n) },
          "ConstantOfShape": { i, n, _ in try i.constantOfShape(n) },
          "Equal": { i, n, _ in try i.compare(n) }, "Greater": { i, n, _ in try i.compare(n) }, "Less": { i, n, _ in try i.compare(n) },
-         "Where": { i, n, _ in try i.whereNode(n) }]
+         "Where": { i, n, _ in try i.whereNode(n) },
+         "Mod": { i, n, _ in try i.mod(n) }]
     }
 }

@@ -8,7 +8,8 @@ outputs, for FlowRuntime's ONNX import tests.
 Families: torchcfm's UNetModelWrapper (MNIST setting, unconditional and
 class-conditional), diffusers' UNet2DModel (small), and a small DiT written here;
 each also as a "tiny" variant for fast tests; and a tiny conv net that upsamples by
-linear interpolation (Resize mode "linear") in PyTorch's several forms. See README.md beside this file.
+linear interpolation (Resize mode "linear") in PyTorch's several forms, and one with
+pooling, PixelShuffle and the clamped activations. See README.md beside this file.
 """
 import argparse
 import importlib.util
@@ -263,6 +264,29 @@ class InterpolatingConvNet(nn.Module):
         return self.out(torch.cat([a, ac, odd, w1], dim=1))
 
 
+class PoolingConvNet(nn.Module):
+    """A small conv net with the ops hand-written image nets add to the U-Nets': average,
+    max and global pooling (a squeeze-excitation gate), PixelShuffle (DepthToSpace), PReLU,
+    ReLU6 (Clip), Hardswish, Hardsigmoid, Mish and F.normalize (ReduceL2)."""
+
+    def __init__(self, ch=8):
+        super().__init__()
+        self.inp = nn.Conv2d(1, ch, 3, padding=1)
+        self.time = nn.Linear(1, ch)
+        self.prelu = nn.PReLU(ch)
+        self.down = nn.Conv2d(ch, ch, 3, padding=1)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, ch, 1), nn.Hardsigmoid())
+        self.up = nn.Conv2d(ch, 4 * ch, 3, padding=1)
+        self.out = nn.Conv2d(3 * ch, 1, 3, padding=1)
+
+    def forward(self, t, x):
+        h = self.prelu(self.inp(x) + self.time(t[:, None])[:, :, None, None])
+        pooled = F.avg_pool2d(h, 2) + F.max_pool2d(h, 3, stride=2, padding=1)
+        d = F.hardswish(self.down(pooled)) * self.se(h)
+        u = F.pixel_shuffle(self.up(F.mish(d)), 2)
+        return self.out(torch.cat([u, F.normalize(h, dim=1), F.relu6(3 * h)], dim=1))
+
+
 # ---------------------------------------------------------------- cases
 
 FULL_EXPORTS = [("legacy", 17), ("dynamo", None), ("dynamo", 21)]
@@ -284,6 +308,7 @@ CASES = {
     "tcfm_unet_heads_neworder_tiny": ("tcfm_unet", lambda: build_tcfm(False, True, heads=2, new_order=True), (1, 8, 8),
                                       False, TINY_EXPORTS + [("dynamo", None)]),
     "dit_indexed_tiny": ("dit", build_dit_indexed, (1, 8, 8), False, TINY_EXPORTS + [("dynamo", None)]),
+    "pool_convnet_tiny": ("pool_convnet", lambda: PoolingConvNet(), (1, 8, 8), False, TINY_EXPORTS + [("dynamo", None)]),
     "interp_convnet_tiny": ("interp_convnet", lambda: InterpolatingConvNet(), (1, 8, 8), False,
                             TINY_EXPORTS + [("dynamo", None)]),
     "dit": ("dit", lambda: build_dit(False), (1, 28, 28), False, SDPA_EXPORTS),

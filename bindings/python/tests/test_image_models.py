@@ -40,7 +40,7 @@ FIXTURES = unconditional_fixtures()
 
 
 def test_fixture_set_is_complete():
-    assert len([n for n in FIXTURES if "_tiny__" in n]) == 11, IMAGES  # incl. the interpolating conv net, the indexing DiT, two multi-head U-Nets (2 exports each)
+    assert len([n for n in FIXTURES if "_tiny__" in n]) == 13, IMAGES  # incl. the interpolating and pooling conv nets, the indexing DiT, two multi-head U-Nets (2 exports each)
     if os.environ.get("FLOWRT_IMAGE_TESTS") != "tiny":
         assert len(FIXTURES) == 14, FIXTURES  # incl. the two opset-23 (Attention op) exports
 

@@ -61,7 +61,9 @@ struct ReduceOp: GraphOp {
             if try importer.fuseLayerNorm(n, index: index) { return }
             try importer.reduce(n)
          },
-         "ReduceSum": { i, n, _ in try i.reduce(n) }]
+         "ReduceSum": { i, n, _ in try i.reduce(n) },
+         "ReduceSumSquare": { i, n, _ in try i.reduce(n) },
+         "ReduceL2": { i, n, _ in try i.reduce(n) }]
     }
 }
 
@@ -100,9 +102,11 @@ extension Executor {
 
 extension ONNXImporter {
     /// ReduceMean/ReduceSum over per-sample axes; axes from the attribute
-    /// (ReduceMean before opset 18, ReduceSum before 13) or input 1.
+    /// (ReduceSum from opset 13 and the others from 18 take input 1).
+    /// ReduceSumSquare is the sum of x·x, ReduceL2 its square root
+    /// (F.normalize's norm).
     mutating func reduce(_ n: Node) throws {
-        let axesAsInput = n.opType == "ReduceMean" ? opset >= 18 : opset >= 13
+        let axesAsInput = n.opType == "ReduceSum" ? opset >= 13 : opset >= 18
         let axes: [Int64]? = axesAsInput
             ? (n.inputs.count > 1 && !n.inputs[1].isEmpty ? try knownInts(n, 1, "axes") : nil)
             : ints(n, "axes")
@@ -115,6 +119,14 @@ extension ONNXImporter {
         let rank = onnxRank(x, a)
         let sampleAxes = try axes.map { try sampleAxis(n, $0, rank: rank, batchAxis: a) }
         let op: Operation = n.opType == "ReduceMean" ? .reduceMean(axes: sampleAxes, keepDims: keep) : .reduceSum(axes: sampleAxes, keepDims: keep)
-        try set(n, .batched(try builder.apply(op, [x], name: currentNode), batchAxis: a))
+        switch n.opType {
+        case "ReduceSumSquare", "ReduceL2":
+            let squares = try builder.apply(.unary(.square), [x], name: currentNode + "/square")
+            let sum = try builder.apply(op, [squares], name: n.opType == "ReduceL2" ? currentNode + "/sum" : currentNode)
+            let y = n.opType == "ReduceL2" ? try builder.apply(.unary(.sqrt), [sum], name: currentNode) : sum
+            try set(n, .batched(y, batchAxis: a))
+        default:
+            try set(n, .batched(try builder.apply(op, [x], name: currentNode), batchAxis: a))
+        }
     }
 }

@@ -108,10 +108,37 @@ struct TransposeOp: IndexMappingOp {
         e.node("Transpose", [e.name(n.inputs[0])], e.name(n.output), ["perm": .ints([0] + perm.map { Int64($0 + 1) })])
     }
 
-    static var onnxImports: [String: ONNXImportRule] { ["Transpose": { i, n, _ in try i.transpose(n) }] }
+    static var onnxImports: [String: ONNXImportRule] {
+        ["Transpose": { i, n, _ in try i.transpose(n) }, "DepthToSpace": { i, n, _ in try i.depthToSpace(n) }]
+    }
 }
 
 extension ONNXImporter {
+    /// DepthToSpace (PixelShuffle) on [C, H, W] per sample with block b:
+    /// Reshape → Transpose → Reshape, DCR ([b, b, C/b², H, W], perm
+    /// [2, 3, 0, 4, 1]) or CRD ([C/b², b, b, H, W], perm [0, 3, 1, 4, 2]).
+    mutating func depthToSpace(_ n: Node) throws {
+        guard case .batched(let x, true) = try input(n, 0), batchPosition(x) == 0, mergedAxes[x] == nil else {
+            throw unsupported(n, "DepthToSpace of anything but a batched [N, C, H, W] value")
+        }
+        let shape = builder.shape(of: x), b = Int(try int(n, "blocksize", 0))
+        guard shape.count == 3, b >= 1, shape[0] % (b * b) == 0 else {
+            throw invalid(n, "blocksize \(b) for a sample of shape \(shape)")
+        }
+        let (c, h, w) = (shape[0] / (b * b), shape[1], shape[2])
+        let mode = n.attributes["mode"]?.s ?? "DCR"
+        let split: [Int], perm: [Int]
+        switch mode {
+        case "DCR": (split, perm) = ([b, b, c, h, w], [2, 3, 0, 4, 1])
+        case "CRD": (split, perm) = ([c, b, b, h, w], [0, 3, 1, 4, 2])
+        default: throw unsupported(n, "mode '\(mode)'")
+        }
+        let blocks = try builder.apply(.reshape(shape: split), [x], name: currentNode + "/blocks")
+        let op = try TransposeOp(perm: perm, inputShape: split, node: currentNode)
+        let moved = try builder.apply(Operation(op), [blocks], name: currentNode + "/transpose")
+        try set(n, .batched(try builder.apply(.reshape(shape: [c, h * b, w * b]), [moved], name: currentNode), batchAxis: true))
+    }
+
     mutating func transpose(_ n: Node) throws {
         let v = try input(n, 0)
         switch v {

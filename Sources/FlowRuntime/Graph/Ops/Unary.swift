@@ -57,6 +57,7 @@ struct UnaryOp: GraphOp {
         }
         rules["Pow"] = { i, n, _ in try i.pow(n) }
         rules["Clip"] = { i, n, _ in try i.clip(n) }
+        rules["PRelu"] = { i, n, _ in try i.prelu(n) }
         return rules
     }
 }
@@ -207,6 +208,20 @@ extension ONNXImporter {
         }
         guard bounds[0] <= bounds[1] else { throw invalid(n, "min \(bounds[0]) above max \(bounds[1])") }
         try unary(n, .clip(lower: bounds[0], upper: bounds[1]))
+    }
+
+    /// PRelu(x, slope) = relu(x) − slope ⊙ relu(−x): the same values (x, or
+    /// slope·x, one rounding) with the slope a trainable constant that
+    /// broadcasts as Mul's operands do (PyTorch: [C, 1, 1] or one value).
+    mutating func prelu(_ n: Node) throws {
+        guard case .batched(let x, let axis) = try input(n, 0) else { throw unsupported(n, "PRelu of a constant") }
+        guard case .float = try input(n, 1) else { throw unsupported(n, "the slope must be a float constant") }
+        let positive = try builder.apply(.unary(.relu), [x], name: currentNode + "/positive")
+        let negated = try builder.apply(.unary(.neg), [x], name: currentNode + "/negated")
+        let negative = try builder.apply(.unary(.relu), [negated], name: currentNode + "/negative")
+        let (ids, _) = try aligned(n, [.batched(negative, batchAxis: axis), try input(n, 1)])
+        let scaled = try builder.apply(.binary(.mul), ids, name: currentNode + "/scaled")
+        try set(n, .batched(try builder.apply(.binary(.sub), [positive, scaled], name: currentNode), batchAxis: axis))
     }
 
     mutating func pow(_ n: Node) throws {
