@@ -105,7 +105,8 @@ for m, d in f.items(): print(f'| {m} | ' + ' | '.join(f'{d[k]/1e6:.1f}' for k in
   echo
   echo "2-thread speed-up with 1- and 2-thread calls interleaved in one process (\`bench/images/scaling.py\`, batch 64,"
   echo "best of ${SCALING_ROUNDS:-4} rounds each). FlowRuntime: \`Flow.transport\`, one RK4 step = four velocity evaluations of"
-  echo "the batch in the batched call's chunks, \`threads=\` 1 and 2 per call; onnxruntime: two sessions, intra_op 1 and 2:"
+  echo "the batch in the solver's chunks (a U-Net at batch 64: 16 of 4, without the batched call's narrower last chunks),"
+  echo "\`threads=\` 1 and 2 per call; onnxruntime: two sessions, intra_op 1 and 2:"
   echo
   echo '```'
   cat "$OUT/scaling.txt"

@@ -5,8 +5,10 @@ run.sh measures each thread count in its own process, minutes apart; on a
 shared machine its speed-up figures move by ±0.1 between runs.
 
 FlowRuntime: `Flow.transport` with one RK4 step (four velocity evaluations
-of the whole batch, chunked as a batched velocity call is: the torchcfm
-U-Net at batch 64 in 16 chunks of 4), `threads=` per call. onnxruntime:
+of the whole batch in the solver's chunks: a U-Net at batch 64 in 16
+chunks of 4, without the narrower last chunks of a batched velocity call,
+`Model.TaperedChunks`, since solver chunks never depend on the thread
+count), `threads=` per call. onnxruntime:
 two sessions on the same file, intra_op_num_threads 1 and 2 (for
 comparison: the same machine's scaling of another engine).
 
