@@ -16,7 +16,6 @@ subprocess per file, so a crash is recorded, not fatal. bench/onnx_sweep/results
 is the table of the last recorded run.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import time
 import traceback
-import types
 from pathlib import Path
 
 import numpy as np
@@ -76,23 +74,10 @@ from torch import nn  # noqa: E402
 torch.set_num_threads(1)
 
 
-def import_torchcfm_unet():
-    if "torchcfm" not in sys.modules:
-        spec = importlib.util.find_spec("torchcfm")
-        pkg = types.ModuleType("torchcfm")
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules["torchcfm"] = pkg
-    import torchcfm.models.unet.unet as unet_mod
-    return unet_mod
-
-
-class TCFMVelocity(nn.Module):
-    def __init__(self, net, cond):
-        super().__init__()
-        self.net, self.cond = net, cond
-
-    def forward(self, t, x, y=None):
-        return self.net(t, x, y=y) if self.cond else self.net(t, x)
+# torchcfm without its package __init__, and the wrapper torchcfm's training code
+# calls: the fixture script's (one home for both).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "Tests" / "ONNXData" / "images"))
+from make_image_fixtures import TCFMVelocity, import_torchcfm_unet  # noqa: E402
 
 
 def tcfm(dim=(1, 28, 28), num_channels=32, num_res_blocks=1, **kw):
@@ -664,6 +649,14 @@ def first_line(s, n=300):
     return (lines[0] if lines else "")[:n]
 
 
+def failed(rec, key, status, error, results):
+    """Records and prints a file that stopped before FlowRuntime saw it."""
+    rec["status"] = status
+    rec["error"] = f"{type(error).__name__}: {first_line(error)}"
+    results[key] = rec
+    print(f"{key}: {status.replace('_', ' ')} {rec['error']}", flush=True)
+
+
 def run_variant(name, results, exporters):
     import onnx
     import onnxruntime as ort
@@ -688,10 +681,7 @@ def run_variant(name, results, exporters):
         try:  # no torch.no_grad() here: as users do (and nn.MultiheadAttention's fast path stays off)
             rec["export_note"] = export(model, tuple(ins.values()), list(ins), path, exp)
         except Exception as e:
-            rec["status"] = "EXPORT_FAIL"
-            rec["error"] = f"{type(e).__name__}: {first_line(e)}"
-            results[key] = rec
-            print(f"{key}: EXPORT FAIL {rec['error']}", flush=True)
+            failed(rec, key, "EXPORT_FAIL", e, results)
             continue
         rec["export_s"] = round(time.time() - t0, 1)
         m = onnx.load(str(path))
@@ -706,10 +696,7 @@ def run_variant(name, results, exporters):
             ref = sess.run(None, feeds)[0]
             rec["ort_vs_torch"] = float(np.max(np.abs(ref - ref_torch)) / np.max(np.abs(ref_torch)))
         except Exception as e:
-            rec["status"] = "ORT_FAIL"
-            rec["error"] = f"{type(e).__name__}: {first_line(e)}"
-            results[key] = rec
-            print(f"{key}: ORT FAIL {rec['error']}", flush=True)
+            failed(rec, key, "ORT_FAIL", e, results)
             continue
         npz = OUT / f"{key}.npz"
         arrays = {"x": ins["x"].numpy(), "t": ins["t"].numpy().reshape(-1), "ref": ref}
